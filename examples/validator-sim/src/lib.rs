@@ -1,0 +1,1 @@
+//! A simulated CometBFT node, built only on tendermint-rs.

@@ -1,0 +1,2 @@
+//! A simulated CometBFT node for testing remote signers.
+fn main() {}

@@ -1,0 +1,4 @@
+//! The `split-key` command.
+#![forbid(unsafe_code)]
+
+fn main() {}

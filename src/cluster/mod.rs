@@ -1,0 +1,1 @@
+//! The cosigner-to-cosigner transport: QUIC with mutual TLS, versioned bincode messages.

@@ -1,0 +1,529 @@
+//! The `cosigner.toml` schema, loading and validation.
+//!
+//! A cosigner directory (written by `split-key` or `cosigner init-single`) holds one
+//! `cosigner.toml`. Relative paths in it are resolved against the directory that holds the
+//! file, so a directory can be copied to its host as it is. Every error names the file and
+//! the field that is wrong.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The largest cluster `split-key` deals and a cosigner accepts.
+pub const MAX_COSIGNERS: u16 = 32;
+
+/// The privval protocol a node speaks; it changes the wire format of a few messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProtocolVersion {
+    #[serde(rename = "v0.34")]
+    V0_34,
+    #[serde(rename = "v0.37")]
+    V0_37,
+    #[serde(rename = "v0.38")]
+    V0_38,
+    #[serde(rename = "v1")]
+    V1,
+}
+
+impl ProtocolVersion {
+    /// Whether votes of this version carry vote extensions (v0.38 and later).
+    pub fn has_vote_extensions(self) -> bool {
+        matches!(self, ProtocolVersion::V0_38 | ProtocolVersion::V1)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProtocolVersion::V0_34 => "v0.34",
+            ProtocolVersion::V0_37 => "v0.37",
+            ProtocolVersion::V0_38 => "v0.38",
+            ProtocolVersion::V1 => "v1",
+        }
+    }
+}
+
+/// The whole `cosigner.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the per-chain sign state files live.
+    pub state_dir: PathBuf,
+    /// This cosigner's SecretConnection identity key (base64 of a 32-byte Ed25519 seed).
+    pub identity_key: PathBuf,
+    /// Chains this signer signs for; a request for any other chain ID is refused.
+    #[serde(rename = "chain", default)]
+    pub chains: Vec<ChainConfig>,
+    /// The nodes to dial (each node's `priv_validator_laddr`).
+    #[serde(rename = "node", default)]
+    pub nodes: Vec<NodeConfig>,
+    /// Exactly one of `single` and `threshold` is present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub single: Option<SingleConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<ThresholdConfig>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    pub id: String,
+    /// Whether a missing state file for this chain may start fresh at height 0. Off by
+    /// default: a missing file on a host that has signed before is how double signs happen.
+    #[serde(default)]
+    pub allow_fresh_state: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// `tcp://[NODE_ID@]HOST:PORT`.
+    pub address: String,
+    pub protocol: ProtocolVersion,
+    /// Answer v1 SignBytes requests (never for bytes that decode as a vote or proposal).
+    #[serde(default)]
+    pub allow_sign_bytes: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SingleConfig {
+    /// The whole validator key (`priv_validator_key.json` or a tmkms softsign key).
+    pub key_file: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdConfig {
+    /// This cosigner's FROST identifier, 1..=n.
+    pub id: u16,
+    pub threshold: u16,
+    /// Where this cosigner accepts QUIC connections from its peers.
+    pub listen: SocketAddr,
+    /// This cosigner's FROST key package and the group's public key package.
+    pub key_share: PathBuf,
+    /// This cosigner's TLS certificate and key for the cluster, and the cluster's CA
+    /// certificate (whose private key was destroyed by `split-key`).
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub cluster_ca: PathBuf,
+    #[serde(rename = "peer", default)]
+    pub peers: Vec<PeerConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub id: u16,
+    /// `HOST:PORT` of the peer's QUIC listener.
+    pub address: String,
+    /// Lowercase hex SHA-256 of the peer's DER certificate; the peer's identity.
+    pub cert_sha256: String,
+}
+
+/// Network and signing deadlines, in milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// TCP connect plus SecretConnection handshake with a node.
+    pub node_handshake_ms: u64,
+    /// A node that sends nothing for this long is dropped (it pings every ~3.3 s).
+    pub node_idle_ms: u64,
+    /// Writing one reply to a node.
+    pub node_write_ms: u64,
+    /// Delay before redialling a node after a failure.
+    pub redial_ms: u64,
+    /// One attempt of a threshold signing with one set of participants.
+    pub sign_attempt_ms: u64,
+    /// All attempts of one threshold signing together; must stay under the node's 5 s.
+    pub sign_total_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            node_handshake_ms: 2_000,
+            node_idle_ms: 10_000,
+            node_write_ms: 5_000,
+            redial_ms: 200,
+            sign_attempt_ms: 800,
+            sign_total_ms: 3_000,
+        }
+    }
+}
+
+impl Timeouts {
+    pub fn node_handshake(&self) -> Duration {
+        Duration::from_millis(self.node_handshake_ms)
+    }
+    pub fn node_idle(&self) -> Duration {
+        Duration::from_millis(self.node_idle_ms)
+    }
+    pub fn node_write(&self) -> Duration {
+        Duration::from_millis(self.node_write_ms)
+    }
+    pub fn redial(&self) -> Duration {
+        Duration::from_millis(self.redial_ms)
+    }
+    pub fn sign_attempt(&self) -> Duration {
+        Duration::from_millis(self.sign_attempt_ms)
+    }
+    pub fn sign_total(&self) -> Duration {
+        Duration::from_millis(self.sign_total_ms)
+    }
+}
+
+/// A node address from the config: `tcp://[NODE_ID@]HOST:PORT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeAddress {
+    /// Lowercase hex node ID to pin, if given.
+    pub node_id: Option<String>,
+    pub host: String,
+    pub port: u16,
+}
+
+impl NodeAddress {
+    pub fn parse(s: &str) -> Result<NodeAddress, String> {
+        let rest = s
+            .strip_prefix("tcp://")
+            .ok_or_else(|| format!("`{s}` must start with tcp://"))?;
+        let (node_id, host_port) = match rest.split_once('@') {
+            Some((id, hp)) => {
+                let id = id.to_ascii_lowercase();
+                if id.len() != 40 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(format!("node ID `{id}` in `{s}` is not 40 hex digits"));
+                }
+                (Some(id), hp)
+            }
+            None => (None, rest),
+        };
+        let (host, port) = split_host_port(host_port).map_err(|e| format!("`{s}`: {e}"))?;
+        Ok(NodeAddress {
+            node_id,
+            host,
+            port,
+        })
+    }
+
+    /// `host:port`, with IPv6 hosts bracketed, for `TcpStream::connect`.
+    pub fn host_port(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Splits `HOST:PORT` (or `[V6]:PORT`) and checks both parts.
+pub fn split_host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (host, port) = rest
+            .split_once("]:")
+            .ok_or_else(|| "expected [IPV6]:PORT".to_string())?;
+        (host, port)
+    } else {
+        s.rsplit_once(':')
+            .ok_or_else(|| "expected HOST:PORT".to_string())?
+    };
+    if host.is_empty() || host.contains(['/', ' ', '@']) {
+        return Err(format!("invalid host `{host}`"));
+    }
+    let port: u16 = port.parse().map_err(|_| format!("invalid port `{port}`"))?;
+    if port == 0 {
+        return Err("port 0 is not a valid address".to_string());
+    }
+    Ok((host.to_string(), port))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{path}: field `{field}`: {problem}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        problem: String,
+    },
+}
+
+/// A loaded config: the parsed file, where it came from, and its paths made absolute.
+#[derive(Clone, Debug)]
+pub struct LoadedConfig {
+    pub path: PathBuf,
+    pub config: Config,
+    pub nodes: Vec<NodeAddress>,
+}
+
+impl LoadedConfig {
+    /// Resolves a path from the config against the directory that holds the file.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        let base = self.path.parent().unwrap_or_else(|| Path::new("."));
+        base.join(p)
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
+        let nodes = config
+            .validate()
+            .map_err(|(field, problem)| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field,
+                problem,
+            })?;
+        Ok(LoadedConfig {
+            path: path.to_path_buf(),
+            config,
+            nodes,
+        })
+    }
+
+    /// Renders the config as TOML.
+    pub fn to_toml(&self) -> String {
+        // Serialising plain structs of strings and numbers cannot fail.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks everything that can be checked without touching other files. Returns the
+    /// parsed node addresses, or the offending field and what is wrong with it.
+    pub fn validate(&self) -> Result<Vec<NodeAddress>, (String, String)> {
+        let bad = |field: &str, problem: String| Err((field.to_string(), problem));
+        if self.chains.is_empty() {
+            return bad(
+                "chain",
+                "at least one [[chain]] with an `id` is required".into(),
+            );
+        }
+        for (i, chain) in self.chains.iter().enumerate() {
+            if chain.id.is_empty() || chain.id.len() > 50 {
+                return bad(
+                    &format!("chain[{i}].id"),
+                    "a chain ID has 1 to 50 characters".into(),
+                );
+            }
+            if self.chains[..i].iter().any(|c| c.id == chain.id) {
+                return bad(
+                    &format!("chain[{i}].id"),
+                    format!("chain `{}` is listed twice", chain.id),
+                );
+            }
+        }
+        if self.nodes.is_empty() {
+            return bad(
+                "node",
+                "at least one [[node]] with an `address` is required".into(),
+            );
+        }
+        let mut nodes = Vec::with_capacity(self.nodes.len());
+        for (i, node) in self.nodes.iter().enumerate() {
+            let addr =
+                NodeAddress::parse(&node.address).map_err(|e| (format!("node[{i}].address"), e))?;
+            nodes.push(addr);
+        }
+        let t = &self.timeouts;
+        for (field, value) in [
+            ("timeouts.node_handshake_ms", t.node_handshake_ms),
+            ("timeouts.node_idle_ms", t.node_idle_ms),
+            ("timeouts.node_write_ms", t.node_write_ms),
+            ("timeouts.redial_ms", t.redial_ms),
+            ("timeouts.sign_attempt_ms", t.sign_attempt_ms),
+            ("timeouts.sign_total_ms", t.sign_total_ms),
+        ] {
+            if value == 0 || value > 60_000 {
+                return bad(field, format!("{value} is outside 1..=60000"));
+            }
+        }
+        if t.sign_attempt_ms > t.sign_total_ms {
+            return bad(
+                "timeouts.sign_attempt_ms",
+                "must not exceed timeouts.sign_total_ms".into(),
+            );
+        }
+        match (&self.single, &self.threshold) {
+            (Some(_), Some(_)) => {
+                return bad(
+                    "single",
+                    "give either [single] or [threshold], not both".into(),
+                )
+            }
+            (None, None) => {
+                return bad(
+                    "threshold",
+                    "one of [single] or [threshold] is required".into(),
+                )
+            }
+            (Some(_), None) => {}
+            (None, Some(th)) => th.validate()?,
+        }
+        Ok(nodes)
+    }
+}
+
+impl ThresholdConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |field: &str, problem: String| Err((field.to_string(), problem));
+        let n = self.peers.len() + 1;
+        if n > MAX_COSIGNERS as usize {
+            return bad(
+                "threshold.peer",
+                format!("{n} cosigners exceed the maximum of {MAX_COSIGNERS}"),
+            );
+        }
+        let n = n as u16;
+        if self.threshold < 2 || self.threshold > n || self.threshold as usize * 2 <= n as usize {
+            return bad(
+                "threshold.threshold",
+                format!(
+                    "{} of {n} is not allowed: need 2 <= t <= n and t > n/2",
+                    self.threshold
+                ),
+            );
+        }
+        if self.id == 0 || self.id > n {
+            return bad("threshold.id", format!("{} is outside 1..={n}", self.id));
+        }
+        let mut seen = vec![self.id];
+        for (i, peer) in self.peers.iter().enumerate() {
+            if peer.id == 0 || peer.id > n || seen.contains(&peer.id) {
+                return bad(
+                    &format!("threshold.peer[{i}].id"),
+                    format!("{} is outside 1..={n} or used twice", peer.id),
+                );
+            }
+            seen.push(peer.id);
+            split_host_port(&peer.address)
+                .map_err(|e| (format!("threshold.peer[{i}].address"), e))?;
+            if peer.cert_sha256.len() != 64
+                || !peer
+                    .cert_sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return bad(
+                    &format!("threshold.peer[{i}].cert_sha256"),
+                    "expected 64 lowercase hex digits".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Config {
+        Config {
+            state_dir: "state".into(),
+            identity_key: "identity.key".into(),
+            chains: vec![ChainConfig {
+                id: "test-chain".into(),
+                allow_fresh_state: true,
+            }],
+            nodes: vec![NodeConfig {
+                address: "tcp://127.0.0.1:26659".into(),
+                protocol: ProtocolVersion::V0_38,
+                allow_sign_bytes: false,
+            }],
+            single: None,
+            threshold: Some(ThresholdConfig {
+                id: 1,
+                threshold: 2,
+                listen: "127.0.0.1:7101".parse().unwrap(),
+                key_share: "key_share.json".into(),
+                tls_cert: "tls/cert.pem".into(),
+                tls_key: "tls/key.pem".into(),
+                cluster_ca: "tls/cluster-ca.pem".into(),
+                peers: (2..=3)
+                    .map(|id| PeerConfig {
+                        id,
+                        address: format!("127.0.0.1:710{id}"),
+                        cert_sha256: "ab".repeat(32),
+                    })
+                    .collect(),
+            }),
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let c = sample();
+        let back: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.validate().unwrap()[0].port, 26659);
+    }
+
+    #[test]
+    fn refuses_a_threshold_that_lets_two_quorums_sign() {
+        let mut c = sample();
+        c.threshold.as_mut().unwrap().peers.push(PeerConfig {
+            id: 4,
+            address: "127.0.0.1:7104".into(),
+            cert_sha256: "cd".repeat(32),
+        });
+        let (field, problem) = c.validate().unwrap_err();
+        assert_eq!(field, "threshold.threshold");
+        assert!(problem.contains("t > n/2"), "{problem}");
+    }
+
+    #[test]
+    fn parses_node_addresses() {
+        let a = NodeAddress::parse("tcp://ABCDEF0123456789abcdef0123456789ABCDEF01@10.0.0.1:26659")
+            .unwrap();
+        assert_eq!(
+            a.node_id.as_deref(),
+            Some("abcdef0123456789abcdef0123456789abcdef01")
+        );
+        assert_eq!(a.host_port(), "10.0.0.1:26659");
+        assert_eq!(
+            NodeAddress::parse("tcp://[::1]:26659").unwrap().host_port(),
+            "[::1]:26659"
+        );
+        for bad in [
+            "127.0.0.1:1",
+            "tcp://host",
+            "tcp://abc@h:1",
+            "tcp://h:99999",
+            "tcp://h:0",
+        ] {
+            assert!(NodeAddress::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_file_and_field_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cosigner.toml");
+        let mut c = sample();
+        c.nodes[0].address = "http://x:1".into();
+        std::fs::write(&path, c.to_toml()).unwrap();
+        let msg = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            msg.contains("cosigner.toml") && msg.contains("node[0].address"),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! Canonical sign bytes: encoding requests into them and parsing them back, strictly.

@@ -1,0 +1,28 @@
+//! A threshold remote signer for CometBFT validators.
+//!
+//! The validator's Ed25519 key is dealt into FROST shares, one per cosigner host. Each
+//! cosigner dials the validator's nodes and speaks the privval protocol over a
+//! SecretConnection; for every vote or proposal it gathers `t` partial signatures from its
+//! peers over QUIC. Every cosigner checks and durably records its own height/round/step
+//! watermark before releasing a partial signature, so no coordinator can make the cluster
+//! double-sign.
+//!
+//! The parts, one module each:
+//! - [`config`]: the `cosigner.toml` schema and its validation.
+//! - [`validator_key`]: reading CometBFT and tmkms key files.
+//! - [`consensus`]: what a signature is for: canonical sign bytes and height/round/step.
+//! - [`sign_state`]: double-sign rules and the durable watermark.
+//! - [`privval`]: the validator-facing side: SecretConnection, privval messages, sessions.
+//! - [`threshold`]: FROST key shares, nonces, participant and coordinator logic.
+//! - [`cluster`]: the cosigner-to-cosigner transport (QUIC with mutual TLS).
+//! - [`signer`]: the signers a privval session can be served by (single key, threshold).
+#![forbid(unsafe_code)]
+
+pub mod cluster;
+pub mod config;
+pub mod consensus;
+pub mod privval;
+pub mod sign_state;
+pub mod signer;
+pub mod threshold;
+pub mod validator_key;

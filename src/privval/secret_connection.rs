@@ -1,0 +1,1 @@
+//! SecretConnection (CometBFT p2p/conn) on tokio: handshake, framing, sealing.

@@ -1,0 +1,2 @@
+//! FROST threshold signing: key shares, nonce pools, and the participant and coordinator
+//! logic, kept free of I/O.

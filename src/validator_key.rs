@@ -1,0 +1,1 @@
+//! Reading validator keys: CometBFT `priv_validator_key.json` and tmkms softsign files.
