@@ -217,6 +217,18 @@ impl NodeAddress {
     }
 }
 
+/// Whether `id` is a chain ID this signer accepts. CometBFT allows up to 50 bytes of any
+/// kind; we also restrict the characters because the ID names the chain's state file.
+pub fn valid_chain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 50
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && id != "."
+        && id != ".."
+}
+
 /// Splits `HOST:PORT` (or `[V6]:PORT`) and checks both parts.
 pub fn split_host_port(s: &str) -> Result<(String, u16), String> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
@@ -316,10 +328,13 @@ impl Config {
             );
         }
         for (i, chain) in self.chains.iter().enumerate() {
-            if chain.id.is_empty() || chain.id.len() > 50 {
+            if !valid_chain_id(&chain.id) {
                 return bad(
                     &format!("chain[{i}].id"),
-                    "a chain ID has 1 to 50 characters".into(),
+                    format!(
+                        "`{}` is not a chain ID: 1 to 50 characters of A-Z a-z 0-9 . _ -",
+                        chain.id
+                    ),
                 );
             }
             if self.chains[..i].iter().any(|c| c.id == chain.id) {
