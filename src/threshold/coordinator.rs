@@ -123,7 +123,8 @@ pub fn choose_participants(
         .filter(|c| c.id != self_id)
         .collect();
     peers.sort_by_key(|c| (c.rtt, c.id));
-    peers.dedup_by_key(|c| c.id);
+    let mut seen = BTreeSet::new();
+    peers.retain(|c| seen.insert(c.id));
     if peers.len() < threshold - 1 {
         return None;
     }
@@ -663,6 +664,12 @@ mod tests {
         // We must take part ourselves.
         assert_eq!(choose_participants(1, 2, &cands, &[1].into(), false), None);
         assert_eq!(choose_participants(9, 2, &cands, &none, false), None);
+        // A peer listed twice counts once.
+        let twice = [c(1, 0, 5), c(2, 1, 5), c(3, 9, 5), c(2, 5, 5)];
+        assert_eq!(
+            choose_participants(1, 3, &twice, &none, false),
+            Some(vec![1, 2, 3])
+        );
     }
 
     #[test]

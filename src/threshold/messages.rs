@@ -255,6 +255,32 @@ mod tests {
     }
 
     #[test]
+    fn a_two_signer_request_stays_small() {
+        let c = Commitment {
+            hiding: [1; 32],
+            binding: [2; 32],
+        };
+        let part = SignPart {
+            sign_bytes: vec![0; 150],
+            commitments: [(1, c), (2, c)].into(),
+        };
+        let req = ClusterRequest::Sign(SignRequest {
+            vote: part,
+            extension: None,
+        });
+        // 150 B of sign bytes plus two 64-byte commitments plus small framing; frost's stock
+        // SigningPackage encoding of the same is 360 B.
+        let len = bincode::serialize(&req).unwrap().len();
+        assert!(len <= 150 + 2 * 66 + 32, "{len} bytes");
+        let resp = ClusterResponse::Signed(SignResponse {
+            share: Share([3; 32]),
+            extension_share: None,
+            commitments: vec![c],
+        });
+        assert!(bincode::serialize(&resp).unwrap().len() <= 32 + 64 + 24);
+    }
+
+    #[test]
     fn non_canonical_share_is_refused() {
         assert!(Share([0xff; 32]).to_frost().is_err());
         assert!(Share([0; 32]).to_frost().is_ok());

@@ -617,6 +617,24 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_requests_for_one_nonce_yield_one_share() {
+        let (group, _) = group(2, 3);
+        let wm = RecordingWatermark::default();
+        let req = vote_request(&group, 1, &[1, 2]);
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| group[1].handle_sign(1, &req, &wm, &mut OsRng)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+        assert!(results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| e.kind == RefusalKind::UnknownCommitment));
+    }
+
+    #[test]
     fn a_commitment_issued_to_one_coordinator_is_refused_from_another() {
         let (group, _) = group(2, 3);
         let wm = RecordingWatermark::default();
