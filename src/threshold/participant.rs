@@ -1,0 +1,827 @@
+//! One cosigner's side of threshold signing: deciding whether to release a signature share.
+//!
+//! A [`Participant`] answers requests from any coordinator (itself included) that arrive on an
+//! authenticated connection. Before it releases a share it validates the commitments, parses
+//! the sign bytes itself (never trusting coordinator metadata), burns the nonces it is asked to
+//! use, and has the [`Watermark`] check and durably record the signature's position. Only then
+//! does it compute the share. No I/O happens here: the watermark's storage and the transport
+//! live elsewhere.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use frost_ed25519::keys::{KeyPackage, PublicKeyPackage};
+use frost_ed25519::rand_core::{CryptoRng, RngCore};
+use frost_ed25519::round1::{SigningCommitments, SigningNonces};
+use frost_ed25519::{round2, Identifier, SigningPackage};
+
+use super::messages::{
+    identifier_of, peer_of, Commitment, PeerId, Refusal, RefusalKind, Share, SignPart, SignRequest,
+    SignResponse, MAX_COMMITMENTS_PER_MESSAGE, MAX_SIGN_BYTES,
+};
+use super::nonces::{NoncePool, DEFAULT_MAX_OUTSTANDING};
+use crate::consensus::sign_bytes::{self, SignBytesError};
+use crate::consensus::{ExtensionDoc, SignDoc, Step};
+
+/// Double-sign protection as the participant needs it.
+pub trait Watermark {
+    /// Decides whether `doc` may be signed under the FilePV rules and, if so, records the new
+    /// watermark durably before returning `Ok`. Returns a refusal of kind
+    /// [`RefusalKind::Watermark`] when the rules say no and [`RefusalKind::Storage`] when the
+    /// watermark could not be stored; either way no share is released.
+    fn authorize(&self, doc: &SignDoc) -> Result<(), Refusal>;
+}
+
+/// How sign bytes are parsed: the canonical parser in production; tests inject a fake while
+/// the real one is being written.
+#[derive(Clone, Copy)]
+pub(crate) struct SignBytesParser {
+    pub(crate) parse: fn(&[u8]) -> Result<SignDoc, SignBytesError>,
+    pub(crate) parse_extension: fn(&[u8]) -> Result<ExtensionDoc, SignBytesError>,
+}
+
+const CANONICAL: SignBytesParser = SignBytesParser {
+    parse: sign_bytes::parse,
+    parse_extension: sign_bytes::parse_extension,
+};
+
+/// Why key material cannot make a participant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParticipantError {
+    #[error("cosigner id {0} is not a valid FROST identifier")]
+    InvalidId(PeerId),
+    #[error("the key package belongs to another identifier than cosigner {0}")]
+    WrongIdentifier(PeerId),
+    #[error("threshold {given} does not match the key package's {in_package}")]
+    ThresholdMismatch { given: u16, in_package: u16 },
+    #[error("the public key package does not match the key package")]
+    PackageMismatch,
+    #[error("the public key package holds an identifier that is no cosigner number")]
+    NonDefaultIdentifier,
+}
+
+/// This cosigner as a signer: key material, the peers it knows, and its nonce pool.
+pub struct Participant {
+    own_id: PeerId,
+    key_package: KeyPackage,
+    public_key_package: PublicKeyPackage,
+    threshold: u16,
+    /// Every cosigner of the group (ourselves included), from the public key package.
+    members: BTreeMap<PeerId, Identifier>,
+    nonces: Mutex<NoncePool>,
+    parser: SignBytesParser,
+}
+
+impl std::fmt::Debug for Participant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Participant")
+            .field("own_id", &self.own_id)
+            .field("threshold", &self.threshold)
+            .field("members", &self.members.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Participant {
+    /// Checks that the packages belong together and to cosigner `own_id`.
+    pub fn new(
+        own_id: PeerId,
+        key_package: KeyPackage,
+        public_key_package: PublicKeyPackage,
+        threshold: u16,
+    ) -> Result<Participant, ParticipantError> {
+        let identifier = identifier_of(own_id).ok_or(ParticipantError::InvalidId(own_id))?;
+        if *key_package.identifier() != identifier {
+            return Err(ParticipantError::WrongIdentifier(own_id));
+        }
+        let in_package = *key_package.min_signers();
+        if threshold != in_package || threshold < 2 {
+            return Err(ParticipantError::ThresholdMismatch {
+                given: threshold,
+                in_package,
+            });
+        }
+        if public_key_package
+            .min_signers()
+            .is_some_and(|m| m != threshold)
+            || public_key_package.verifying_key() != key_package.verifying_key()
+            || public_key_package.verifying_shares().get(&identifier)
+                != Some(key_package.verifying_share())
+        {
+            return Err(ParticipantError::PackageMismatch);
+        }
+        let members = public_key_package
+            .verifying_shares()
+            .keys()
+            .map(|id| {
+                peer_of(id)
+                    .map(|p| (p, *id))
+                    .ok_or(ParticipantError::NonDefaultIdentifier)
+            })
+            .collect::<Result<BTreeMap<_, _>, _>>()?;
+        if members.len() < usize::from(threshold) {
+            return Err(ParticipantError::PackageMismatch);
+        }
+        Ok(Participant {
+            own_id,
+            key_package,
+            public_key_package,
+            threshold,
+            members,
+            nonces: Mutex::new(NoncePool::new(DEFAULT_MAX_OUTSTANDING)),
+            parser: CANONICAL,
+        })
+    }
+
+    /// Replaces the nonce pool with an empty one keeping at most `max` nonces per coordinator.
+    pub fn with_max_outstanding(mut self, max: usize) -> Participant {
+        self.nonces = Mutex::new(NoncePool::new(max));
+        self
+    }
+
+    #[cfg(test)]
+    pub(crate) fn with_parser(mut self, parser: SignBytesParser) -> Participant {
+        self.parser = parser;
+        self
+    }
+
+    pub fn id(&self) -> PeerId {
+        self.own_id
+    }
+
+    pub fn threshold(&self) -> u16 {
+        self.threshold
+    }
+
+    pub fn public_key_package(&self) -> &PublicKeyPackage {
+        &self.public_key_package
+    }
+
+    /// Whether `peer` is a cosigner of this group.
+    pub fn is_member(&self, peer: PeerId) -> bool {
+        self.members.contains_key(&peer)
+    }
+
+    /// Nonces issued to `coordinator` and not used yet.
+    pub fn outstanding(&self, coordinator: PeerId) -> usize {
+        self.pool().outstanding(coordinator)
+    }
+
+    /// Issues up to `count` fresh commitments (bounded by [`MAX_COMMITMENTS_PER_MESSAGE`] and
+    /// the pool) that only `coordinator` can redeem.
+    pub fn handle_commitments<R: RngCore + CryptoRng>(
+        &self,
+        coordinator: PeerId,
+        count: u16,
+        rng: &mut R,
+    ) -> Result<Vec<Commitment>, Refusal> {
+        if !self.is_member(coordinator) {
+            return Err(Refusal::new(
+                RefusalKind::BadRequest,
+                format!("coordinator {coordinator} is not a member of this group"),
+            ));
+        }
+        self.issue(
+            coordinator,
+            count.min(MAX_COMMITMENTS_PER_MESSAGE).into(),
+            rng,
+        )
+    }
+
+    /// Decides on one sign request from `coordinator` (the authenticated peer it came from)
+    /// and, if every check passes, returns our share(s) and fresh commitments.
+    ///
+    /// The order is what makes this safe: validate everything that is free to validate; then
+    /// remove the nonces from the pool, so they can never serve twice whatever happens next;
+    /// then have the watermark authorize and persist; only then sign.
+    pub fn handle_sign<W, R>(
+        &self,
+        coordinator: PeerId,
+        req: &SignRequest,
+        watermark: &W,
+        rng: &mut R,
+    ) -> Result<SignResponse, Refusal>
+    where
+        W: Watermark + ?Sized,
+        R: RngCore + CryptoRng,
+    {
+        if !self.is_member(coordinator) {
+            return Err(bad(format!(
+                "coordinator {coordinator} is not a member of this group"
+            )));
+        }
+
+        // 1. Decode (and so validate) every commitment; check the participant sets.
+        let vote_commitments = self.decode_part("vote", &req.vote)?;
+        let ext_commitments = req
+            .extension
+            .as_ref()
+            .map(|part| self.decode_part("extension", part))
+            .transpose()?;
+        let our_vote = *vote_commitments
+            .get(&self.own_id)
+            .ok_or_else(|| bad(format!("our id {} is not among the signers", self.own_id)))?;
+        if vote_commitments.len() < usize::from(self.threshold) {
+            return Err(bad(format!(
+                "{} signers, fewer than the threshold {}",
+                vote_commitments.len(),
+                self.threshold
+            )));
+        }
+        let our_ext = match &ext_commitments {
+            None => None,
+            Some(ext) => {
+                if !ext.keys().eq(vote_commitments.keys()) {
+                    return Err(bad("the extension's signers differ from the vote's"));
+                }
+                let ours = ext
+                    .get(&self.own_id)
+                    .copied()
+                    .ok_or_else(|| bad("our id is not among the extension's signers"))?;
+                if ours == our_vote {
+                    return Err(bad("the extension reuses the vote's commitment"));
+                }
+                Some(ours)
+            }
+        };
+
+        // 2. Learn what we are asked to sign from the bytes themselves.
+        let doc = (self.parser.parse)(&req.vote.sign_bytes)
+            .map_err(|e| sign_bytes_refusal(format!("vote sign bytes: {e}")))?;
+        if doc.sign_bytes != req.vote.sign_bytes {
+            return Err(sign_bytes_refusal(
+                "vote sign bytes do not parse back to themselves",
+            ));
+        }
+        if let Some(part) = &req.extension {
+            let ext = (self.parser.parse_extension)(&part.sign_bytes)
+                .map_err(|e| sign_bytes_refusal(format!("extension sign bytes: {e}")))?;
+            check_extension_belongs(&doc, &ext, &part.sign_bytes)?;
+        }
+
+        // 3. Burn the nonces before anything can fail or be signed.
+        let (vote_nonces, ext_nonces) = {
+            let mut pool = self.pool();
+            let vote = pool.take(coordinator, &our_vote);
+            let ext = our_ext.map(|c| pool.take(coordinator, &c));
+            (vote, ext)
+        };
+        let unknown = || {
+            Refusal::new(
+                RefusalKind::UnknownCommitment,
+                "unknown commitment: already used, expired, or issued to another coordinator",
+            )
+        };
+        let vote_nonces = vote_nonces.ok_or_else(unknown)?;
+        let ext_nonces = match ext_nonces {
+            None => None,
+            Some(n) => Some(n.ok_or_else(unknown)?),
+        };
+
+        // 4. Double-sign protection, durable before anything leaves.
+        watermark.authorize(&doc).map_err(|r| Refusal {
+            reason: format!("watermark refused: {}", r.reason),
+            kind: r.kind,
+        })?;
+
+        // 5. Sign.
+        let share = self.sign_part(&req.vote.sign_bytes, &vote_commitments, &vote_nonces)?;
+        let extension_share = match (&req.extension, &ext_commitments, &ext_nonces) {
+            (Some(part), Some(commitments), Some(nonces)) => {
+                Some(self.sign_part(&part.sign_bytes, commitments, nonces)?)
+            }
+            _ => None,
+        };
+        drop((vote_nonces, ext_nonces));
+
+        let used = 1 + usize::from(extension_share.is_some());
+        let commitments = self.issue(coordinator, used, rng)?;
+        Ok(SignResponse {
+            share,
+            extension_share,
+            commitments,
+        })
+    }
+
+    fn decode_part(
+        &self,
+        what: &str,
+        part: &SignPart,
+    ) -> Result<BTreeMap<PeerId, SigningCommitments>, Refusal> {
+        if part.sign_bytes.len() > MAX_SIGN_BYTES {
+            return Err(bad(format!(
+                "{what} sign bytes are {} bytes, more than {MAX_SIGN_BYTES}",
+                part.sign_bytes.len()
+            )));
+        }
+        // Bound the work before the costly point validation.
+        if part.commitments.len() > self.members.len() {
+            return Err(bad(format!(
+                "{what}: {} commitments for a group of {}",
+                part.commitments.len(),
+                self.members.len()
+            )));
+        }
+        part.commitments
+            .iter()
+            .map(|(peer, c)| {
+                if !self.is_member(*peer) {
+                    return Err(bad(format!("{what}: signer {peer} is not a member")));
+                }
+                let decoded = c
+                    .to_frost()
+                    .map_err(|e| bad(format!("{what}: signer {peer}: {e}")))?;
+                Ok((*peer, decoded))
+            })
+            .collect()
+    }
+
+    fn sign_part(
+        &self,
+        message: &[u8],
+        commitments: &BTreeMap<PeerId, SigningCommitments>,
+        nonces: &SigningNonces,
+    ) -> Result<Share, Refusal> {
+        let by_identifier = commitments
+            .iter()
+            .map(|(peer, c)| {
+                self.members
+                    .get(peer)
+                    .map(|id| (*id, *c))
+                    .ok_or_else(|| bad(format!("signer {peer} is not a member")))
+            })
+            .collect::<Result<BTreeMap<_, _>, _>>()?;
+        let package = SigningPackage::new(by_identifier, message);
+        let share = round2::sign(&package, nonces, &self.key_package)
+            .map_err(|e| Refusal::new(RefusalKind::Internal, format!("round 2 failed: {e}")))?;
+        Share::from_frost(&share).map_err(|e| Refusal::new(RefusalKind::Internal, e.to_string()))
+    }
+
+    fn issue<R: RngCore + CryptoRng>(
+        &self,
+        coordinator: PeerId,
+        count: usize,
+        rng: &mut R,
+    ) -> Result<Vec<Commitment>, Refusal> {
+        let issued = self
+            .pool()
+            .issue(coordinator, count, self.key_package.signing_share(), rng);
+        issued
+            .iter()
+            .map(Commitment::from_frost)
+            .collect::<Result<_, _>>()
+            .map_err(|e| Refusal::new(RefusalKind::Internal, e.to_string()))
+    }
+
+    fn pool(&self) -> MutexGuard<'_, NoncePool> {
+        // Every pool operation removes a nonce before handing it out, so a panic while the
+        // lock was held cannot have left a used nonce behind: the state stays safe to use.
+        self.nonces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The extension must be the one CometBFT attaches to this very vote: a non-nil precommit of
+/// the same chain, height and round.
+fn check_extension_belongs(
+    vote: &SignDoc,
+    ext: &ExtensionDoc,
+    ext_bytes: &[u8],
+) -> Result<(), Refusal> {
+    if ext.sign_bytes != ext_bytes {
+        return Err(sign_bytes_refusal(
+            "extension sign bytes do not parse back to themselves",
+        ));
+    }
+    if vote.hrs.step != Step::Precommit || vote.block_id.is_none() {
+        return Err(sign_bytes_refusal(format!(
+            "an extension comes only with a non-nil precommit, not a {}{}",
+            if vote.block_id.is_none() { "nil " } else { "" },
+            vote.hrs.step
+        )));
+    }
+    if ext.chain_id != vote.chain_id || ext.height != vote.hrs.height || ext.round != vote.hrs.round
+    {
+        return Err(sign_bytes_refusal(format!(
+            "extension is for {} {}/{}, the vote for {} {}/{}",
+            ext.chain_id, ext.height, ext.round, vote.chain_id, vote.hrs.height, vote.hrs.round
+        )));
+    }
+    Ok(())
+}
+
+fn bad(reason: impl Into<String>) -> Refusal {
+    Refusal::new(RefusalKind::BadRequest, reason)
+}
+
+fn sign_bytes_refusal(reason: impl Into<String>) -> Refusal {
+    Refusal::new(RefusalKind::SignBytes, reason)
+}
+
+/// In-memory fixtures shared by this module's and the coordinator's tests: dealt keys, a fake
+/// sign-bytes format and a recording watermark.
+#[cfg(test)]
+pub(crate) mod testkit {
+    use super::*;
+    use crate::consensus::{BlockId, Hrs, Timestamp};
+    use frost_ed25519::keys::{generate_with_dealer, IdentifierList};
+    use rand_core::OsRng;
+    use serde::{de::DeserializeOwned, Serialize};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Passes a message through bincode, as the transport does.
+    pub fn wire<T: Serialize + DeserializeOwned>(value: &T) -> T {
+        let bytes = bincode::serialize(value).unwrap();
+        bincode::deserialize(&bytes).unwrap()
+    }
+
+    /// Fake vote sign bytes: `vote|chain|height|round|step|block-or-nil|seconds`.
+    pub fn vote_bytes(
+        chain: &str,
+        height: i64,
+        round: i64,
+        step: Step,
+        block: Option<&str>,
+    ) -> Vec<u8> {
+        format!(
+            "vote|{chain}|{height}|{round}|{}|{}|0",
+            step.number(),
+            block.unwrap_or("nil")
+        )
+        .into_bytes()
+    }
+
+    /// Fake extension sign bytes: `ext|chain|height|round|extension`.
+    pub fn ext_bytes(chain: &str, height: i64, round: i64, extension: &str) -> Vec<u8> {
+        format!("ext|{chain}|{height}|{round}|{extension}").into_bytes()
+    }
+
+    fn fields(bytes: &[u8], tag: &str, n: usize) -> Result<Vec<String>, SignBytesError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| SignBytesError::Unimplemented)?;
+        let f: Vec<String> = text.split('|').map(str::to_owned).collect();
+        if f.len() != n || f[0] != tag {
+            return Err(SignBytesError::Unimplemented);
+        }
+        Ok(f)
+    }
+
+    fn num<T: std::str::FromStr>(s: &str) -> Result<T, SignBytesError> {
+        s.parse().map_err(|_| SignBytesError::Unimplemented)
+    }
+
+    fn fake_parse(bytes: &[u8]) -> Result<SignDoc, SignBytesError> {
+        let f = fields(bytes, "vote", 7)?;
+        let step = Step::from_number(num(&f[4])?).ok_or(SignBytesError::Unimplemented)?;
+        Ok(SignDoc {
+            chain_id: f[1].clone(),
+            hrs: Hrs {
+                height: num(&f[2])?,
+                round: num(&f[3])?,
+                step,
+            },
+            block_id: (f[5] != "nil").then(|| BlockId {
+                hash: f[5].as_bytes().to_vec(),
+                part_set_total: 1,
+                part_set_hash: vec![],
+            }),
+            timestamp: Timestamp {
+                seconds: num(&f[6])?,
+                nanos: 0,
+            },
+            pol_round: 0,
+            sign_bytes: bytes.to_vec(),
+        })
+    }
+
+    fn fake_parse_extension(bytes: &[u8]) -> Result<ExtensionDoc, SignBytesError> {
+        let f = fields(bytes, "ext", 5)?;
+        Ok(ExtensionDoc {
+            chain_id: f[1].clone(),
+            height: num(&f[2])?,
+            round: num(&f[3])?,
+            extension: f[4].as_bytes().to_vec(),
+            sign_bytes: bytes.to_vec(),
+        })
+    }
+
+    pub const FAKE_PARSER: SignBytesParser = SignBytesParser {
+        parse: fake_parse,
+        parse_extension: fake_parse_extension,
+    };
+
+    /// Authorizes everything unless told to refuse; remembers what it authorized.
+    #[derive(Default)]
+    pub struct RecordingWatermark {
+        pub refuse: AtomicBool,
+        pub authorized: Mutex<Vec<SignDoc>>,
+    }
+
+    impl Watermark for RecordingWatermark {
+        fn authorize(&self, doc: &SignDoc) -> Result<(), Refusal> {
+            if self.refuse.load(Ordering::SeqCst) {
+                return Err(Refusal::new(
+                    RefusalKind::Watermark,
+                    format!("{} is below the watermark", doc.hrs),
+                ));
+            }
+            self.authorized.lock().unwrap().push(doc.clone());
+            Ok(())
+        }
+    }
+
+    /// A freshly dealt t-of-n group: one participant per cosigner (ids 1..=n) using the fake
+    /// sign-bytes parser.
+    pub fn group(t: u16, n: u16) -> (Vec<Participant>, PublicKeyPackage) {
+        let (shares, pkp) = generate_with_dealer(n, t, IdentifierList::Default, OsRng).unwrap();
+        let participants = shares
+            .into_iter()
+            .map(|(id, share)| {
+                let kp = KeyPackage::try_from(share).unwrap();
+                Participant::new(peer_of(&id).unwrap(), kp, pkp.clone(), t)
+                    .unwrap()
+                    .with_parser(FAKE_PARSER)
+            })
+            .collect();
+        (participants, pkp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::*;
+    use super::*;
+    use rand_core::OsRng;
+    use std::sync::atomic::Ordering;
+
+    const CHAIN: &str = "test-chain";
+
+    /// Commitments `coordinator` got from each of `signers`, as a request for `bytes`.
+    fn part(
+        group: &[Participant],
+        coordinator: PeerId,
+        signers: &[PeerId],
+        bytes: Vec<u8>,
+    ) -> SignPart {
+        let commitments = signers
+            .iter()
+            .map(|s| {
+                let p = &group[usize::from(*s) - 1];
+                (
+                    *s,
+                    p.handle_commitments(coordinator, 1, &mut OsRng).unwrap()[0],
+                )
+            })
+            .collect();
+        SignPart {
+            sign_bytes: bytes,
+            commitments,
+        }
+    }
+
+    fn precommit() -> Vec<u8> {
+        vote_bytes(CHAIN, 10, 0, Step::Precommit, Some("B"))
+    }
+
+    fn vote_request(group: &[Participant], coordinator: PeerId, signers: &[PeerId]) -> SignRequest {
+        SignRequest {
+            vote: part(group, coordinator, signers, precommit()),
+            extension: None,
+        }
+    }
+
+    #[test]
+    fn signs_a_valid_request_and_refills() {
+        let (group, _) = group(2, 3);
+        let wm = RecordingWatermark::default();
+        let req = wire(&vote_request(&group, 1, &[1, 2]));
+        let resp = group[1].handle_sign(1, &req, &wm, &mut OsRng).unwrap();
+        assert!(resp.extension_share.is_none());
+        assert_eq!(resp.commitments.len(), 1);
+        assert_eq!(group[1].outstanding(1), 1);
+        let authorized = wm.authorized.lock().unwrap();
+        assert_eq!(authorized.len(), 1);
+        assert_eq!(authorized[0].hrs.height, 10);
+    }
+
+    #[test]
+    fn a_nonce_serves_only_once() {
+        let (group, _) = group(2, 3);
+        let wm = RecordingWatermark::default();
+        let req = vote_request(&group, 1, &[1, 2]);
+        group[1].handle_sign(1, &req, &wm, &mut OsRng).unwrap();
+        let again = group[1].handle_sign(1, &req, &wm, &mut OsRng).unwrap_err();
+        assert_eq!(again.kind, RefusalKind::UnknownCommitment);
+        assert!(again.reason.contains("unknown commitment"), "{again}");
+        assert_eq!(wm.authorized.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn concurrent_requests_for_one_nonce_yield_one_share() {
+        let (group, _) = group(2, 3);
+        let wm = RecordingWatermark::default();
+        let req = vote_request(&group, 1, &[1, 2]);
+        let results: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| group[1].handle_sign(1, &req, &wm, &mut OsRng)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+        assert!(results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| e.kind == RefusalKind::UnknownCommitment));
+    }
+
+    #[test]
+    fn a_commitment_issued_to_one_coordinator_is_refused_from_another() {
+        let (group, _) = group(2, 3);
+        let wm = RecordingWatermark::default();
+        let req = vote_request(&group, 1, &[1, 2]);
+        let refused = group[1].handle_sign(3, &req, &wm, &mut OsRng).unwrap_err();
+        assert_eq!(refused.kind, RefusalKind::UnknownCommitment);
+        assert!(wm.authorized.lock().unwrap().is_empty());
+        // The rightful coordinator can still use it: the misuse burnt nothing of coordinator 1's.
+        group[1].handle_sign(1, &req, &wm, &mut OsRng).unwrap();
+    }
+
+    #[test]
+    fn watermark_refusal_releases_nothing_and_burns_the_nonce() {
+        let (group, _) = group(2, 3);
+        let wm = RecordingWatermark::default();
+        wm.refuse.store(true, Ordering::SeqCst);
+        let req = vote_request(&group, 1, &[1, 2]);
+        assert_eq!(group[1].outstanding(1), 1);
+        let refused = group[1].handle_sign(1, &req, &wm, &mut OsRng).unwrap_err();
+        assert_eq!(refused.kind, RefusalKind::Watermark);
+        assert!(
+            refused.reason.starts_with("watermark refused: "),
+            "{refused}"
+        );
+        assert_eq!(group[1].outstanding(1), 0);
+        wm.refuse.store(false, Ordering::SeqCst);
+        let again = group[1].handle_sign(1, &req, &wm, &mut OsRng).unwrap_err();
+        assert_eq!(again.kind, RefusalKind::UnknownCommitment);
+    }
+
+    #[test]
+    fn extension_sharing_the_vote_commitment_is_refused_before_burning() {
+        let (group, _) = group(2, 3);
+        let wm = RecordingWatermark::default();
+        let vote = part(&group, 1, &[1, 2], precommit());
+        let extension = SignPart {
+            sign_bytes: ext_bytes(CHAIN, 10, 0, "x"),
+            commitments: vote.commitments.clone(),
+        };
+        let req = SignRequest {
+            vote,
+            extension: Some(extension),
+        };
+        let refused = group[1].handle_sign(1, &req, &wm, &mut OsRng).unwrap_err();
+        assert_eq!(refused.kind, RefusalKind::BadRequest);
+        assert!(refused.reason.contains("reuses"), "{refused}");
+        assert!(wm.authorized.lock().unwrap().is_empty());
+        assert_eq!(group[1].outstanding(1), 1);
+    }
+
+    #[test]
+    fn fewer_than_threshold_signers_are_refused() {
+        let (group, _) = group(3, 5);
+        let wm = RecordingWatermark::default();
+        let req = vote_request(&group, 1, &[1, 2]);
+        let refused = group[1].handle_sign(1, &req, &wm, &mut OsRng).unwrap_err();
+        assert_eq!(refused.kind, RefusalKind::BadRequest);
+        assert!(refused.reason.contains("threshold"), "{refused}");
+        assert_eq!(group[1].outstanding(1), 1);
+    }
+
+    #[test]
+    fn a_request_without_our_id_is_refused() {
+        let (group, _) = group(2, 3);
+        let wm = RecordingWatermark::default();
+        let req = vote_request(&group, 1, &[1, 3]);
+        let refused = group[1].handle_sign(1, &req, &wm, &mut OsRng).unwrap_err();
+        assert_eq!(refused.kind, RefusalKind::BadRequest);
+        assert!(refused.reason.contains("our id"), "{refused}");
+    }
+
+    #[test]
+    fn unknown_signers_and_bad_points_are_refused() {
+        let (group, _) = group(2, 3);
+        let wm = RecordingWatermark::default();
+        let mut req = vote_request(&group, 1, &[1, 2]);
+        let c = req.vote.commitments[&1];
+        req.vote.commitments.insert(9, c);
+        let refused = group[1].handle_sign(1, &req, &wm, &mut OsRng).unwrap_err();
+        assert!(refused.reason.contains("not a member"), "{refused}");
+
+        let mut req = vote_request(&group, 1, &[1, 2]);
+        req.vote.commitments.get_mut(&1).unwrap().binding = [0xff; 32];
+        let refused = group[1].handle_sign(1, &req, &wm, &mut OsRng).unwrap_err();
+        assert!(
+            refused.reason.contains("invalid nonce commitment"),
+            "{refused}"
+        );
+
+        let refused = group[1]
+            .handle_sign(7, &vote_request(&group, 1, &[1, 2]), &wm, &mut OsRng)
+            .unwrap_err();
+        assert!(refused.reason.contains("coordinator 7"), "{refused}");
+        assert!(wm.authorized.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn unparsable_sign_bytes_are_refused() {
+        let (group, _) = group(2, 3);
+        let wm = RecordingWatermark::default();
+        let req = SignRequest {
+            vote: part(&group, 1, &[1, 2], b"not sign bytes".to_vec()),
+            extension: None,
+        };
+        let refused = group[1].handle_sign(1, &req, &wm, &mut OsRng).unwrap_err();
+        assert_eq!(refused.kind, RefusalKind::SignBytes);
+        assert_eq!(group[1].outstanding(1), 1);
+    }
+
+    #[test]
+    fn extension_must_belong_to_a_non_nil_precommit_of_the_same_vote() {
+        let (group, _) = group(2, 3);
+        let wm = RecordingWatermark::default();
+        let cases = [
+            (
+                vote_bytes(CHAIN, 10, 0, Step::Prevote, Some("B")),
+                ext_bytes(CHAIN, 10, 0, "x"),
+            ),
+            (
+                vote_bytes(CHAIN, 10, 0, Step::Precommit, None),
+                ext_bytes(CHAIN, 10, 0, "x"),
+            ),
+            (precommit(), ext_bytes(CHAIN, 11, 0, "x")),
+            (precommit(), ext_bytes(CHAIN, 10, 1, "x")),
+            (precommit(), ext_bytes("other-chain", 10, 0, "x")),
+        ];
+        for (vote, ext) in cases {
+            let req = SignRequest {
+                vote: part(&group, 1, &[1, 2], vote),
+                extension: Some(part(&group, 1, &[1, 2], ext)),
+            };
+            let refused = group[1].handle_sign(1, &req, &wm, &mut OsRng).unwrap_err();
+            assert_eq!(refused.kind, RefusalKind::SignBytes, "{refused}");
+        }
+        assert!(wm.authorized.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn extension_signers_must_match_the_vote_signers() {
+        let (group, _) = group(2, 3);
+        let wm = RecordingWatermark::default();
+        let req = SignRequest {
+            vote: part(&group, 1, &[1, 2], precommit()),
+            extension: Some(part(&group, 1, &[2, 3], ext_bytes(CHAIN, 10, 0, "x"))),
+        };
+        let refused = group[1].handle_sign(1, &req, &wm, &mut OsRng).unwrap_err();
+        assert!(refused.reason.contains("differ"), "{refused}");
+    }
+
+    #[test]
+    fn mismatched_key_material_is_rejected() {
+        let (shares, pkp) = frost_ed25519::keys::generate_with_dealer(
+            3,
+            2,
+            frost_ed25519::keys::IdentifierList::Default,
+            OsRng,
+        )
+        .unwrap();
+        let (_, other_pkp) = frost_ed25519::keys::generate_with_dealer(
+            3,
+            2,
+            frost_ed25519::keys::IdentifierList::Default,
+            OsRng,
+        )
+        .unwrap();
+        let share = shares[&identifier_of(1).unwrap()].clone();
+        let kp = KeyPackage::try_from(share).unwrap();
+        assert_eq!(
+            Participant::new(2, kp.clone(), pkp.clone(), 2).unwrap_err(),
+            ParticipantError::WrongIdentifier(2)
+        );
+        assert!(matches!(
+            Participant::new(1, kp.clone(), pkp.clone(), 3),
+            Err(ParticipantError::ThresholdMismatch { .. })
+        ));
+        assert_eq!(
+            Participant::new(1, kp.clone(), other_pkp, 2).unwrap_err(),
+            ParticipantError::PackageMismatch
+        );
+        assert!(Participant::new(1, kp, pkp, 2).is_ok());
+    }
+
+    #[test]
+    fn commitments_only_for_members() {
+        let (group, _) = group(2, 3);
+        assert!(group[0].handle_commitments(4, 1, &mut OsRng).is_err());
+        let issued = group[0].handle_commitments(2, 1000, &mut OsRng).unwrap();
+        assert_eq!(issued.len(), usize::from(MAX_COMMITMENTS_PER_MESSAGE));
+    }
+}
