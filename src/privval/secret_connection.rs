@@ -1,8 +1,8 @@
 //! SecretConnection (CometBFT `p2p/conn`, protocol v0.33+) on tokio: the authenticated
 //! handshake and the encrypted, framed byte stream the privval protocol runs inside.
 //!
-//! The cryptographic pieces are pure and live in submodules ([`handshake`] messages and key
-//! schedule, [`frame`] sealing, [`nonce`] counters); this module only moves bytes. Any error
+//! The cryptographic pieces are pure and live in submodules (`handshake`: messages and key
+//! schedule, `frame`: sealing, `nonce`: counters); this module only moves bytes. Any error
 //! on a connection, including a cancelled read or write, leaves it unusable
 //! ([`SecretConnectionError::Poisoned`]): after a partial frame or a failed tag the two
 //! sides' nonce counters can no longer be trusted to agree.
@@ -91,8 +91,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> SecretConnection<S> {
         let local_secret = EphemeralSecret::random_from_rng(OsRng);
         let local_eph = X25519Public::from(&local_secret).to_bytes();
 
-        // Go sends and receives concurrently; sending first is equivalent because 35 bytes
-        // always fit the socket buffer.
+        // Go sends and receives concurrently; sending first is equivalent because both our
+        // messages (35 bytes, then one 1044-byte frame) fit any socket buffer, so neither side
+        // blocks on a write before reading.
         io.write_all(&handshake::encode_ephemeral(&local_eph))
             .await?;
         io.flush().await?;
@@ -288,6 +289,23 @@ mod tests {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31) ^ salt)
             .collect()
+    }
+
+    /// Sessions are spawned onto the runtime, so every future here must be `Send`.
+    #[allow(dead_code)]
+    fn futures_are_send(io: tokio::net::TcpStream, key: &SigningKey) {
+        fn assert_send<T: Send>(_: &T) {}
+        let handshake = SecretConnection::handshake(io, key);
+        assert_send(&handshake);
+        async fn use_conn(mut c: SecretConnection<tokio::net::TcpStream>) {
+            let mut buf = [0u8; 4];
+            let _ = c.read_exact(&mut buf).await;
+            let _ = c.write_all(&buf).await;
+        }
+        fn check(c: SecretConnection<tokio::net::TcpStream>) {
+            assert_send(&use_conn(c));
+        }
+        let _ = check;
     }
 
     #[test]
