@@ -385,13 +385,12 @@ mod tests {
     #[test]
     fn import_refuses_other_chain_and_a_running_cosigner() {
         let d = tempfile::tempdir().unwrap();
-        let mut s = SignState::after(&doc(10, 0, Prevote, Some(1), 1), None);
+        let s = SignState::after(&doc(10, 0, Prevote, Some(1), 1), None);
         assert!(matches!(
             import_into(d.path(), "other", s.clone(), true),
             Err(ImportError::WrongChain { .. })
         ));
         let held = StateFile::open(d.path(), CHAIN, true).unwrap();
-        s.height = 10;
         assert!(matches!(
             import_into(d.path(), CHAIN, s, true),
             Err(ImportError::State(StateError::Locked(_)))

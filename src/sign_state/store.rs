@@ -47,8 +47,9 @@ pub enum StateError {
         .0.display()
     )]
     Missing(PathBuf),
-    #[error("sign state {} is corrupt ({reason}); refusing to start. Restore it from a backup or \
-             import a state at least as high as the last one signed", path.display())]
+    #[error("sign state {} is corrupt ({reason}); refusing to start. Restore it from a backup, \
+             or move it aside and import a state at least as high as the last one signed \
+             (`cosigner state import`)", path.display())]
     Corrupt { path: PathBuf, reason: String },
     #[error("sign state {} has format version {version}, which this cosigner does not know; \
              it was written by a newer version", path.display())]
@@ -203,7 +204,7 @@ impl StateFile {
         let mut rejected = Vec::new();
         for (i, slot) in image.chunks_exact(SLOT_SIZE).enumerate() {
             match decode_slot(path, chain_id, slot)? {
-                Ok((seq, state)) => match &best {
+                Slot::Valid { seq, state } => match &best {
                     Some((_, best_seq, _)) if *best_seq == seq => {
                         return Err(StateError::Corrupt {
                             path: path.to_path_buf(),
@@ -213,7 +214,7 @@ impl StateFile {
                     Some((_, best_seq, _)) if *best_seq > seq => {}
                     _ => best = Some((i, seq, state)),
                 },
-                Err(why) => rejected.push(format!("slot {i}: {why}")),
+                Slot::Invalid(why) => rejected.push(format!("slot {i}: {why}")),
             }
         }
         let Some((newest, seq, state)) = best else {
@@ -403,31 +404,33 @@ fn encode_slot(
     Ok(slot)
 }
 
-/// The outer `Result` is for problems that make the whole file unusable (a slot that
-/// verifies but cannot be understood must not be skipped in favour of an older one); the
-/// inner one says why a slot does not verify, which is normal after a torn write.
-#[allow(clippy::type_complexity)]
-fn decode_slot(
-    path: &Path,
-    chain_id: &str,
-    slot: &[u8],
-) -> Result<Result<(u64, SignState), String>, StateError> {
+/// What one slot holds. A slot that does not verify is normal after a torn write; a slot
+/// that verifies but cannot be understood makes the whole file unusable (it must not be
+/// skipped in favour of an older one), so that is an `Err` of [`decode_slot`] instead.
+// Two of these exist, briefly, per open: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Slot {
+    Valid { seq: u64, state: SignState },
+    Invalid(String),
+}
+
+fn decode_slot(path: &Path, chain_id: &str, slot: &[u8]) -> Result<Slot, StateError> {
     let corrupt = |reason: String| StateError::Corrupt {
         path: path.to_path_buf(),
         reason,
     };
     let le = |range: std::ops::Range<usize>| -> &[u8] { &slot[range] };
     if le(0..8) != MAGIC {
-        return Ok(Err("bad magic".into()));
+        return Ok(Slot::Invalid("bad magic".into()));
     }
     let len = u32::from_le_bytes([slot[20], slot[21], slot[22], slot[23]]) as usize;
     if len > MAX_PAYLOAD {
-        return Ok(Err(format!("payload length {len} out of range")));
+        return Ok(Slot::Invalid(format!("payload length {len} out of range")));
     }
     let end = HEADER_LEN + len;
     let stored_crc = u32::from_le_bytes([slot[end], slot[end + 1], slot[end + 2], slot[end + 3]]);
     if crc32fast::hash(&slot[..end]) != stored_crc {
-        return Ok(Err("checksum mismatch".into()));
+        return Ok(Slot::Invalid("checksum mismatch".into()));
     }
     let version = u16::from_le_bytes([slot[8], slot[9]]);
     if version != FORMAT_VERSION {
@@ -494,7 +497,7 @@ fn decode_slot(
     state
         .validate()
         .map_err(|why| corrupt(format!("stored state is inconsistent: {why}")))?;
-    Ok(Ok((seq, state)))
+    Ok(Slot::Valid { seq, state })
 }
 
 #[cfg(test)]
