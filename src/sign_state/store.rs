@@ -1,0 +1,783 @@
+//! The durable watermark: one state file per chain, `<state_dir>/<chain_id>.state`.
+//!
+//! The file is preallocated once (written to a temporary file, fsynced, linked into place,
+//! directory fsynced) and then holds two fixed slots written alternately in place, each
+//! followed by `fdatasync`. A slot is
+//! `magic ‖ format version ‖ reserved ‖ sequence ‖ payload length ‖ payload ‖ CRC32`, the
+//! CRC covering everything before it; the newest slot whose checksum verifies wins. A torn
+//! write can only damage the slot being written, whose content was never released, so the
+//! other slot is the last durable watermark. A file in which no slot verifies is corrupt and
+//! is reported as such: it never silently starts over at height 0.
+//!
+//! The file is held under an exclusive `flock` while open, so two processes (or two opens in
+//! one process) can never each believe they own the watermark.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use bincode::Options;
+use serde::{Deserialize, Serialize};
+
+use super::rules::{LastSigned, SignState};
+use crate::config::valid_chain_id;
+use crate::consensus::{BlockId, Hrs, SignDoc, Step, Timestamp};
+
+const MAGIC: [u8; 8] = *b"CSGNSTAT";
+const FORMAT_VERSION: u16 = 1;
+const SLOT_SIZE: usize = 4096;
+const FILE_SIZE: u64 = 2 * SLOT_SIZE as u64;
+/// magic (8) + version (2) + reserved (2) + sequence (8) + payload length (4).
+const HEADER_LEN: usize = 24;
+const CRC_LEN: usize = 4;
+const MAX_PAYLOAD: usize = SLOT_SIZE - HEADER_LEN - CRC_LEN;
+
+/// Why the state file cannot be opened or written. Every variant names the file, since the
+/// operator has to act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("`{0}` is not a valid chain ID for a state file")]
+    InvalidChainId(String),
+    #[error("state directory {} does not exist or is not a directory", .0.display())]
+    NoStateDir(PathBuf),
+    #[error(
+        "no sign state at {}: import the validator's last state with `cosigner state import`, \
+         or, only if this key has never signed on this chain, set allow_fresh_state = true",
+        .0.display()
+    )]
+    Missing(PathBuf),
+    #[error("sign state {} is corrupt ({reason}); refusing to start. Restore it from a backup, \
+             or move it aside and import a state at least as high as the last one signed \
+             (`cosigner state import`)", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("sign state {} has format version {version}, which this cosigner does not know; \
+             it was written by a newer version", path.display())]
+    UnsupportedVersion { path: PathBuf, version: u16 },
+    #[error("sign state {} is in use by another process (or opened twice)", .0.display())]
+    Locked(PathBuf),
+    #[error("sign state {} already exists", .0.display())]
+    AlreadyExists(PathBuf),
+    #[error("cannot {op} sign state {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("sign state {} had a failed write; what reached the disk is unknown, so no further \
+             writes are attempted until the cosigner restarts", .0.display())]
+    Poisoned(PathBuf),
+    #[error("cannot store this state in {}: {reason}", path.display())]
+    Unstorable { path: PathBuf, reason: String },
+}
+
+fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> StateError + 'a {
+    move |source| StateError::Io {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
+}
+
+/// The path of the state file for `chain_id` in `state_dir`.
+pub fn state_path(state_dir: &Path, chain_id: &str) -> Result<PathBuf, StateError> {
+    if !valid_chain_id(chain_id) {
+        return Err(StateError::InvalidChainId(chain_id.to_string()));
+    }
+    Ok(state_dir.join(format!("{chain_id}.state")))
+}
+
+/// An open, locked state file. Dropping it releases the lock.
+#[derive(Debug)]
+pub struct StateFile {
+    path: PathBuf,
+    file: File,
+    chain_id: String,
+    /// Sequence number of the newest durable slot.
+    seq: u64,
+    /// Index (0 or 1) of the newest durable slot; the next write goes to the other one.
+    newest: usize,
+    poisoned: bool,
+    #[cfg(test)]
+    fault: Option<Fault>,
+}
+
+/// Failures injected in tests, since no file permission stops root writing an open file.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Fault {
+    /// Write only this many bytes of the slot, then fail (a crash mid-write).
+    TornWrite(usize),
+    /// The write succeeds but `fdatasync` fails.
+    Sync,
+}
+
+impl StateFile {
+    /// Opens the state file of `chain_id`, creating a fresh one only if `allow_fresh`.
+    pub fn open(
+        state_dir: &Path,
+        chain_id: &str,
+        allow_fresh: bool,
+    ) -> Result<(StateFile, SignState), StateError> {
+        let path = state_path(state_dir, chain_id)?;
+        if !state_dir.is_dir() {
+            return Err(StateError::NoStateDir(state_dir.to_path_buf()));
+        }
+        match Self::open_existing(&path, chain_id) {
+            Err(StateError::Missing(_)) if allow_fresh => {
+                match Self::create(state_dir, chain_id, &SignState::fresh()) {
+                    // Someone else created it in between: use theirs.
+                    Ok(()) | Err(StateError::AlreadyExists(_)) => {}
+                    Err(e) => return Err(e),
+                }
+                Self::open_existing(&path, chain_id)
+            }
+            other => other,
+        }
+    }
+
+    /// Creates the state file of `chain_id` holding `initial`; fails if it already exists.
+    pub fn create(state_dir: &Path, chain_id: &str, initial: &SignState) -> Result<(), StateError> {
+        let path = state_path(state_dir, chain_id)?;
+        let slot = encode_slot(&path, chain_id, 1, initial)?;
+        let mut image = vec![0u8; FILE_SIZE as usize];
+        image[..slot.len()].copy_from_slice(&slot);
+
+        let tmp = state_dir.join(format!(".{chain_id}.state.tmp.{}", std::process::id()));
+        // A leftover from a crash of this very pid number; it never held a watermark.
+        let _ = fs::remove_file(&tmp);
+        let result = (|| {
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io_err(&tmp, "create"))?;
+            file.write_all_at(&image, 0)
+                .map_err(io_err(&tmp, "write"))?;
+            file.sync_all().map_err(io_err(&tmp, "fsync"))?;
+            // A link, unlike a rename, never replaces a state file that appeared meanwhile
+            // (and may already be in use).
+            fs::hard_link(&tmp, &path).map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    StateError::AlreadyExists(path.clone())
+                } else {
+                    io_err(&path, "link into place")(e)
+                }
+            })
+        })();
+        let _ = fs::remove_file(&tmp);
+        result?;
+        File::open(state_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(state_dir, "fsync the directory of"))
+    }
+
+    fn open_existing(path: &Path, chain_id: &str) -> Result<(StateFile, SignState), StateError> {
+        let file = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StateError::Missing(path.to_path_buf()))
+            }
+            Err(e) => return Err(io_err(path, "open")(e)),
+        };
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(StateError::Locked(path.to_path_buf()))
+            }
+            Err(e) => return Err(io_err(path, "lock")(e.into())),
+        }
+        let meta = file.metadata().map_err(io_err(path, "stat"))?;
+        if !meta.is_file() || meta.len() != FILE_SIZE {
+            return Err(StateError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!("size is {} bytes, expected {FILE_SIZE}", meta.len()),
+            });
+        }
+        let mut image = vec![0u8; FILE_SIZE as usize];
+        file.read_exact_at(&mut image, 0)
+            .map_err(io_err(path, "read"))?;
+
+        let mut best: Option<(usize, u64, SignState)> = None;
+        let mut rejected = Vec::new();
+        for (i, slot) in image.chunks_exact(SLOT_SIZE).enumerate() {
+            match decode_slot(path, chain_id, slot)? {
+                Slot::Valid { seq, state } => match &best {
+                    Some((_, best_seq, _)) if *best_seq == seq => {
+                        return Err(StateError::Corrupt {
+                            path: path.to_path_buf(),
+                            reason: format!("both slots claim sequence number {seq}"),
+                        })
+                    }
+                    Some((_, best_seq, _)) if *best_seq > seq => {}
+                    _ => best = Some((i, seq, state)),
+                },
+                Slot::Invalid(why) => rejected.push(format!("slot {i}: {why}")),
+            }
+        }
+        let Some((newest, seq, state)) = best else {
+            return Err(StateError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!("no slot verifies ({})", rejected.join("; ")),
+            });
+        };
+        for why in &rejected {
+            // Expected once after a crash mid-write, and on a file never written twice.
+            tracing::debug!(path = %path.display(), "ignoring invalid state slot: {why}");
+        }
+        Ok((
+            StateFile {
+                path: path.to_path_buf(),
+                file,
+                chain_id: chain_id.to_string(),
+                seq,
+                newest,
+                poisoned: false,
+                #[cfg(test)]
+                fault: None,
+            },
+            state,
+        ))
+    }
+
+    /// Durably records `state`. When this returns `Ok` the state survives a crash; on any
+    /// error nothing may be released on its strength, and the file refuses further writes.
+    pub fn persist(&mut self, state: &SignState) -> Result<(), StateError> {
+        if self.poisoned {
+            return Err(StateError::Poisoned(self.path.clone()));
+        }
+        let seq = self
+            .seq
+            .checked_add(1)
+            .ok_or_else(|| StateError::Unstorable {
+                path: self.path.clone(),
+                reason: "sequence number exhausted".into(),
+            })?;
+        let slot = encode_slot(&self.path, &self.chain_id, seq, state)?;
+        let target = 1 - self.newest;
+        // Whatever happens below, the disk may now differ from what we believe it holds.
+        self.poisoned = true;
+        self.write_slot(target, &slot)?;
+        self.seq = seq;
+        self.newest = target;
+        self.poisoned = false;
+        Ok(())
+    }
+
+    fn write_slot(&mut self, target: usize, slot: &[u8]) -> Result<(), StateError> {
+        let offset = (target * SLOT_SIZE) as u64;
+        #[cfg(test)]
+        match self.fault.take() {
+            Some(Fault::TornWrite(n)) => {
+                let n = n.min(slot.len());
+                self.file
+                    .write_all_at(&slot[..n], offset)
+                    .map_err(io_err(&self.path, "write"))?;
+                return Err(io_err(&self.path, "write")(io::Error::other(
+                    "injected torn write",
+                )));
+            }
+            Some(Fault::Sync) => {
+                self.file
+                    .write_all_at(slot, offset)
+                    .map_err(io_err(&self.path, "write"))?;
+                return Err(io_err(&self.path, "fdatasync")(io::Error::other(
+                    "injected fdatasync failure",
+                )));
+            }
+            None => {}
+        }
+        self.file
+            .write_all_at(slot, offset)
+            .map_err(io_err(&self.path, "write"))?;
+        self.file
+            .sync_data()
+            .map_err(io_err(&self.path, "fdatasync"))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn chain_id(&self) -> &str {
+        &self.chain_id
+    }
+
+    #[cfg(test)]
+    pub(crate) fn inject(&mut self, fault: Fault) {
+        self.fault = Some(fault);
+    }
+}
+
+/// The payload, spelled out field by field so that the on-disk format does not change when
+/// the in-memory types do.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    chain_id: String,
+    height: i64,
+    round: i64,
+    step: u8,
+    last: Option<StoredLast>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredLast {
+    height: i64,
+    round: i64,
+    step: u8,
+    block: Option<(Vec<u8>, u32, Vec<u8>)>,
+    ts_seconds: i64,
+    ts_nanos: i32,
+    pol_round: i64,
+    sign_bytes: Vec<u8>,
+    signature: Option<Vec<u8>>,
+}
+
+fn payload_options() -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_little_endian()
+        .with_limit(MAX_PAYLOAD as u64)
+        .reject_trailing_bytes()
+}
+
+fn encode_slot(
+    path: &Path,
+    chain_id: &str,
+    seq: u64,
+    state: &SignState,
+) -> Result<Vec<u8>, StateError> {
+    let unstorable = |reason: String| StateError::Unstorable {
+        path: path.to_path_buf(),
+        reason,
+    };
+    state.validate().map_err(unstorable)?;
+    let last = match &state.last {
+        None => None,
+        Some(l) if l.doc.chain_id != chain_id => {
+            return Err(unstorable(format!(
+                "last signed document is for chain `{}`",
+                l.doc.chain_id
+            )))
+        }
+        Some(l) => Some(StoredLast {
+            height: l.doc.hrs.height,
+            round: l.doc.hrs.round,
+            step: l.doc.hrs.step.number(),
+            block: l
+                .doc
+                .block_id
+                .as_ref()
+                .map(|b| (b.hash.clone(), b.part_set_total, b.part_set_hash.clone())),
+            ts_seconds: l.doc.timestamp.seconds,
+            ts_nanos: l.doc.timestamp.nanos,
+            pol_round: l.doc.pol_round,
+            sign_bytes: l.doc.sign_bytes.clone(),
+            signature: l.signature.map(|s| s.to_vec()),
+        }),
+    };
+    let record = Record {
+        chain_id: chain_id.to_string(),
+        height: state.height,
+        round: state.round,
+        step: state.step,
+        last,
+    };
+    let payload = payload_options()
+        .serialize(&record)
+        .map_err(|e| unstorable(format!("encoding failed: {e}")))?;
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|_| payload.len() <= MAX_PAYLOAD)
+        .ok_or_else(|| unstorable(format!("{} bytes exceed a slot", payload.len())))?;
+    let mut slot = Vec::with_capacity(HEADER_LEN + payload.len() + CRC_LEN);
+    slot.extend_from_slice(&MAGIC);
+    slot.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    slot.extend_from_slice(&0u16.to_le_bytes());
+    slot.extend_from_slice(&seq.to_le_bytes());
+    slot.extend_from_slice(&len.to_le_bytes());
+    slot.extend_from_slice(&payload);
+    let crc = crc32fast::hash(&slot);
+    slot.extend_from_slice(&crc.to_le_bytes());
+    Ok(slot)
+}
+
+/// What one slot holds. A slot that does not verify is normal after a torn write; a slot
+/// that verifies but cannot be understood makes the whole file unusable (it must not be
+/// skipped in favour of an older one), so that is an `Err` of [`decode_slot`] instead.
+// Two of these exist, briefly, per open: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Slot {
+    Valid { seq: u64, state: SignState },
+    Invalid(String),
+}
+
+fn decode_slot(path: &Path, chain_id: &str, slot: &[u8]) -> Result<Slot, StateError> {
+    let corrupt = |reason: String| StateError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let le = |range: std::ops::Range<usize>| -> &[u8] { &slot[range] };
+    if le(0..8) != MAGIC {
+        return Ok(Slot::Invalid("bad magic".into()));
+    }
+    let len = u32::from_le_bytes([slot[20], slot[21], slot[22], slot[23]]) as usize;
+    if len > MAX_PAYLOAD {
+        return Ok(Slot::Invalid(format!("payload length {len} out of range")));
+    }
+    let end = HEADER_LEN + len;
+    let stored_crc = u32::from_le_bytes([slot[end], slot[end + 1], slot[end + 2], slot[end + 3]]);
+    if crc32fast::hash(&slot[..end]) != stored_crc {
+        return Ok(Slot::Invalid("checksum mismatch".into()));
+    }
+    let version = u16::from_le_bytes([slot[8], slot[9]]);
+    if version != FORMAT_VERSION {
+        return Err(StateError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            version,
+        });
+    }
+    let mut seq_bytes = [0u8; 8];
+    seq_bytes.copy_from_slice(le(12..20));
+    let seq = u64::from_le_bytes(seq_bytes);
+    let record: Record = payload_options()
+        .deserialize(&slot[HEADER_LEN..end])
+        .map_err(|e| corrupt(format!("a verified slot does not decode: {e}")))?;
+    if record.chain_id != chain_id {
+        return Err(corrupt(format!(
+            "it belongs to chain `{}`, not `{chain_id}`",
+            record.chain_id
+        )));
+    }
+    let last = match record.last {
+        None => None,
+        Some(l) => {
+            let step = Step::from_number(l.step)
+                .ok_or_else(|| corrupt(format!("stored step {} is not 1..=3", l.step)))?;
+            let signature = match l.signature {
+                None => None,
+                Some(s) => Some(<[u8; 64]>::try_from(s.as_slice()).map_err(|_| {
+                    corrupt(format!("stored signature is {} bytes, not 64", s.len()))
+                })?),
+            };
+            Some(LastSigned {
+                doc: SignDoc {
+                    chain_id: record.chain_id.clone(),
+                    hrs: Hrs {
+                        height: l.height,
+                        round: l.round,
+                        step,
+                    },
+                    block_id: l
+                        .block
+                        .map(|(hash, part_set_total, part_set_hash)| BlockId {
+                            hash,
+                            part_set_total,
+                            part_set_hash,
+                        }),
+                    timestamp: Timestamp {
+                        seconds: l.ts_seconds,
+                        nanos: l.ts_nanos,
+                    },
+                    pol_round: l.pol_round,
+                    sign_bytes: l.sign_bytes,
+                },
+                signature,
+            })
+        }
+    };
+    let state = SignState {
+        height: record.height,
+        round: record.round,
+        step: record.step,
+        last,
+    };
+    state
+        .validate()
+        .map_err(|why| corrupt(format!("stored state is inconsistent: {why}")))?;
+    Ok(Slot::Valid { seq, state })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::Step::{Precommit, Prevote, Propose};
+    use crate::sign_state::rules::tests::{doc, CHAIN};
+
+    fn dir() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
+    }
+
+    fn state_at(height: i64, step: Step) -> SignState {
+        SignState::after(&doc(height, 0, step, Some(1), height), Some([9; 64]))
+    }
+
+    fn file_of(d: &Path) -> PathBuf {
+        state_path(d, CHAIN).unwrap()
+    }
+
+    fn flip_byte(path: &Path, offset: usize) {
+        let mut bytes = fs::read(path).unwrap();
+        bytes[offset] ^= 0x55;
+        fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn fresh_file_round_trips_and_keeps_the_watermark_across_restarts() {
+        let d = dir();
+        let (mut f, s) = StateFile::open(d.path(), CHAIN, true).unwrap();
+        assert_eq!(s, SignState::fresh());
+        assert_eq!(f.path(), file_of(d.path()));
+        assert_eq!(fs::metadata(f.path()).unwrap().len(), FILE_SIZE);
+        let mut participant = SignState::after(&doc(3, 1, Precommit, None, 7), None);
+        participant.last.as_mut().unwrap().doc.pol_round = 0;
+        for s in [
+            state_at(1, Propose),
+            state_at(1, Prevote),
+            participant.clone(),
+        ] {
+            f.persist(&s).unwrap();
+        }
+        drop(f);
+        let (mut f, s) = StateFile::open(d.path(), CHAIN, false).unwrap();
+        assert_eq!(s, participant);
+        f.persist(&state_at(4, Prevote)).unwrap();
+        drop(f);
+        let (_, s) = StateFile::open(d.path(), CHAIN, false).unwrap();
+        assert_eq!(s, state_at(4, Prevote));
+        // No temporary files are left behind.
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn torn_newest_slot_falls_back_to_the_older_one() {
+        let d = dir();
+        let (mut f, _) = StateFile::open(d.path(), CHAIN, true).unwrap();
+        f.persist(&state_at(1, Prevote)).unwrap(); // slot 1
+        f.persist(&state_at(2, Prevote)).unwrap(); // slot 0
+        drop(f);
+        // Damage the newest slot's payload, as a torn write would.
+        flip_byte(&file_of(d.path()), HEADER_LEN + 10);
+        let (_, s) = StateFile::open(d.path(), CHAIN, false).unwrap();
+        assert_eq!(s, state_at(1, Prevote));
+    }
+
+    #[test]
+    fn injected_torn_write_fails_persist_and_leaves_the_previous_state() {
+        let d = dir();
+        let (mut f, _) = StateFile::open(d.path(), CHAIN, true).unwrap();
+        f.persist(&state_at(1, Prevote)).unwrap();
+        f.inject(Fault::TornWrite(HEADER_LEN + 5));
+        assert!(matches!(
+            f.persist(&state_at(2, Prevote)),
+            Err(StateError::Io { op: "write", .. })
+        ));
+        // Nothing more is written through a file whose content is unknown.
+        assert!(matches!(
+            f.persist(&state_at(3, Prevote)),
+            Err(StateError::Poisoned(_))
+        ));
+        drop(f);
+        let (mut f, s) = StateFile::open(d.path(), CHAIN, false).unwrap();
+        assert_eq!(s, state_at(1, Prevote));
+        // And writing resumes correctly after the restart.
+        f.persist(&state_at(5, Prevote)).unwrap();
+        drop(f);
+        assert_eq!(
+            StateFile::open(d.path(), CHAIN, false).unwrap().1,
+            state_at(5, Prevote)
+        );
+    }
+
+    #[test]
+    fn failed_sync_poisons() {
+        let d = dir();
+        let (mut f, _) = StateFile::open(d.path(), CHAIN, true).unwrap();
+        f.inject(Fault::Sync);
+        assert!(matches!(
+            f.persist(&state_at(2, Prevote)),
+            Err(StateError::Io {
+                op: "fdatasync",
+                ..
+            })
+        ));
+        assert!(matches!(
+            f.persist(&state_at(2, Prevote)),
+            Err(StateError::Poisoned(_))
+        ));
+    }
+
+    #[test]
+    fn both_slots_corrupt_is_an_error_naming_the_file() {
+        let d = dir();
+        let (mut f, _) = StateFile::open(d.path(), CHAIN, true).unwrap();
+        f.persist(&state_at(1, Prevote)).unwrap();
+        drop(f);
+        let path = file_of(d.path());
+        flip_byte(&path, HEADER_LEN + 3);
+        flip_byte(&path, SLOT_SIZE + HEADER_LEN + 3);
+        let err = StateFile::open(d.path(), CHAIN, true).unwrap_err();
+        assert!(
+            matches!(&err, StateError::Corrupt { path: p, .. } if *p == path),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&path.display().to_string()));
+        // allow_fresh does not paper over corruption, and the file is left alone.
+        assert_eq!(fs::metadata(&path).unwrap().len(), FILE_SIZE);
+    }
+
+    #[test]
+    fn bad_magic_in_both_slots_is_corrupt() {
+        let d = dir();
+        drop(StateFile::open(d.path(), CHAIN, true).unwrap());
+        let path = file_of(d.path());
+        fs::write(&path, vec![0u8; FILE_SIZE as usize]).unwrap();
+        assert!(matches!(
+            StateFile::open(d.path(), CHAIN, true),
+            Err(StateError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn truncated_or_empty_file_is_corrupt() {
+        let d = dir();
+        drop(StateFile::open(d.path(), CHAIN, true).unwrap());
+        let path = file_of(d.path());
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..SLOT_SIZE + 100]).unwrap();
+        let err = StateFile::open(d.path(), CHAIN, true).unwrap_err();
+        assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+        fs::write(&path, b"").unwrap();
+        assert!(matches!(
+            StateFile::open(d.path(), CHAIN, true),
+            Err(StateError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_file_needs_allow_fresh() {
+        let d = dir();
+        let err = StateFile::open(d.path(), CHAIN, false).unwrap_err();
+        assert!(matches!(err, StateError::Missing(_)));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("import") && msg.contains("allow_fresh_state"),
+            "{msg}"
+        );
+        assert!(!file_of(d.path()).exists());
+        assert!(StateFile::open(d.path(), CHAIN, true).is_ok());
+    }
+
+    #[test]
+    fn missing_directory_and_bad_chain_id_are_reported() {
+        let d = dir();
+        let missing = d.path().join("nope");
+        assert!(matches!(
+            StateFile::open(&missing, CHAIN, true),
+            Err(StateError::NoStateDir(_))
+        ));
+        assert!(matches!(
+            StateFile::open(d.path(), "../etc", true),
+            Err(StateError::InvalidChainId(_))
+        ));
+    }
+
+    #[test]
+    fn second_open_is_refused_while_the_first_holds_the_lock() {
+        let d = dir();
+        let (f, _) = StateFile::open(d.path(), CHAIN, true).unwrap();
+        assert!(matches!(
+            StateFile::open(d.path(), CHAIN, true),
+            Err(StateError::Locked(_))
+        ));
+        drop(f);
+        assert!(StateFile::open(d.path(), CHAIN, false).is_ok());
+    }
+
+    #[test]
+    fn a_file_of_another_chain_is_refused() {
+        let d = dir();
+        drop(StateFile::open(d.path(), CHAIN, true).unwrap());
+        fs::rename(file_of(d.path()), d.path().join("other.state")).unwrap();
+        assert!(matches!(
+            StateFile::open(d.path(), "other", false),
+            Err(StateError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_format_version_is_not_skipped() {
+        let d = dir();
+        let (mut f, _) = StateFile::open(d.path(), CHAIN, true).unwrap();
+        f.persist(&state_at(1, Prevote)).unwrap(); // slot 1 newest
+        drop(f);
+        let path = file_of(d.path());
+        let mut bytes = fs::read(&path).unwrap();
+        let slot = &mut bytes[SLOT_SIZE..];
+        slot[8] = 2;
+        let len = u32::from_le_bytes(slot[20..24].try_into().unwrap()) as usize;
+        let crc = crc32fast::hash(&slot[..HEADER_LEN + len]);
+        slot[HEADER_LEN + len..HEADER_LEN + len + 4].copy_from_slice(&crc.to_le_bytes());
+        fs::write(&path, bytes).unwrap();
+        assert!(matches!(
+            StateFile::open(d.path(), CHAIN, false),
+            Err(StateError::UnsupportedVersion { version: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn create_never_replaces_an_existing_file() {
+        let d = dir();
+        let (mut f, _) = StateFile::open(d.path(), CHAIN, true).unwrap();
+        f.persist(&state_at(7, Prevote)).unwrap();
+        drop(f);
+        assert!(matches!(
+            StateFile::create(d.path(), CHAIN, &SignState::fresh()),
+            Err(StateError::AlreadyExists(_))
+        ));
+        assert_eq!(
+            StateFile::open(d.path(), CHAIN, false).unwrap().1,
+            state_at(7, Prevote)
+        );
+    }
+
+    #[test]
+    fn inconsistent_or_oversized_states_are_not_written() {
+        let d = dir();
+        let (mut f, _) = StateFile::open(d.path(), CHAIN, true).unwrap();
+        let mut s = state_at(3, Prevote);
+        s.height = 4;
+        assert!(matches!(f.persist(&s), Err(StateError::Unstorable { .. })));
+        let mut s = state_at(3, Prevote);
+        s.last.as_mut().unwrap().doc.sign_bytes = vec![0; SLOT_SIZE];
+        assert!(matches!(f.persist(&s), Err(StateError::Unstorable { .. })));
+        // Refusing to encode is not a failed write: the file stays usable.
+        f.persist(&state_at(3, Prevote)).unwrap();
+    }
+
+    /// Creation fails cleanly where the directory cannot take a new file.
+    #[test]
+    fn unwritable_state_location_fails_creation() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = dir();
+        let ro = d.path().join("ro");
+        fs::create_dir(&ro).unwrap();
+        fs::set_permissions(&ro, fs::Permissions::from_mode(0o500)).unwrap();
+        let probe = ro.join("probe");
+        if fs::write(&probe, b"x").is_ok() {
+            // Running as root (or with CAP_DAC_OVERRIDE): permissions do not stop writes,
+            // so make the state path itself unusable instead: a directory in its place.
+            let _ = fs::remove_file(&probe);
+            fs::set_permissions(&ro, fs::Permissions::from_mode(0o700)).unwrap();
+            fs::create_dir(file_of(&ro)).unwrap();
+        }
+        let err = StateFile::open(&ro, CHAIN, true).unwrap_err();
+        assert!(
+            matches!(err, StateError::Io { .. } | StateError::Corrupt { .. }),
+            "{err}"
+        );
+        fs::set_permissions(&ro, fs::Permissions::from_mode(0o700)).unwrap();
+    }
+}
