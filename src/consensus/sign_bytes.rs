@@ -1121,6 +1121,105 @@ mod tests {
         }
     }
 
+    /// Rebuilds the request a SignDoc describes and encodes it again.
+    fn reencode(doc: &SignDoc) -> Vec<u8> {
+        let block_id = doc.block_id.as_ref().map(|b| messages::BlockId {
+            hash: b.hash.clone(),
+            part_set_header: Some(PartSetHeader {
+                total: b.part_set_total,
+                hash: b.part_set_hash.clone(),
+            }),
+        });
+        let timestamp = Some(messages::Timestamp::from(doc.timestamp));
+        let round = i32::try_from(doc.hrs.round).unwrap();
+        let again = match doc.hrs.step {
+            Step::Propose => proposal_sign_doc(
+                &doc.chain_id,
+                &Proposal {
+                    r#type: PROPOSAL,
+                    height: doc.hrs.height,
+                    round,
+                    pol_round: i32::try_from(doc.pol_round).unwrap(),
+                    block_id,
+                    timestamp,
+                    signature: vec![],
+                },
+            ),
+            step => vote_sign_doc(
+                &doc.chain_id,
+                &Vote {
+                    r#type: if step == Step::Prevote {
+                        PREVOTE
+                    } else {
+                        PRECOMMIT
+                    },
+                    height: doc.hrs.height,
+                    round,
+                    block_id,
+                    timestamp,
+                    ..Default::default()
+                },
+            ),
+        };
+        again.unwrap().sign_bytes
+    }
+
+    /// Any bytes `parse` accepts are exactly what our encoder makes of their reading, however
+    /// they were corrupted; and parsing never panics.
+    #[test]
+    fn mutated_sign_bytes_have_at_most_one_reading() {
+        let mut seeds = vec![
+            vote_sign_doc(CHAIN, &vote(PRECOMMIT, block())).unwrap(),
+            vote_sign_doc(CHAIN, &vote(PREVOTE, nil_block())).unwrap(),
+            proposal_sign_doc(CHAIN, &proposal()).unwrap(),
+        ];
+        let mut p = proposal();
+        p.round = 5;
+        p.pol_round = 4;
+        seeds.push(proposal_sign_doc(CHAIN, &p).unwrap());
+        let mut state = 0x1234_5678_9ABC_DEF0u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut accepted = 0;
+        for _ in 0..20_000 {
+            let seed = &seeds[(next() % seeds.len() as u64) as usize];
+            let mut b = seed.sign_bytes.clone();
+            for _ in 0..1 + next() % 3 {
+                let i = (next() % b.len() as u64) as usize;
+                match next() % 4 {
+                    0 => b[i] ^= 1 << (next() % 8),
+                    1 => b[i] = next() as u8,
+                    2 => {
+                        b.remove(i);
+                    }
+                    _ => b.insert(i, next() as u8),
+                }
+                if b.is_empty() {
+                    break;
+                }
+            }
+            // Keep the prefix consistent half the time so the body checks are reached.
+            if next() % 2 == 0 && b.len() > 1 {
+                b = with_prefix(&b[1..]);
+            }
+            if let Ok(doc) = parse(&b) {
+                accepted += 1;
+                assert_eq!(doc.sign_bytes, b);
+                assert_eq!(reencode(&doc), b, "{}", ::hex::encode(&b));
+                assert!(looks_like_consensus_message(&b));
+            }
+            let _ = parse_extension(&b);
+            let _ = looks_like_consensus_message(&b);
+        }
+        // Flipping bits in hashes, heights or the chain ID keeps bytes valid, so some
+        // mutants must have been accepted for the property to have been exercised.
+        assert!(accepted > 100, "only {accepted} mutants parsed");
+    }
+
     #[test]
     fn same_except_timestamp_compares_everything_else() {
         let a = vote_sign_doc(CHAIN, &vote(PRECOMMIT, block())).unwrap();
