@@ -408,8 +408,7 @@ pub fn write<R: RngCore + CryptoRng>(plan: &Plan, rng: &mut R) -> Result<Report,
         write_file(&dir.join(TLS_KEY_FILE), identity.key_pem.as_bytes())?;
         write_file(&dir.join(CLUSTER_CA_FILE), cluster.ca_cert_pem.as_bytes())?;
         let session_key = ed25519_dalek::SigningKey::generate(rng);
-        write_identity_key(&dir.join(IDENTITY_KEY_FILE), &session_key)
-            .map_err(|e| SplitError::Check(e.to_string()))?;
+        write_identity_key(&dir.join(IDENTITY_KEY_FILE), &session_key)?;
         let text = format!("{}{}", config_header(plan, identity.id), config.to_toml());
         write_file(&dir.join(CONFIG_FILE), text.as_bytes())?;
         for d in [dir.join("tls"), dir.join(STATE_DIR), dir.clone()] {
@@ -578,7 +577,7 @@ fn sync_dir(path: &Path) -> Result<(), SplitError> {
 }
 
 fn subsets_phrase(r: &Report) -> String {
-    let total = binomial(r.shares, r.threshold);
+    let total = key_share::binomial(r.shares, r.threshold);
     if total == r.subsets_checked as u128 {
         format!(
             "all {} groups of {} shares were checked by signing",
@@ -590,14 +589,6 @@ fn subsets_phrase(r: &Report) -> String {
             r.subsets_checked, total, r.threshold
         )
     }
-}
-
-fn binomial(n: u16, k: u16) -> u128 {
-    if k > n {
-        return 0;
-    }
-    let (n, k) = (u128::from(n), u128::from(k.min(n - k)));
-    (0..k).fold(1u128, |acc, i| acc.saturating_mul(n - i) / (i + 1))
 }
 
 impl fmt::Display for Report {
@@ -715,11 +706,5 @@ mod tests {
             cosigner_addresses(&["a:1".into(), "A:1".into()], 2),
             Err(SplitError::BadCosigner { .. })
         ));
-    }
-
-    #[test]
-    fn binomial_counts() {
-        assert_eq!(binomial(3, 2), 3);
-        assert_eq!(binomial(7, 5), 21);
     }
 }

@@ -424,8 +424,8 @@ fn sign_with<R: RngCore + CryptoRng>(
     <[u8; 64]>::try_from(bytes.as_slice()).map_err(|_| frost::Error::MalformedSignature)
 }
 
-/// C(n, k), saturating.
-fn binomial(n: u16, k: u16) -> u128 {
+/// C(n, k), saturating: how many k-subsets n shares have.
+pub fn binomial(n: u16, k: u16) -> u128 {
     if k > n {
         return 0;
     }
