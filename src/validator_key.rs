@@ -1,1 +1,409 @@
-//! Reading validator keys: CometBFT `priv_validator_key.json` and tmkms softsign files.
+//! Reading validator keys: CometBFT `priv_validator_key.json` and tmkms softsign files, and
+//! the SecretConnection identity key file (tmkms format: base64 of a 32-byte seed).
+//!
+//! Loading is strict: a key file whose parts disagree with each other (public half, public
+//! key, address) is refused rather than "repaired", because a mismatch means the file is not
+//! the key the operator thinks it is. Every error names the file and the problem.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use ed25519_dalek::SigningKey;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use zeroize::{Zeroize, Zeroizing};
+
+/// Key files are a few hundred bytes; anything much larger is not a key file.
+const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
+const PRIV_ED25519: &str = "tendermint/PrivKeyEd25519";
+const PUB_ED25519: &str = "tendermint/PubKeyEd25519";
+const PRIV_SECP256K1: &str = "tendermint/PrivKeySecp256k1";
+const PUB_SECP256K1: &str = "tendermint/PubKeySecp256k1";
+
+/// A key file that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {problem}", path.display())]
+pub struct KeyFileError {
+    pub path: PathBuf,
+    pub problem: KeyFileProblem,
+}
+
+/// What is wrong with a key file.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileProblem {
+    #[error("cannot read: {0}")]
+    Read(std::io::Error),
+    #[error("cannot write: {0}")]
+    Write(std::io::Error),
+    #[error("file is larger than {MAX_KEY_FILE_BYTES} bytes; not a key file")]
+    TooLarge,
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("secp256k1 keys cannot be split: FROST Ed25519 only")]
+    Secp256k1,
+    #[error("unsupported key type `{found}` in `{field}`; expected `{expected}`")]
+    UnsupportedType {
+        field: &'static str,
+        found: String,
+        expected: &'static str,
+    },
+    #[error("`{field}` is not valid base64")]
+    NotBase64 { field: &'static str },
+    #[error("`{field}` is {found} bytes; expected {expected}")]
+    WrongLength {
+        field: &'static str,
+        found: usize,
+        expected: &'static str,
+    },
+    #[error("the public half of `priv_key.value` does not match the key derived from its seed")]
+    PrivateHalvesDisagree,
+    #[error("`pub_key.value` does not match the public key of the private key")]
+    PublicKeyMismatch,
+    #[error("`address` {found} does not match the public key (expected {expected})")]
+    WrongAddress { found: String, expected: String },
+}
+
+/// A validator's Ed25519 consensus key.
+pub struct ValidatorKey {
+    signing_key: SigningKey,
+}
+
+impl std::fmt::Debug for ValidatorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValidatorKey")
+            .field("address", &self.address_hex())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct TypedValue {
+    #[serde(rename = "type")]
+    kind: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+struct PrivValidatorKeyJson {
+    address: String,
+    pub_key: TypedValue,
+    priv_key: TypedValue,
+}
+
+impl Drop for PrivValidatorKeyJson {
+    fn drop(&mut self) {
+        self.priv_key.value.zeroize();
+    }
+}
+
+impl ValidatorKey {
+    /// Reads a CometBFT `priv_validator_key.json` or a tmkms softsign key (base64 of the
+    /// 32-byte seed). A file whose first non-blank character is `{` is read as JSON.
+    pub fn load(path: &Path) -> Result<ValidatorKey, KeyFileError> {
+        let err = |problem| KeyFileError {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let text = read_small(path).map_err(err)?;
+        let key = if text.trim_start().starts_with('{') {
+            parse_cometbft_json(&text)
+        } else {
+            parse_base64_seed(&text, "key").map(ValidatorKey::from_seed)
+        };
+        key.map_err(err)
+    }
+
+    /// The key with this 32-byte Ed25519 seed (RFC 8032 private key).
+    pub fn from_seed(seed: [u8; 32]) -> ValidatorKey {
+        let mut seed = Zeroizing::new(seed);
+        let signing_key = SigningKey::from_bytes(&seed);
+        seed.zeroize();
+        ValidatorKey { signing_key }
+    }
+
+    /// The 32-byte Ed25519 public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.signing_key.verifying_key().to_bytes()
+    }
+
+    /// The 20-byte validator address: the first 20 bytes of SHA-256(public key).
+    pub fn address(&self) -> [u8; 20] {
+        address_of(&self.public_key())
+    }
+
+    /// The address as CometBFT prints it: uppercase hex.
+    pub fn address_hex(&self) -> String {
+        hex::encode_upper(self.address())
+    }
+
+    /// The 32-byte seed, wiped when the returned value is dropped.
+    pub fn seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.signing_key.to_bytes())
+    }
+
+    /// The key as an `ed25519_dalek` signing key (for the single-key signer and for tests).
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.signing_key
+    }
+}
+
+/// The first 20 bytes of SHA-256(public key).
+pub fn address_of(public_key: &[u8; 32]) -> [u8; 20] {
+    let digest = Sha256::digest(public_key);
+    let mut address = [0u8; 20];
+    address.copy_from_slice(&digest[..20]);
+    address
+}
+
+/// Reads a SecretConnection identity key: base64 of a 32-byte Ed25519 seed, as tmkms writes
+/// `kms-identity.key`.
+pub fn load_identity_key(path: &Path) -> Result<SigningKey, KeyFileError> {
+    let err = |problem| KeyFileError {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let text = read_small(path).map_err(err)?;
+    let seed = parse_base64_seed(&text, "identity key").map_err(err)?;
+    let seed = Zeroizing::new(seed);
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Writes a SecretConnection identity key as base64 of its seed plus a newline. The file
+/// must not exist; it is created with mode 0600 and synced to disk before returning.
+pub fn write_identity_key(path: &Path, key: &SigningKey) -> Result<(), KeyFileError> {
+    let seed = Zeroizing::new(key.to_bytes());
+    let mut text = Zeroizing::new(BASE64.encode(seed.as_slice()));
+    text.push('\n');
+    write_new_private_file(path, text.as_bytes()).map_err(|e| KeyFileError {
+        path: path.to_path_buf(),
+        problem: KeyFileProblem::Write(e),
+    })
+}
+
+/// Creates `path` (which must not exist) with mode 0600, writes `bytes` and syncs the file.
+pub fn write_new_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+fn read_small(path: &Path) -> Result<Zeroizing<String>, KeyFileProblem> {
+    let file = File::open(path).map_err(KeyFileProblem::Read)?;
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.take(MAX_KEY_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(KeyFileProblem::Read)?;
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(KeyFileProblem::TooLarge);
+    }
+    match std::str::from_utf8(&bytes) {
+        Ok(s) => Ok(Zeroizing::new(s.to_string())),
+        Err(_) => Err(KeyFileProblem::NotBase64 { field: "key" }),
+    }
+}
+
+fn decode_base64(text: &str, field: &'static str) -> Result<Zeroizing<Vec<u8>>, KeyFileProblem> {
+    BASE64
+        .decode(text)
+        .map(Zeroizing::new)
+        .map_err(|_| KeyFileProblem::NotBase64 { field })
+}
+
+fn parse_base64_seed(text: &str, field: &'static str) -> Result<[u8; 32], KeyFileProblem> {
+    // tmkms writes the base64 with a trailing newline; editors may add `\r\n`.
+    let bytes = decode_base64(text.trim_end(), field)?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| KeyFileProblem::WrongLength {
+        field,
+        found: bytes.len(),
+        expected: "32 (an Ed25519 seed)",
+    })
+}
+
+fn parse_cometbft_json(text: &str) -> Result<ValidatorKey, KeyFileProblem> {
+    let json: PrivValidatorKeyJson =
+        serde_json::from_str(text).map_err(|e| KeyFileProblem::MalformedJson(e.to_string()))?;
+    if json.priv_key.kind == PRIV_SECP256K1 || json.pub_key.kind == PUB_SECP256K1 {
+        return Err(KeyFileProblem::Secp256k1);
+    }
+    if json.priv_key.kind != PRIV_ED25519 {
+        return Err(KeyFileProblem::UnsupportedType {
+            field: "priv_key.type",
+            found: json.priv_key.kind.clone(),
+            expected: PRIV_ED25519,
+        });
+    }
+    if json.pub_key.kind != PUB_ED25519 {
+        return Err(KeyFileProblem::UnsupportedType {
+            field: "pub_key.type",
+            found: json.pub_key.kind.clone(),
+            expected: PUB_ED25519,
+        });
+    }
+    let private = decode_base64(&json.priv_key.value, "priv_key.value")?;
+    if private.len() != 64 {
+        return Err(KeyFileProblem::WrongLength {
+            field: "priv_key.value",
+            found: private.len(),
+            expected: "64 (seed || public key)",
+        });
+    }
+    let public = decode_base64(&json.pub_key.value, "pub_key.value")?;
+    if public.len() != 32 {
+        return Err(KeyFileProblem::WrongLength {
+            field: "pub_key.value",
+            found: public.len(),
+            expected: "32",
+        });
+    }
+    let mut seed = Zeroizing::new([0u8; 32]);
+    seed.copy_from_slice(&private[..32]);
+    let key = ValidatorKey::from_seed(*seed);
+    let derived = key.public_key();
+    if private[32..] != derived {
+        return Err(KeyFileProblem::PrivateHalvesDisagree);
+    }
+    if public.as_slice() != derived {
+        return Err(KeyFileProblem::PublicKeyMismatch);
+    }
+    let expected = key.address_hex();
+    if json.address != expected {
+        return Err(KeyFileProblem::WrongAddress {
+            found: json.address.clone(),
+            expected,
+        });
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The made-up example from privval-protocol.md §(d).
+    const EXAMPLE: &str = r#"{
+  "address": "C9F9D8673A92064679F6C83A7926E24CC952B2A7",
+  "pub_key": {
+    "type": "tendermint/PubKeyEd25519",
+    "value": "auxRjzEMlDge96bGG02DdwhT4a3BxuF5+BeCuf6HLl8="
+  },
+  "priv_key": {
+    "type": "tendermint/PrivKeyEd25519",
+    "value": "TekHYIvfGyH0XHqAlJlQiX2kgrRbQLOkSJN31luviPdq7FGPMQyUOB73psYbTYN3CFPhrcHG4Xn4F4K5/ocuXw=="
+  }
+}"#;
+
+    fn load_text(text: &str) -> Result<ValidatorKey, KeyFileError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("priv_validator_key.json");
+        std::fs::write(&path, text).unwrap();
+        ValidatorKey::load(&path)
+    }
+
+    fn problem(text: &str) -> String {
+        let e = load_text(text).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("priv_validator_key.json"), "{msg}");
+        msg
+    }
+
+    #[test]
+    fn loads_the_documented_example() {
+        let key = load_text(EXAMPLE).unwrap();
+        assert_eq!(
+            key.address_hex(),
+            "C9F9D8673A92064679F6C83A7926E24CC952B2A7"
+        );
+        assert_eq!(
+            BASE64.encode(key.public_key()),
+            "auxRjzEMlDge96bGG02DdwhT4a3BxuF5+BeCuf6HLl8="
+        );
+        let seed: [u8; 32] = Sha256::digest(b"made-up example key -- do not use").into();
+        assert_eq!(*key.seed(), seed);
+    }
+
+    #[test]
+    fn loads_a_softsign_seed_with_or_without_newline() {
+        let key = load_text(EXAMPLE).unwrap();
+        let b64 = BASE64.encode(*key.seed());
+        for text in [b64.clone(), format!("{b64}\n"), format!("{b64}\r\n")] {
+            assert_eq!(load_text(&text).unwrap().public_key(), key.public_key());
+        }
+    }
+
+    #[test]
+    fn names_each_problem() {
+        assert!(problem("{\"address\": ").contains("malformed JSON"));
+        let secp = EXAMPLE
+            .replace("PrivKeyEd25519", "PrivKeySecp256k1")
+            .replace("PubKeyEd25519", "PubKeySecp256k1");
+        assert!(problem(&secp).contains("secp256k1 keys cannot be split"));
+        let other = ValidatorKey::from_seed([7; 32]);
+        let wrong_pub = EXAMPLE.replace(
+            "auxRjzEMlDge96bGG02DdwhT4a3BxuF5+BeCuf6HLl8=",
+            &BASE64.encode(other.public_key()),
+        );
+        assert!(problem(&wrong_pub).contains("`pub_key.value` does not match"));
+        let example = load_text(EXAMPLE).unwrap();
+        let mut private = example.seed().to_vec();
+        private.extend_from_slice(&other.public_key());
+        let wrong_half = EXAMPLE.replace(
+            "TekHYIvfGyH0XHqAlJlQiX2kgrRbQLOkSJN31luviPdq7FGPMQyUOB73psYbTYN3CFPhrcHG4Xn4F4K5/ocuXw==",
+            &BASE64.encode(&private),
+        );
+        assert!(problem(&wrong_half).contains("public half"));
+        let truncated = EXAMPLE.replace(
+            "TekHYIvfGyH0XHqAlJlQiX2kgrRbQLOkSJN31luviPdq7FGPMQyUOB73psYbTYN3CFPhrcHG4Xn4F4K5/ocuXw==",
+            &BASE64.encode(&private[..40]),
+        );
+        assert!(problem(&truncated).contains("40 bytes; expected 64"));
+        let garbage = EXAMPLE.replace("TekHYIvfGyH0", "Tek!YIvfGyH0");
+        assert!(problem(&garbage).contains("`priv_key.value` is not valid base64"));
+        let wrong_address = EXAMPLE.replace("C9F9D8673A92", "C9F9D8673A93");
+        assert!(problem(&wrong_address).contains("does not match the public key"));
+        let lowercase = EXAMPLE.replace(
+            "C9F9D8673A92064679F6C83A7926E24CC952B2A7",
+            "c9f9d8673a92064679f6c83a7926e24cc952b2a7",
+        );
+        assert!(problem(&lowercase).contains("`address`"));
+        assert!(problem("AAAA\n").contains("3 bytes; expected 32"));
+        assert!(problem("not base64 at all").contains("not valid base64"));
+    }
+
+    #[test]
+    fn names_a_missing_file() {
+        let msg = ValidatorKey::load(Path::new("/nonexistent/key.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("/nonexistent/key.json") && msg.contains("cannot read"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn identity_key_round_trips_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("identity.key");
+        let key = SigningKey::from_bytes(&[9; 32]);
+        write_identity_key(&path, &key).unwrap();
+        assert_eq!(load_identity_key(&path).unwrap().to_bytes(), key.to_bytes());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(write_identity_key(&path, &key).is_err());
+    }
+}

@@ -1,7 +1,12 @@
-//! FROST threshold signing: key shares, nonce pools, and the participant and coordinator
-//! logic, kept free of I/O.
+//! FROST threshold signing, kept free of network I/O:
+//! - [`key_share`]: importing the validator's seed, dealing shares, share files.
+//! - [`nonces`]: this cosigner's secret nonces, in memory only, each used at most once.
+//! - [`participant`]: deciding on a peer's sign request and producing a share.
+//! - [`coordinator`]: choosing participants, building requests, aggregating shares.
+//! - [`messages`]: what cosigners say to each other.
 
 pub mod coordinator;
+pub mod key_share;
 pub mod messages;
 pub mod nonces;
 pub mod participant;

@@ -1,0 +1,710 @@
+//! `split-key`: deals an existing CometBFT validator key into FROST shares and writes one
+//! self-contained directory per cosigner (share, TLS identity, SecretConnection identity,
+//! empty state directory, `cosigner.toml`).
+//!
+//! The validator key is only read. Every input is checked before anything is written; the
+//! output is built in a temporary directory next to the destination and renamed into place
+//! only once it is complete, synced and re-loaded the way a cosigner would load it, so a
+//! failure leaves nothing behind.
+
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use clap::Parser;
+use cosigner::cluster::identity::{issue_cluster, IssueError};
+use cosigner::config::{
+    split_host_port, valid_chain_id, ChainConfig, Config, NodeAddress, NodeConfig, PeerConfig,
+    ProtocolVersion, ThresholdConfig, Timeouts,
+};
+use cosigner::threshold::key_share::{self, check_threshold, DealError, ThresholdError};
+use cosigner::validator_key::{
+    load_identity_key, write_identity_key, write_new_private_file, KeyFileError, ValidatorKey,
+};
+use rand_core::{CryptoRng, RngCore};
+
+/// Amino prefix of an Ed25519 public key in `valconspub` bech32 strings.
+const AMINO_ED25519_PUBKEY_PREFIX: [u8; 5] = [0x16, 0x24, 0xde, 0x64, 0x20];
+const DEFAULT_NODE: &str = "tcp://127.0.0.1:26659";
+const FIRST_DEFAULT_PORT: u16 = 7101;
+
+const KEY_SHARE_FILE: &str = "key_share.json";
+const TLS_CERT_FILE: &str = "tls/cert.pem";
+const TLS_KEY_FILE: &str = "tls/key.pem";
+const CLUSTER_CA_FILE: &str = "tls/cluster-ca.pem";
+const IDENTITY_KEY_FILE: &str = "identity.key";
+const STATE_DIR: &str = "state";
+const CONFIG_FILE: &str = "cosigner.toml";
+
+/// Command-line arguments.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "split-key",
+    version,
+    about = "Deal an existing CometBFT validator key into FROST shares, one directory per cosigner"
+)]
+pub struct Args {
+    /// The validator key: CometBFT priv_validator_key.json or a tmkms softsign key (base64 seed).
+    #[arg(value_name = "KEY_FILE")]
+    pub key_file: PathBuf,
+    /// How many cosigners must take part in every signature (t > n/2).
+    #[arg(long, value_name = "T")]
+    pub threshold: u16,
+    /// How many shares (cosigners) to deal.
+    #[arg(long, value_name = "N")]
+    pub shares: u16,
+    /// Where to write cosigner-1/ .. cosigner-N/; must not exist.
+    #[arg(long, value_name = "DIR", default_value = "./cosigners")]
+    pub out: PathBuf,
+    /// A chain the cluster signs for (repeat for several); at least one is required.
+    #[arg(long = "chain-id", value_name = "ID")]
+    pub chain_ids: Vec<String>,
+    /// Each cosigner's QUIC address, in order (give it N times, or not at all for
+    /// 127.0.0.1:7101..).
+    #[arg(long = "cosigner", value_name = "HOST:PORT")]
+    pub cosigners: Vec<String>,
+    /// A node's priv_validator_laddr for every cosigner to dial (repeatable).
+    #[arg(long = "node", value_name = "tcp://[NODE_ID@]HOST:PORT")]
+    pub nodes: Vec<String>,
+    /// Bech32 account prefix (e.g. `cosmos`) to print valconspub and valcons forms.
+    #[arg(long, value_name = "PREFIX")]
+    pub bech32_prefix: Option<String>,
+    /// The privval protocol version of the nodes.
+    #[arg(long, value_name = "VERSION", default_value = "v0.38", value_parser = parse_protocol)]
+    pub protocol: ProtocolVersion,
+}
+
+fn parse_protocol(s: &str) -> Result<ProtocolVersion, String> {
+    match s {
+        "v0.34" => Ok(ProtocolVersion::V0_34),
+        "v0.37" => Ok(ProtocolVersion::V0_37),
+        "v0.38" => Ok(ProtocolVersion::V0_38),
+        "v1" => Ok(ProtocolVersion::V1),
+        _ => Err(format!("`{s}` is not one of v0.34, v0.37, v0.38, v1")),
+    }
+}
+
+/// Why nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum SplitError {
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+    #[error("--threshold {t} --shares {n}: {source}")]
+    Threshold {
+        t: u16,
+        n: u16,
+        source: ThresholdError,
+    },
+    #[error("at least one --chain-id is required: a signer must know which chains it signs for")]
+    NoChainId,
+    #[error("--chain-id `{0}` is not a chain ID: 1 to 50 characters of A-Z a-z 0-9 . _ -")]
+    BadChainId(String),
+    #[error("--chain-id `{0}` is given twice")]
+    DuplicateChainId(String),
+    #[error("--cosigner given {given} times; give it once per share ({n}) or not at all")]
+    CosignerCount { given: usize, n: u16 },
+    #[error("--cosigner `{address}`: {problem}")]
+    BadCosigner { address: String, problem: String },
+    #[error("--node `{address}`: {problem}")]
+    BadNode { address: String, problem: String },
+    #[error("--bech32-prefix `{0}`: expected lowercase letters and digits, like `cosmos`")]
+    BadPrefix(String),
+    #[error("{}: already exists; refusing to overwrite (move it away or choose another --out)", .0.display())]
+    OutputExists(PathBuf),
+    #[error("{}: cannot write here: {problem}", path.display())]
+    OutputLocation { path: PathBuf, problem: String },
+    #[error(transparent)]
+    Deal(#[from] DealError),
+    #[error(transparent)]
+    Issue(#[from] IssueError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("written output failed its check: {0}")]
+    Check(String),
+    #[error("bech32 encoding failed: {0}")]
+    Bech32(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SplitError + '_ {
+    move |source| SplitError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One cosigner's network address as given, and where it binds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CosignerAddress {
+    /// `HOST:PORT` as peers dial it.
+    pub address: String,
+    pub host: String,
+    pub port: u16,
+    /// The host as an IP if it is one; otherwise the cosigner binds 0.0.0.0.
+    pub listen: SocketAddr,
+}
+
+/// Everything checked and ready to write; building a plan writes nothing.
+#[derive(Debug)]
+pub struct Plan {
+    pub key_file: PathBuf,
+    pub key: ValidatorKey,
+    pub threshold: u16,
+    pub shares: u16,
+    pub out: PathBuf,
+    /// The existing directory `out` is created in.
+    pub parent: PathBuf,
+    pub chain_ids: Vec<String>,
+    pub cosigners: Vec<CosignerAddress>,
+    pub nodes: Vec<String>,
+    pub protocol: ProtocolVersion,
+    pub bech32_prefix: Option<String>,
+}
+
+/// Checks every input and reads the key; writes nothing.
+pub fn plan(args: &Args) -> Result<Plan, SplitError> {
+    let (t, n) = (args.threshold, args.shares);
+    check_threshold(t, n).map_err(|source| SplitError::Threshold { t, n, source })?;
+
+    if args.chain_ids.is_empty() {
+        return Err(SplitError::NoChainId);
+    }
+    let mut chain_ids: Vec<String> = Vec::new();
+    for id in &args.chain_ids {
+        if !valid_chain_id(id) {
+            return Err(SplitError::BadChainId(id.clone()));
+        }
+        if chain_ids.contains(id) {
+            return Err(SplitError::DuplicateChainId(id.clone()));
+        }
+        chain_ids.push(id.clone());
+    }
+
+    let cosigners = cosigner_addresses(&args.cosigners, n)?;
+
+    let given_nodes = if args.nodes.is_empty() {
+        vec![DEFAULT_NODE.to_string()]
+    } else {
+        args.nodes.clone()
+    };
+    let mut nodes: Vec<String> = Vec::new();
+    let mut seen_nodes = BTreeSet::new();
+    for address in given_nodes {
+        let parsed = NodeAddress::parse(&address).map_err(|problem| SplitError::BadNode {
+            address: address.clone(),
+            problem,
+        })?;
+        if !seen_nodes.insert(parsed.host_port()) {
+            return Err(SplitError::BadNode {
+                address,
+                problem: "this node is given twice".into(),
+            });
+        }
+        nodes.push(address);
+    }
+
+    if let Some(prefix) = &args.bech32_prefix {
+        let ok = !prefix.is_empty()
+            && prefix.len() <= 30
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !ok {
+            return Err(SplitError::BadPrefix(prefix.clone()));
+        }
+    }
+
+    let (out, parent) = output_location(&args.out)?;
+    let key = ValidatorKey::load(&args.key_file)?;
+    Ok(Plan {
+        key_file: args.key_file.clone(),
+        key,
+        threshold: t,
+        shares: n,
+        out,
+        parent,
+        chain_ids,
+        cosigners,
+        nodes,
+        protocol: args.protocol,
+        bech32_prefix: args.bech32_prefix.clone(),
+    })
+}
+
+fn cosigner_addresses(given: &[String], n: u16) -> Result<Vec<CosignerAddress>, SplitError> {
+    let given: Vec<String> = if given.is_empty() {
+        (0..n)
+            .map(|i| format!("127.0.0.1:{}", FIRST_DEFAULT_PORT + i))
+            .collect()
+    } else if given.len() != usize::from(n) {
+        return Err(SplitError::CosignerCount {
+            given: given.len(),
+            n,
+        });
+    } else {
+        given.to_vec()
+    };
+    let mut out: Vec<CosignerAddress> = Vec::with_capacity(given.len());
+    for address in given {
+        let bad = |problem: String| SplitError::BadCosigner {
+            address: address.clone(),
+            problem,
+        };
+        let (host, port) = split_host_port(&address).map_err(bad)?;
+        // A hostname cannot be bound; listen on every interface and let peers dial the name.
+        let ip = host
+            .parse::<IpAddr>()
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        if out
+            .iter()
+            .any(|c| c.host.eq_ignore_ascii_case(&host) && c.port == port)
+        {
+            return Err(bad("two cosigners cannot share one address".into()));
+        }
+        out.push(CosignerAddress {
+            listen: SocketAddr::new(ip, port),
+            address,
+            host,
+            port,
+        });
+    }
+    Ok(out)
+}
+
+fn output_location(out: &Path) -> Result<(PathBuf, PathBuf), SplitError> {
+    let bad = |problem: &str| SplitError::OutputLocation {
+        path: out.to_path_buf(),
+        problem: problem.to_string(),
+    };
+    if out.file_name().is_none() {
+        return Err(bad("expected a path ending in a directory name"));
+    }
+    if fs::symlink_metadata(out).is_ok() {
+        return Err(SplitError::OutputExists(out.to_path_buf()));
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    match fs::metadata(&parent) {
+        Ok(m) if m.is_dir() => Ok((out.to_path_buf(), parent)),
+        Ok(_) => Err(bad(&format!("{} is not a directory", parent.display()))),
+        Err(e) => Err(bad(&format!("{}: {e}", parent.display()))),
+    }
+}
+
+/// The bech32 `valconspub` string of an Ed25519 consensus key.
+pub fn valconspub(prefix: &str, public_key: &[u8; 32]) -> Result<String, SplitError> {
+    let mut data = AMINO_ED25519_PUBKEY_PREFIX.to_vec();
+    data.extend_from_slice(public_key);
+    bech32_encode(&format!("{prefix}valconspub"), &data)
+}
+
+/// The bech32 `valcons` address of a validator address.
+pub fn valcons(prefix: &str, address: &[u8; 20]) -> Result<String, SplitError> {
+    bech32_encode(&format!("{prefix}valcons"), address)
+}
+
+fn bech32_encode(hrp: &str, data: &[u8]) -> Result<String, SplitError> {
+    let hrp = bech32::Hrp::parse(hrp).map_err(|e| SplitError::Bech32(e.to_string()))?;
+    bech32::encode::<bech32::Bech32>(hrp, data).map_err(|e| SplitError::Bech32(e.to_string()))
+}
+
+/// What was written, for the operator.
+#[derive(Debug)]
+pub struct Report {
+    pub key_file: PathBuf,
+    pub out: PathBuf,
+    pub threshold: u16,
+    pub shares: u16,
+    pub subsets_checked: usize,
+    pub address_hex: String,
+    pub public_key_base64: String,
+    pub valconspub: Option<String>,
+    pub valcons: Option<String>,
+    pub cosigners: Vec<CosignerAddress>,
+    pub chain_ids: Vec<String>,
+    pub nodes: Vec<String>,
+    pub protocol: ProtocolVersion,
+}
+
+/// Checks the inputs, deals the key and writes the cosigner directories.
+pub fn run<R: RngCore + CryptoRng>(args: &Args, rng: &mut R) -> Result<Report, SplitError> {
+    let plan = plan(args)?;
+    write(&plan, rng)
+}
+
+/// Deals the key of a checked plan and writes the directories atomically.
+pub fn write<R: RngCore + CryptoRng>(plan: &Plan, rng: &mut R) -> Result<Report, SplitError> {
+    let (t, n) = (plan.threshold, plan.shares);
+    let dealt = key_share::deal(&plan.key, t, n, rng)?;
+    let address_hex = plan.key.address_hex();
+    let cluster = issue_cluster(n, &format!("validator {address_hex}"))?;
+    let (valconspub, valcons) = match &plan.bech32_prefix {
+        Some(prefix) => (
+            Some(valconspub(prefix, &plan.key.public_key())?),
+            Some(valcons(prefix, &plan.key.address())?),
+        ),
+        None => (None, None),
+    };
+
+    let configs: Vec<Config> = (1..=n)
+        .map(|id| cosigner_config(plan, id, &cluster))
+        .collect();
+    for (config, id) in configs.iter().zip(1u16..) {
+        config.validate().map_err(|(field, problem)| {
+            SplitError::Check(format!("cosigner-{id} config: {field}: {problem}"))
+        })?;
+    }
+
+    let name = plan
+        .out
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // tempfile creates the directory 0700 with a random name and removes it (and everything
+    // in it) when dropped, which is what makes every early return below leave nothing.
+    let prefix = format!(".{name}.tmp-");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o700));
+    }
+    let tmp = builder
+        .tempdir_in(&plan.parent)
+        .map_err(|e| SplitError::OutputLocation {
+            path: plan.out.clone(),
+            problem: format!(
+                "cannot create a temporary directory in {}: {e}",
+                plan.parent.display()
+            ),
+        })?;
+
+    for ((identity, file), config) in cluster
+        .identities
+        .iter()
+        .zip(dealt.share_files())
+        .zip(&configs)
+    {
+        let dir = tmp.path().join(format!("cosigner-{}", identity.id));
+        create_private_dir(&dir)?;
+        create_private_dir(&dir.join("tls"))?;
+        create_private_dir(&dir.join(STATE_DIR))?;
+        let share_json = file
+            .to_json()
+            .map_err(|e| SplitError::Check(format!("cannot encode share {}: {e}", file.id)))?;
+        write_file(&dir.join(KEY_SHARE_FILE), share_json.as_bytes())?;
+        write_file(&dir.join(TLS_CERT_FILE), identity.cert_pem.as_bytes())?;
+        write_file(&dir.join(TLS_KEY_FILE), identity.key_pem.as_bytes())?;
+        write_file(&dir.join(CLUSTER_CA_FILE), cluster.ca_cert_pem.as_bytes())?;
+        let session_key = ed25519_dalek::SigningKey::generate(rng);
+        write_identity_key(&dir.join(IDENTITY_KEY_FILE), &session_key)?;
+        let text = format!("{}{}", config_header(plan, identity.id), config.to_toml());
+        write_file(&dir.join(CONFIG_FILE), text.as_bytes())?;
+        for d in [dir.join("tls"), dir.join(STATE_DIR), dir.clone()] {
+            sync_dir(&d)?;
+        }
+    }
+    sync_dir(tmp.path())?;
+    check_written(tmp.path(), plan, &dealt)?;
+
+    // Checked up front, but someone may have created it since; rename(2) would silently
+    // replace an empty directory.
+    if fs::symlink_metadata(&plan.out).is_ok() {
+        return Err(SplitError::OutputExists(plan.out.clone()));
+    }
+    fs::rename(tmp.path(), &plan.out).map_err(io_err(&plan.out))?;
+    let _ = tmp.keep();
+    sync_dir(&plan.parent)?;
+
+    Ok(Report {
+        key_file: plan.key_file.clone(),
+        out: plan.out.clone(),
+        threshold: t,
+        shares: n,
+        subsets_checked: dealt.subsets_checked(),
+        address_hex,
+        public_key_base64: BASE64.encode(plan.key.public_key()),
+        valconspub,
+        valcons,
+        cosigners: plan.cosigners.clone(),
+        chain_ids: plan.chain_ids.clone(),
+        nodes: plan.nodes.clone(),
+        protocol: plan.protocol,
+    })
+}
+
+fn cosigner_config(
+    plan: &Plan,
+    id: u16,
+    cluster: &cosigner::cluster::identity::IssuedCluster,
+) -> Config {
+    let me = &plan.cosigners[usize::from(id - 1)];
+    let peers = cluster
+        .identities
+        .iter()
+        .filter(|i| i.id != id)
+        .map(|i| PeerConfig {
+            id: i.id,
+            address: plan.cosigners[usize::from(i.id - 1)].address.clone(),
+            cert_sha256: i.cert_sha256.clone(),
+        })
+        .collect();
+    Config {
+        state_dir: STATE_DIR.into(),
+        identity_key: IDENTITY_KEY_FILE.into(),
+        chains: plan
+            .chain_ids
+            .iter()
+            .map(|id| ChainConfig {
+                id: id.clone(),
+                allow_fresh_state: true,
+            })
+            .collect(),
+        nodes: plan
+            .nodes
+            .iter()
+            .map(|address| NodeConfig {
+                address: address.clone(),
+                protocol: plan.protocol,
+                allow_sign_bytes: false,
+            })
+            .collect(),
+        single: None,
+        threshold: Some(ThresholdConfig {
+            id,
+            threshold: plan.threshold,
+            listen: me.listen,
+            key_share: KEY_SHARE_FILE.into(),
+            tls_cert: TLS_CERT_FILE.into(),
+            tls_key: TLS_KEY_FILE.into(),
+            cluster_ca: CLUSTER_CA_FILE.into(),
+            peers,
+        }),
+        timeouts: Timeouts::default(),
+    }
+}
+
+fn config_header(plan: &Plan, id: u16) -> String {
+    format!(
+        "# cosigner-{id}: share {id} of a {t}-of-{n} FROST split of validator {addr},\n\
+         # written by split-key. Paths are relative to this file's directory.\n\
+         #\n\
+         # allow_fresh_state = true below because this split is brand new and has no signing\n\
+         # history yet. Set it to false once this cosigner has signed: from then on a missing\n\
+         # state file means lost history, and starting fresh could sign twice at one height.\n\n",
+        t = plan.threshold,
+        n = plan.shares,
+        addr = plan.key.address_hex(),
+    )
+}
+
+/// Re-loads every written directory the way a cosigner does and checks it against the plan.
+fn check_written(
+    root: &Path,
+    plan: &Plan,
+    dealt: &key_share::DealtShares,
+) -> Result<(), SplitError> {
+    let check = |what: String| SplitError::Check(what);
+    for id in 1..=plan.shares {
+        let dir = root.join(format!("cosigner-{id}"));
+        let loaded = Config::load(&dir.join(CONFIG_FILE)).map_err(|e| check(e.to_string()))?;
+        let threshold = loaded
+            .config
+            .threshold
+            .as_ref()
+            .ok_or_else(|| check(format!("cosigner-{id}: no [threshold]")))?;
+        let share = key_share::load(&loaded.resolve(&threshold.key_share))
+            .map_err(|e| check(e.to_string()))?;
+        if share.index() != id
+            || threshold.id != id
+            || share.threshold() != plan.threshold
+            || share.group_public_key() != plan.key.public_key()
+            || share.public_key_package() != dealt.public_key_package()
+        {
+            return Err(check(format!(
+                "cosigner-{id}: share does not match what was dealt"
+            )));
+        }
+        load_identity_key(&loaded.resolve(&loaded.config.identity_key))
+            .map_err(|e| check(e.to_string()))?;
+        for path in [
+            &threshold.tls_cert,
+            &threshold.tls_key,
+            &threshold.cluster_ca,
+        ] {
+            let path = loaded.resolve(path);
+            let len = fs::metadata(&path).map_err(io_err(&path))?.len();
+            if len == 0 {
+                return Err(check(format!("{} is empty", path.display())));
+            }
+        }
+        if !loaded.resolve(&loaded.config.state_dir).is_dir() {
+            return Err(check(format!("cosigner-{id}: state directory missing")));
+        }
+    }
+    Ok(())
+}
+
+fn create_private_dir(path: &Path) -> Result<(), SplitError> {
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path).map_err(io_err(path))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SplitError> {
+    write_new_private_file(path, bytes).map_err(io_err(path))
+}
+
+fn sync_dir(path: &Path) -> Result<(), SplitError> {
+    fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(path))
+}
+
+fn subsets_phrase(r: &Report) -> String {
+    let total = key_share::binomial(r.shares, r.threshold);
+    if total == r.subsets_checked as u128 {
+        format!(
+            "all {} groups of {} shares were checked by signing",
+            r.subsets_checked, r.threshold
+        )
+    } else {
+        format!(
+            "{} of the {} groups of {} shares were checked by signing",
+            r.subsets_checked, total, r.threshold
+        )
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let out = self.out.display();
+        writeln!(
+            f,
+            "Split {} into {} shares; any {} can sign ({}).",
+            self.key_file.display(),
+            self.shares,
+            self.threshold,
+            subsets_phrase(self)
+        )?;
+        writeln!(f)?;
+        writeln!(f, "validator address:   {}", self.address_hex)?;
+        writeln!(f, "public key (base64): {}", self.public_key_base64)?;
+        if let (Some(pubkey), Some(address)) = (&self.valconspub, &self.valcons) {
+            writeln!(f, "valconspub:          {pubkey}")?;
+            writeln!(f, "valcons address:     {address}")?;
+        }
+        writeln!(f, "chains:              {}", self.chain_ids.join(", "))?;
+        writeln!(
+            f,
+            "nodes (dialled by every cosigner, protocol {}): {}",
+            self.protocol.name(),
+            self.nodes.join(", ")
+        )?;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "Copy each directory to its host, keeping its permissions:"
+        )?;
+        for (i, c) in self.cosigners.iter().enumerate() {
+            writeln!(
+                f,
+                "  {out}/cosigner-{} -> the host at {} (listens on {})",
+                i + 1,
+                c.address,
+                c.listen
+            )?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "Open these UDP ports (QUIC) to the other cosigners, and nothing else to them:"
+        )?;
+        for (i, c) in self.cosigners.iter().enumerate() {
+            let others: Vec<&str> = self
+                .cosigners
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, o)| o.host.as_str())
+                .collect();
+            writeln!(
+                f,
+                "  cosigner-{}: UDP {} from {}",
+                i + 1,
+                c.port,
+                others.join(", ")
+            )?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "Next: remove {} from the validator host (any host holding it can sign alone and \
+             double-sign); keep one offline backup only.",
+            self.key_file.display()
+        )?;
+        writeln!(
+            f,
+            "The cosigners start with empty sign state: stop the old signer first, and do not \
+             start the cluster while the old signer could still sign at the current height."
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valconspub_uses_the_amino_prefix() {
+        let s = valconspub("cosmos", &[0; 32]).unwrap();
+        // Every Ed25519 valconspub starts like this: the amino prefix bytes in bech32.
+        assert!(s.starts_with("cosmosvalconspub1zcjduepq"), "{s}");
+        let (hrp, data) = bech32::decode(&s).unwrap();
+        assert_eq!(hrp.as_str(), "cosmosvalconspub");
+        assert_eq!(&data[..5], &AMINO_ED25519_PUBKEY_PREFIX);
+        assert!(valcons("cosmos", &[1; 20])
+            .unwrap()
+            .starts_with("cosmosvalcons1"));
+    }
+
+    #[test]
+    fn listens_on_ips_and_on_all_interfaces_for_names() {
+        let c = cosigner_addresses(
+            &[
+                "10.0.0.1:7101".into(),
+                "signer-b.example:7102".into(),
+                "[::1]:7103".into(),
+            ],
+            3,
+        )
+        .unwrap();
+        assert_eq!(c[0].listen, "10.0.0.1:7101".parse().unwrap());
+        assert_eq!(c[1].listen, "0.0.0.0:7102".parse().unwrap());
+        assert_eq!(c[2].listen, "[::1]:7103".parse().unwrap());
+        assert_eq!(
+            cosigner_addresses(&[], 2).unwrap()[1].address,
+            "127.0.0.1:7102"
+        );
+        assert!(matches!(
+            cosigner_addresses(&["a:1".into(), "A:1".into()], 2),
+            Err(SplitError::BadCosigner { .. })
+        ));
+    }
+}

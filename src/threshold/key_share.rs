@@ -1,0 +1,685 @@
+//! FROST key shares: turning a validator's Ed25519 key into FROST shares (the trusted-dealer
+//! split that `split-key` runs) and the `key_share.json` file each cosigner loads.
+//!
+//! The dealer proves its own output before anyone sees it: the group key must equal the
+//! validator's public key, every share must pass the VSS check, and t-subsets of the shares
+//! must produce signatures that strict Ed25519 verification accepts under the original key.
+//! Loading a share file re-checks everything the file can check about itself, so a share that
+//! does not belong to its public key package, or a package whose shares are not on one
+//! polynomial of degree t-1 through the group key, is refused at start-up and not mid-vote.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use frost_ed25519 as frost;
+use frost_ed25519::keys::{IdentifierList, KeyPackage, PublicKeyPackage, VerifyingShare};
+use frost_ed25519::rand_core::{CryptoRng, RngCore};
+use frost_ed25519::Identifier;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha512};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::config::MAX_COSIGNERS;
+use crate::validator_key::ValidatorKey;
+
+/// The `version` of the share files this code writes and reads.
+pub const KEY_SHARE_VERSION: u32 = 1;
+
+/// Above this many t-subsets the dealer checks a sample instead of all of them; see [`deal`].
+pub const MAX_SUBSETS_CHECKED: usize = 2000;
+
+/// Share files hold two packages and a few numbers; anything much larger is not one.
+const MAX_SHARE_FILE_BYTES: u64 = 256 * 1024;
+
+/// A threshold/share count that must not be dealt or loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ThresholdError {
+    #[error("threshold {t} is below 2: a single share would be the whole key")]
+    TooSmall { t: u16, n: u16 },
+    #[error("threshold {t} exceeds the number of shares {n}")]
+    AboveShares { t: u16, n: u16 },
+    #[error("{t} of {n} lets two disjoint groups of cosigners sign: need t > n/2")]
+    NoMajority { t: u16, n: u16 },
+    #[error("{n} shares exceed the maximum of {MAX_COSIGNERS} cosigners")]
+    TooManyShares { n: u16 },
+}
+
+/// Checks `t`-of-`n`: 2 <= t <= n, t > n/2 (so any two quorums share a cosigner, which is what
+/// makes each cosigner's own double-sign check sufficient), n <= [`MAX_COSIGNERS`].
+pub fn check_threshold(t: u16, n: u16) -> Result<(), ThresholdError> {
+    if n > MAX_COSIGNERS {
+        return Err(ThresholdError::TooManyShares { n });
+    }
+    if t < 2 {
+        return Err(ThresholdError::TooSmall { t, n });
+    }
+    if t > n {
+        return Err(ThresholdError::AboveShares { t, n });
+    }
+    if usize::from(t) * 2 <= usize::from(n) {
+        return Err(ThresholdError::NoMajority { t, n });
+    }
+    Ok(())
+}
+
+/// Why a key could not be dealt.
+#[derive(Debug, thiserror::Error)]
+pub enum DealError {
+    #[error(transparent)]
+    Threshold(#[from] ThresholdError),
+    #[error("cannot turn the validator key into a FROST key: {0}")]
+    Key(frost::Error),
+    #[error("FROST split failed: {0}")]
+    Split(frost::Error),
+    /// The dealer's own output failed its self-check; nothing may be written.
+    #[error("self-check of the dealt shares failed: {0}")]
+    SelfCheck(String),
+}
+
+/// The FROST signing key with the same public key as the Ed25519 key with this seed
+/// (RFC 8032 §5.1.5): SHA-512 of the seed, first half clamped, reduced mod l. The second half
+/// of the hash (RFC 8032's nonce prefix) is not used: FROST nonces are random.
+pub fn frost_signing_key(seed: &[u8; 32]) -> Result<frost::SigningKey, frost::Error> {
+    let mut h: [u8; 64] = Sha512::digest(seed).into();
+    let mut a = Zeroizing::new([0u8; 32]);
+    a.copy_from_slice(&h[..32]);
+    h.zeroize();
+    a[0] &= 248;
+    a[31] &= 127;
+    a[31] |= 64;
+    // The clamped integer is in [2^254, 2^255), above l: FROST needs the canonical form, and
+    // since B has order l the reduced scalar gives the same public key.
+    let mut s = Scalar::from_bytes_mod_order(*a);
+    let key = frost::SigningKey::from_scalar(s);
+    s.zeroize();
+    key
+}
+
+/// One cosigner's `key_share.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyShareFile {
+    pub version: u32,
+    /// This share's FROST identifier as a number, 1..=shares.
+    pub id: u16,
+    pub threshold: u16,
+    pub shares: u16,
+    /// Secret: this cosigner's signing share.
+    pub key_package: KeyPackage,
+    pub public_key_package: PublicKeyPackage,
+}
+
+impl KeyShareFile {
+    /// Pretty JSON; the text holds the secret share and is wiped on drop.
+    pub fn to_json(&self) -> Result<Zeroizing<String>, serde_json::Error> {
+        let mut text = serde_json::to_string_pretty(self)?;
+        text.push('\n');
+        Ok(Zeroizing::new(text))
+    }
+
+    /// Checks everything the file can check about itself and returns its identifier.
+    pub fn validate(&self) -> Result<Identifier, KeyShareProblem> {
+        if self.version != KEY_SHARE_VERSION {
+            return Err(KeyShareProblem::Version {
+                found: self.version,
+            });
+        }
+        check_threshold(self.threshold, self.shares).map_err(KeyShareProblem::Threshold)?;
+        if self.id == 0 || self.id > self.shares {
+            return Err(KeyShareProblem::IdOutOfRange {
+                id: self.id,
+                shares: self.shares,
+            });
+        }
+        let id = identifier(self.id)?;
+        let kp = &self.key_package;
+        let pkp = &self.public_key_package;
+        if *kp.identifier() != id {
+            return Err(KeyShareProblem::Inconsistent(
+                "key_package.identifier differs from `id`",
+            ));
+        }
+        if *kp.min_signers() != self.threshold {
+            return Err(KeyShareProblem::Inconsistent(
+                "key_package.min_signers differs from `threshold`",
+            ));
+        }
+        if pkp.min_signers() != Some(self.threshold) {
+            return Err(KeyShareProblem::Inconsistent(
+                "public_key_package.min_signers differs from `threshold`",
+            ));
+        }
+        let expected_ids = (1..=self.shares)
+            .map(identifier)
+            .collect::<Result<Vec<_>, _>>()?;
+        if !pkp.verifying_shares().keys().eq(expected_ids.iter()) {
+            return Err(KeyShareProblem::Inconsistent(
+                "public_key_package.verifying_shares must list exactly the ids 1..=shares",
+            ));
+        }
+        if pkp.verifying_shares().get(&id) != Some(kp.verifying_share()) {
+            return Err(KeyShareProblem::Inconsistent(
+                "key_package.verifying_share differs from the public key package's entry for `id`",
+            ));
+        }
+        if VerifyingShare::from(*kp.signing_share()) != *kp.verifying_share() {
+            return Err(KeyShareProblem::Inconsistent(
+                "key_package.signing_share does not match its verifying_share",
+            ));
+        }
+        if kp.verifying_key() != pkp.verifying_key() {
+            return Err(KeyShareProblem::Inconsistent(
+                "key_package.verifying_key differs from the public key package's group key",
+            ));
+        }
+        check_public_shares(pkp, self.threshold)?;
+        Ok(id)
+    }
+}
+
+/// A loaded, checked key share.
+#[derive(Clone, Debug)]
+pub struct KeyShare {
+    file: KeyShareFile,
+    id: Identifier,
+    group_public_key: [u8; 32],
+}
+
+impl KeyShare {
+    /// Checks a share file's contents (see [`KeyShareFile::validate`]).
+    pub fn from_file(file: KeyShareFile) -> Result<KeyShare, KeyShareProblem> {
+        let id = file.validate()?;
+        let group_public_key = group_key_bytes(&file.public_key_package)?;
+        Ok(KeyShare {
+            file,
+            id,
+            group_public_key,
+        })
+    }
+
+    pub fn id(&self) -> Identifier {
+        self.id
+    }
+    /// The identifier as the number used in configs and file names.
+    pub fn index(&self) -> u16 {
+        self.file.id
+    }
+    pub fn key_package(&self) -> &KeyPackage {
+        &self.file.key_package
+    }
+    pub fn public_key_package(&self) -> &PublicKeyPackage {
+        &self.file.public_key_package
+    }
+    /// The group's Ed25519 public key: the validator's consensus public key.
+    pub fn group_public_key(&self) -> [u8; 32] {
+        self.group_public_key
+    }
+    pub fn threshold(&self) -> u16 {
+        self.file.threshold
+    }
+    pub fn shares(&self) -> u16 {
+        self.file.shares
+    }
+}
+
+/// A share file that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {problem}", path.display())]
+pub struct KeyShareError {
+    pub path: PathBuf,
+    pub problem: KeyShareProblem,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyShareProblem {
+    #[error("cannot read: {0}")]
+    Read(std::io::Error),
+    #[error("file is larger than {MAX_SHARE_FILE_BYTES} bytes; not a key share")]
+    TooLarge,
+    #[error("malformed key share JSON: {0}")]
+    Malformed(String),
+    #[error("unsupported version {found}; this build reads version {KEY_SHARE_VERSION}")]
+    Version { found: u32 },
+    #[error("{0}")]
+    Threshold(ThresholdError),
+    #[error("id {id} is outside 1..={shares}")]
+    IdOutOfRange { id: u16, shares: u16 },
+    #[error("inconsistent key share: {0}")]
+    Inconsistent(&'static str),
+    #[error("invalid key material: {0}")]
+    Frost(frost::Error),
+}
+
+/// Reads and checks a cosigner's `key_share.json`.
+pub fn load(path: &Path) -> Result<KeyShare, KeyShareError> {
+    let err = |problem| KeyShareError {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(KeyShareProblem::Read(e)))?;
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.take(MAX_SHARE_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| err(KeyShareProblem::Read(e)))?;
+    if bytes.len() as u64 > MAX_SHARE_FILE_BYTES {
+        return Err(err(KeyShareProblem::TooLarge));
+    }
+    let file: KeyShareFile = serde_json::from_slice(&bytes)
+        .map_err(|e| err(KeyShareProblem::Malformed(e.to_string())))?;
+    KeyShare::from_file(file).map_err(err)
+}
+
+/// The output of [`deal`]: one share file per cosigner, already self-checked.
+#[derive(Debug)]
+pub struct DealtShares {
+    threshold: u16,
+    files: Vec<KeyShareFile>,
+    public_key_package: PublicKeyPackage,
+    subsets_checked: usize,
+}
+
+impl DealtShares {
+    pub fn threshold(&self) -> u16 {
+        self.threshold
+    }
+    pub fn shares(&self) -> u16 {
+        self.files.len() as u16
+    }
+    /// Share files in identifier order: `share_files()[i]` has id `i + 1`.
+    pub fn share_files(&self) -> &[KeyShareFile] {
+        &self.files
+    }
+    pub fn public_key_package(&self) -> &PublicKeyPackage {
+        &self.public_key_package
+    }
+    /// How many t-subsets produced a signature that verified during the self-check.
+    pub fn subsets_checked(&self) -> usize {
+        self.subsets_checked
+    }
+}
+
+/// Splits `key` into `shares` FROST shares of which `threshold` can sign, and checks the
+/// result before returning it.
+///
+/// The check signs a fixed self-check message with t-subsets of the shares and verifies each
+/// signature with `ed25519_dalek::VerifyingKey::verify_strict` under the validator's public
+/// key. While C(n, t) <= [`MAX_SUBSETS_CHECKED`] every t-subset is checked. Beyond that
+/// (only possible for large n, e.g. 17-of-32) the check covers the n "rotations"
+/// `{i, i+1, .., i+t-1 mod n}`, so every share signs at least t times in different company,
+/// plus uniformly random t-subsets up to [`MAX_SUBSETS_CHECKED`] in total. Because every
+/// share also passes the VSS check and the public shares are checked to lie on one polynomial
+/// of degree t-1 through the group key, the sample is a belt-and-braces test of the signing
+/// path, not the only evidence that every subset works.
+///
+/// The self-check signatures are over a message that is not CometBFT sign bytes, and are
+/// dropped immediately.
+pub fn deal<R: RngCore + CryptoRng>(
+    key: &ValidatorKey,
+    threshold: u16,
+    shares: u16,
+    rng: &mut R,
+) -> Result<DealtShares, DealError> {
+    check_threshold(threshold, shares)?;
+    let secret = frost_signing_key(&key.seed()).map_err(DealError::Key)?;
+    let (secret_shares, public_key_package) =
+        frost::keys::split(&secret, shares, threshold, IdentifierList::Default, rng)
+            .map_err(DealError::Split)?;
+    drop(secret);
+    let public_key = key.public_key();
+    let self_check = |what: String| DealError::SelfCheck(what);
+    if group_key_bytes(&public_key_package).ok() != Some(public_key) {
+        return Err(self_check(
+            "the group key differs from the validator's public key".into(),
+        ));
+    }
+
+    let mut key_packages = BTreeMap::new();
+    let mut files = Vec::with_capacity(usize::from(shares));
+    for index in 1..=shares {
+        let id = identifier(index).map_err(|e| self_check(e.to_string()))?;
+        let secret_share = secret_shares
+            .get(&id)
+            .ok_or_else(|| self_check(format!("share {index} is missing")))?;
+        let key_package = KeyPackage::try_from(secret_share.clone())
+            .map_err(|e| self_check(format!("share {index} fails the VSS check: {e}")))?;
+        let file = KeyShareFile {
+            version: KEY_SHARE_VERSION,
+            id: index,
+            threshold,
+            shares,
+            key_package: key_package.clone(),
+            public_key_package: public_key_package.clone(),
+        };
+        file.validate()
+            .map_err(|e| self_check(format!("share {index}: {e}")))?;
+        key_packages.insert(id, key_package);
+        files.push(file);
+    }
+    drop(secret_shares);
+
+    let verifying_key = ed25519_dalek::VerifyingKey::from_bytes(&public_key)
+        .map_err(|e| self_check(format!("validator public key: {e}")))?;
+    let subsets = subsets_to_check(shares, threshold, rng);
+    for subset in &subsets {
+        let message = self_check_message(subset);
+        let signature = sign_with(subset, &key_packages, &public_key_package, &message, rng)
+            .map_err(|e| self_check(format!("shares {subset:?} cannot sign: {e}")))?;
+        verifying_key
+            .verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&signature))
+            .map_err(|e| {
+                self_check(format!(
+                    "signature by shares {subset:?} fails verify_strict: {e}"
+                ))
+            })?;
+    }
+    Ok(DealtShares {
+        threshold,
+        files,
+        public_key_package,
+        subsets_checked: subsets.len(),
+    })
+}
+
+/// `0xff` first so the bytes can never be a length-prefixed CometBFT sign-bytes message.
+fn self_check_message(subset: &[u16]) -> Vec<u8> {
+    let mut message = b"\xffsplit-key self-check\x00".to_vec();
+    for id in subset {
+        message.extend_from_slice(&id.to_be_bytes());
+    }
+    message
+}
+
+/// One full FROST signing (both rounds and aggregation) by the shares in `subset`.
+fn sign_with<R: RngCore + CryptoRng>(
+    subset: &[u16],
+    key_packages: &BTreeMap<Identifier, KeyPackage>,
+    public_key_package: &PublicKeyPackage,
+    message: &[u8],
+    rng: &mut R,
+) -> Result<[u8; 64], frost::Error> {
+    let mut nonces = BTreeMap::new();
+    let mut commitments = BTreeMap::new();
+    for &index in subset {
+        let id = Identifier::try_from(index)?;
+        let key_package = key_packages
+            .get(&id)
+            .ok_or(frost::Error::UnknownIdentifier)?;
+        let (n, c) = frost::round1::commit(key_package.signing_share(), rng);
+        nonces.insert(id, n);
+        commitments.insert(id, c);
+    }
+    let signing_package = frost::SigningPackage::new(commitments, message);
+    let mut signature_shares = BTreeMap::new();
+    for (id, n) in nonces {
+        let key_package = key_packages
+            .get(&id)
+            .ok_or(frost::Error::UnknownIdentifier)?;
+        signature_shares.insert(id, frost::round2::sign(&signing_package, &n, key_package)?);
+    }
+    let signature = frost::aggregate(&signing_package, &signature_shares, public_key_package)?;
+    let bytes = signature.serialize()?;
+    <[u8; 64]>::try_from(bytes.as_slice()).map_err(|_| frost::Error::MalformedSignature)
+}
+
+/// C(n, k), saturating: how many k-subsets n shares have.
+pub fn binomial(n: u16, k: u16) -> u128 {
+    if k > n {
+        return 0;
+    }
+    let (n, k) = (u128::from(n), u128::from(k.min(n - k)));
+    (0..k).fold(1u128, |acc, i| acc.saturating_mul(n - i) / (i + 1))
+}
+
+/// The t-subsets of 1..=n the dealer signs with (see [`deal`]), each sorted ascending.
+fn subsets_to_check<R: RngCore>(n: u16, t: u16, rng: &mut R) -> Vec<Vec<u16>> {
+    if binomial(n, t) <= MAX_SUBSETS_CHECKED as u128 {
+        return all_subsets(n, t);
+    }
+    let mut out: Vec<Vec<u16>> = (0..n)
+        .map(|start| {
+            let mut s: Vec<u16> = (0..t).map(|k| (start + k) % n + 1).collect();
+            s.sort_unstable();
+            s
+        })
+        .collect();
+    let mut pool: Vec<u16> = (1..=n).collect();
+    while out.len() < MAX_SUBSETS_CHECKED {
+        // Partial Fisher-Yates; the slight modulo bias is irrelevant for a test sample.
+        for i in 0..usize::from(t) {
+            let j = i + (rng.next_u32() as usize) % (pool.len() - i);
+            pool.swap(i, j);
+        }
+        let mut s = pool[..usize::from(t)].to_vec();
+        s.sort_unstable();
+        out.push(s);
+    }
+    out
+}
+
+fn all_subsets(n: u16, t: u16) -> Vec<Vec<u16>> {
+    let mut out = Vec::new();
+    let mut current: Vec<u16> = (1..=t).collect();
+    loop {
+        out.push(current.clone());
+        // Advance to the next combination in lexicographic order.
+        let mut i = usize::from(t);
+        while i > 0 && current[i - 1] == n - t + i as u16 {
+            i -= 1;
+        }
+        if i == 0 {
+            return out;
+        }
+        current[i - 1] += 1;
+        for j in i..usize::from(t) {
+            current[j] = current[j - 1] + 1;
+        }
+    }
+}
+
+fn identifier(index: u16) -> Result<Identifier, KeyShareProblem> {
+    Identifier::try_from(index).map_err(KeyShareProblem::Frost)
+}
+
+fn group_key_bytes(pkp: &PublicKeyPackage) -> Result<[u8; 32], KeyShareProblem> {
+    let bytes = pkp
+        .verifying_key()
+        .serialize()
+        .map_err(KeyShareProblem::Frost)?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| KeyShareProblem::Inconsistent("group key is not 32 bytes"))
+}
+
+fn point(bytes: &[u8]) -> Result<EdwardsPoint, KeyShareProblem> {
+    let compressed = CompressedEdwardsY::from_slice(bytes)
+        .map_err(|_| KeyShareProblem::Inconsistent("a public key is not 32 bytes"))?;
+    compressed.decompress().ok_or(KeyShareProblem::Inconsistent(
+        "a public key is not a curve point",
+    ))
+}
+
+/// Checks that the verifying shares for ids 1..=n lie on one polynomial of degree t-1 whose
+/// value at 0 is the group key, i.e. that every t-subset of shares yields the group key. The
+/// polynomial is fixed by shares 1..=t; every other share and the group key must match its
+/// Lagrange interpolation.
+fn check_public_shares(pkp: &PublicKeyPackage, t: u16) -> Result<(), KeyShareProblem> {
+    let mut points = Vec::with_capacity(pkp.verifying_shares().len());
+    for share in pkp.verifying_shares().values() {
+        points.push(point(&share.serialize().map_err(KeyShareProblem::Frost)?)?);
+    }
+    let group = point(&group_key_bytes(pkp)?)?;
+    let base: Vec<u64> = (1..=u64::from(t)).collect();
+    let n = points.len() as u64;
+    let targets = std::iter::once(0u64).chain(u64::from(t) + 1..=n);
+    for x in targets {
+        let mut interpolated = EdwardsPoint::default();
+        for (k, &i) in base.iter().enumerate() {
+            let mut num = Scalar::ONE;
+            let mut den = Scalar::ONE;
+            for &j in base.iter().filter(|&&j| j != i) {
+                num *= Scalar::from(x) - Scalar::from(j);
+                den *= Scalar::from(i) - Scalar::from(j);
+            }
+            interpolated += points[k] * (num * den.invert());
+        }
+        let expected = if x == 0 {
+            group
+        } else {
+            points[(x - 1) as usize]
+        };
+        if interpolated != expected {
+            return Err(KeyShareProblem::Inconsistent(
+                "the public key package's shares do not all lie on one polynomial through the group key",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::OsRng;
+
+    fn dealt(t: u16, n: u16) -> (ValidatorKey, DealtShares) {
+        let key = ValidatorKey::from_seed([42; 32]);
+        let shares = deal(&key, t, n, &mut OsRng).unwrap();
+        (key, shares)
+    }
+
+    #[test]
+    fn frost_key_matches_dalek_scalar_and_public_key() {
+        for seed in [[0u8; 32], [42; 32], [255; 32]] {
+            let dalek = ed25519_dalek::SigningKey::from_bytes(&seed);
+            let frost_key = frost_signing_key(&seed).unwrap();
+            assert_eq!(frost_key.serialize(), dalek.to_scalar().to_bytes().to_vec());
+            let vk = frost::VerifyingKey::from(&frost_key);
+            assert_eq!(
+                vk.serialize().unwrap(),
+                dalek.verifying_key().to_bytes().to_vec()
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_bad_thresholds() {
+        let key = ValidatorKey::from_seed([1; 32]);
+        for (t, n, want) in [
+            (1, 3, ThresholdError::TooSmall { t: 1, n: 3 }),
+            (4, 3, ThresholdError::AboveShares { t: 4, n: 3 }),
+            (2, 4, ThresholdError::NoMajority { t: 2, n: 4 }),
+            (3, 6, ThresholdError::NoMajority { t: 3, n: 6 }),
+            (20, 33, ThresholdError::TooManyShares { n: 33 }),
+        ] {
+            match deal(&key, t, n, &mut OsRng) {
+                Err(DealError::Threshold(got)) => assert_eq!(got, want),
+                other => panic!("{t}-of-{n}: {other:?}"),
+            }
+        }
+        assert!(check_threshold(2, 2).is_ok());
+        assert!(check_threshold(17, 32).is_ok());
+    }
+
+    #[test]
+    fn enumerates_every_subset() {
+        let all = all_subsets(5, 3);
+        assert_eq!(all.len(), 10);
+        assert_eq!(all[0], vec![1, 2, 3]);
+        assert_eq!(all[9], vec![3, 4, 5]);
+        let unique: std::collections::BTreeSet<_> = all.iter().collect();
+        assert_eq!(unique.len(), 10);
+        assert_eq!(binomial(7, 5), 21);
+        assert_eq!(binomial(32, 17), 565_722_720);
+    }
+
+    #[test]
+    fn samples_large_clusters_covering_every_share() {
+        let sample = subsets_to_check(32, 17, &mut OsRng);
+        assert_eq!(sample.len(), MAX_SUBSETS_CHECKED);
+        for id in 1..=32 {
+            assert!(sample.iter().any(|s| s.contains(&id)));
+        }
+        assert!(sample
+            .iter()
+            .all(|s| s.len() == 17 && s.windows(2).all(|w| w[0] < w[1])));
+    }
+
+    #[test]
+    fn deals_checks_and_round_trips_through_json() {
+        let (key, dealt) = dealt(3, 5);
+        assert_eq!(dealt.subsets_checked(), 10);
+        for file in dealt.share_files() {
+            let json = file.to_json().unwrap();
+            let back: KeyShareFile = serde_json::from_str(&json).unwrap();
+            let share = KeyShare::from_file(back).unwrap();
+            assert_eq!(share.group_public_key(), key.public_key());
+            assert_eq!(share.threshold(), 3);
+            assert_eq!(share.id(), Identifier::try_from(file.id).unwrap());
+        }
+    }
+
+    #[test]
+    fn load_names_the_file_and_refuses_tampering() {
+        let (_, dealt) = dealt(2, 3);
+        let (_, other) = dealt_other();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key_share.json");
+        let check = |file: &KeyShareFile, want: &str| {
+            let _ = std::fs::remove_file(&path);
+            std::fs::write(&path, file.to_json().unwrap().as_bytes()).unwrap();
+            let msg = load(&path).unwrap_err().to_string();
+            assert!(
+                msg.contains("key_share.json") && msg.contains(want),
+                "{msg}"
+            );
+        };
+        let good = dealt.share_files()[1].clone();
+        let mut f = good.clone();
+        f.version = 2;
+        check(&f, "version 2");
+        let mut f = good.clone();
+        f.id = 3;
+        check(&f, "identifier differs");
+        let mut f = good.clone();
+        f.id = 4;
+        check(&f, "outside 1..=3");
+        let mut f = good.clone();
+        f.threshold = 3;
+        check(&f, "min_signers");
+        let mut f = good.clone();
+        f.public_key_package = other.share_files()[1].public_key_package.clone();
+        check(&f, "verifying_share differs");
+        let mut f = good.clone();
+        f.key_package = dealt.share_files()[0].key_package.clone();
+        f.id = 1;
+        f.public_key_package = good.public_key_package.clone();
+        assert!(KeyShare::from_file(f).is_ok());
+        // A public key package whose shares belong to two different polynomials.
+        let mut shares = good.public_key_package.verifying_shares().clone();
+        let id3 = Identifier::try_from(3).unwrap();
+        shares.insert(
+            id3,
+            other.share_files()[2]
+                .key_package
+                .verifying_share()
+                .to_owned(),
+        );
+        let mut f = good.clone();
+        f.public_key_package =
+            PublicKeyPackage::new(shares, *good.public_key_package.verifying_key(), Some(2));
+        check(&f, "one polynomial");
+        std::fs::write(&path, "{").unwrap();
+        assert!(load(&path).unwrap_err().to_string().contains("malformed"));
+        let _ = std::fs::remove_file(&path);
+        let msg = load(&path).unwrap_err().to_string();
+        assert!(msg.contains("cannot read"), "{msg}");
+    }
+
+    fn dealt_other() -> (ValidatorKey, DealtShares) {
+        let key = ValidatorKey::from_seed([43; 32]);
+        let shares = deal(&key, 2, 3, &mut OsRng).unwrap();
+        (key, shares)
+    }
+}
