@@ -445,3 +445,70 @@ async fn an_oversized_request_is_refused_before_sending() {
     assert_eq!(b_seen.load(Ordering::SeqCst), 0);
     assert_eq!(ask(&a, 2, 2, T).await.unwrap().n, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_peer_is_reachable_again_soon_after_it_comes_back() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let issued = issue_cluster(2, "test").unwrap();
+    let addrs: Vec<_> = (0..2).map(|_| free_addr()).collect();
+    let cfgs = configs(dir.path(), &issued, &addrs);
+    let (a, _) = start(cfgs[0].clone()).await;
+
+    // Cosigner 2 runs on a runtime of its own, so that dropping that runtime kills every
+    // task of it (the endpoint driver included) without a CONNECTION_CLOSE: a crash.
+    let cfg_b = cfgs[1].clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (crash_tx, crash_rx) = std::sync::mpsc::channel::<()>();
+    let host = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (b, _) = rt.block_on(start(cfg_b));
+        ready_tx.send(()).unwrap();
+        crash_rx.recv().unwrap();
+        drop(rt);
+        drop(b);
+    });
+    ready_rx.await.unwrap();
+    assert_eq!(ask(&a, 2, 1, T).await.unwrap().from, 2);
+    crash_tx.send(()).unwrap();
+    tokio::task::spawn_blocking(move || host.join().unwrap())
+        .await
+        .unwrap();
+    // Nothing told cosigner 1: its connection is stale until the idle timeout.
+    assert_eq!(a.connected_peers(), vec![2]);
+
+    let deadline = Instant::now() + T;
+    let b = loop {
+        match Cluster::bind(cfgs[1].clone()).await {
+            Ok(b) => break Arc::new(b),
+            Err(ClusterError::Bind { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("rebind: {e}"),
+        }
+    };
+    let back = Instant::now();
+    b.serve(|requester: PeerId, req: Ping| async move {
+        Pong {
+            from: 2,
+            requester,
+            n: req.n + 1000,
+        }
+    });
+    let pong = loop {
+        match ask(&a, 2, 3, Duration::from_millis(250)).await {
+            Ok(p) => break p,
+            Err(e) => assert!(back.elapsed() < T, "b never came back: {e}"),
+        }
+    };
+    let took = back.elapsed();
+    assert_eq!(pong.n, 1003, "answered by the new instance");
+    // Well under the 5 s idle timeout: the restarted peer's own dial replaces the stale
+    // connection.
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    assert_eq!(ask(&b, 1, 4, T).await.unwrap().from, 1);
+}
