@@ -43,6 +43,22 @@ impl ProtocolVersion {
     }
 }
 
+impl std::str::FromStr for ProtocolVersion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "v0.34" => Ok(ProtocolVersion::V0_34),
+            "v0.37" => Ok(ProtocolVersion::V0_37),
+            "v0.38" => Ok(ProtocolVersion::V0_38),
+            "v1" | "v1.0" => Ok(ProtocolVersion::V1),
+            other => Err(format!(
+                "unknown protocol `{other}`: expected v0.34, v0.37, v0.38 or v1"
+            )),
+        }
+    }
+}
+
 /// The whole `cosigner.toml`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -16,6 +16,7 @@
 //! - [`threshold`]: FROST key shares, nonces, participant and coordinator logic.
 //! - [`cluster`]: the cosigner-to-cosigner transport (QUIC with mutual TLS).
 //! - [`signer`]: the signers a privval session can be served by (single key, threshold).
+//! - [`staged_dir`]: writing directories of secrets atomically.
 #![forbid(unsafe_code)]
 
 pub mod cluster;
@@ -24,5 +25,6 @@ pub mod consensus;
 pub mod privval;
 pub mod sign_state;
 pub mod signer;
+pub mod staged_dir;
 pub mod threshold;
 pub mod validator_key;

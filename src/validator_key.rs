@@ -175,13 +175,20 @@ pub fn load_identity_key(path: &Path) -> Result<SigningKey, KeyFileError> {
 /// Writes a SecretConnection identity key as base64 of its seed plus a newline. The file
 /// must not exist; it is created with mode 0600 and synced to disk before returning.
 pub fn write_identity_key(path: &Path, key: &SigningKey) -> Result<(), KeyFileError> {
-    let seed = Zeroizing::new(key.to_bytes());
-    let mut text = Zeroizing::new(BASE64.encode(seed.as_slice()));
-    text.push('\n');
+    let text = identity_key_file_contents(key);
     write_new_private_file(path, text.as_bytes()).map_err(|e| KeyFileError {
         path: path.to_path_buf(),
         problem: KeyFileProblem::Write(e),
     })
+}
+
+/// The contents of an identity key file: base64 of the 32-byte seed and a newline (tmkms's
+/// format).
+pub fn identity_key_file_contents(key: &SigningKey) -> Zeroizing<String> {
+    let seed = Zeroizing::new(key.to_bytes());
+    let mut text = Zeroizing::new(BASE64.encode(seed.as_slice()));
+    text.push('\n');
+    text
 }
 
 /// Creates `path` (which must not exist) with mode 0600, writes `bytes` and syncs the file.

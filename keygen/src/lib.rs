@@ -23,9 +23,10 @@ use cosigner::config::{
     split_host_port, valid_chain_id, ChainConfig, Config, NodeAddress, NodeConfig, PeerConfig,
     ProtocolVersion, ThresholdConfig, Timeouts,
 };
+use cosigner::staged_dir::{StagedDir, StagedDirError};
 use cosigner::threshold::key_share::{self, check_threshold, DealError, ThresholdError};
 use cosigner::validator_key::{
-    load_identity_key, write_identity_key, write_new_private_file, KeyFileError, ValidatorKey,
+    identity_key_file_contents, load_identity_key, KeyFileError, ValidatorKey,
 };
 use rand_core::{CryptoRng, RngCore};
 
@@ -128,6 +129,8 @@ pub enum SplitError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Output(#[from] StagedDirError),
     #[error("written output failed its check: {0}")]
     Check(String),
     #[error("bech32 encoding failed: {0}")]
@@ -365,67 +368,40 @@ pub fn write<R: RngCore + CryptoRng>(plan: &Plan, rng: &mut R) -> Result<Report,
         })?;
     }
 
-    let name = plan
-        .out
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // tempfile creates the directory 0700 with a random name and removes it (and everything
-    // in it) when dropped, which is what makes every early return below leave nothing.
-    let prefix = format!(".{name}.tmp-");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(fs::Permissions::from_mode(0o700));
-    }
-    let tmp = builder
-        .tempdir_in(&plan.parent)
-        .map_err(|e| SplitError::OutputLocation {
+    // Built next to the destination and renamed into place; dropping it on any early
+    // return removes everything it holds.
+    let staged = StagedDir::create(&plan.out).map_err(|e| match e {
+        StagedDirError::Exists(path) => SplitError::OutputExists(path),
+        other => SplitError::OutputLocation {
             path: plan.out.clone(),
-            problem: format!(
-                "cannot create a temporary directory in {}: {e}",
-                plan.parent.display()
-            ),
-        })?;
-
+            problem: other.to_string(),
+        },
+    })?;
     for ((identity, file), config) in cluster
         .identities
         .iter()
         .zip(dealt.share_files())
         .zip(&configs)
     {
-        let dir = tmp.path().join(format!("cosigner-{}", identity.id));
-        create_private_dir(&dir)?;
-        create_private_dir(&dir.join("tls"))?;
-        create_private_dir(&dir.join(STATE_DIR))?;
+        let dir = PathBuf::from(format!("cosigner-{}", identity.id));
+        staged.create_dir(&dir.join(STATE_DIR))?;
         let share_json = file
             .to_json()
             .map_err(|e| SplitError::Check(format!("cannot encode share {}: {e}", file.id)))?;
-        write_file(&dir.join(KEY_SHARE_FILE), share_json.as_bytes())?;
-        write_file(&dir.join(TLS_CERT_FILE), identity.cert_pem.as_bytes())?;
-        write_file(&dir.join(TLS_KEY_FILE), identity.key_pem.as_bytes())?;
-        write_file(&dir.join(CLUSTER_CA_FILE), cluster.ca_cert_pem.as_bytes())?;
+        staged.write_file(&dir.join(KEY_SHARE_FILE), share_json.as_bytes())?;
+        staged.write_file(&dir.join(TLS_CERT_FILE), identity.cert_pem.as_bytes())?;
+        staged.write_file(&dir.join(TLS_KEY_FILE), identity.key_pem.as_bytes())?;
+        staged.write_file(&dir.join(CLUSTER_CA_FILE), cluster.ca_cert_pem.as_bytes())?;
         let session_key = ed25519_dalek::SigningKey::generate(rng);
-        write_identity_key(&dir.join(IDENTITY_KEY_FILE), &session_key)?;
+        staged.write_file(
+            &dir.join(IDENTITY_KEY_FILE),
+            identity_key_file_contents(&session_key).as_bytes(),
+        )?;
         let text = format!("{}{}", config_header(plan, identity.id), config.to_toml());
-        write_file(&dir.join(CONFIG_FILE), text.as_bytes())?;
-        for d in [dir.join("tls"), dir.join(STATE_DIR), dir.clone()] {
-            sync_dir(&d)?;
-        }
+        staged.write_file(&dir.join(CONFIG_FILE), text.as_bytes())?;
     }
-    sync_dir(tmp.path())?;
-    check_written(tmp.path(), plan, &dealt)?;
-
-    // Checked up front, but someone may have created it since; rename(2) would silently
-    // replace an empty directory.
-    if fs::symlink_metadata(&plan.out).is_ok() {
-        return Err(SplitError::OutputExists(plan.out.clone()));
-    }
-    fs::rename(tmp.path(), &plan.out).map_err(io_err(&plan.out))?;
-    let _ = tmp.keep();
-    sync_dir(&plan.parent)?;
+    check_written(staged.path(), plan, &dealt)?;
+    staged.commit()?;
 
     Ok(Report {
         key_file: plan.key_file.clone(),
@@ -554,26 +530,6 @@ fn check_written(
         }
     }
     Ok(())
-}
-
-fn create_private_dir(path: &Path) -> Result<(), SplitError> {
-    let mut builder = fs::DirBuilder::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(path).map_err(io_err(path))
-}
-
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SplitError> {
-    write_new_private_file(path, bytes).map_err(io_err(path))
-}
-
-fn sync_dir(path: &Path) -> Result<(), SplitError> {
-    fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(path))
 }
 
 fn subsets_phrase(r: &Report) -> String {

@@ -1,5 +1,12 @@
 //! The validator-facing side: a SecretConnection to each node, the privval messages spoken
 //! inside it, and the session that answers them.
+//!
+//! - [`secret_connection`]: CometBFT's authenticated encryption over TCP.
+//! - [`messages`]: the privval protobuf messages of every supported CometBFT version.
+//! - [`session`]: answering one node's requests.
+//! - [`dialer`]: dialling each node and redialling forever.
 
+pub mod dialer;
 pub mod messages;
 pub mod secret_connection;
+pub mod session;

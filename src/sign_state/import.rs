@@ -302,7 +302,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs sign_bytes::parse"]
     fn documented_example_imports() {
         let s = import_cometbft_state(EXAMPLE).unwrap();
         let last = s.last.unwrap();

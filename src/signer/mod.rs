@@ -1,1 +1,81 @@
-//! The signers a privval session can be served by: one whole key, or the threshold cluster.
+//! The signers a privval session can be served by: one whole key ([`single`]), or the
+//! threshold cluster ([`threshold`]).
+//!
+//! A session turns each SignVote/SignProposal request into a [`SignDoc`] (plus an
+//! [`ExtensionDoc`] for a non-nil precommit that needs an extension signature) and asks the
+//! signer for a [`SignOutcome`]. The signer owns double-sign protection: whatever it returns
+//! has passed its sign-state rules.
+
+pub mod single;
+pub mod threshold;
+
+use crate::consensus::{ExtensionDoc, SignDoc, Timestamp};
+
+/// What a signer returns for one vote or proposal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignOutcome {
+    pub signature: [u8; 64],
+    /// The timestamp to return to the node. It differs from the request's when the signer
+    /// returns an earlier signature for a request that differs only in timestamp; the node
+    /// adopts it.
+    pub timestamp: Timestamp,
+    pub extension_signature: Option<[u8; 64]>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// Refused by the double-sign rules or by policy: answered with a RemoteSignerError, which
+    /// the node does not retry.
+    #[error("{0}")]
+    Refused(String),
+    /// Could not be signed now (no quorum, disk failure, timeout). Also answered with an
+    /// error, so the node moves on instead of waiting on us.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A signer for one validator key.
+pub enum Signer {
+    Single(Box<single::SingleSigner>),
+    Threshold(threshold::ThresholdSigner),
+}
+
+impl Signer {
+    /// The validator's public key, answered locally for PubKey requests.
+    pub fn public_key(&self) -> [u8; 32] {
+        match self {
+            Signer::Single(s) => s.public_key(),
+            Signer::Threshold(s) => s.public_key(),
+        }
+    }
+
+    /// Whether this signer signs for `chain_id`.
+    pub fn has_chain(&self, chain_id: &str) -> bool {
+        match self {
+            Signer::Single(s) => s.has_chain(chain_id),
+            Signer::Threshold(s) => s.has_chain(chain_id),
+        }
+    }
+
+    pub async fn sign(
+        &self,
+        doc: SignDoc,
+        extension: Option<ExtensionDoc>,
+    ) -> Result<SignOutcome, SignError> {
+        match self {
+            Signer::Single(s) => s.sign(&doc, extension.as_ref()),
+            Signer::Threshold(s) => s.sign(doc, extension).await,
+        }
+    }
+
+    /// Signs arbitrary bytes (CometBFT v1 SignBytes). The caller has already refused bytes
+    /// that could be a consensus message.
+    pub async fn sign_raw(&self, bytes: &[u8]) -> Result<[u8; 64], SignError> {
+        match self {
+            Signer::Single(s) => Ok(s.sign_raw(bytes)),
+            Signer::Threshold(_) => Err(SignError::Refused(
+                "SignBytes is not supported by the threshold signer".into(),
+            )),
+        }
+    }
+}

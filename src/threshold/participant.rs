@@ -20,7 +20,7 @@ use super::messages::{
     SignResponse, MAX_COMMITMENTS_PER_MESSAGE, MAX_SIGN_BYTES,
 };
 use super::nonces::{NoncePool, DEFAULT_MAX_OUTSTANDING};
-use crate::consensus::sign_bytes::{self, SignBytesError};
+use crate::consensus::sign_bytes;
 use crate::consensus::{ExtensionDoc, SignDoc, Step};
 
 /// Double-sign protection as the participant needs it.
@@ -31,19 +31,6 @@ pub trait Watermark {
     /// watermark could not be stored; either way no share is released.
     fn authorize(&self, doc: &SignDoc) -> Result<(), Refusal>;
 }
-
-/// How sign bytes are parsed: the canonical parser in production; tests inject a fake while
-/// the real one is being written.
-#[derive(Clone, Copy)]
-pub(crate) struct SignBytesParser {
-    pub(crate) parse: fn(&[u8]) -> Result<SignDoc, SignBytesError>,
-    pub(crate) parse_extension: fn(&[u8]) -> Result<ExtensionDoc, SignBytesError>,
-}
-
-const CANONICAL: SignBytesParser = SignBytesParser {
-    parse: sign_bytes::parse,
-    parse_extension: sign_bytes::parse_extension,
-};
 
 /// Why key material cannot make a participant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,7 +56,6 @@ pub struct Participant {
     /// Every cosigner of the group (ourselves included), from the public key package.
     members: BTreeMap<PeerId, Identifier>,
     nonces: Mutex<NoncePool>,
-    parser: SignBytesParser,
 }
 
 impl std::fmt::Debug for Participant {
@@ -129,19 +115,12 @@ impl Participant {
             threshold,
             members,
             nonces: Mutex::new(NoncePool::new(DEFAULT_MAX_OUTSTANDING)),
-            parser: CANONICAL,
         })
     }
 
     /// Replaces the nonce pool with an empty one keeping at most `max` nonces per coordinator.
     pub fn with_max_outstanding(mut self, max: usize) -> Participant {
         self.nonces = Mutex::new(NoncePool::new(max));
-        self
-    }
-
-    #[cfg(test)]
-    pub(crate) fn with_parser(mut self, parser: SignBytesParser) -> Participant {
-        self.parser = parser;
         self
     }
 
@@ -246,7 +225,7 @@ impl Participant {
         };
 
         // 2. Learn what we are asked to sign from the bytes themselves.
-        let doc = (self.parser.parse)(&req.vote.sign_bytes)
+        let doc = sign_bytes::parse(&req.vote.sign_bytes)
             .map_err(|e| sign_bytes_refusal(format!("vote sign bytes: {e}")))?;
         if doc.sign_bytes != req.vote.sign_bytes {
             return Err(sign_bytes_refusal(
@@ -254,7 +233,7 @@ impl Participant {
             ));
         }
         if let Some(part) = &req.extension {
-            let ext = (self.parser.parse_extension)(&part.sign_bytes)
+            let ext = sign_bytes::parse_extension(&part.sign_bytes)
                 .map_err(|e| sign_bytes_refusal(format!("extension sign bytes: {e}")))?;
             check_extension_belongs(&doc, &ext, &part.sign_bytes)?;
         }
@@ -424,7 +403,7 @@ fn sign_bytes_refusal(reason: impl Into<String>) -> Refusal {
 #[cfg(test)]
 pub(crate) mod testkit {
     use super::*;
-    use crate::consensus::{BlockId, Hrs, Timestamp};
+    use crate::privval::messages::{self, BlockId, PartSetHeader, SignedMsgType, Vote};
     use frost_ed25519::keys::{generate_with_dealer, IdentifierList};
     use rand_core::OsRng;
     use serde::{de::DeserializeOwned, Serialize};
@@ -436,7 +415,32 @@ pub(crate) mod testkit {
         bincode::deserialize(&bytes).unwrap()
     }
 
-    /// Fake vote sign bytes: `vote|chain|height|round|step|block-or-nil|seconds`.
+    fn vote(height: i64, round: i64, step: Step, block: Option<&str>) -> Vote {
+        use sha2::{Digest, Sha256};
+        let block_id = block.map(|b| BlockId {
+            hash: Sha256::digest(b.as_bytes()).to_vec(),
+            part_set_header: Some(PartSetHeader {
+                total: 1,
+                hash: Sha256::digest(format!("parts of {b}").as_bytes()).to_vec(),
+            }),
+        });
+        Vote {
+            r#type: match step {
+                Step::Prevote => SignedMsgType::Prevote as i32,
+                _ => SignedMsgType::Precommit as i32,
+            },
+            height,
+            round: round as i32,
+            block_id,
+            timestamp: Some(messages::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Canonical vote sign bytes (prevote or precommit; `None` is a nil vote).
     pub fn vote_bytes(
         chain: &str,
         height: i64,
@@ -444,71 +448,19 @@ pub(crate) mod testkit {
         step: Step,
         block: Option<&str>,
     ) -> Vec<u8> {
-        format!(
-            "vote|{chain}|{height}|{round}|{}|{}|0",
-            step.number(),
-            block.unwrap_or("nil")
-        )
-        .into_bytes()
+        sign_bytes::vote_sign_doc(chain, &vote(height, round, step, block))
+            .unwrap()
+            .sign_bytes
     }
 
-    /// Fake extension sign bytes: `ext|chain|height|round|extension`.
+    /// Canonical vote extension sign bytes.
     pub fn ext_bytes(chain: &str, height: i64, round: i64, extension: &str) -> Vec<u8> {
-        format!("ext|{chain}|{height}|{round}|{extension}").into_bytes()
+        let mut v = vote(height, round, Step::Precommit, Some("B"));
+        v.extension = extension.as_bytes().to_vec();
+        sign_bytes::extension_sign_doc(chain, &v)
+            .unwrap()
+            .sign_bytes
     }
-
-    fn fields(bytes: &[u8], tag: &str, n: usize) -> Result<Vec<String>, SignBytesError> {
-        let text = std::str::from_utf8(bytes).map_err(|_| SignBytesError::Unimplemented)?;
-        let f: Vec<String> = text.split('|').map(str::to_owned).collect();
-        if f.len() != n || f[0] != tag {
-            return Err(SignBytesError::Unimplemented);
-        }
-        Ok(f)
-    }
-
-    fn num<T: std::str::FromStr>(s: &str) -> Result<T, SignBytesError> {
-        s.parse().map_err(|_| SignBytesError::Unimplemented)
-    }
-
-    fn fake_parse(bytes: &[u8]) -> Result<SignDoc, SignBytesError> {
-        let f = fields(bytes, "vote", 7)?;
-        let step = Step::from_number(num(&f[4])?).ok_or(SignBytesError::Unimplemented)?;
-        Ok(SignDoc {
-            chain_id: f[1].clone(),
-            hrs: Hrs {
-                height: num(&f[2])?,
-                round: num(&f[3])?,
-                step,
-            },
-            block_id: (f[5] != "nil").then(|| BlockId {
-                hash: f[5].as_bytes().to_vec(),
-                part_set_total: 1,
-                part_set_hash: vec![],
-            }),
-            timestamp: Timestamp {
-                seconds: num(&f[6])?,
-                nanos: 0,
-            },
-            pol_round: 0,
-            sign_bytes: bytes.to_vec(),
-        })
-    }
-
-    fn fake_parse_extension(bytes: &[u8]) -> Result<ExtensionDoc, SignBytesError> {
-        let f = fields(bytes, "ext", 5)?;
-        Ok(ExtensionDoc {
-            chain_id: f[1].clone(),
-            height: num(&f[2])?,
-            round: num(&f[3])?,
-            extension: f[4].as_bytes().to_vec(),
-            sign_bytes: bytes.to_vec(),
-        })
-    }
-
-    pub const FAKE_PARSER: SignBytesParser = SignBytesParser {
-        parse: fake_parse,
-        parse_extension: fake_parse_extension,
-    };
 
     /// Authorizes everything unless told to refuse; remembers what it authorized.
     #[derive(Default)]
@@ -538,9 +490,7 @@ pub(crate) mod testkit {
             .into_iter()
             .map(|(id, share)| {
                 let kp = KeyPackage::try_from(share).unwrap();
-                Participant::new(peer_of(&id).unwrap(), kp, pkp.clone(), t)
-                    .unwrap()
-                    .with_parser(FAKE_PARSER)
+                Participant::new(peer_of(&id).unwrap(), kp, pkp.clone(), t).unwrap()
             })
             .collect();
         (participants, pkp)

@@ -1,0 +1,84 @@
+//! `cosigner check-config`: load a cosigner directory as `start` would, without starting,
+//! and print what an operator needs to confirm before starting it.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use cosigner::config::Config;
+use cosigner::validator_key::{self, ValidatorKey};
+
+pub fn run(config_path: &Path) -> anyhow::Result<()> {
+    let loaded = Config::load(config_path)?;
+    let config = &loaded.config;
+    let identity = validator_key::load_identity_key(&loaded.resolve(&config.identity_key))?;
+    println!("config:        {}", config_path.display());
+    println!(
+        "identity:      node-facing key {}",
+        hex::encode(identity.verifying_key().to_bytes())
+    );
+    if let Some(single) = &config.single {
+        let key = ValidatorKey::load(&loaded.resolve(&single.key_file))?;
+        println!("mode:          single key (no fault tolerance)");
+        println!("validator:     {}", key.address_hex());
+    }
+    if let Some(th) = &config.threshold {
+        let share = cosigner::threshold::key_share::load(&loaded.resolve(&th.key_share))?;
+        anyhow::ensure!(
+            share.index() == th.id && share.threshold() == th.threshold,
+            "{}: the key share is cosigner {} of a {}-of-n cluster, but the config says cosigner {} with threshold {}",
+            loaded.resolve(&th.key_share).display(),
+            share.index(),
+            share.threshold(),
+            th.id,
+            th.threshold
+        );
+        let tls = cosigner::cluster::tls::TlsIdentity::load(&cosigner::cluster::tls::TlsPaths {
+            cert: loaded.resolve(&th.tls_cert),
+            key: loaded.resolve(&th.tls_key),
+            ca: loaded.resolve(&th.cluster_ca),
+        })
+        .context("cluster TLS identity")?;
+        let own = th
+            .peers
+            .iter()
+            .find(|p| Some(&p.cert_sha256) == tls.fingerprint().as_ref());
+        anyhow::ensure!(
+            own.is_none(),
+            "{}: this cosigner's certificate is listed as peer {}",
+            loaded.path.display(),
+            own.map(|p| p.id).unwrap_or_default()
+        );
+        println!(
+            "mode:          threshold, cosigner {} of {}, threshold {}",
+            th.id,
+            th.peers.len() + 1,
+            th.threshold
+        );
+        println!("validator key: {}", hex::encode(share.group_public_key()));
+        println!("listen:        {} (UDP, QUIC)", th.listen);
+        for peer in &th.peers {
+            println!("peer {:>3}:      {}", peer.id, peer.address);
+        }
+    }
+    for node in &loaded.nodes {
+        println!("node:          {}", node.host_port());
+    }
+    for chain in &config.chains {
+        println!(
+            "chain:         {}{}",
+            chain.id,
+            if chain.allow_fresh_state {
+                " (may start fresh without a state file)"
+            } else {
+                ""
+            }
+        );
+    }
+    println!(
+        "state dir:     {}",
+        loaded.resolve(&config.state_dir).display()
+    );
+    println!("OK");
+    Ok(())
+}

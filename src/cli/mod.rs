@@ -1,0 +1,49 @@
+//! Command-line parsing and dispatch. Each subcommand lives in its own module.
+
+mod check_config;
+mod init_single;
+mod start;
+mod state;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cosigner",
+    version,
+    about = "Threshold remote signer for CometBFT validators"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run this cosigner: dial the configured nodes and sign.
+    Start {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate a cosigner directory (config, key share, TLS identity) and print a summary.
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Write a single-key signer directory (the whole key on one host: no fault tolerance).
+    InitSingle(init_single::Args),
+    /// Show or import the double-sign state.
+    #[command(subcommand)]
+    State(state::Command),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Start { config } => start::run(&config),
+        Command::CheckConfig { config } => check_config::run(&config),
+        Command::InitSingle(args) => init_single::run(args),
+        Command::State(cmd) => state::run(cmd),
+    }
+}

@@ -1,0 +1,99 @@
+//! Dials one node's `priv_validator_laddr` and keeps a privval session with it, forever.
+//!
+//! The node listens and serves one signer at a time; the others wait in its accept queue
+//! with a handshake that stalls until the current signer's connection drops. That is the
+//! fail-over path, so a stalled handshake is normal: it times out, the dialer redials at
+//! once, and the cosigner stays queued. The first dial happens immediately, because a
+//! starting node exits if no signer arrives within about three seconds.
+
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use tokio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+use super::secret_connection::{SecretConnection, SecretConnectionError};
+use super::session::{self, SessionContext};
+use crate::config::{NodeAddress, Timeouts};
+use crate::signer::Signer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    #[error("SecretConnection handshake did not finish in time (the node may be serving another signer)")]
+    HandshakeTimeout,
+    #[error("SecretConnection handshake failed: {0}")]
+    Handshake(#[from] SecretConnectionError),
+    #[error("node ID mismatch: expected {expected}, the node authenticated as {actual}")]
+    NodeIdMismatch { expected: String, actual: String },
+}
+
+/// Connects to the node and completes the handshake, within the handshake timeout.
+pub async fn connect(
+    node: &NodeAddress,
+    identity: &SigningKey,
+    timeouts: &Timeouts,
+) -> Result<SecretConnection<TcpStream>, DialError> {
+    let attempt = async {
+        let tcp = TcpStream::connect(node.host_port())
+            .await
+            .map_err(DialError::Connect)?;
+        // Requests and replies are small and latency-bound.
+        let _ = tcp.set_nodelay(true);
+        Ok::<_, DialError>(SecretConnection::handshake(tcp, identity).await?)
+    };
+    let conn = tokio::time::timeout(timeouts.node_handshake(), attempt)
+        .await
+        .map_err(|_| DialError::HandshakeTimeout)??;
+    if let Some(expected) = &node.node_id {
+        let actual = conn.remote_node_id();
+        if &actual != expected {
+            return Err(DialError::NodeIdMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+    }
+    Ok(conn)
+}
+
+/// Dials `node` and serves it until the process ends.
+pub async fn run(
+    node: NodeAddress,
+    ctx: SessionContext,
+    identity: Arc<SigningKey>,
+    signer: Arc<Signer>,
+    timeouts: Timeouts,
+) {
+    let label = node.host_port();
+    let mut last_error: Option<String> = None;
+    loop {
+        match connect(&node, &identity, &timeouts).await {
+            Ok(mut conn) => {
+                info!(node = %label, node_id = %conn.remote_node_id(), "connected to node");
+                last_error = None;
+                match session::serve(&mut conn, &ctx, &signer).await {
+                    Ok(()) => info!(node = %label, "node closed the connection"),
+                    Err(e) => warn!(node = %label, error = %e, "node connection ended"),
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                match &e {
+                    // Expected while another cosigner serves this node.
+                    DialError::HandshakeTimeout => debug!(node = %label, "{text}"),
+                    DialError::NodeIdMismatch { .. } => {
+                        warn!(node = %label, "refusing node: {text}")
+                    }
+                    _ if last_error.as_deref() != Some(text.as_str()) => {
+                        warn!(node = %label, "{text}; redialling")
+                    }
+                    _ => debug!(node = %label, "{text}"),
+                }
+                last_error = Some(text);
+            }
+        }
+        tokio::time::sleep(timeouts.redial()).await;
+    }
+}

@@ -1,0 +1,253 @@
+//! One privval session with one node: read a request, answer it, repeat.
+//!
+//! PubKey and Ping are answered here, from memory. SignVote and SignProposal are turned into
+//! sign documents (canonical sign bytes computed by us) and passed to the signer, which owns
+//! double-sign protection. Every refusal is a RemoteSignerError reply, not a dropped
+//! connection, so the node logs it and moves on. The connection is dropped only for what
+//! makes the stream unusable: a malformed frame or message, a response where a request
+//! belongs, a timeout.
+
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{debug, warn};
+
+use super::messages::{
+    self, decode_length_prefix, decode_message, encode_delimited, FrameError, LengthPrefix,
+    Message, RemoteSignerError, Request, RequestError, RequestKind, MAX_PREFIX_LEN,
+};
+use super::secret_connection::{SecretConnection, SecretConnectionError};
+use crate::config::{ProtocolVersion, Timeouts};
+use crate::consensus::{sign_bytes, Step};
+use crate::signer::{SignError, Signer};
+
+/// What a session needs to know about the node it serves.
+#[derive(Clone, Debug)]
+pub struct SessionContext {
+    pub protocol: ProtocolVersion,
+    pub allow_sign_bytes: bool,
+    /// The node's address, for logs.
+    pub label: String,
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the node sent nothing for {0:?}")]
+    Idle(std::time::Duration),
+    #[error("writing the reply took longer than {0:?}")]
+    WriteTimeout(std::time::Duration),
+    #[error(transparent)]
+    Connection(#[from] SecretConnectionError),
+    #[error("malformed message: {0}")]
+    Frame(#[from] FrameError),
+    #[error("protocol violation: {0}")]
+    Protocol(#[from] RequestError),
+}
+
+/// Serves requests until the connection fails or goes idle.
+pub async fn serve<S>(
+    conn: &mut SecretConnection<S>,
+    ctx: &SessionContext,
+    signer: &Signer,
+) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let idle = ctx.timeouts.node_idle();
+    let write = ctx.timeouts.node_write();
+    let mut out = Vec::with_capacity(512);
+    loop {
+        let message = tokio::time::timeout(idle, read_message(conn))
+            .await
+            .map_err(|_| SessionError::Idle(idle))??;
+        let request = Request::from_message(message)?;
+        let reply = answer(request, ctx, signer).await;
+        out.clear();
+        encode_delimited(&reply, &mut out);
+        tokio::time::timeout(write, conn.write_all(&out))
+            .await
+            .map_err(|_| SessionError::WriteTimeout(write))??;
+    }
+}
+
+/// Reads one length-delimited message; the length is checked against the node's limit
+/// before anything is allocated.
+async fn read_message<S>(conn: &mut SecretConnection<S>) -> Result<Message, SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut prefix = [0u8; MAX_PREFIX_LEN];
+    let mut have = 0;
+    let body_len = loop {
+        conn.read_exact(&mut prefix[have..have + 1]).await?;
+        have += 1;
+        match decode_length_prefix(&prefix[..have])? {
+            LengthPrefix::Complete { body_len, .. } => break body_len,
+            LengthPrefix::Incomplete if have < MAX_PREFIX_LEN => continue,
+            LengthPrefix::Incomplete => return Err(FrameError::PrefixTooLong.into()),
+        }
+    };
+    let mut body = vec![0u8; body_len];
+    conn.read_exact(&mut body).await?;
+    Ok(decode_message(&body)?)
+}
+
+fn refusal(kind: RequestKind, description: impl Into<String>) -> Message {
+    messages::error_response(kind, RemoteSignerError::new(0, description))
+        .unwrap_or_else(messages::ping_response)
+}
+
+/// Answers one request. Never fails: anything we will not sign becomes an error reply.
+pub async fn answer(request: Request, ctx: &SessionContext, signer: &Signer) -> Message {
+    let kind = request.kind();
+    if let Some(chain_id) = request.chain_id() {
+        if !signer.has_chain(chain_id) {
+            warn!(node = %ctx.label, %kind, chain_id, "refused: chain is not configured");
+            return refusal(
+                kind,
+                format!("chain ID `{chain_id}` is not served by this signer"),
+            );
+        }
+    }
+    match request {
+        Request::Ping => messages::ping_response(),
+        Request::PubKey(_) => messages::pubkey_response(ctx.protocol, &signer.public_key()),
+        Request::SignVote(req) => sign_vote(req, ctx, signer).await,
+        Request::SignProposal(req) => sign_proposal(req, ctx, signer).await,
+        Request::SignBytes(req) => sign_raw(req, ctx, signer).await,
+    }
+}
+
+async fn sign_vote(
+    req: messages::SignVoteRequest,
+    ctx: &SessionContext,
+    signer: &Signer,
+) -> Message {
+    let kind = RequestKind::SignVote;
+    let Some(mut vote) = req.vote else {
+        return refusal(kind, "SignVoteRequest carries no vote");
+    };
+    let doc = match sign_bytes::vote_sign_doc(&req.chain_id, &vote) {
+        Ok(doc) => doc,
+        Err(e) => return refused(ctx, kind, None, e.to_string()),
+    };
+    let non_nil_precommit = doc.hrs.step == Step::Precommit && doc.block_id.is_some();
+    if !non_nil_precommit && !vote.extension.is_empty() {
+        return refused(
+            ctx,
+            kind,
+            Some(&doc),
+            "a vote extension on a prevote or nil precommit".to_string(),
+        );
+    }
+    // v0.38: every non-nil precommit gets an extension signature, even for an empty
+    // extension; a node with extensions disabled drops it. v1 says explicitly.
+    let sign_extension = non_nil_precommit
+        && match ctx.protocol {
+            ProtocolVersion::V0_34 | ProtocolVersion::V0_37 => false,
+            ProtocolVersion::V0_38 => true,
+            ProtocolVersion::V1 => !req.skip_extension_signing,
+        };
+    let extension = if sign_extension {
+        match sign_bytes::extension_sign_doc(&req.chain_id, &vote) {
+            Ok(ext) => Some(ext),
+            Err(e) => return refused(ctx, kind, Some(&doc), e.to_string()),
+        }
+    } else {
+        None
+    };
+    let started = Instant::now();
+    match signer.sign(doc.clone(), extension).await {
+        Ok(outcome) => {
+            debug!(node = %ctx.label, chain = %doc.chain_id, hrs = %doc.hrs,
+                   micros = started.elapsed().as_micros() as u64, "signed vote");
+            vote.signature = outcome.signature.to_vec();
+            vote.timestamp = Some(outcome.timestamp.into());
+            vote.extension_signature = outcome
+                .extension_signature
+                .map(|s| s.to_vec())
+                .unwrap_or_default();
+            messages::signed_vote_response(vote)
+        }
+        Err(e) => refused_sign(ctx, kind, &doc, e),
+    }
+}
+
+async fn sign_proposal(
+    req: messages::SignProposalRequest,
+    ctx: &SessionContext,
+    signer: &Signer,
+) -> Message {
+    let kind = RequestKind::SignProposal;
+    let Some(mut proposal) = req.proposal else {
+        return refusal(kind, "SignProposalRequest carries no proposal");
+    };
+    let doc = match sign_bytes::proposal_sign_doc(&req.chain_id, &proposal) {
+        Ok(doc) => doc,
+        Err(e) => return refused(ctx, kind, None, e.to_string()),
+    };
+    let started = Instant::now();
+    match signer.sign(doc.clone(), None).await {
+        Ok(outcome) => {
+            debug!(node = %ctx.label, chain = %doc.chain_id, hrs = %doc.hrs,
+                   micros = started.elapsed().as_micros() as u64, "signed proposal");
+            proposal.signature = outcome.signature.to_vec();
+            proposal.timestamp = Some(outcome.timestamp.into());
+            messages::signed_proposal_response(proposal)
+        }
+        Err(e) => refused_sign(ctx, kind, &doc, e),
+    }
+}
+
+async fn sign_raw(
+    req: messages::SignBytesRequest,
+    ctx: &SessionContext,
+    signer: &Signer,
+) -> Message {
+    let kind = RequestKind::SignBytes;
+    if !ctx.allow_sign_bytes {
+        return refused(
+            ctx,
+            kind,
+            None,
+            "SignBytes is disabled for this node".into(),
+        );
+    }
+    if sign_bytes::looks_like_consensus_message(&req.value) {
+        return refused(
+            ctx,
+            kind,
+            None,
+            "SignBytes refused: the bytes decode as a vote or proposal".into(),
+        );
+    }
+    match signer.sign_raw(&req.value).await {
+        Ok(signature) => messages::sign_bytes_response(signature.to_vec()),
+        Err(e) => refused(ctx, kind, None, e.to_string()),
+    }
+}
+
+fn refused(
+    ctx: &SessionContext,
+    kind: RequestKind,
+    doc: Option<&crate::consensus::SignDoc>,
+    reason: String,
+) -> Message {
+    match doc {
+        Some(doc) => {
+            warn!(node = %ctx.label, %kind, chain = %doc.chain_id, hrs = %doc.hrs, "refused: {reason}")
+        }
+        None => warn!(node = %ctx.label, %kind, "refused: {reason}"),
+    }
+    refusal(kind, reason)
+}
+
+fn refused_sign(
+    ctx: &SessionContext,
+    kind: RequestKind,
+    doc: &crate::consensus::SignDoc,
+    error: SignError,
+) -> Message {
+    refused(ctx, kind, Some(doc), error.to_string())
+}

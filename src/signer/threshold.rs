@@ -1,0 +1,685 @@
+//! The threshold signer: this cosigner coordinates signings for the nodes it serves, and
+//! takes part in its peers' signings.
+//!
+//! As coordinator it picks itself and the `t - 1` fastest peers that handed it nonce
+//! commitments in advance, sends them one request in parallel (one round trip), aggregates
+//! the shares (which verifies the signature) and answers the node. A participant that is slow,
+//! unreachable or refuses for a reason that is not double-sign protection is left out and the
+//! signing retried with another set and fresh commitments, within the node's deadline.
+//!
+//! As participant it serves its peers through the pure [`Participant`], whose watermark is
+//! this cosigner's own durable sign state: no coordinator, this one included, gets a share
+//! for something that state refuses.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use frost_ed25519::keys::PublicKeyPackage;
+use rand_core::OsRng;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use super::{SignError, SignOutcome};
+use crate::cluster::tls::TlsPaths;
+use crate::cluster::transport::{Cluster, ClusterConfig};
+use crate::config::{LoadedConfig, Timeouts};
+use crate::consensus::sign_bytes::same_except_timestamp;
+use crate::consensus::{ExtensionDoc, SignDoc};
+use crate::sign_state::{ChainSignState, SignStateError};
+use crate::threshold::coordinator::{
+    build_request, choose_participants, Candidate, CommitmentInventory, SigningSession,
+};
+use crate::threshold::key_share;
+use crate::threshold::messages::{
+    peer_of, ClusterRequest, ClusterResponse, PeerId, Refusal, RefusalKind, SignRequest,
+};
+use crate::threshold::participant::{Participant, Watermark};
+
+/// Commitments we try to hold from every participant, and the level that triggers a refill.
+const INVENTORY_TARGET: usize = 32;
+const INVENTORY_LOW: usize = 16;
+/// How often the refill task looks at the inventory.
+const REFILL_INTERVAL: Duration = Duration::from_millis(250);
+const REFILL_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ThresholdStartError {
+    #[error(transparent)]
+    KeyShare(#[from] key_share::KeyShareError),
+    #[error("{path}: the key share is for cosigner {share_id} with threshold {share_threshold}, but the config says cosigner {config_id} with threshold {config_threshold}")]
+    Mismatch {
+        path: String,
+        share_id: String,
+        share_threshold: u16,
+        config_id: u16,
+        config_threshold: u16,
+    },
+    #[error("the key share cannot serve as a participant: {0}")]
+    Participant(#[from] crate::threshold::participant::ParticipantError),
+    #[error("cluster transport: {0}")]
+    Cluster(#[from] crate::cluster::transport::ClusterError),
+    #[error("the config has no [threshold] section")]
+    NotThreshold,
+}
+
+pub struct ThresholdSigner {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: PeerId,
+    threshold: u16,
+    members: Vec<PeerId>,
+    group_key: [u8; 32],
+    public_key_package: PublicKeyPackage,
+    participant: Participant,
+    watermarks: ChainWatermarks,
+    cluster: Cluster,
+    inventory: Mutex<CommitmentInventory>,
+    /// Per chain, the last signature this coordinator produced, for FilePV-style replies
+    /// to a repeated request.
+    last_signed: Mutex<HashMap<String, LastSigned>>,
+    timeouts: Timeouts,
+}
+
+#[derive(Clone)]
+struct LastSigned {
+    doc: SignDoc,
+    signature: [u8; 64],
+    extension: Option<(Vec<u8>, [u8; 64])>,
+}
+
+/// This cosigner's own sign state, one per chain, as the participant's watermark.
+struct ChainWatermarks(HashMap<String, ChainSignState>);
+
+impl Watermark for ChainWatermarks {
+    fn authorize(&self, doc: &SignDoc) -> Result<(), Refusal> {
+        let state = self.0.get(&doc.chain_id).ok_or_else(|| {
+            Refusal::new(
+                RefusalKind::Watermark,
+                format!(
+                    "chain `{}` is not configured on this cosigner",
+                    doc.chain_id
+                ),
+            )
+        })?;
+        match state.authorize(doc) {
+            Ok(_) => Ok(()),
+            Err(SignStateError::Refused(refusal)) => {
+                Err(Refusal::new(RefusalKind::Watermark, refusal.to_string()))
+            }
+            Err(other) => Err(Refusal::new(RefusalKind::Storage, other.to_string())),
+        }
+    }
+}
+
+impl ThresholdSigner {
+    /// Loads the key share, binds the cluster transport and starts serving peers.
+    pub async fn start(
+        loaded: &LoadedConfig,
+        states: HashMap<String, ChainSignState>,
+    ) -> Result<ThresholdSigner, ThresholdStartError> {
+        let th = loaded
+            .config
+            .threshold
+            .as_ref()
+            .ok_or(ThresholdStartError::NotThreshold)?;
+        let share_path = loaded.resolve(&th.key_share);
+        let share = key_share::load(&share_path)?;
+        if peer_of(&share.id()) != Some(th.id) || share.threshold() != th.threshold {
+            return Err(ThresholdStartError::Mismatch {
+                path: share_path.display().to_string(),
+                share_id: format!("{:?}", peer_of(&share.id())),
+                share_threshold: share.threshold(),
+                config_id: th.id,
+                config_threshold: th.threshold,
+            });
+        }
+        let participant = Participant::new(
+            th.id,
+            share.key_package().clone(),
+            share.public_key_package().clone(),
+            th.threshold,
+        )?;
+        let tls = TlsPaths {
+            cert: loaded.resolve(&th.tls_cert),
+            key: loaded.resolve(&th.tls_key),
+            ca: loaded.resolve(&th.cluster_ca),
+        };
+        let cluster = Cluster::bind(ClusterConfig::from_threshold(th, tls)).await?;
+        let mut members: Vec<PeerId> = th.peers.iter().map(|p| p.id).collect();
+        members.push(th.id);
+        members.sort_unstable();
+        let inner = Arc::new(Inner {
+            id: th.id,
+            threshold: th.threshold,
+            members,
+            group_key: share.group_public_key(),
+            public_key_package: share.public_key_package().clone(),
+            participant,
+            watermarks: ChainWatermarks(states),
+            cluster,
+            inventory: Mutex::new(CommitmentInventory::default()),
+            last_signed: Mutex::new(HashMap::new()),
+            timeouts: loaded.config.timeouts.clone(),
+        });
+        // The handler and the refill task hold weak references: the signer owns the cluster,
+        // not the other way round.
+        let weak = Arc::downgrade(&inner);
+        inner
+            .cluster
+            .serve(move |peer: PeerId, req: ClusterRequest| {
+                let weak = weak.clone();
+                async move {
+                    match weak.upgrade() {
+                        Some(inner) => inner.serve_peer(peer, req).await,
+                        None => ClusterResponse::Refused(Refusal::new(
+                            RefusalKind::Internal,
+                            "cosigner is shutting down",
+                        )),
+                    }
+                }
+            });
+        inner.refill_own();
+        tokio::spawn(refill_loop(Arc::downgrade(&inner)));
+        info!(
+            id = th.id,
+            threshold = th.threshold,
+            cosigners = inner.members.len(),
+            listen = %th.listen,
+            "threshold cosigner ready"
+        );
+        Ok(ThresholdSigner { inner })
+    }
+
+    pub fn public_key(&self) -> [u8; 32] {
+        self.inner.group_key
+    }
+
+    pub fn has_chain(&self, chain_id: &str) -> bool {
+        self.inner.watermarks.0.contains_key(chain_id)
+    }
+
+    /// Coordinates one signing.
+    pub async fn sign(
+        &self,
+        doc: SignDoc,
+        extension: Option<ExtensionDoc>,
+    ) -> Result<SignOutcome, SignError> {
+        let inner = &self.inner;
+        // A repeat of what we last signed (identical, or differing only in timestamp) gets
+        // the same signature and timestamp, as FilePV answers. An extension is not part of
+        // that signature; if it changed, the vote is signed again as it was first signed.
+        let previous = inner.last_signed_for(&doc);
+        if let Some(last) = &previous {
+            let extension_matches = match (&extension, &last.extension) {
+                (None, _) => true,
+                (Some(ext), Some((bytes, _))) => &ext.sign_bytes == bytes,
+                (Some(_), None) => false,
+            };
+            if extension_matches {
+                return Ok(SignOutcome {
+                    signature: last.signature,
+                    timestamp: last.doc.timestamp,
+                    extension_signature: extension
+                        .as_ref()
+                        .and(last.extension.as_ref().map(|(_, sig)| *sig)),
+                });
+            }
+        }
+        let doc = previous.map(|last| last.doc).unwrap_or(doc);
+        let started = Instant::now();
+        let (signatures, participants) = inner.coordinate(&doc, extension.as_ref()).await?;
+        info!(
+            chain = %doc.chain_id,
+            height = doc.hrs.height,
+            round = doc.hrs.round,
+            step = %doc.hrs.step,
+            participants = ?participants,
+            micros = started.elapsed().as_micros() as u64,
+            "signed"
+        );
+        let outcome = SignOutcome {
+            signature: signatures.vote,
+            timestamp: doc.timestamp,
+            extension_signature: signatures.extension,
+        };
+        let last = LastSigned {
+            signature: signatures.vote,
+            extension: extension
+                .map(|ext| ext.sign_bytes)
+                .zip(signatures.extension),
+            doc,
+        };
+        if let Ok(mut cache) = inner.last_signed.lock() {
+            let newer = cache
+                .get(&last.doc.chain_id)
+                .is_none_or(|held| held.doc.hrs <= last.doc.hrs);
+            if newer {
+                cache.insert(last.doc.chain_id.clone(), last);
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+impl Inner {
+    fn last_signed_for(&self, doc: &SignDoc) -> Option<LastSigned> {
+        let cache = self.last_signed.lock().ok()?;
+        let last = cache.get(&doc.chain_id)?;
+        (last.doc.hrs == doc.hrs
+            && (last.doc.sign_bytes == doc.sign_bytes || same_except_timestamp(&last.doc, doc)))
+        .then(|| last.clone())
+    }
+
+    /// Serves a peer's request as participant.
+    async fn serve_peer(self: Arc<Self>, peer: PeerId, req: ClusterRequest) -> ClusterResponse {
+        let result = match req {
+            ClusterRequest::Commitments { count } => self
+                .participant
+                .handle_commitments(peer, count, &mut OsRng)
+                .map(ClusterResponse::Commitments),
+            ClusterRequest::Sign(request) => {
+                let inner = self.clone();
+                // Signing waits on an fsync: keep it off the async workers.
+                tokio::task::spawn_blocking(move || inner.participate(peer, &request))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(Refusal::new(
+                            RefusalKind::Internal,
+                            format!("signing task failed: {e}"),
+                        ))
+                    })
+                    .map(ClusterResponse::Signed)
+            }
+        };
+        result.unwrap_or_else(ClusterResponse::Refused)
+    }
+
+    fn participate(
+        &self,
+        coordinator: PeerId,
+        request: &SignRequest,
+    ) -> Result<crate::threshold::messages::SignResponse, Refusal> {
+        let result =
+            self.participant
+                .handle_sign(coordinator, request, &self.watermarks, &mut OsRng);
+        if let Err(refusal) = &result {
+            warn!(coordinator, kind = ?refusal.kind, "refused to sign: {}", refusal.reason);
+        }
+        result
+    }
+
+    /// Tops up our own commitments for the signings we coordinate.
+    fn refill_own(&self) {
+        let have = self.available(self.id);
+        if have >= INVENTORY_LOW {
+            return;
+        }
+        let count = (INVENTORY_TARGET - have) as u16;
+        if let Ok(commitments) = self
+            .participant
+            .handle_commitments(self.id, count, &mut OsRng)
+        {
+            self.add_commitments(self.id, &commitments);
+        }
+    }
+
+    fn available(&self, peer: PeerId) -> usize {
+        self.inventory
+            .lock()
+            .map(|inv| inv.available(peer))
+            .unwrap_or(0)
+    }
+
+    fn add_commitments(
+        &self,
+        peer: PeerId,
+        commitments: &[crate::threshold::messages::Commitment],
+    ) {
+        if commitments.is_empty() {
+            return;
+        }
+        if let Ok(mut inv) = self.inventory.lock() {
+            if let Err(e) = inv.add(peer, commitments) {
+                warn!(peer, "discarding commitments: {e}");
+            }
+        }
+    }
+
+    fn clear_commitments(&self, peer: PeerId) {
+        if let Ok(mut inv) = self.inventory.lock() {
+            inv.clear(peer);
+        }
+    }
+
+    /// Asks one peer for commitments; returns whether any arrived.
+    async fn refill_peer(&self, peer: PeerId, timeout: Duration) -> bool {
+        let have = self.available(peer);
+        if have >= INVENTORY_LOW {
+            return true;
+        }
+        let count = (INVENTORY_TARGET - have) as u16;
+        match self
+            .cluster
+            .request::<_, ClusterResponse>(peer, &ClusterRequest::Commitments { count }, timeout)
+            .await
+        {
+            Ok(ClusterResponse::Commitments(commitments)) => {
+                self.add_commitments(peer, &commitments);
+                !commitments.is_empty()
+            }
+            Ok(ClusterResponse::Refused(r)) => {
+                warn!(peer, "refused to hand out commitments: {}", r.reason);
+                false
+            }
+            Ok(other) => {
+                warn!(peer, "answered a commitments request with {other:?}");
+                false
+            }
+            Err(e) => {
+                debug!(peer, "no commitments: {e}");
+                false
+            }
+        }
+    }
+
+    fn candidates(&self) -> Vec<Candidate> {
+        let inventory = match self.inventory.lock() {
+            Ok(inv) => inv,
+            Err(_) => return Vec::new(),
+        };
+        self.members
+            .iter()
+            .filter_map(|&id| {
+                let rtt = if id == self.id {
+                    Duration::ZERO
+                } else {
+                    self.cluster.rtt(id)?
+                };
+                Some(Candidate {
+                    id,
+                    rtt,
+                    available: inventory.available(id),
+                })
+            })
+            .collect()
+    }
+
+    /// Runs attempts until a quorum signs, double-sign protection refuses, or time is up.
+    async fn coordinate(
+        self: &Arc<Self>,
+        doc: &SignDoc,
+        extension: Option<&ExtensionDoc>,
+    ) -> Result<(crate::threshold::coordinator::Signatures, Vec<PeerId>), SignError> {
+        let deadline = Instant::now() + self.timeouts.sign_total();
+        let mut excluded = BTreeSet::new();
+        let mut problems: Vec<String> = Vec::new();
+        loop {
+            self.refill_own();
+            let chosen = match choose_participants(
+                self.id,
+                self.threshold,
+                &self.candidates(),
+                &excluded,
+                extension.is_some(),
+            ) {
+                Some(chosen) => chosen,
+                None => {
+                    // Perhaps only commitments are missing: fetch them once, in parallel,
+                    // from every reachable peer we have not given up on.
+                    if !self.refill_reachable(&excluded, deadline).await {
+                        return Err(SignError::Unavailable(no_quorum(
+                            self.threshold,
+                            &self.cluster.connected_peers(),
+                            &problems,
+                        )));
+                    }
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(SignError::Unavailable(format!(
+                    "no quorum signed within {:?}: {}",
+                    self.timeouts.sign_total(),
+                    problems.join("; ")
+                )));
+            }
+            let (request, mut session) = {
+                let mut inventory = self
+                    .inventory
+                    .lock()
+                    .map_err(|_| SignError::Unavailable("commitment inventory poisoned".into()))?;
+                build_request(
+                    &mut inventory,
+                    &chosen,
+                    doc.sign_bytes.clone(),
+                    extension.map(|e| e.sign_bytes.clone()),
+                )
+                .map_err(|e| SignError::Unavailable(format!("cannot build the request: {e}")))?
+            };
+            let attempt_deadline = (now + self.timeouts.sign_attempt()).min(deadline);
+            match self
+                .attempt(&chosen, request, &mut session, attempt_deadline)
+                .await
+            {
+                Attempt::Signed => match session.finish(&self.public_key_package) {
+                    Ok(signatures) => return Ok((signatures, chosen)),
+                    Err(crate::threshold::coordinator::AggregateError::InvalidShares {
+                        culprits,
+                    }) => {
+                        warn!(?culprits, "invalid signature shares; retrying without them");
+                        problems.push(format!("invalid shares from {culprits:?}"));
+                        excluded.extend(culprits);
+                    }
+                    Err(e) => {
+                        problems.push(format!("aggregation failed: {e}"));
+                        excluded.extend(chosen.iter().copied().filter(|&p| p != self.id));
+                    }
+                },
+                Attempt::Refused(reason) => return Err(SignError::Refused(reason)),
+                Attempt::Failed(failed) => {
+                    for (peer, problem) in failed {
+                        if peer == self.id && !problem.retry_self {
+                            return Err(SignError::Unavailable(format!(
+                                "this cosigner cannot sign: {}",
+                                problem.text
+                            )));
+                        }
+                        problems.push(format!("cosigner {peer}: {}", problem.text));
+                        if peer != self.id {
+                            excluded.insert(peer);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fetches commitments from reachable peers that are not excluded; whether any arrived.
+    async fn refill_reachable(
+        self: &Arc<Self>,
+        excluded: &BTreeSet<PeerId>,
+        deadline: Instant,
+    ) -> bool {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return false;
+        }
+        let mut tasks = JoinSet::new();
+        for &peer in &self.members {
+            if peer == self.id || excluded.contains(&peer) || self.available(peer) > 1 {
+                continue;
+            }
+            let inner = self.clone();
+            let timeout = remaining.min(REFILL_TIMEOUT);
+            tasks.spawn(async move { inner.refill_peer(peer, timeout).await });
+        }
+        let mut any = false;
+        while let Some(result) = tasks.join_next().await {
+            any |= result.unwrap_or(false);
+        }
+        any
+    }
+
+    /// Sends one request to every chosen participant in parallel and collects the shares.
+    async fn attempt(
+        self: &Arc<Self>,
+        chosen: &[PeerId],
+        request: SignRequest,
+        session: &mut SigningSession,
+        deadline: Instant,
+    ) -> Attempt {
+        let request = Arc::new(request);
+        let mut tasks = JoinSet::new();
+        for &peer in chosen {
+            let inner = self.clone();
+            let request = request.clone();
+            tasks.spawn(async move {
+                let response = if peer == inner.id {
+                    let local = inner.clone();
+                    tokio::task::spawn_blocking(move || local.participate(peer, &request))
+                        .await
+                        .map_err(|e| format!("signing task failed: {e}"))
+                        .map(|r| r.map_or_else(ClusterResponse::Refused, ClusterResponse::Signed))
+                } else {
+                    let timeout = deadline.saturating_duration_since(Instant::now());
+                    inner
+                        .cluster
+                        .request::<_, ClusterResponse>(
+                            peer,
+                            &ClusterRequest::Sign((*request).clone()),
+                            timeout,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())
+                };
+                (peer, response)
+            });
+        }
+        let mut failed: Vec<(PeerId, Problem)> = Vec::new();
+        loop {
+            let next = tokio::time::timeout_at(deadline.into(), tasks.join_next()).await;
+            let (peer, response) = match next {
+                Ok(Some(Ok(done))) => done,
+                Ok(Some(Err(e))) => {
+                    warn!("signing task failed: {e}");
+                    continue;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    for peer in session.pending() {
+                        failed.push((peer, Problem::retry("timed out")));
+                    }
+                    tasks.abort_all();
+                    return Attempt::Failed(failed);
+                }
+            };
+            match response {
+                Ok(ClusterResponse::Signed(resp)) => {
+                    self.add_commitments(peer, &resp.commitments);
+                    if let Err(e) = session.accept(peer, &resp) {
+                        failed.push((peer, Problem::retry(&e.to_string())));
+                    }
+                }
+                Ok(ClusterResponse::Refused(refusal)) => match refusal.kind {
+                    RefusalKind::Watermark => {
+                        tasks.abort_all();
+                        return Attempt::Refused(if peer == self.id {
+                            refusal.reason
+                        } else {
+                            format!("cosigner {peer}: {}", refusal.reason)
+                        });
+                    }
+                    RefusalKind::UnknownCommitment => {
+                        // It restarted or evicted them: ours are all stale.
+                        self.clear_commitments(peer);
+                        failed.push((peer, Problem::retry(&refusal.reason)));
+                    }
+                    RefusalKind::Storage | RefusalKind::Internal => {
+                        failed.push((peer, Problem::fatal_for_self(&refusal.reason)))
+                    }
+                    RefusalKind::BadRequest | RefusalKind::SignBytes => {
+                        failed.push((peer, Problem::fatal_for_self(&refusal.reason)))
+                    }
+                },
+                Ok(other) => failed.push((
+                    peer,
+                    Problem::retry(&format!("unexpected answer {other:?}")),
+                )),
+                Err(e) => failed.push((peer, Problem::retry(&e))),
+            }
+        }
+        if failed.is_empty() && session.is_complete() {
+            Attempt::Signed
+        } else {
+            Attempt::Failed(failed)
+        }
+    }
+}
+
+enum Attempt {
+    Signed,
+    /// Double-sign protection refused: final.
+    Refused(String),
+    Failed(Vec<(PeerId, Problem)>),
+}
+
+struct Problem {
+    text: String,
+    /// Whether it is worth another attempt when it is this cosigner's own participant that
+    /// failed (a stale commitment is; a failed disk is not).
+    retry_self: bool,
+}
+
+impl Problem {
+    fn retry(text: &str) -> Problem {
+        Problem {
+            text: text.to_string(),
+            retry_self: true,
+        }
+    }
+    fn fatal_for_self(text: &str) -> Problem {
+        Problem {
+            text: text.to_string(),
+            retry_self: false,
+        }
+    }
+}
+
+fn no_quorum(threshold: u16, connected: &[PeerId], problems: &[String]) -> String {
+    let mut text = format!(
+        "no quorum: {} of the {} cosigners needed are reachable with commitments (connected peers: {:?})",
+        connected.len() + 1,
+        threshold,
+        connected
+    );
+    if !problems.is_empty() {
+        text.push_str("; ");
+        text.push_str(&problems.join("; "));
+    }
+    text
+}
+
+/// Keeps every participant's commitments topped up in the background, so a signing never
+/// waits for them.
+async fn refill_loop(inner: Weak<Inner>) {
+    let mut tick = tokio::time::interval(REFILL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        inner.refill_own();
+        let mut tasks = JoinSet::new();
+        for &peer in &inner.members {
+            if peer == inner.id || inner.available(peer) >= INVENTORY_LOW {
+                continue;
+            }
+            let inner = inner.clone();
+            tasks.spawn(async move { inner.refill_peer(peer, REFILL_TIMEOUT).await });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}

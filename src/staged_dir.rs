@@ -1,0 +1,198 @@
+//! Writing a directory of secrets all at once.
+//!
+//! The directory is built next to its destination (same parent, so the final rename is
+//! atomic) with mode 0700 for directories and 0600 for files, every file fsynced; then it is
+//! renamed into place and the parent directory fsynced. Until [`StagedDir::commit`] succeeds
+//! the destination does not exist, and dropping an uncommitted `StagedDir` removes the
+//! temporary directory, so an error at any point leaves nothing behind.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StagedDirError {
+    #[error("{0}: already exists; refusing to overwrite it")]
+    Exists(PathBuf),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}: not a plain relative path inside the output directory")]
+    BadRelativePath(PathBuf),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StagedDirError + '_ {
+    move |source| StagedDirError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub struct StagedDir {
+    destination: PathBuf,
+    staging: PathBuf,
+    committed: bool,
+}
+
+impl StagedDir {
+    /// Starts building `destination`, which must not exist yet.
+    pub fn create(destination: &Path) -> Result<StagedDir, StagedDirError> {
+        if destination.symlink_metadata().is_ok() {
+            return Err(StagedDirError::Exists(destination.to_path_buf()));
+        }
+        let name = destination
+            .file_name()
+            .ok_or_else(|| StagedDirError::BadRelativePath(destination.to_path_buf()))?;
+        let parent = match destination.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut suffix = [0u8; 8];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut suffix);
+        let staging = parent.join(format!(
+            ".{}.tmp-{}",
+            name.to_string_lossy(),
+            hex::encode(suffix)
+        ));
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&staging)
+            .map_err(io_err(&staging))?;
+        Ok(StagedDir {
+            destination: destination.to_path_buf(),
+            staging,
+            committed: false,
+        })
+    }
+
+    /// Where the directory is being built (for checks before [`StagedDir::commit`]).
+    pub fn path(&self) -> &Path {
+        &self.staging
+    }
+
+    fn inside(&self, relative: &Path) -> Result<PathBuf, StagedDirError> {
+        let plain = relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+        if !plain || relative.as_os_str().is_empty() {
+            return Err(StagedDirError::BadRelativePath(relative.to_path_buf()));
+        }
+        Ok(self.staging.join(relative))
+    }
+
+    /// Creates a subdirectory (and its parents), mode 0700.
+    pub fn create_dir(&self, relative: &Path) -> Result<(), StagedDirError> {
+        let path = self.inside(relative)?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&path)
+            .map_err(io_err(&path))
+    }
+
+    /// Writes a new file, mode 0600, and fsyncs it.
+    pub fn write_file(&self, relative: &Path, contents: &[u8]) -> Result<(), StagedDirError> {
+        let path = self.inside(relative)?;
+        if let Some(parent) = relative.parent().filter(|p| !p.as_os_str().is_empty()) {
+            self.create_dir(parent)?;
+        }
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        file.write_all(contents).map_err(io_err(&path))?;
+        file.sync_all().map_err(io_err(&path))
+    }
+
+    /// Moves the finished directory into place, durably.
+    pub fn commit(mut self) -> Result<PathBuf, StagedDirError> {
+        sync_tree(&self.staging)?;
+        if self.destination.symlink_metadata().is_ok() {
+            return Err(StagedDirError::Exists(self.destination.clone()));
+        }
+        std::fs::rename(&self.staging, &self.destination).map_err(io_err(&self.destination))?;
+        self.committed = true;
+        if let Some(parent) = self.destination.parent() {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(parent))?;
+        }
+        Ok(self.destination.clone())
+    }
+}
+
+/// Fsyncs every directory of a tree (files were synced when written).
+fn sync_tree(dir: &Path) -> Result<(), StagedDirError> {
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        if entry.file_type().map_err(io_err(dir))?.is_dir() {
+            sync_tree(&entry.path())?;
+        }
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+impl Drop for StagedDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.staging);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn builds_then_moves_into_place_with_private_modes() {
+        let parent = tempfile::tempdir().unwrap();
+        let dest = parent.path().join("out");
+        let staged = StagedDir::create(&dest).unwrap();
+        staged.write_file(Path::new("a/secret"), b"x").unwrap();
+        assert!(!dest.exists());
+        staged.commit().unwrap();
+        let file_mode = std::fs::metadata(dest.join("a/secret"))
+            .unwrap()
+            .permissions()
+            .mode();
+        let dir_mode = std::fs::metadata(dest.join("a"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(file_mode & 0o777, 0o600);
+        assert_eq!(dir_mode & 0o777, 0o700);
+        assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn dropping_leaves_nothing_and_existing_is_refused() {
+        let parent = tempfile::tempdir().unwrap();
+        let dest = parent.path().join("out");
+        {
+            let staged = StagedDir::create(&dest).unwrap();
+            staged.write_file(Path::new("f"), b"x").unwrap();
+        }
+        assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0);
+        std::fs::create_dir(&dest).unwrap();
+        assert!(matches!(
+            StagedDir::create(&dest),
+            Err(StagedDirError::Exists(_))
+        ));
+        let staged = StagedDir::create(&parent.path().join("other")).unwrap();
+        assert!(staged.write_file(Path::new("../escape"), b"x").is_err());
+    }
+}

@@ -1,0 +1,287 @@
+//! Test harness for end-to-end tests: builds and spawns the real `split-key`, `cosigner` and
+//! `validator-sim` binaries on loopback, with free ports and per-test directories.
+//!
+//! Every process is killed when its handle drops, so a failing test leaves nothing running.
+//! Process output goes to log files in the test directory; a failing assertion can print
+//! them with [`Proc::log`].
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use ed25519_dalek::SigningKey;
+use sha2::{Digest, Sha256};
+
+/// Paths of the three binaries, built once per test process.
+pub struct Bins {
+    pub cosigner: PathBuf,
+    pub split_key: PathBuf,
+    pub validator_sim: PathBuf,
+}
+
+/// Builds `split-key` and `validator-sim` (the `cosigner` binary is built by cargo for us)
+/// so that a test never runs a stale binary.
+pub fn bins() -> &'static Bins {
+    static BINS: OnceLock<Bins> = OnceLock::new();
+    BINS.get_or_init(|| {
+        let cosigner = PathBuf::from(env!("CARGO_BIN_EXE_cosigner"));
+        let dir = cosigner.parent().expect("binary directory").to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "split-key", "-p", "validator-sim", "--bins"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building split-key and validator-sim failed");
+        Bins {
+            cosigner,
+            split_key: dir.join("split-key"),
+            validator_sim: dir.join("validator-sim"),
+        }
+    })
+}
+
+/// A free TCP port on loopback (the port is released again; a tiny race is acceptable on a
+/// test machine, and binding failures show up as clear errors).
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free tcp port")
+        .port()
+}
+
+/// A free UDP port on loopback, for a cosigner's QUIC listener.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free udp port")
+        .port()
+}
+
+/// A fresh validator key written as a CometBFT `priv_validator_key.json`.
+pub struct ValidatorKeyFile {
+    pub path: PathBuf,
+    pub public_key: [u8; 32],
+}
+
+impl ValidatorKeyFile {
+    pub fn public_key_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.public_key)
+    }
+}
+
+pub fn write_validator_key(dir: &Path) -> ValidatorKeyFile {
+    let key = SigningKey::generate(&mut rand_core::OsRng);
+    let public = key.verifying_key().to_bytes();
+    let mut private = key.to_bytes().to_vec();
+    private.extend_from_slice(&public);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let json = serde_json::json!({
+        "address": hex::encode_upper(&Sha256::digest(public)[..20]),
+        "pub_key": {"type": "tendermint/PubKeyEd25519", "value": b64.encode(public)},
+        "priv_key": {"type": "tendermint/PrivKeyEd25519", "value": b64.encode(&private)},
+    });
+    let path = dir.join("priv_validator_key.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    ValidatorKeyFile {
+        path,
+        public_key: public,
+    }
+}
+
+/// A running child process, killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub log_path: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command, log_dir: &Path) -> Proc {
+        let log_path = log_dir.join(format!("{name}.log"));
+        let log = std::fs::File::create(&log_path).expect("create log");
+        let child = cmd
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Proc {
+            name: name.to_string(),
+            child,
+            log_path,
+        }
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `split-key` and returns the cosigner directories.
+pub fn split_key(
+    dir: &Path,
+    key: &Path,
+    threshold: u16,
+    shares: u16,
+    nodes: &[String],
+    chains: &[&str],
+    protocol: &str,
+) -> Vec<PathBuf> {
+    let out = dir.join("cosigners");
+    let mut cmd = Command::new(&bins().split_key);
+    cmd.arg(key)
+        .args(["--threshold", &threshold.to_string()])
+        .args(["--shares", &shares.to_string()])
+        .arg("--out")
+        .arg(&out)
+        .args(["--protocol", protocol]);
+    for node in nodes {
+        cmd.args(["--node", node]);
+    }
+    for chain in chains {
+        cmd.args(["--chain-id", chain]);
+    }
+    for _ in 0..shares {
+        cmd.args(["--cosigner", &format!("127.0.0.1:{}", free_udp_port())]);
+    }
+    let output = cmd.output().expect("run split-key");
+    assert!(
+        output.status.success(),
+        "split-key failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (1..=shares)
+        .map(|i| out.join(format!("cosigner-{i}")))
+        .collect()
+}
+
+/// Starts `cosigner start` for a cosigner directory.
+pub fn start_cosigner(cosigner_dir: &Path, name: &str, log_dir: &Path) -> Proc {
+    let mut cmd = Command::new(&bins().cosigner);
+    cmd.arg("start")
+        .arg("--config")
+        .arg(cosigner_dir.join("cosigner.toml"))
+        .env("RUST_LOG", "info");
+    Proc::spawn(name, &mut cmd, log_dir)
+}
+
+/// A running validator simulator whose stdout is read line by line for progress.
+pub struct Sim {
+    pub child: Child,
+    pub port: u16,
+    pub report_path: PathBuf,
+    lines: std::io::Lines<BufReader<ChildStdout>>,
+    pub seen: Vec<String>,
+}
+
+impl Sim {
+    /// Starts the simulator listening on a free port, with extra arguments.
+    pub fn start(dir: &Path, protocol: &str, args: &[&str]) -> Sim {
+        let port = free_tcp_port();
+        let report_path = dir.join(format!("sim-{port}.json"));
+        let mut child = Command::new(&bins().validator_sim)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--protocol", protocol])
+            .arg("--json")
+            .arg(&report_path)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn validator-sim");
+        let stdout = child.stdout.take().expect("sim stdout");
+        Sim {
+            child,
+            port,
+            report_path,
+            lines: BufReader::new(stdout).lines(),
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn node_address(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// Reads the simulator's output until a line contains `needle`; returns that line.
+    /// Panics (with everything read so far) if the simulator exits first.
+    pub fn wait_for_line(&mut self, needle: &str) -> String {
+        for line in self.lines.by_ref() {
+            let line = line.expect("read sim stdout");
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!(
+            "validator-sim exited before printing `{needle}`; output:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    /// Waits for the simulator to finish (bounded) and returns its JSON report and output.
+    pub fn finish(mut self, limit: Duration) -> (serde_json::Value, String) {
+        let deadline = Instant::now() + limit;
+        for line in self.lines.by_ref() {
+            self.seen.push(line.unwrap_or_default());
+            if Instant::now() > deadline {
+                break;
+            }
+        }
+        let status = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let output = self.seen.join("\n");
+        assert!(status.is_some(), "validator-sim did not finish in time:\n{output}");
+        let report = std::fs::read_to_string(&self.report_path)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or(serde_json::Value::Null);
+        (report, output)
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
