@@ -16,7 +16,7 @@ use tendermint_proto::v0_38::types::{Proposal, Vote};
 
 use crate::consensus::{self, Action, Plan, PlanConfig, VoteStep, STEP_PROPOSE};
 use crate::doublesign::{HrsKey, Ledger};
-use crate::node::{Answer, Node, NodeConfig};
+use crate::node::{Answer, Node, NodeConfig, NodeError};
 use crate::report::{Recorder, Report};
 use crate::verify::{self, Failure, Verified};
 use crate::wire::{Request, Response};
@@ -195,6 +195,8 @@ impl<'a> Driver<'a> {
         let what = describe(&req);
         let answer = match self.node.request(self.cfg.protocol, &req) {
             Ok(a) => a,
+            // A run stopped mid-request is not the signer's failure.
+            Err(f) if matches!(f.error, NodeError::Stopped) => return Default::default(),
             Err(f) => {
                 let detail = format!("{} after {} attempts", f.error, f.attempts);
                 self.rec
@@ -279,6 +281,8 @@ impl<'a> Driver<'a> {
         }
         let answer = match self.node.request(self.cfg.protocol, &req) {
             Ok(a) => a,
+            // A run stopped mid-request is not the signer's failure.
+            Err(f) if matches!(f.error, NodeError::Stopped) => return Default::default(),
             Err(f) => {
                 let detail = format!("{} after {} attempts", f.error, f.attempts);
                 self.rec
@@ -524,7 +528,11 @@ pub fn run(listener: TcpListener, cfg: &SimConfig) -> Result<Report, SimError> {
         .map(|b| VerifyingKey::from_bytes(&b))
         .transpose()
         .map_err(|_| SimError::Config("--expect-pubkey is not a valid ed25519 key".into()))?;
-    let node = Node::new(listener, NodeConfig { ..cfg.node.clone() }).map_err(SimError::Io)?;
+    let node_cfg = NodeConfig {
+        stop: cfg.stop.clone(),
+        ..cfg.node.clone()
+    };
+    let node = Node::new(listener, node_cfg).map_err(SimError::Io)?;
     let mut d = Driver {
         cfg,
         node,

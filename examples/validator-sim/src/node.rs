@@ -325,7 +325,10 @@ impl Node {
                     if matches!(e, NodeError::WrongType(_)) {
                         wrong_types += 1;
                     }
-                    if !e.retryable() || attempts >= retries || self.stopped() {
+                    if self.stopped() {
+                        break NodeError::Stopped;
+                    }
+                    if !e.retryable() || attempts >= retries {
                         break e;
                     }
                     thread::sleep(self.cfg.retry_delay);

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::net::TcpStream;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ enum Fault {
     NoGuard,
     /// Close the connection instead of answering the n-th request.
     DropAt(usize),
+    /// Raise the simulation's stop flag after the n-th answer (chaos-run ending).
+    StopAt(usize),
 }
 
 fn is_nil(b: &Option<BlockId>) -> bool {
@@ -41,6 +44,7 @@ fn spawn_signer(
     key: SigningKey,
     fault: Fault,
     connected: mpsc::Sender<()>,
+    stop: Arc<AtomicBool>,
 ) -> JoinHandle<usize> {
     thread::spawn(move || {
         let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -148,6 +152,9 @@ fn spawn_signer(
                 return answered;
             }
             answered += 1;
+            if fault == Fault::StopAt(answered) {
+                stop.store(true, Ordering::Relaxed);
+            }
         }
     })
 }
@@ -172,7 +179,13 @@ fn run_with(cfg: &SimConfig, faults: &[Fault]) -> Report {
     let mut signers = Vec::new();
     for (i, fault) in faults.iter().enumerate() {
         let (tx, rx) = mpsc::channel();
-        signers.push(spawn_signer(port, key.clone(), *fault, tx));
+        signers.push(spawn_signer(
+            port,
+            key.clone(),
+            *fault,
+            tx,
+            cfg.stop.clone(),
+        ));
         if i + 1 < faults.len() {
             rx.recv_timeout(Duration::from_secs(20)).unwrap();
         }
@@ -283,4 +296,17 @@ fn a_v038_signer_cannot_serve_a_v1_node() {
     assert_eq!(r.by_type["pubkey"].failed, 2, "{}", r.render());
     assert_eq!(r.failures["missing_pubkey"], 2);
     assert!(!r.success());
+}
+
+#[test]
+fn stop_flag_ends_an_unbounded_run_without_failures() {
+    let mut cfg = config(Protocol::V0_38, 1);
+    cfg.heights = None;
+    cfg.replay = true;
+    let r = run_with(&cfg, &[Fault::StopAt(40)]);
+    assert!(r.stopped_early);
+    assert_eq!(r.failed, 0, "{}", r.render());
+    // The plan ends at the next action after the flag; no end-of-run probes after a stop.
+    assert!((40..=41).contains(&r.passed), "{}", r.render());
+    assert!(!r.by_type.contains_key("replay"));
 }
