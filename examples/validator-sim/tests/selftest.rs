@@ -227,6 +227,9 @@ fn v0_34_honest_signer_passes_everything() {
     assert_eq!(r.timestamp_replay.returned_new, 2);
     assert!(r.by_type["precommit"].latency.p50_ms > 0.0);
     assert_eq!(r.connections.accepted, 1);
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["passed"], r.passed);
+    assert_eq!(json["protocol"], "v0.34");
 }
 
 #[test]
