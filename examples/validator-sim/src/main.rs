@@ -1,2 +1,167 @@
-//! A simulated CometBFT node for testing remote signers.
-fn main() {}
+//! Command line of the simulated CometBFT node: parse options, bind, report the port, run,
+//! print the report, exit 0 only if nothing failed.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use base64::Engine as _;
+use clap::Parser;
+use validator_sim::{ChainOrder, Protocol, SimConfig};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "validator-sim",
+    about = "A simulated CometBFT node for testing remote signers"
+)]
+struct Args {
+    /// Address to listen on for the signer (priv_validator_laddr); port 0 picks one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// Write the bound port to this file (atomically) once listening.
+    #[arg(long)]
+    port_file: Option<PathBuf>,
+    /// Privval dialect: v0.34, v0.37, v0.38 or v1.
+    #[arg(long, default_value = "v0.38")]
+    protocol: Protocol,
+    /// Chain ID to drive (repeatable).
+    #[arg(long = "chain-id", required = true)]
+    chain_ids: Vec<String>,
+    /// Drive the chains one after the other instead of interleaving heights.
+    #[arg(long)]
+    sequential: bool,
+    /// Heights per chain (unbounded if only --duration is given).
+    #[arg(long)]
+    heights: Option<u64>,
+    #[arg(long, default_value_t = 1)]
+    start_height: i64,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// A proposal every K heights (0 = never).
+    #[arg(long, default_value_t = 1)]
+    proposal_every: u64,
+    /// Every K heights round 0 gets nil votes and the height proceeds in round 1 (0 = never).
+    #[arg(long, default_value_t = 0)]
+    nil_round_every: u64,
+    /// A ping after every K heights (0 = only when idle).
+    #[arg(long, default_value_t = 0)]
+    ping_every: u64,
+    /// Milliseconds to idle after each commit (pinging like a node).
+    #[arg(long, default_value_t = 0)]
+    block_time_ms: u64,
+    /// At the end, K conflicting same-HRS requests per chain that must be refused.
+    #[arg(long, default_value_t = 0)]
+    conflicts: usize,
+    /// At the end, resend each chain's last request identically (must be signed).
+    #[arg(long)]
+    replay: bool,
+    /// At the end, resend each chain's last request with a new timestamp (must be signed).
+    #[arg(long)]
+    timestamp_replay: bool,
+    /// Expected validator public key (base64 of 32 bytes).
+    #[arg(long)]
+    expect_pubkey: Option<String>,
+    /// Only accept this signer node ID (hex).
+    #[arg(long)]
+    expect_signer_id: Option<String>,
+    /// Fixed node identity (hex of a 32-byte Ed25519 seed) instead of a random one.
+    #[arg(long)]
+    node_key_seed: Option<String>,
+    /// Write the full report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn hex32(s: &str) -> anyhow::Result<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 || !s.is_ascii() {
+        bail!("expected 64 hex digits");
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).context("bad hex digit")?;
+    }
+    Ok(out)
+}
+
+fn config(args: &Args) -> anyhow::Result<SimConfig> {
+    let mut cfg = SimConfig::new(args.protocol, args.chain_ids.clone());
+    cfg.chain_order = if args.sequential {
+        ChainOrder::Sequential
+    } else {
+        ChainOrder::Interleaved
+    };
+    cfg.heights = args.heights;
+    cfg.duration = args.duration.map(Duration::from_secs_f64);
+    if cfg.heights.is_none() && cfg.duration.is_none() {
+        cfg.heights = Some(10);
+    }
+    cfg.start_height = args.start_height;
+    cfg.proposal_every = args.proposal_every;
+    cfg.nil_round_every = args.nil_round_every;
+    cfg.ping_every = args.ping_every;
+    cfg.block_time = Duration::from_millis(args.block_time_ms);
+    cfg.conflicts = args.conflicts;
+    cfg.replay = args.replay;
+    cfg.timestamp_replay = args.timestamp_replay;
+    if let Some(pk) = &args.expect_pubkey {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(pk.trim())
+            .context("--expect-pubkey is not base64")?;
+        cfg.expect_pubkey = Some(
+            bytes
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("--expect-pubkey must be 32 bytes"))?,
+        );
+    }
+    cfg.node.expect_signer_id = args.expect_signer_id.clone();
+    if let Some(seed) = &args.node_key_seed {
+        cfg.node.node_key_seed = Some(hex32(seed).context("--node-key-seed")?);
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn write_port_file(path: &PathBuf, port: u16) -> anyhow::Result<()> {
+    // Written then renamed so a polling test never reads a partial number.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{port}\n"))?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("validator-sim: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<bool> {
+    let args = Args::parse();
+    let cfg = config(&args)?;
+    let listener =
+        validator_sim::bind(&args.listen).with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!("listening on {addr} (privval {})", cfg.protocol.name());
+    std::io::stdout().flush()?;
+    if let Some(path) = &args.port_file {
+        write_port_file(path, addr.port())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let report = validator_sim::run(listener, &cfg)?;
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    print!("{}", report.render());
+    std::io::stdout().flush()?;
+    Ok(report.success())
+}
