@@ -42,7 +42,7 @@ echo "==> validator simulator on 127.0.0.1:$node_port, $heights heights, $protoc
 pubkey=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pub_key"]["value"])' "$work/priv_validator_key.json")
 "$bin/validator-sim" --listen "127.0.0.1:$node_port" --protocol "$protocol" \
     --chain-id demo-chain --heights "$heights" --expect-pubkey "$pubkey" \
-    --json "$work/report.json" > "$work/sim.out" 2>&1 &
+    --json "$work/report.json" --progress --nil-round-every 10 > "$work/sim.out" 2>&1 &
 sim_pid=$!
 pids+=("$sim_pid")
 
@@ -54,7 +54,7 @@ for i in 1 2 3; do
 done
 
 echo "==> signing; cosigner-2 will be killed at height $half"
-until grep -q "height $half " "$work/sim.out" 2>/dev/null; do
+until grep -q "^height $half committed" "$work/sim.out" 2>/dev/null; do
     kill -0 "$sim_pid" 2>/dev/null || break
     sleep 0.2
 done
@@ -63,5 +63,5 @@ kill -9 "${pids[2]}" 2>/dev/null && echo "==> killed cosigner-2 (kill -9) at hei
 status=0
 wait "$sim_pid" || status=$?
 echo "==> validator simulator summary"
-grep -v "^height " "$work/sim.out" || true
+grep -v "^height .* committed" "$work/sim.out" || true
 exit "$status"

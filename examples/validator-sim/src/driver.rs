@@ -436,7 +436,13 @@ impl<'a> Driver<'a> {
                         self.remember(s);
                     }
                 }
-                Action::Committed { .. } => {
+                Action::Committed { chain, height } => {
+                    if self.cfg.progress {
+                        use std::io::Write as _;
+                        let mut out = std::io::stdout().lock();
+                        let _ = writeln!(out, "height {height} committed {}", self.cfg.chain_ids[chain]);
+                        let _ = out.flush();
+                    }
                     if !self.cfg.block_time.is_zero() {
                         self.idle(self.cfg.block_time);
                     }

@@ -84,6 +84,9 @@ pub struct SimConfig {
     pub node: NodeConfig,
     /// Set to end the run early (chaos tests).
     pub stop: Arc<AtomicBool>,
+    /// Print `height H committed CHAIN` on stdout after each height, for scripts and tests
+    /// that act at a given height.
+    pub progress: bool,
 }
 
 impl SimConfig {
@@ -109,6 +112,7 @@ impl SimConfig {
             ledger_max_keys: 1 << 20,
             node: NodeConfig::new(stop.clone()),
             stop,
+            progress: false,
         }
     }
 

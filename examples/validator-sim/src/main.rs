@@ -27,7 +27,7 @@ struct Args {
     #[arg(long, default_value = "v0.38")]
     protocol: Protocol,
     /// Chain ID to drive (repeatable).
-    #[arg(long = "chain-id", required = true)]
+    #[arg(long = "chain-id", required_unless_present = "write_validator_key")]
     chain_ids: Vec<String>,
     /// Drive the chains one after the other instead of interleaving heights.
     #[arg(long)]
@@ -73,6 +73,12 @@ struct Args {
     /// Write the full report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Print `height H committed CHAIN` after each height.
+    #[arg(long)]
+    progress: bool,
+    /// Write a fresh CometBFT priv_validator_key.json here and exit (for demos and tests).
+    #[arg(long, value_name = "PATH", exclusive = true)]
+    write_validator_key: Option<PathBuf>,
 }
 
 fn hex32(s: &str) -> anyhow::Result<[u8; 32]> {
@@ -107,6 +113,7 @@ fn config(args: &Args) -> anyhow::Result<SimConfig> {
     cfg.conflicts = args.conflicts;
     cfg.replay = args.replay;
     cfg.timestamp_replay = args.timestamp_replay;
+    cfg.progress = args.progress;
     if let Some(pk) = &args.expect_pubkey {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(pk.trim())
@@ -133,6 +140,29 @@ fn write_port_file(path: &PathBuf, port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A fresh key in CometBFT's `priv_validator_key.json` layout, written with the tendermint
+/// crate's own types, so our key-file reader is tested against an independent writer.
+fn write_validator_key(path: &PathBuf) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut seed = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+    let private = tendermint::PrivateKey::from(ed25519_consensus::SigningKey::from(seed));
+    let public = private.public_key();
+    let json = serde_json::json!({
+        "address": tendermint::account::Id::from(public),
+        "pub_key": public,
+        "priv_key": private,
+    });
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(serde_json::to_string_pretty(&json)?.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     match real_main() {
         Ok(true) => ExitCode::SUCCESS,
@@ -146,6 +176,11 @@ fn main() -> ExitCode {
 
 fn real_main() -> anyhow::Result<bool> {
     let args = Args::parse();
+    if let Some(path) = &args.write_validator_key {
+        write_validator_key(path).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote a fresh validator key to {}", path.display());
+        return Ok(true);
+    }
     let cfg = config(&args)?;
     let listener =
         validator_sim::bind(&args.listen).with_context(|| format!("binding {}", args.listen))?;
