@@ -32,12 +32,41 @@ pub fn bins() -> &'static Bins {
         let cosigner = PathBuf::from(env!("CARGO_BIN_EXE_cosigner"));
         let dir = cosigner.parent().expect("binary directory").to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "split-key", "-p", "validator-sim", "--bins"])
+        // Only the basic environment: the test's CARGO_* variables would change build-script
+        // fingerprints (ring watches CARGO_MANIFEST_DIR) and make this build and the next
+        // `cargo test` rebuild each other's dependencies.
+        let mut build = Command::new(cargo);
+        build.env_clear();
+        for var in [
+            "PATH",
+            "HOME",
+            "CARGO_HOME",
+            "RUSTUP_HOME",
+            "RUSTUP_TOOLCHAIN",
+            "CARGO_TARGET_DIR",
+            "TMPDIR",
+        ] {
+            if let Some(value) = std::env::var_os(var) {
+                build.env(var, value);
+            }
+        }
+        let status = build
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "split-key",
+                "-p",
+                "validator-sim",
+                "--bins",
+            ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("run cargo build");
-        assert!(status.success(), "building split-key and validator-sim failed");
+        assert!(
+            status.success(),
+            "building split-key and validator-sim failed"
+        );
         Bins {
             cosigner,
             split_key: dir.join("split-key"),
@@ -208,13 +237,18 @@ pub struct Sim {
 impl Sim {
     /// Starts the simulator listening on a free port, with extra arguments.
     pub fn start(dir: &Path, protocol: &str, args: &[&str]) -> Sim {
-        let port = free_tcp_port();
+        Sim::start_on(dir, free_tcp_port(), protocol, args)
+    }
+
+    /// Starts the simulator listening on `port`.
+    pub fn start_on(dir: &Path, port: u16, protocol: &str, args: &[&str]) -> Sim {
         let report_path = dir.join(format!("sim-{port}.json"));
         let mut child = Command::new(&bins().validator_sim)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--protocol", protocol])
             .arg("--json")
             .arg(&report_path)
+            .arg("--progress")
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -232,6 +266,11 @@ impl Sim {
 
     pub fn node_address(&self) -> String {
         format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until the simulator has committed `height` (of any chain).
+    pub fn wait_for_height(&mut self, height: u64) {
+        self.wait_for_line(&format!("height {height} committed"));
     }
 
     /// Reads the simulator's output until a line contains `needle`; returns that line.
@@ -270,7 +309,10 @@ impl Sim {
             std::thread::sleep(Duration::from_millis(20));
         };
         let output = self.seen.join("\n");
-        assert!(status.is_some(), "validator-sim did not finish in time:\n{output}");
+        assert!(
+            status.is_some(),
+            "validator-sim did not finish in time:\n{output}"
+        );
         let report = std::fs::read_to_string(&self.report_path)
             .ok()
             .and_then(|s| serde_json::from_str(&s).ok())
@@ -284,4 +326,97 @@ impl Drop for Sim {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The numbers of a simulator report that tests assert on.
+pub struct Outcome {
+    pub report: serde_json::Value,
+    pub output: String,
+}
+
+impl Outcome {
+    pub fn count(&self, field: &str) -> u64 {
+        self.report[field].as_u64().unwrap_or(u64::MAX)
+    }
+
+    pub fn passed(&self) -> u64 {
+        self.count("passed")
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.count("failed")
+    }
+
+    pub fn double_signs(&self) -> u64 {
+        self.count("double_signs")
+    }
+
+    /// Refusal descriptions (RemoteSignerError texts) and how often each came.
+    pub fn refusals(&self) -> Vec<(String, u64)> {
+        self.report["refusals"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn refusals_containing(&self, needle: &str) -> u64 {
+        self.refusals()
+            .iter()
+            .filter(|(k, _)| k.contains(needle))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Asserts a clean run: something signed, nothing failed, no double sign.
+    pub fn assert_clean(&self, logs: &[&Proc]) {
+        let logs: String = logs
+            .iter()
+            .map(|p| format!("--- {} ---\n{}", p.name, tail(&p.log(), 40)))
+            .collect();
+        assert!(
+            self.passed() > 0 && self.failed() == 0 && self.double_signs() == 0,
+            "simulator output:\n{}\n{logs}",
+            self.output
+        );
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl Sim {
+    /// Finishes the run (at most two minutes) and returns what it reported.
+    pub fn outcome(self) -> Outcome {
+        let (report, output) = self.finish(Duration::from_secs(120));
+        Outcome { report, output }
+    }
+}
+
+/// The cosigner (by index into `procs`) that currently serves the node: the one that last
+/// logged a node connection.
+pub fn connected_cosigner(procs: &[Proc]) -> Option<usize> {
+    procs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let log = p.log();
+            let at = log.rfind("connected to node")?;
+            let ended = log.rfind("node connection ended").unwrap_or(0);
+            (at > ended).then_some(i)
+        })
+        .next()
+}
+
+/// A temporary directory for one test, kept (and printed) if the test fails.
+pub fn test_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("cosigner-{name}-"))
+        .tempdir()
+        .expect("temp dir")
 }

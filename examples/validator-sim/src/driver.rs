@@ -440,7 +440,11 @@ impl<'a> Driver<'a> {
                     if self.cfg.progress {
                         use std::io::Write as _;
                         let mut out = std::io::stdout().lock();
-                        let _ = writeln!(out, "height {height} committed {}", self.cfg.chain_ids[chain]);
+                        let _ = writeln!(
+                            out,
+                            "height {height} committed {}",
+                            self.cfg.chain_ids[chain]
+                        );
                         let _ = out.flush();
                     }
                     if !self.cfg.block_time.is_zero() {

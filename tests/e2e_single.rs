@@ -1,0 +1,237 @@
+//! End to end, single-key mode: the real `cosigner` binary against `validator-sim` (a node
+//! built on tendermint-rs) for every protocol version, with the FilePV rules exercised over
+//! the wire and across restarts.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// `cosigner init-single` for a fresh key; returns the directory and the key.
+fn init_single(dir: &Path, node: &str, protocol: &str) -> (std::path::PathBuf, ValidatorKeyFile) {
+    let key = write_validator_key(dir);
+    let out = dir.join("single");
+    let status = Command::new(&bins().cosigner)
+        .arg("init-single")
+        .arg(&key.path)
+        .arg("--out")
+        .arg(&out)
+        .args([
+            "--chain-id",
+            "test-chain",
+            "--node",
+            node,
+            "--protocol",
+            protocol,
+        ])
+        .output()
+        .expect("run init-single");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    (out, key)
+}
+
+fn run_protocol(protocol: &str) {
+    let dir = test_dir(&format!("single-{protocol}"));
+    let port = free_tcp_port();
+    let node = format!("tcp://127.0.0.1:{port}");
+    let (signer_dir, key) = init_single(dir.path(), &node, protocol);
+    let sim = Sim::start_on(
+        dir.path(),
+        port,
+        protocol,
+        &[
+            "--chain-id",
+            "test-chain",
+            "--heights",
+            "40",
+            "--nil-round-every",
+            "5",
+            "--conflicts",
+            "3",
+            "--replay",
+            "--timestamp-replay",
+            "--expect-pubkey",
+            &key.public_key_base64(),
+        ],
+    );
+    let cosigner = start_cosigner(&signer_dir, "cosigner", dir.path());
+    let outcome = sim.outcome();
+    outcome.assert_clean(&[&cosigner]);
+    // Every conflicting request was refused by double-sign protection.
+    assert_eq!(
+        outcome.report["by_type"]["conflict"]["passed"], 3,
+        "{}",
+        outcome.output
+    );
+    // A request differing only in timestamp got the stored signature and timestamp (FilePV).
+    assert_eq!(
+        outcome.report["timestamp_replay"]["returned_stored"], 1,
+        "{}",
+        outcome.output
+    );
+}
+
+#[test]
+fn signs_v0_34() {
+    run_protocol("v0.34");
+}
+
+#[test]
+fn signs_v0_37() {
+    run_protocol("v0.37");
+}
+
+#[test]
+fn signs_v0_38_with_vote_extensions() {
+    run_protocol("v0.38");
+}
+
+#[test]
+fn signs_cometbft_v1() {
+    run_protocol("v1");
+}
+
+#[test]
+fn watermark_survives_a_restart() {
+    let dir = test_dir("single-restart");
+    let port = free_tcp_port();
+    let node = format!("tcp://127.0.0.1:{port}");
+    let (signer_dir, key) = init_single(dir.path(), &node, "v0.38");
+    let pubkey = key.public_key_base64();
+
+    let sim = Sim::start_on(
+        dir.path(),
+        port,
+        "v0.38",
+        &[
+            "--chain-id",
+            "test-chain",
+            "--heights",
+            "20",
+            "--expect-pubkey",
+            &pubkey,
+        ],
+    );
+    let mut cosigner = start_cosigner(&signer_dir, "cosigner-1", dir.path());
+    sim.outcome().assert_clean(&[&cosigner]);
+    cosigner.kill();
+
+    let show = Command::new(&bins().cosigner)
+        .args(["state", "show", "--config"])
+        .arg(signer_dir.join("cosigner.toml"))
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.status.success() && shown.contains("height 20, round 0, step precommit"),
+        "{shown}"
+    );
+
+    // After the restart, heights it already signed are refused as regressions...
+    let cosigner = start_cosigner(&signer_dir, "cosigner-2", dir.path());
+    let sim = Sim::start_on(
+        dir.path(),
+        port,
+        "v0.38",
+        &[
+            "--chain-id",
+            "test-chain",
+            "--start-height",
+            "5",
+            "--heights",
+            "3",
+            "--expect-pubkey",
+            &pubkey,
+        ],
+    );
+    let outcome = sim.outcome();
+    assert_eq!(
+        outcome.passed(),
+        3,
+        "only the 3 PubKey requests: {}",
+        outcome.output
+    );
+    assert_eq!(
+        outcome.refusals_containing("regression"),
+        9,
+        "{}",
+        outcome.output
+    );
+    assert_eq!(outcome.double_signs(), 0);
+
+    // ...and it carries on above its watermark.
+    let sim = Sim::start_on(
+        dir.path(),
+        port,
+        "v0.38",
+        &[
+            "--chain-id",
+            "test-chain",
+            "--start-height",
+            "21",
+            "--heights",
+            "10",
+            "--expect-pubkey",
+            &pubkey,
+        ],
+    );
+    sim.outcome().assert_clean(&[&cosigner]);
+}
+
+#[test]
+fn imported_state_is_respected() {
+    let dir = test_dir("single-import");
+    let port = free_tcp_port();
+    let (signer_dir, key) = init_single(dir.path(), &format!("tcp://127.0.0.1:{port}"), "v0.38");
+    // The validator signed up to height 30 with its old signer (a fresh-style state file at
+    // 30/0/3 with no sign bytes).
+    let state = dir.path().join("priv_validator_state.json");
+    std::fs::write(&state, r#"{"height": "30", "round": 0, "step": 3}"#).unwrap();
+    let import = Command::new(&bins().cosigner)
+        .args(["state", "import"])
+        .arg(&state)
+        .arg("--config")
+        .arg(signer_dir.join("cosigner.toml"))
+        .args(["--chain-id", "test-chain"])
+        .output()
+        .unwrap();
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+
+    let cosigner = start_cosigner(&signer_dir, "cosigner", dir.path());
+    let sim = Sim::start_on(
+        dir.path(),
+        port,
+        "v0.38",
+        &[
+            "--chain-id",
+            "test-chain",
+            "--start-height",
+            "29",
+            "--heights",
+            "4",
+            "--expect-pubkey",
+            &key.public_key_base64(),
+        ],
+    );
+    let outcome = sim.outcome();
+    // Heights 29 and 30 are at or below the imported watermark: refused. 31 and 32 sign.
+    assert_eq!(outcome.count("failed"), 6, "{}", outcome.output);
+    assert_eq!(
+        outcome.report["by_type"]["precommit"]["passed"],
+        2,
+        "{}\n{}",
+        outcome.output,
+        cosigner.log()
+    );
+    assert_eq!(outcome.double_signs(), 0);
+}
