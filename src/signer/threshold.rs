@@ -415,6 +415,7 @@ impl Inner {
     ) -> Result<(crate::threshold::coordinator::Signatures, Vec<PeerId>), SignError> {
         let deadline = Instant::now() + self.timeouts.sign_total();
         let mut excluded = BTreeSet::new();
+        let mut second_chance = true;
         let mut problems: Vec<String> = Vec::new();
         loop {
             self.refill_own();
@@ -429,14 +430,27 @@ impl Inner {
                 None => {
                     // Perhaps only commitments are missing: fetch them once, in parallel,
                     // from every reachable peer we have not given up on.
-                    if !self.refill_reachable(&excluded, deadline).await {
-                        return Err(SignError::Unavailable(no_quorum(
-                            self.threshold,
-                            &self.cluster.connected_peers(),
-                            &problems,
-                        )));
+                    if self.refill_reachable(&excluded, deadline).await {
+                        continue;
                     }
-                    continue;
+                    // Everyone usable has failed once. A peer that timed out may just have
+                    // restarted (its old connection was stale); while time is left for a
+                    // whole attempt, give the failed peers one more chance.
+                    let time_left = deadline.saturating_duration_since(Instant::now());
+                    if second_chance
+                        && !excluded.is_empty()
+                        && time_left >= self.timeouts.sign_attempt()
+                    {
+                        second_chance = false;
+                        excluded.clear();
+                        continue;
+                    }
+                    return Err(SignError::Unavailable(no_quorum(
+                        self.threshold,
+                        &self.cluster.connected_peers(),
+                        &excluded,
+                        &problems,
+                    )));
                 }
             };
             let now = Instant::now();
@@ -489,7 +503,7 @@ impl Inner {
                             )));
                         }
                         problems.push(format!("cosigner {peer}: {}", problem.text));
-                        if peer != self.id {
+                        if peer != self.id && problem.exclude {
                             excluded.insert(peer);
                         }
                     }
@@ -594,9 +608,10 @@ impl Inner {
                         });
                     }
                     RefusalKind::UnknownCommitment => {
-                        // It restarted or evicted them: ours are all stale.
+                        // It restarted or evicted them: ours are all stale, but the peer is
+                        // alive and answering, so fetch fresh ones and keep it eligible.
                         self.clear_commitments(peer);
-                        failed.push((peer, Problem::retry(&refusal.reason)));
+                        failed.push((peer, Problem::stale(&refusal.reason)));
                     }
                     RefusalKind::Storage | RefusalKind::Internal => {
                         failed.push((peer, Problem::fatal_for_self(&refusal.reason)))
@@ -632,29 +647,46 @@ struct Problem {
     /// Whether it is worth another attempt when it is this cosigner's own participant that
     /// failed (a stale commitment is; a failed disk is not).
     retry_self: bool,
+    /// Whether to leave the peer out of the rest of this signing.
+    exclude: bool,
 }
 
 impl Problem {
+    /// Slow, unreachable or misbehaving: try the others.
     fn retry(text: &str) -> Problem {
         Problem {
             text: text.to_string(),
             retry_self: true,
+            exclude: true,
+        }
+    }
+    /// Our commitments for it were stale; it may sign with fresh ones.
+    fn stale(text: &str) -> Problem {
+        Problem {
+            text: text.to_string(),
+            retry_self: true,
+            exclude: false,
         }
     }
     fn fatal_for_self(text: &str) -> Problem {
         Problem {
             text: text.to_string(),
             retry_self: false,
+            exclude: true,
         }
     }
 }
 
-fn no_quorum(threshold: u16, connected: &[PeerId], problems: &[String]) -> String {
+fn no_quorum(
+    threshold: u16,
+    connected: &[PeerId],
+    excluded: &BTreeSet<PeerId>,
+    problems: &[String],
+) -> String {
+    let usable = connected.iter().filter(|p| !excluded.contains(p)).count() + 1;
     let mut text = format!(
-        "no quorum: {} of the {} cosigners needed are reachable with commitments (connected peers: {:?})",
-        connected.len() + 1,
-        threshold,
-        connected
+        "no quorum: {threshold} cosigners needed, {usable} usable (connected peers {connected:?}, \
+         failed in this signing {excluded:?})"
     );
     if !problems.is_empty() {
         text.push_str("; ");

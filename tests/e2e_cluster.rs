@@ -1,0 +1,281 @@
+//! End to end, threshold cluster: real `split-key` and `cosigner` processes on loopback
+//! against `validator-sim` (a node built on tendermint-rs), which verifies every signature
+//! under the original public key and counts double signs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// A split key and its running cosigners, all serving one simulated node.
+struct Cluster {
+    dir: tempfile::TempDir,
+    key: ValidatorKeyFile,
+    cosigner_dirs: Vec<PathBuf>,
+    procs: Vec<Option<Proc>>,
+    starts: Vec<u32>,
+    node_port: u16,
+    protocol: String,
+}
+
+impl Cluster {
+    fn new(name: &str, threshold: u16, shares: u16, protocol: &str) -> Cluster {
+        let dir = test_dir(name);
+        let key = write_validator_key(dir.path());
+        let node_port = free_tcp_port();
+        let cosigner_dirs = split_key(
+            dir.path(),
+            &key.path,
+            threshold,
+            shares,
+            &[format!("tcp://127.0.0.1:{node_port}")],
+            &["test-chain"],
+            protocol,
+        );
+        let procs = (0..shares).map(|_| None).collect();
+        Cluster {
+            dir,
+            key,
+            cosigner_dirs,
+            procs,
+            starts: vec![0; shares as usize],
+            node_port,
+            protocol: protocol.to_string(),
+        }
+    }
+
+    fn start(&mut self, index: usize) {
+        // A restarted cosigner gets a log of its own.
+        let starts = self.starts[index];
+        self.starts[index] += 1;
+        let name = format!("cosigner-{}-start-{starts}", index + 1);
+        self.procs[index] = Some(start_cosigner(
+            &self.cosigner_dirs[index],
+            &name,
+            self.dir.path(),
+        ));
+    }
+
+    fn start_all(&mut self) {
+        for i in 0..self.procs.len() {
+            self.start(i);
+        }
+    }
+
+    fn kill(&mut self, index: usize) {
+        if let Some(mut p) = self.procs[index].take() {
+            p.kill();
+        }
+    }
+
+    fn sim(&self, args: &[&str]) -> Sim {
+        let pubkey = self.key.public_key_base64();
+        let mut all = vec!["--chain-id", "test-chain", "--expect-pubkey", &pubkey];
+        all.extend_from_slice(args);
+        Sim::start_on(self.dir.path(), self.node_port, &self.protocol, &all)
+    }
+
+    fn running(&self) -> Vec<&Proc> {
+        self.procs.iter().flatten().collect()
+    }
+
+    /// The index of the cosigner that currently serves the node.
+    fn connected(&self) -> usize {
+        let running: Vec<(usize, &Proc)> = self
+            .procs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
+            .collect();
+        running
+            .iter()
+            .find(|(_, p)| {
+                let log = p.log();
+                match (
+                    log.rfind("connected to node"),
+                    log.rfind("node connection ended"),
+                ) {
+                    (Some(at), ended) => ended.is_none_or(|e| at > e),
+                    (None, _) => false,
+                }
+            })
+            .map(|(i, _)| *i)
+            .expect("some cosigner serves the node")
+    }
+}
+
+fn run_clean(name: &str, threshold: u16, shares: u16, protocol: &str, heights: &str) {
+    let mut cluster = Cluster::new(name, threshold, shares, protocol);
+    let sim = cluster.sim(&[
+        "--heights",
+        heights,
+        "--nil-round-every",
+        "10",
+        "--replay",
+        "--timestamp-replay",
+    ]);
+    cluster.start_all();
+    let outcome = sim.outcome();
+    outcome.assert_clean(&cluster.running());
+    // Every signature was verified by the simulator under the key from priv_validator_key.json.
+    assert_eq!(
+        outcome.report["validator_pubkey"].as_str(),
+        Some(cluster.key.public_key_base64().as_str())
+    );
+}
+
+#[test]
+fn two_of_three_signs_v0_34() {
+    run_clean("2of3-v034", 2, 3, "v0.34", "300");
+}
+
+#[test]
+fn two_of_three_signs_v0_38_with_vote_extensions() {
+    run_clean("2of3-v038", 2, 3, "v0.38", "300");
+}
+
+#[test]
+fn three_of_five_signs_v0_38() {
+    run_clean("3of5-v038", 3, 5, "v0.38", "200");
+}
+
+#[test]
+fn killing_a_cosigner_that_does_not_serve_the_node_loses_nothing() {
+    let mut cluster = Cluster::new("kill-idle", 2, 3, "v0.38");
+    let mut sim = cluster.sim(&["--heights", "200"]);
+    cluster.start_all();
+    sim.wait_for_height(50);
+    let victim = (cluster.connected() + 1) % 3;
+    cluster.kill(victim);
+    let outcome = sim.outcome();
+    outcome.assert_clean(&cluster.running());
+    assert_eq!(
+        outcome.report["connections"]["accepted"], 1,
+        "no reconnection was needed"
+    );
+}
+
+#[test]
+fn killing_the_coordinator_fails_over_to_another_cosigner() {
+    let mut cluster = Cluster::new("kill-coordinator", 2, 3, "v0.38");
+    let mut sim = cluster.sim(&["--heights", "200"]);
+    cluster.start_all();
+    sim.wait_for_height(50);
+    let coordinator = cluster.connected();
+    cluster.kill(coordinator);
+    let outcome = sim.outcome();
+    outcome.assert_clean(&cluster.running());
+    assert!(outcome.report["connections"]["accepted"].as_u64() >= Some(2));
+    println!(
+        "fail-over gap: longest request {} ms ({})",
+        outcome.report["longest_gap_ms"], outcome.report["longest_gap_request"]
+    );
+}
+
+#[test]
+fn conflicting_request_is_refused_also_through_another_cosigner() {
+    let mut cluster = Cluster::new("conflict", 2, 3, "v0.38");
+    // The simulator idles (pinging) after the last height before its conflict probes, so
+    // the cosigner that signed can be killed first and the probes arrive through another.
+    let mut sim = cluster.sim(&[
+        "--heights",
+        "30",
+        "--conflicts",
+        "3",
+        "--block-time-ms",
+        "1500",
+    ]);
+    cluster.start_all();
+    sim.wait_for_height(30);
+    let first = cluster.connected();
+    cluster.kill(first);
+    let outcome = sim.outcome();
+    assert_eq!(outcome.double_signs(), 0, "{}", outcome.output);
+    assert_eq!(outcome.failed(), 0, "{}", outcome.output);
+    assert_eq!(
+        outcome.report["by_type"]["conflict"]["passed"], 3,
+        "{}",
+        outcome.output
+    );
+    assert!(
+        outcome.refusals_containing("double signing refused") >= 1,
+        "{}",
+        outcome.output
+    );
+}
+
+#[test]
+fn restarted_cosigner_keeps_its_watermark_and_rejoins() {
+    let mut cluster = Cluster::new("restart", 2, 3, "v0.38");
+    let mut sim = cluster.sim(&["--heights", "150"]);
+    cluster.start_all();
+    sim.wait_for_height(40);
+    let coordinator = cluster.connected();
+    // `a` is the peer that has been signing with the coordinator: its state file was
+    // written last.
+    let written = |i: usize| {
+        std::fs::metadata(cluster.cosigner_dirs[i].join("state/test-chain.state"))
+            .and_then(|m| m.modified())
+            .expect("state file")
+    };
+    let (mut a, mut b) = ((coordinator + 1) % 3, (coordinator + 2) % 3);
+    if written(b) > written(a) {
+        std::mem::swap(&mut a, &mut b);
+    }
+    cluster.kill(a);
+    // Its watermark is on disk: at least one signature was recorded before the kill.
+    assert!(state_height(&cluster.cosigner_dirs[a]) >= 1);
+    cluster.start(a);
+    // Take the third one away: from now on every quorum needs the restarted cosigner.
+    cluster.kill(b);
+    let outcome = sim.outcome();
+    outcome.assert_clean(&cluster.running());
+    cluster.kill(a);
+    assert_eq!(state_height(&cluster.cosigner_dirs[a]), 150);
+}
+
+#[test]
+fn with_fewer_than_t_cosigners_nothing_is_signed_until_one_returns() {
+    let mut cluster = Cluster::new("no-quorum", 2, 3, "v0.38");
+    let mut sim = cluster.sim(&["--heights", "40"]);
+    cluster.start(0);
+    // Alone, cosigner 1 cannot sign: the node gets refusals (errors, never a signature).
+    sim.wait_for_height(2);
+    cluster.start(1);
+    let outcome = sim.outcome();
+    assert_eq!(outcome.double_signs(), 0, "{}", outcome.output);
+    assert!(
+        outcome.refusals_containing("no quorum") >= 1,
+        "{}",
+        outcome.output
+    );
+    // Signing resumed: the last heights were all signed.
+    let precommits = &outcome.report["by_type"]["precommit"];
+    assert!(
+        precommits["passed"].as_u64() >= Some(30),
+        "{}",
+        outcome.output
+    );
+}
+
+/// The height of a stopped cosigner's watermark, from `cosigner state show`.
+fn state_height(cosigner_dir: &Path) -> i64 {
+    let out = Command::new(&bins().cosigner)
+        .args(["state", "show", "--config"])
+        .arg(cosigner_dir.join("cosigner.toml"))
+        .output()
+        .expect("state show");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("height ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|h| h.trim().parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no height in `{text}` {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
