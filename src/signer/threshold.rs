@@ -42,6 +42,8 @@ const INVENTORY_LOW: usize = 16;
 /// How often the refill task looks at the inventory.
 const REFILL_INTERVAL: Duration = Duration::from_millis(250);
 const REFILL_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a peer that failed a signing is tried only after every healthy one.
+const SUSPECT_FOR: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ThresholdStartError {
@@ -80,6 +82,9 @@ struct Inner {
     /// Per chain, the last signature this coordinator produced, for FilePV-style replies
     /// to a repeated request.
     last_signed: Mutex<HashMap<String, LastSigned>>,
+    /// Peers that failed recently, until when: a dead peer's connection looks alive until
+    /// QUIC's idle timeout, and without this every signing would wait on it first.
+    suspects: Mutex<HashMap<PeerId, Instant>>,
     timeouts: Timeouts,
 }
 
@@ -162,6 +167,7 @@ impl ThresholdSigner {
             cluster,
             inventory: Mutex::new(CommitmentInventory::default()),
             last_signed: Mutex::new(HashMap::new()),
+            suspects: Mutex::new(HashMap::new()),
             timeouts: loaded.config.timeouts.clone(),
         });
         // The handler and the refill task hold weak references: the signer owns the cluster,
@@ -367,6 +373,7 @@ impl Inner {
             .await
         {
             Ok(ClusterResponse::Commitments(commitments)) => {
+                self.healthy(peer);
                 self.add_commitments(peer, &commitments);
                 !commitments.is_empty()
             }
@@ -385,7 +392,29 @@ impl Inner {
         }
     }
 
+    fn suspect(&self, peer: PeerId) {
+        if let Ok(mut suspects) = self.suspects.lock() {
+            suspects.insert(peer, Instant::now() + SUSPECT_FOR);
+        }
+    }
+
+    fn healthy(&self, peer: PeerId) {
+        if let Ok(mut suspects) = self.suspects.lock() {
+            suspects.remove(&peer);
+        }
+    }
+
+    /// Candidates with their round-trip times; a suspect peer sorts after every healthy one
+    /// but stays usable when it is needed for a quorum.
     fn candidates(&self) -> Vec<Candidate> {
+        let now = Instant::now();
+        let suspects: Vec<PeerId> = match self.suspects.lock() {
+            Ok(mut suspects) => {
+                suspects.retain(|_, until| *until > now);
+                suspects.keys().copied().collect()
+            }
+            Err(_) => Vec::new(),
+        };
         let inventory = match self.inventory.lock() {
             Ok(inv) => inv,
             Err(_) => return Vec::new(),
@@ -395,6 +424,8 @@ impl Inner {
             .filter_map(|&id| {
                 let rtt = if id == self.id {
                     Duration::ZERO
+                } else if suspects.contains(&id) {
+                    self.cluster.rtt(id)? + SUSPECT_FOR
                 } else {
                     self.cluster.rtt(id)?
                 };
@@ -505,6 +536,7 @@ impl Inner {
                         problems.push(format!("cosigner {peer}: {}", problem.text));
                         if peer != self.id && problem.exclude {
                             excluded.insert(peer);
+                            self.suspect(peer);
                         }
                     }
                 }
@@ -593,6 +625,7 @@ impl Inner {
             };
             match response {
                 Ok(ClusterResponse::Signed(resp)) => {
+                    self.healthy(peer);
                     self.add_commitments(peer, &resp.commitments);
                     if let Err(e) = session.accept(peer, &resp) {
                         failed.push((peer, Problem::retry(&e.to_string())));
