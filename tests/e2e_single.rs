@@ -235,3 +235,74 @@ fn imported_state_is_respected() {
     );
     assert_eq!(outcome.double_signs(), 0);
 }
+
+/// A broken or hostile node: after a valid SecretConnection handshake (tendermint-p2p) it
+/// sends bytes no node sends. Returns whether the cosigner closed the connection on its own.
+fn hostile_node_session(listener: &std::net::TcpListener, payload: &[u8], hang_up: bool) -> bool {
+    use std::io::{Read, Write};
+    use tendermint_p2p::secret_connection::{SecretConnection, Version};
+    let (stream, _) = listener.accept().expect("cosigner dials");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut seed = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+    let key = tendermint::crypto::ed25519::SigningKey::try_from(&seed[..]).unwrap();
+    let mut conn =
+        SecretConnection::new(stream, key.try_into().unwrap(), Version::V0_34).expect("handshake");
+    conn.write_all(payload).unwrap();
+    if hang_up {
+        return true;
+    }
+    let mut buf = [0u8; 1024];
+    matches!(conn.read(&mut buf), Ok(0) | Err(_))
+}
+
+#[test]
+fn a_hostile_node_is_dropped_and_the_next_node_is_served() {
+    let dir = test_dir("single-hostile");
+    let port = free_tcp_port();
+    let (signer_dir, key) = init_single(dir.path(), &format!("tcp://127.0.0.1:{port}"), "v0.38");
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let cosigner = start_cosigner(&signer_dir, "cosigner", dir.path());
+
+    // Length prefixes over the node's 10 KiB limit (10241, and 20000 bytes): refused before
+    // anything is allocated or read.
+    assert!(hostile_node_session(&listener, &[0x81, 0x50], false));
+    assert!(hostile_node_session(&listener, &[0xA0, 0x9C, 0x01], false));
+    // A PingResponse where a request belongs.
+    assert!(hostile_node_session(&listener, &[0x02, 0x42, 0x00], false));
+    // Bytes that are not a protobuf message.
+    assert!(hostile_node_session(
+        &listener,
+        &[0x05, 0xff, 0xff, 0xff, 0xff, 0xff],
+        false
+    ));
+    // Half a message, then the node disconnects.
+    assert!(hostile_node_session(&listener, &[0x32, 0x0a, 0x01], true));
+    drop(listener);
+
+    // Each was logged with its reason, and the cosigner still serves a real node.
+    let sim = Sim::start_on(
+        dir.path(),
+        port,
+        "v0.38",
+        &[
+            "--chain-id",
+            "test-chain",
+            "--heights",
+            "10",
+            "--expect-pubkey",
+            &key.public_key_base64(),
+        ],
+    );
+    sim.outcome().assert_clean(&[&cosigner]);
+    let log = cosigner.log();
+    for reason in [
+        "exceeds the 10240-byte limit",
+        "protocol violation",
+        "malformed message",
+    ] {
+        assert!(log.contains(reason), "no `{reason}` in the log:\n{log}");
+    }
+}
