@@ -77,20 +77,9 @@ pub struct Args {
     #[arg(long, value_name = "PREFIX")]
     pub bech32_prefix: Option<String>,
     /// The privval protocol version of the nodes.
-    #[arg(long, value_name = "VERSION", default_value = "v0.38", value_parser = parse_protocol)]
+    #[arg(long, value_name = "VERSION", default_value = "v0.38")]
     pub protocol: ProtocolVersion,
 }
-
-fn parse_protocol(s: &str) -> Result<ProtocolVersion, String> {
-    match s {
-        "v0.34" => Ok(ProtocolVersion::V0_34),
-        "v0.37" => Ok(ProtocolVersion::V0_37),
-        "v0.38" => Ok(ProtocolVersion::V0_38),
-        "v1" => Ok(ProtocolVersion::V1),
-        _ => Err(format!("`{s}` is not one of v0.34, v0.37, v0.38, v1")),
-    }
-}
-
 /// Why nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum SplitError {
