@@ -23,6 +23,8 @@ use cosigner::config::{
     split_host_port, valid_chain_id, ChainConfig, Config, NodeAddress, NodeConfig, PeerConfig,
     ProtocolVersion, ThresholdConfig, Timeouts,
 };
+use cosigner::sign_state::import::{import_cometbft_state, import_into, ImportError};
+use cosigner::sign_state::SignState;
 use cosigner::staged_dir::{StagedDir, StagedDirError};
 use cosigner::threshold::key_share::{self, check_threshold, DealError, ThresholdError};
 use cosigner::validator_key::{
@@ -79,6 +81,11 @@ pub struct Args {
     /// The privval protocol version of the nodes.
     #[arg(long, value_name = "VERSION", default_value = "v0.38")]
     pub protocol: ProtocolVersion,
+    /// `CHAIN_ID=PATH` of the validator's last CometBFT `priv_validator_state.json` for that
+    /// chain (repeatable): every cosigner starts from it, so none can sign below what the old
+    /// signer signed, and that chain's `allow_fresh_state` is false.
+    #[arg(long = "state", value_name = "CHAIN_ID=PATH")]
+    pub states: Vec<String>,
 }
 /// Why nothing was written.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +127,10 @@ pub enum SplitError {
     },
     #[error(transparent)]
     Output(#[from] StagedDirError),
+    #[error("--state `{arg}`: {problem}")]
+    BadState { arg: String, problem: String },
+    #[error("cannot seed the sign state of chain `{chain}`: {source}")]
+    SeedState { chain: String, source: ImportError },
     #[error("written output failed its check: {0}")]
     Check(String),
     #[error("bech32 encoding failed: {0}")]
@@ -159,6 +170,35 @@ pub struct Plan {
     pub nodes: Vec<String>,
     pub protocol: ProtocolVersion,
     pub bech32_prefix: Option<String>,
+    /// Imported sign states, by chain.
+    pub states: Vec<(String, SignState)>,
+}
+
+/// Reads each `--state CHAIN_ID=PATH` (a CometBFT priv_validator_state.json).
+fn imported_states(
+    args: &[String],
+    chain_ids: &[String],
+) -> Result<Vec<(String, SignState)>, SplitError> {
+    let mut states: Vec<(String, SignState)> = Vec::new();
+    for arg in args {
+        let bad = |problem: String| SplitError::BadState {
+            arg: arg.clone(),
+            problem,
+        };
+        let (chain, path) = arg
+            .split_once('=')
+            .ok_or_else(|| bad("expected CHAIN_ID=PATH".into()))?;
+        if !chain_ids.iter().any(|c| c == chain) {
+            return Err(bad(format!("chain `{chain}` is not given with --chain-id")));
+        }
+        if states.iter().any(|(c, _)| c == chain) {
+            return Err(bad(format!("chain `{chain}` has two --state files")));
+        }
+        let json = fs::read_to_string(path).map_err(|e| bad(format!("{path}: {e}")))?;
+        let state = import_cometbft_state(&json).map_err(|e| bad(format!("{path}: {e}")))?;
+        states.push((chain.to_string(), state));
+    }
+    Ok(states)
 }
 
 /// Checks every input and reads the key; writes nothing.
@@ -181,6 +221,7 @@ pub fn plan(args: &Args) -> Result<Plan, SplitError> {
     }
 
     let cosigners = cosigner_addresses(&args.cosigners, n)?;
+    let states = imported_states(&args.states, &chain_ids)?;
 
     let given_nodes = if args.nodes.is_empty() {
         vec![DEFAULT_NODE.to_string()]
@@ -228,6 +269,7 @@ pub fn plan(args: &Args) -> Result<Plan, SplitError> {
         nodes,
         protocol: args.protocol,
         bech32_prefix: args.bech32_prefix.clone(),
+        states,
     })
 }
 
@@ -326,6 +368,8 @@ pub struct Report {
     pub chain_ids: Vec<String>,
     pub nodes: Vec<String>,
     pub protocol: ProtocolVersion,
+    /// Chains whose sign state was seeded from --state, with the watermark.
+    pub seeded: Vec<(String, String)>,
 }
 
 /// Checks the inputs, deals the key and writes the cosigner directories.
@@ -374,6 +418,18 @@ pub fn write<R: RngCore + CryptoRng>(plan: &Plan, rng: &mut R) -> Result<Report,
     {
         let dir = PathBuf::from(format!("cosigner-{}", identity.id));
         staged.create_dir(&dir.join(STATE_DIR))?;
+        for (chain, state) in &plan.states {
+            import_into(
+                &staged.path().join(&dir).join(STATE_DIR),
+                chain,
+                state.clone(),
+                false,
+            )
+            .map_err(|source| SplitError::SeedState {
+                chain: chain.clone(),
+                source,
+            })?;
+        }
         let share_json = file
             .to_json()
             .map_err(|e| SplitError::Check(format!("cannot encode share {}: {e}", file.id)))?;
@@ -406,6 +462,11 @@ pub fn write<R: RngCore + CryptoRng>(plan: &Plan, rng: &mut R) -> Result<Report,
         chain_ids: plan.chain_ids.clone(),
         nodes: plan.nodes.clone(),
         protocol: plan.protocol,
+        seeded: plan
+            .states
+            .iter()
+            .map(|(chain, state)| (chain.clone(), cosigner::sign_state::import::describe(state)))
+            .collect(),
     })
 }
 
@@ -433,7 +494,7 @@ fn cosigner_config(
             .iter()
             .map(|id| ChainConfig {
                 id: id.clone(),
-                allow_fresh_state: true,
+                allow_fresh_state: !plan.states.iter().any(|(chain, _)| chain == id),
             })
             .collect(),
         nodes: plan
@@ -465,9 +526,9 @@ fn config_header(plan: &Plan, id: u16) -> String {
         "# cosigner-{id}: share {id} of a {t}-of-{n} FROST split of validator {addr},\n\
          # written by split-key. Paths are relative to this file's directory.\n\
          #\n\
-         # allow_fresh_state = true below because this split is brand new and has no signing\n\
-         # history yet. Set it to false once this cosigner has signed: from then on a missing\n\
-         # state file means lost history, and starting fresh could sign twice at one height.\n\n",
+         # allow_fresh_state = true below (chains without --state) because this split has no\n\
+         # signing history yet. Set it to false once this cosigner has signed: from then on a\n\
+         # missing state file means lost history, and starting fresh could sign twice.\n\n",
         t = plan.threshold,
         n = plan.shares,
         addr = plan.key.address_hex(),
@@ -603,11 +664,25 @@ impl fmt::Display for Report {
              double-sign); keep one offline backup only.",
             self.key_file.display()
         )?;
-        writeln!(
-            f,
-            "The cosigners start with empty sign state: stop the old signer first, and do not \
-             start the cluster while the old signer could still sign at the current height."
-        )?;
+        for (chain, watermark) in &self.seeded {
+            writeln!(
+                f,
+                "Sign state of `{chain}` seeded on every cosigner: {watermark}."
+            )?;
+        }
+        let unseeded: Vec<&String> = self
+            .chain_ids
+            .iter()
+            .filter(|c| !self.seeded.iter().any(|(s, _)| s == *c))
+            .collect();
+        if !unseeded.is_empty() {
+            writeln!(
+                f,
+                "Chains {unseeded:?} start with empty sign state: if the validator has signed on \
+                 them, stop the old signer and seed it (--state CHAIN_ID=priv_validator_state.json, \
+                 or `cosigner state import` on every host) before starting the cluster."
+            )?;
+        }
         Ok(())
     }
 }
