@@ -387,11 +387,18 @@ fn failure_after_building_removes_the_temporary_directory() {
 #[test]
 fn bad_state_files() {
     let dir = with_key(EXAMPLE_KEY);
-    write(dir.path(), "state.json", r#"{"height": "12", "round": 0, "step": 3}"#);
+    write(
+        dir.path(),
+        "state.json",
+        r#"{"height": "12", "round": 0, "step": 3}"#,
+    );
     write(dir.path(), "broken.json", r#"{"height": 12"#);
     for (arg, needle) in [
         ("state.json", "expected CHAIN_ID=PATH"),
-        ("other-chain=state.json", "chain `other-chain` is not given with --chain-id"),
+        (
+            "other-chain=state.json",
+            "chain `other-chain` is not given with --chain-id",
+        ),
         ("test-chain=missing.json", "missing.json"),
         ("test-chain=broken.json", "broken.json"),
     ] {
@@ -402,9 +409,17 @@ fn bad_state_files() {
 #[test]
 fn state_file_seeds_every_cosigner() {
     let dir = with_key(EXAMPLE_KEY);
-    write(dir.path(), "state.json", r#"{"height": "12", "round": 0, "step": 3}"#);
+    write(
+        dir.path(),
+        "state.json",
+        r#"{"height": "12", "round": 0, "step": 3}"#,
+    );
     let out = split_key(dir.path(), &args(&["--state", "test-chain=state.json"]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for i in 1..=3 {
         let cosigner = dir.path().join(format!("out/cosigner-{i}"));
         let config = std::fs::read_to_string(cosigner.join("cosigner.toml")).unwrap();

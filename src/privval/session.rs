@@ -251,3 +251,203 @@ fn refused_sign(
 ) -> Message {
     refused(ctx, kind, Some(doc), error.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::privval::messages::{
+        message::Sum, BlockId, PartSetHeader, SignBytesRequest, SignVoteRequest, SignedMsgType,
+        Timestamp, Vote,
+    };
+    use crate::sign_state::ChainSignState;
+    use crate::signer::single::SingleSigner;
+
+    const CHAIN: &str = "test-chain";
+
+    fn signer(dir: &std::path::Path) -> Signer {
+        let state = ChainSignState::open(dir, CHAIN, true).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        Signer::Single(Box::new(SingleSigner::new(
+            key,
+            [(CHAIN.to_string(), state)].into_iter().collect(),
+        )))
+    }
+
+    fn ctx(protocol: ProtocolVersion, allow_sign_bytes: bool) -> SessionContext {
+        SessionContext {
+            protocol,
+            allow_sign_bytes,
+            label: "test".into(),
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    fn vote(kind: SignedMsgType, nil: bool, extension: &[u8]) -> Vote {
+        Vote {
+            r#type: kind as i32,
+            height: 5,
+            round: 0,
+            block_id: (!nil).then(|| BlockId {
+                hash: vec![1; 32],
+                part_set_header: Some(PartSetHeader {
+                    total: 1,
+                    hash: vec![2; 32],
+                }),
+            }),
+            timestamp: Some(Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+            extension: extension.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn sign_vote_request(vote: Vote, skip_extension_signing: bool) -> Request {
+        Request::SignVote(SignVoteRequest {
+            vote: Some(vote),
+            chain_id: CHAIN.into(),
+            skip_extension_signing,
+        })
+    }
+
+    fn signed_vote(reply: Message) -> Vote {
+        match reply.sum {
+            Some(Sum::SignedVoteResponse(r)) => {
+                assert!(r.error.is_none(), "refused: {:?}", r.error);
+                r.vote.unwrap()
+            }
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    fn error_of(reply: Message) -> String {
+        match reply.sum {
+            Some(Sum::SignedVoteResponse(r)) => r.error.map(|e| e.description),
+            Some(Sum::SignBytesResponse(r)) => r.error.map(|e| e.description),
+            Some(Sum::PubKeyResponse(r)) => r.error.map(|e| e.description),
+            other => panic!("unexpected reply {other:?}"),
+        }
+        .expect("an error reply")
+    }
+
+    #[tokio::test]
+    async fn extension_signatures_follow_each_protocol_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = signer(dir.path());
+        // v0.38: a non-nil precommit always gets one, even for an empty extension.
+        let v = signed_vote(
+            answer(
+                sign_vote_request(vote(SignedMsgType::Precommit, false, b""), false),
+                &ctx(ProtocolVersion::V0_38, false),
+                &signer,
+            )
+            .await,
+        );
+        assert_eq!(v.extension_signature.len(), 64);
+        // v0.34: never (a replay of the same vote, so the stored signature comes back).
+        let v = signed_vote(
+            answer(
+                sign_vote_request(vote(SignedMsgType::Precommit, false, b""), false),
+                &ctx(ProtocolVersion::V0_34, false),
+                &signer,
+            )
+            .await,
+        );
+        assert!(v.extension_signature.is_empty());
+        // v1: only when the node asks for it.
+        let v = signed_vote(
+            answer(
+                sign_vote_request(vote(SignedMsgType::Precommit, false, b""), true),
+                &ctx(ProtocolVersion::V1, false),
+                &signer,
+            )
+            .await,
+        );
+        assert!(v.extension_signature.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_extension_on_a_prevote_or_nil_precommit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = signer(dir.path());
+        for v in [
+            vote(SignedMsgType::Prevote, false, b"ext"),
+            vote(SignedMsgType::Precommit, true, b"ext"),
+        ] {
+            let reply = answer(
+                sign_vote_request(v, false),
+                &ctx(ProtocolVersion::V0_38, false),
+                &signer,
+            )
+            .await;
+            assert!(error_of(reply).contains("extension"));
+        }
+        // A nil precommit without an extension is signed, without an extension signature.
+        let v = signed_vote(
+            answer(
+                sign_vote_request(vote(SignedMsgType::Precommit, true, b""), false),
+                &ctx(ProtocolVersion::V0_38, false),
+                &signer,
+            )
+            .await,
+        );
+        assert!(v.extension_signature.is_empty() && v.signature.len() == 64);
+    }
+
+    #[tokio::test]
+    async fn sign_bytes_is_off_by_default_and_never_signs_consensus_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = signer(dir.path());
+        let raw = |value: Vec<u8>| Request::SignBytes(SignBytesRequest { value });
+        let off = answer(
+            raw(b"hello".to_vec()),
+            &ctx(ProtocolVersion::V1, false),
+            &signer,
+        )
+        .await;
+        assert!(error_of(off).contains("disabled"));
+
+        let on = ctx(ProtocolVersion::V1, true);
+        match answer(raw(b"hello".to_vec()), &on, &signer).await.sum {
+            Some(Sum::SignBytesResponse(r)) => {
+                assert!(r.error.is_none());
+                let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+                let sig = ed25519_dalek::Signature::from_slice(&r.signature).unwrap();
+                key.verify_strict(b"hello", &sig).unwrap();
+            }
+            other => panic!("unexpected reply {other:?}"),
+        }
+        let vote_bytes = crate::consensus::sign_bytes::vote_sign_doc(
+            CHAIN,
+            &vote(SignedMsgType::Prevote, false, b""),
+        )
+        .unwrap()
+        .sign_bytes;
+        let refused = answer(raw(vote_bytes), &on, &signer).await;
+        assert!(error_of(refused).contains("decode as a vote or proposal"));
+    }
+
+    #[tokio::test]
+    async fn unknown_chains_are_refused_and_pubkey_follows_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = signer(dir.path());
+        let other = Request::PubKey(crate::privval::messages::PubKeyRequest {
+            chain_id: "other-chain".into(),
+        });
+        let reply = answer(other, &ctx(ProtocolVersion::V0_38, false), &signer).await;
+        assert!(error_of(reply).contains("other-chain"));
+        for (version, v1_fields) in [(ProtocolVersion::V0_34, false), (ProtocolVersion::V1, true)] {
+            let req = Request::PubKey(crate::privval::messages::PubKeyRequest {
+                chain_id: CHAIN.into(),
+            });
+            match answer(req, &ctx(version, false), &signer).await.sum {
+                Some(Sum::PubKeyResponse(r)) => {
+                    assert_eq!(r.pub_key_bytes.len() == 32, v1_fields);
+                    assert_eq!(r.pub_key.is_some(), !v1_fields);
+                }
+                other => panic!("unexpected reply {other:?}"),
+            }
+        }
+    }
+}
