@@ -16,7 +16,9 @@ rounds=${ROUNDS:-2}
 netns_heights=${NETNS_HEIGHTS:-100}
 tp_heights=${TP_HEIGHTS:-500}
 tp_chains=${TP_CHAINS:-4}
-protocol=v0.38
+# tmkms 0.14 speaks only the v0.34 privval dialect (its `protocol_version` knows v0.33 and
+# v0.34), so the comparison runs everything at v0.34; PROTOCOL=v0.38 measures ours alone.
+protocol=${PROTOCOL:-v0.34}
 chain=bench-chain
 # Upper bound for one simulator run, whatever happens.
 run_limit=${RUN_LIMIT:-600}
@@ -39,7 +41,10 @@ if [[ -z "${SKIP_TMKMS:-}" && ! -x $tmkms ]]; then
         tmkms_note="tmkms 0.14.0 was built without --locked (its lock file pins time 0.3.34, which current rustc rejects)."
     fi
 fi
-if [[ -n "${SKIP_TMKMS:-}" || ! -x $tmkms ]]; then
+if [[ $protocol != v0.34 ]]; then
+    tmkms_note="tmkms 0.14 speaks only v0.34; this run used $protocol, so tmkms was left out."
+    have_tmkms=""
+elif [[ -n "${SKIP_TMKMS:-}" || ! -x $tmkms ]]; then
     echo "!!  tmkms is not available (see .bench/tmkms-install.log); going on without it"
     tmkms_note="tmkms could not be installed or was skipped; ratios to tmkms are missing."
     have_tmkms=""
@@ -117,7 +122,7 @@ run_tmkms() { # dir port
     cat > "$home/tmkms.toml" <<EOF
 [[chain]]
 id = "$chain"
-key_format = { type = "hex" }
+key_format = { type = "bech32", account_key_prefix = "cosmospub", consensus_key_prefix = "cosmosvalconspub" }
 state_file = "$home/state/$chain-consensus.json"
 
 [[providers.softsign]]
@@ -129,7 +134,7 @@ path = "$home/secrets/consensus.key"
 chain_id = "$chain"
 addr = "tcp://127.0.0.1:$port"
 secret_key = "$home/secrets/kms-identity.key"
-protocol_version = "$protocol"
+protocol_version = "v0.34"
 reconnect = true
 EOF
     "$tmkms" start -c "$home/tmkms.toml" > "$dir/signer-1.log" 2>&1 &
@@ -186,16 +191,82 @@ for r in $(seq "$rounds"); do
     done
 done
 
-# --- 2. across regions: 2-of-3 in network namespaces with netem delays -----------------------
+# --- 2. across regions: 2-of-3 with delays between cosigners -------------------------------
+# Preferred: cosigners in network namespaces on a bridge with `tc netem` on each cosigner's
+# egress (one-way i -> j = d_i). Where the kernel has no netem (some VM kernels), a UDP relay
+# on loopback stands in front of each cosigner and delays every datagram by d_j each way
+# (round trip to j = 2 d_j). Either way the node is reachable by cosigner 1 only, so it
+# coordinates every request, as a node next to one cosigner would have it.
 netns_note=""
+delay_mode=""
+cases=("5 5 5" "25 25 25" "50 50 50" "5 5 200")
 if [[ -n "${SKIP_NETNS:-}" ]]; then
     netns_note="skipped (SKIP_NETNS)"
-elif [[ $(id -u) != 0 ]] || ! ip netns add cbench-probe 2>/dev/null; then
-    netns_note="skipped: needs root and network namespaces (run as root to include it)"
-    echo "!!  cross-region runs $netns_note"
-else
+elif [[ $(id -u) == 0 ]] && ip netns add cbench-probe 2>/dev/null; then
+    namespaces+=(cbench-probe)
+    ip -n cbench-probe link add d0 type veth peer name d1
+    if ip netns exec cbench-probe tc qdisc add dev d0 root netem delay 1ms 2>/dev/null; then
+        delay_mode=netem
+    else
+        delay_mode=relay
+        netns_note="the kernel has no netem qdisc (tc: unknown qdisc kind), so delays came from a UDP relay on loopback instead of network namespaces"
+    fi
     ip netns del cbench-probe
-    echo "==> cross-region: namespaces cbench-hub, cbench-1..3 on 10.77.0.0/24"
+    namespaces=()
+else
+    delay_mode=relay
+    netns_note="not root or no network namespaces, so delays came from a UDP relay on loopback"
+fi
+[[ -n $netns_note ]] && echo "!!  cross-region: $netns_note"
+
+# A UDP relay: for each "listen_port target_port delay_ms" triple, datagrams to listen_port go
+# to target_port and the answers back, each held delay_ms. Python asyncio, single thread.
+cat > "$work/udp_delay_relay.py" <<'PY'
+import asyncio, sys
+
+class Upstream(asyncio.DatagramProtocol):
+    def __init__(self, front, client, delay):
+        self.front, self.client, self.delay = front, client, delay
+    def connection_made(self, transport):
+        self.transport = transport
+    def datagram_received(self, data, addr):
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.delay, self.front.transport.sendto, data, self.client)
+
+class Front(asyncio.DatagramProtocol):
+    def __init__(self, target, delay):
+        self.target, self.delay, self.upstreams = target, delay, {}
+    def connection_made(self, transport):
+        self.transport = transport
+    def datagram_received(self, data, addr):
+        asyncio.get_running_loop().create_task(self.forward(data, addr))
+    async def forward(self, data, addr):
+        loop = asyncio.get_running_loop()
+        up = self.upstreams.get(addr)
+        if up is None:
+            fut = loop.create_future()
+            self.upstreams[addr] = fut
+            t, _ = await loop.create_datagram_endpoint(
+                lambda: Upstream(self, addr, self.delay), remote_addr=("127.0.0.1", self.target))
+            fut.set_result(t)
+            up = fut
+        t = await up if isinstance(up, asyncio.Future) else up
+        loop.call_later(self.delay, t.sendto, data)
+
+async def main(specs):
+    loop = asyncio.get_running_loop()
+    for listen, target, delay in specs:
+        await loop.create_datagram_endpoint(
+            lambda t=target, d=delay: Front(t, d / 1000), local_addr=("127.0.0.1", listen))
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+args = [int(a) for a in sys.argv[1:]]
+asyncio.run(main([tuple(args[i:i + 3]) for i in range(0, len(args), 3)]))
+PY
+
+if [[ $delay_mode == netem ]]; then
+    echo "==> cross-region: namespaces cbench-hub, cbench-1..3 on 10.77.0.0/24 with netem"
     hub=cbench-hub
     ip netns add "$hub"
     namespaces+=("$hub")
@@ -213,35 +284,71 @@ else
         ip -n "$ns" link set lo up
         ip netns exec "$ns" tc qdisc add dev "v$i" root netem delay 0ms
     done
-    # One-way delay i -> j is the delay on i's egress: d_i. Round trip 1 <-> j: d_1 + d_j.
-    # The node listens on loopback inside cbench-1, so only cosigner 1 can reach it: it
-    # coordinates every request, as a node next to one cosigner would have it.
-    for case in "5 5 5" "25 25 25" "50 50 50" "5 5 200"; do
+fi
+if [[ -n $delay_mode ]]; then
+    for case in "${cases[@]}"; do
         read -r d1 d2 d3 <<< "$case"
-        name="delay-$d1-$d2-$d3"
-        dir=$results/netns/$name
+        dir=$results/netns/delay-$d1-$d2-$d3
         mkdir -p "$dir"
-        for i in 1 2 3; do
-            d=$(eval echo "\$d$i")
-            ip netns exec "cbench-$i" tc qdisc change dev "v$i" root netem delay "${d}ms"
-        done
-        echo "$d1 $d2 $d3" > "$dir/delays"
-        echo "==> cross-region 2-of-3, one-way egress delays ${d1}/${d2}/${d3} ms, $netns_heights heights"
+        echo "$d1 $d2 $d3 $delay_mode" > "$dir/delays"
+        echo "==> cross-region 2-of-3 ($delay_mode), delays ${d1}/${d2}/${d3} ms, $netns_heights heights"
         port=$(free_port SOCK_STREAM)
-        start_sim "$dir" "$port" "$netns_heights" cbench-1 "$chain"
-        "$bin/split-key" "$work/priv_validator_key.json" --threshold 2 --shares 3 \
-            --out "$dir/cosigners" --protocol "$protocol" --chain-id "$chain" \
-            --node "tcp://127.0.0.1:$port" \
-            --cosigner 10.77.0.1:7101 --cosigner 10.77.0.2:7101 --cosigner 10.77.0.3:7101 \
-            > /dev/null
         signer_pids=()
-        for i in 1 2 3; do
-            ip netns exec "cbench-$i" "$bin/cosigner" start \
-                --config "$dir/cosigners/cosigner-$i/cosigner.toml" > "$dir/signer-$i.log" 2>&1 &
-            signer_pids+=("$!")
-            pids+=("$!")
-        done
+        if [[ $delay_mode == netem ]]; then
+            for i in 1 2 3; do
+                d=$(eval echo "\$d$i")
+                ip netns exec "cbench-$i" tc qdisc change dev "v$i" root netem delay "${d}ms"
+            done
+            start_sim "$dir" "$port" "$netns_heights" cbench-1 "$chain"
+            "$bin/split-key" "$work/priv_validator_key.json" --threshold 2 --shares 3 \
+                --out "$dir/cosigners" --protocol "$protocol" --chain-id "$chain" \
+                --node "tcp://127.0.0.1:$port" \
+                --cosigner 10.77.0.1:7101 --cosigner 10.77.0.2:7101 --cosigner 10.77.0.3:7101 \
+                > /dev/null
+            for i in 1 2 3; do
+                ip netns exec "cbench-$i" "$bin/cosigner" start \
+                    --config "$dir/cosigners/cosigner-$i/cosigner.toml" > "$dir/signer-$i.log" 2>&1 &
+                signer_pids+=("$!")
+                pids+=("$!")
+            done
+        else
+            real=() front=() relay_args=() cosigner_args=()
+            for i in 1 2 3; do
+                real[i]=$(free_port SOCK_DGRAM)
+                front[i]=$(free_port SOCK_DGRAM)
+                relay_args+=("${front[i]}" "${real[i]}" "$(eval echo "\$d$i")")
+                cosigner_args+=(--cosigner "127.0.0.1:${real[i]}")
+            done
+            "$bin/split-key" "$work/priv_validator_key.json" --threshold 2 --shares 3 \
+                --out "$dir/cosigners" --protocol "$protocol" --chain-id "$chain" \
+                --node "tcp://127.0.0.1:$port" "${cosigner_args[@]}" > /dev/null
+            # Peers dial each other through the relay; only cosigner 1 knows the node.
+            for i in 1 2 3; do
+                cfg=$dir/cosigners/cosigner-$i/cosigner.toml
+                for j in 1 2 3; do
+                    sed -i "s|^address = \"127.0.0.1:${real[j]}\"|address = \"127.0.0.1:${front[j]}\"|" "$cfg"
+                done
+                if [[ $i != 1 ]]; then
+                    sed -i "s|^address = \"tcp://127.0.0.1:$port\"|address = \"tcp://127.0.0.1:1\"|" "$cfg"
+                fi
+            done
+            timeout "$run_limit" python3 "$work/udp_delay_relay.py" "${relay_args[@]}" \
+                > "$dir/relay.log" 2>&1 &
+            relay_pid=$!
+            pids+=("$relay_pid")
+            start_sim "$dir" "$port" "$netns_heights" "" "$chain"
+            for i in 1 2 3; do
+                "$bin/cosigner" start --config "$dir/cosigners/cosigner-$i/cosigner.toml" \
+                    > "$dir/signer-$i.log" 2>&1 &
+                signer_pids+=("$!")
+                pids+=("$!")
+            done
+        fi
         finish_run "$dir" "$sim_pid" -- "${signer_pids[@]}"
+        if [[ $delay_mode == relay ]]; then
+            kill -9 "$relay_pid" 2>/dev/null || true
+            wait "$relay_pid" 2>/dev/null || true
+        fi
     done
     for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
     namespaces=()
@@ -280,10 +387,10 @@ fi
 
 machine_cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 python3 - "$results" "$heights" "$rounds" "$(nproc)" "$machine_cpu" "$(date -u +%Y-%m-%dT%H:%MZ)" \
-    "$tmkms_note" "$netns_heights" "$tp_heights" "$(getconf CLK_TCK)" > docs/benchmarks.md <<'EOF'
+    "$tmkms_note" "$netns_heights" "$tp_heights" "$(getconf CLK_TCK)" "$protocol" > docs/benchmarks.md <<'EOF'
 import json, os, sys, glob, statistics
 
-res, heights, rounds, nproc, cpu, date, tmkms_note, netns_h, tp_h, clk = sys.argv[1:]
+res, heights, rounds, nproc, cpu, date, tmkms_note, netns_h, tp_h, clk, proto = sys.argv[1:]
 clk = int(clk)
 out = []
 def p(line=""):
@@ -321,6 +428,16 @@ for s in setups:
         mem.append(max((x[1] for x in pr), default=0))
         if r.get("passed"):
             cpu_per_sig.append(sum(x[2] for x in pr) / clk * 1000 / r["passed"])
+    coord = []
+    for d in sorted(glob.glob(os.path.join(res, "loopback", s, "round-*"))):
+        for lg in glob.glob(os.path.join(d, "signer-*.log")):
+            for line in open(lg, errors="replace"):
+                if " signed " in line and "micros=" in line:
+                    try:
+                        coord.append(int(line.rsplit("micros=", 1)[1].split()[0]) / 1000)
+                    except ValueError:
+                        pass
+    coord.sort()
     types = {}
     for r in reports:
         for t, tr in r["by_type"].items():
@@ -344,6 +461,7 @@ for s in setups:
         "failed": sum(r["failed"] for r in reports),
         "double_signs": sum(r["double_signs"] for r in reports),
         "rss_kib": max(mem, default=0),
+        "coord": (coord[len(coord) // 2], coord[min(len(coord) - 1, int(len(coord) * 0.99))]) if coord else None,
         "cpu_ms_per_sig": statistics.mean(cpu_per_sig) if cpu_per_sig else None,
         "sig_per_s": statistics.mean(r["passed"] / (r["elapsed_ms"] / 1000) for r in reports) if reports else 0,
     }
@@ -358,13 +476,14 @@ p("## Machine and method")
 p()
 p(f"- Date: {date}; `nproc` = {nproc}; CPU: {cpu}. A shared build machine: other processes")
 p("  (compilers) ran concurrently, so tails are noisier than on a dedicated host.")
-p(f"- Driver: `validator-sim` (release build, a CometBFT node built on tendermint-rs), protocol v0.38,")
+p(f"- Driver: `validator-sim` (release build, a CometBFT node built on tendermint-rs), privval {proto},")
 p(f"  `--heights {heights} --nil-round-every 10` (a proposal, prevote and precommit per height, and")
-p("  every 10th height a nil round 0 first, so precommits with and without vote extension).")
+p("  every 10th height a nil round 0 first; with v0.38 non-nil precommits carry a vote extension).")
 p("  Latency is the simulator's round trip of the answered attempt, request written to response read.")
 p(f"- Setups, in one run, alternating: {', '.join(setups)}; each ran {rounds} time(s) with")
 p("  a fresh signer state each time. Figures are the mean over rounds of each percentile (max: the")
-p("  largest). All on loopback; every signer fsyncs its watermark before answering (tmkms too).")
+p("  largest). All on loopback. Our signers `fdatasync` their watermark before answering; tmkms")
+p("  0.14 writes its state to a temp file and renames it without any fsync (cheaper, not durable).")
 if tmkms_note:
     p(f"- Note: {tmkms_note}")
 p()
@@ -393,36 +512,45 @@ for base in ["tmkms", "single"]:
     p()
 p("## Memory, CPU and failures")
 p()
-p("| setup | largest signer VmRSS at end (MiB) | CPU ms per signature (all signers) | signatures/s (one chain) | failed | double signs |")
-p("|---|---|---|---|---|---|")
+p("| setup | largest signer VmRSS at end (MiB) | CPU ms per signature (all signers) | signatures/s (one chain) | coordinator's own time p50 / p99 (ms) | failed | double signs |")
+p("|---|---|---|---|---|---|---|")
 for s in setups:
     st = stats[s]
     cpu_s = "-" if st["cpu_ms_per_sig"] is None else f"{st['cpu_ms_per_sig']:.3f}"
-    p(f"| {s} | {st['rss_kib']/1024:.1f} | {cpu_s} | {st['sig_per_s']:.0f} | {st['failed']} | {st['double_signs']} |")
+    co = "-" if not st["coord"] else f"{st['coord'][0]:.3f} / {st['coord'][1]:.3f}"
+    p(f"| {s} | {st['rss_kib']/1024:.1f} | {cpu_s} | {st['sig_per_s']:.0f} | {co} | {st['failed']} | {st['double_signs']} |")
 p()
 p("CPU is utime+stime from `/proc/PID/stat` of every signer process (10 ms ticks) over the run,")
 p("divided by signatures; the simulator's own CPU is not included. Signatures/s of one chain is")
-p("latency-bound (the simulator sends one request at a time).")
+p("latency-bound (the simulator sends one request at a time). The coordinator's own time is the")
+p("`micros=` its `signed` log line reports (request in, signature out, cluster round trip included),")
+p("so the simulator's latency minus it is the privval side: SecretConnection, framing, scheduling.")
 p()
 
 p("## Across regions: 2-of-3 in network namespaces")
 p()
 note = open(os.path.join(res, "netns-note")).read().strip() if os.path.exists(os.path.join(res, "netns-note")) else ""
-cases = sorted(glob.glob(os.path.join(res, "netns", "delay-*")), key=lambda d: [int(x) for x in open(os.path.join(d, "delays")).read().split()])
-if note or not cases:
+cases = sorted(glob.glob(os.path.join(res, "netns", "delay-*")), key=lambda d: [int(x) for x in open(os.path.join(d, "delays")).read().split()[:3]])
+if not cases:
     p(f"Not run: {note or 'no results'}.")
 else:
-    p("Cosigners 1..3 in their own network namespaces on a bridge (10.77.0.0/24, created inside")
-    p("the namespaces only), `tc netem delay` on each cosigner's egress: one-way i->j = d_i, so the")
-    p("round trip between 1 and j is d_1 + d_j. The node runs on loopback inside cosigner 1's")
-    p(f"namespace (only cosigner 1 can reach it, so it coordinates every request). {netns_h} heights each.")
-    p("The floor is the RTT to the nearest t-1 = 1 peer.")
+    if note:
+        p(f"Note: {note}.")
+        p()
+    p("netem mode: cosigners 1..3 in their own network namespaces on a bridge (10.77.0.0/24,")
+    p("created inside the namespaces only), `tc netem delay` on each cosigner's egress: one-way")
+    p("i->j = d_i, so the round trip between 1 and j is d_1 + d_j. relay mode: every cosigner")
+    p("dials peer j through a UDP relay (Python asyncio, loopback) that holds each datagram d_j")
+    p("in each direction, so the round trip from 1 to j is 2 d_j (plus the relay's own ~0.1 ms).")
+    p("Either way only cosigner 1 can reach the node, so it coordinates every request.")
+    p(f"{netns_h} heights each. The floor is the RTT to the nearest t-1 = 1 peer.")
     p()
     p("| delays d1/d2/d3 (ms) | RTT to nearest peer (ms) | request | signed | p50 | p90 | p99 | max | p50 - RTT |")
     p("|---|---|---|---|---|---|---|---|---|")
     for d in cases:
-        d1, d2, d3 = [int(x) for x in open(os.path.join(d, "delays")).read().split()]
-        rtt = d1 + min(d2, d3)
+        fields = open(os.path.join(d, "delays")).read().split()
+        d1, d2, d3 = [int(x) for x in fields[:3]]
+        rtt = d1 + min(d2, d3) if fields[3] == "netem" else 2 * min(d2, d3)
         r = load(d)
         if r is None:
             p(f"| {d1}/{d2}/{d3} | {rtt} | (no report) | | | | | | |")
