@@ -385,6 +385,13 @@ if [[ -z "${SKIP_MICRO:-}" ]]; then
         && export MICRO_RAN=1 || echo "!!  cargo bench failed; see $work/cargo-bench.log"
 fi
 
+# The hand-written analysis at the end of the report survives regeneration (it names the run
+# it was written for, so a stale one is recognisable).
+analysis=""
+if [[ -f docs/benchmarks.md ]]; then
+    analysis=$(awk '/^## Analysis/ {on=1} on' docs/benchmarks.md)
+fi
+
 machine_cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 python3 - "$results" "$heights" "$rounds" "$(nproc)" "$machine_cpu" "$(date -u +%Y-%m-%dT%H:%MZ)" \
     "$tmkms_note" "$netns_heights" "$tp_heights" "$(getconf CLK_TCK)" "$protocol" > docs/benchmarks.md <<'EOF'
@@ -527,7 +534,7 @@ p("`micros=` its `signed` log line reports (request in, signature out, cluster r
 p("so the simulator's latency minus it is the privval side: SecretConnection, framing, scheduling.")
 p()
 
-p("## Across regions: 2-of-3 in network namespaces")
+p("## Across regions: 2-of-3 with delays between cosigners")
 p()
 note = open(os.path.join(res, "netns-note")).read().strip() if os.path.exists(os.path.join(res, "netns-note")) else ""
 cases = sorted(glob.glob(os.path.join(res, "netns", "delay-*")), key=lambda d: [int(x) for x in open(os.path.join(d, "delays")).read().split()[:3]])
@@ -626,4 +633,5 @@ if python3 -c 'import matplotlib' 2>/dev/null; then
 else
     printf '\n(No plot: matplotlib is not installed; `pip install matplotlib` and rerun.)\n' >> docs/benchmarks.md
 fi
+[[ -n $analysis ]] && printf '\n%s\n' "$analysis" >> docs/benchmarks.md
 cat docs/benchmarks.md

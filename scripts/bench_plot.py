@@ -58,7 +58,7 @@ def main(summary_path, out_path):
         ax.set_xticks(range(len(cases)))
         ax.set_xticklabels([f"{c} ms" for c in cases])
         ax.set_ylabel("latency (ms)")
-        ax.set_title("2-of-3 across namespaces (line: RTT to nearest peer)")
+        ax.set_title("2-of-3 with delays between cosigners (line: RTT to nearest peer)")
         ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_path, dpi=110)
