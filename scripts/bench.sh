@@ -6,7 +6,8 @@
 #
 # Environment: ROUNDS (default 2: every setup runs ROUNDS times, setups alternating),
 # NETNS_HEIGHTS (default 100; the cross-region runs, needs root), TP_HEIGHTS (default 500 per
-# chain), TP_CHAINS (default 4), SKIP_TMKMS=1, SKIP_NETNS=1, SKIP_TP=1.
+# chain), TP_CHAINS (default 4), SOAK_HEIGHTS (default 0: off; a long 2-of-3 run sampling
+# memory), SKIP_TMKMS=1, SKIP_NETNS=1, SKIP_TP=1, SKIP_MICRO=1 (no `cargo bench`).
 # Everything runs on loopback (or inside network namespaces this script creates and deletes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -377,6 +378,25 @@ if [[ -z "${SKIP_TP:-}" ]]; then
     done
 fi
 
+# --- 4. memory over a long run (SOAK_HEIGHTS, default off): 2-of-3, VmRSS every 5 s --------
+soak_heights=${SOAK_HEIGHTS:-0}
+if (( soak_heights > 0 )); then
+    dir=$results/soak
+    mkdir -p "$dir"
+    echo "==> memory soak: 2-of-3, $soak_heights heights, VmRSS every 5 s"
+    port=$(free_port SOCK_STREAM)
+    run_limit=$((run_limit * 10)) start_sim "$dir" "$port" "$soak_heights" "" "$chain"
+    run_threshold "$dir" 2 3 --chain-id "$chain" --node "tcp://127.0.0.1:$port"
+    t0=$(date +%s)
+    while kill -0 "$sim_pid" 2>/dev/null; do
+        line="$(( $(date +%s) - t0 ))"
+        for p in "${signer_pids[@]}"; do line+=" $(proc_stats "$p" | cut -d' ' -f1)"; done
+        echo "$line" >> "$dir/rss.txt"
+        sleep 5
+    done
+    finish_run "$dir" "$sim_pid" -- "${signer_pids[@]}"
+fi
+
 # --- report ----------------------------------------------------------------------------------
 if [[ -z "${SKIP_MICRO:-}" ]]; then
     echo "==> cargo bench (micro-benchmarks, a few minutes)"
@@ -393,239 +413,8 @@ if [[ -f docs/benchmarks.md ]]; then
 fi
 
 machine_cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
-python3 - "$results" "$heights" "$rounds" "$(nproc)" "$machine_cpu" "$(date -u +%Y-%m-%dT%H:%MZ)" \
-    "$tmkms_note" "$netns_heights" "$tp_heights" "$(getconf CLK_TCK)" "$protocol" > docs/benchmarks.md <<'EOF'
-import json, os, sys, glob, statistics
-
-res, heights, rounds, nproc, cpu, date, tmkms_note, netns_h, tp_h, clk, proto = sys.argv[1:]
-clk = int(clk)
-out = []
-def p(line=""):
-    out.append(line)
-
-def load(d):
-    try:
-        return json.load(open(os.path.join(d, "report.json")))
-    except Exception:
-        return None
-
-def procs(d):
-    rows = []
-    try:
-        for line in open(os.path.join(d, "procs.txt")):
-            pid, rss, cpu = line.split()
-            rows.append((int(pid), int(rss), int(cpu)))
-    except FileNotFoundError:
-        pass
-    return rows
-
-summary = {"loopback": {}, "netns": {}, "throughput": {}}
-# loopback: mean of each percentile over rounds, max of max.
-order = ["tmkms", "single", "2-of-3", "3-of-5", "5-of-7"]
-setups = [s for s in order if os.path.isdir(os.path.join(res, "loopback", s))]
-stats = {}
-for s in setups:
-    reports, mem, cpu_per_sig = [], [], []
-    for d in sorted(glob.glob(os.path.join(res, "loopback", s, "round-*"))):
-        r = load(d)
-        if r is None:
-            continue
-        reports.append(r)
-        pr = procs(d)
-        mem.append(max((x[1] for x in pr), default=0))
-        if r.get("passed"):
-            cpu_per_sig.append(sum(x[2] for x in pr) / clk * 1000 / r["passed"])
-    coord = []
-    for d in sorted(glob.glob(os.path.join(res, "loopback", s, "round-*"))):
-        for lg in glob.glob(os.path.join(d, "signer-*.log")):
-            for line in open(lg, errors="replace"):
-                if " signed " in line and "micros=" in line:
-                    try:
-                        coord.append(int(line.rsplit("micros=", 1)[1].split()[0]) / 1000)
-                    except ValueError:
-                        pass
-    coord.sort()
-    types = {}
-    for r in reports:
-        for t, tr in r["by_type"].items():
-            if tr["passed"] == 0:
-                continue
-            types.setdefault(t, []).append(tr)
-    agg = {}
-    for t, trs in types.items():
-        lat = [x["latency"] for x in trs]
-        agg[t] = {
-            "n": sum(x["passed"] for x in trs),
-            "failed": sum(x["failed"] for x in trs),
-            "p50": statistics.mean(l["p50_ms"] for l in lat),
-            "p90": statistics.mean(l["p90_ms"] for l in lat),
-            "p99": statistics.mean(l["p99_ms"] for l in lat),
-            "max": max(l["max_ms"] for l in lat),
-            "rounds_p50": [l["p50_ms"] for l in lat],
-        }
-    stats[s] = {
-        "types": agg,
-        "failed": sum(r["failed"] for r in reports),
-        "double_signs": sum(r["double_signs"] for r in reports),
-        "rss_kib": max(mem, default=0),
-        "coord": (coord[len(coord) // 2], coord[min(len(coord) - 1, int(len(coord) * 0.99))]) if coord else None,
-        "cpu_ms_per_sig": statistics.mean(cpu_per_sig) if cpu_per_sig else None,
-        "sig_per_s": statistics.mean(r["passed"] / (r["elapsed_ms"] / 1000) for r in reports) if reports else 0,
-    }
-summary["loopback"] = stats
-
-p("# Benchmarks")
-p()
-p("Generated by `scripts/bench.sh` (do not edit by hand; rerun it). Micro-benchmarks: `cargo bench`")
-p("(see the last section).")
-p()
-p("## Machine and method")
-p()
-p(f"- Date: {date}; `nproc` = {nproc}; CPU: {cpu}. A shared build machine: other processes")
-p("  (compilers) ran concurrently, so tails are noisier than on a dedicated host.")
-p(f"- Driver: `validator-sim` (release build, a CometBFT node built on tendermint-rs), privval {proto},")
-p(f"  `--heights {heights} --nil-round-every 10` (a proposal, prevote and precommit per height, and")
-p("  every 10th height a nil round 0 first; with v0.38 non-nil precommits carry a vote extension).")
-p("  Latency is the simulator's round trip of the answered attempt, request written to response read.")
-p(f"- Setups, in one run, alternating: {', '.join(setups)}; each ran {rounds} time(s) with")
-p("  a fresh signer state each time. Figures are the mean over rounds of each percentile (max: the")
-p("  largest). All on loopback. Our signers `fdatasync` their watermark before answering; tmkms")
-p("  0.14 writes its state to a temp file and renames it without any fsync (cheaper, not durable).")
-if tmkms_note:
-    p(f"- Note: {tmkms_note}")
-p()
-p("## Loopback latency (ms)")
-p()
-p("| setup | request | signed | p50 | p90 | p99 | max | p50 per round |")
-p("|---|---|---|---|---|---|---|---|")
-for s in setups:
-    for t, a in sorted(stats[s]["types"].items()):
-        rp = ", ".join(f"{x:.3f}" for x in a["rounds_p50"])
-        p(f"| {s} | {t} | {a['n']} | {a['p50']:.3f} | {a['p90']:.3f} | {a['p99']:.3f} | {a['max']:.3f} | {rp} |")
-p()
-for base in ["tmkms", "single"]:
-    if base not in stats:
-        continue
-    p(f"## Ratios to {base} (same run): p50 ratio / p99 ratio")
-    p()
-    p("| setup | " + " | ".join(sorted(stats[base]["types"])) + " |")
-    p("|---|" + "---|" * len(stats[base]["types"]))
-    for s in setups:
-        cells = []
-        for t in sorted(stats[base]["types"]):
-            a, b = stats[s]["types"].get(t), stats[base]["types"][t]
-            cells.append("-" if not a else f"{a['p50']/b['p50']:.2f} / {a['p99']/b['p99']:.2f}")
-        p(f"| {s} | " + " | ".join(cells) + " |")
-    p()
-p("## Memory, CPU and failures")
-p()
-p("| setup | largest signer VmRSS at end (MiB) | CPU ms per signature (all signers) | signatures/s (one chain) | coordinator's own time p50 / p99 (ms) | failed | double signs |")
-p("|---|---|---|---|---|---|---|")
-for s in setups:
-    st = stats[s]
-    cpu_s = "-" if st["cpu_ms_per_sig"] is None else f"{st['cpu_ms_per_sig']:.3f}"
-    co = "-" if not st["coord"] else f"{st['coord'][0]:.3f} / {st['coord'][1]:.3f}"
-    p(f"| {s} | {st['rss_kib']/1024:.1f} | {cpu_s} | {st['sig_per_s']:.0f} | {co} | {st['failed']} | {st['double_signs']} |")
-p()
-p("CPU is utime+stime from `/proc/PID/stat` of every signer process (10 ms ticks) over the run,")
-p("divided by signatures; the simulator's own CPU is not included. Signatures/s of one chain is")
-p("latency-bound (the simulator sends one request at a time). The coordinator's own time is the")
-p("`micros=` its `signed` log line reports (request in, signature out, cluster round trip included),")
-p("so the simulator's latency minus it is the privval side: SecretConnection, framing, scheduling.")
-p()
-
-p("## Across regions: 2-of-3 with delays between cosigners")
-p()
-note = open(os.path.join(res, "netns-note")).read().strip() if os.path.exists(os.path.join(res, "netns-note")) else ""
-cases = sorted(glob.glob(os.path.join(res, "netns", "delay-*")), key=lambda d: [int(x) for x in open(os.path.join(d, "delays")).read().split()[:3]])
-if not cases:
-    p(f"Not run: {note or 'no results'}.")
-else:
-    if note:
-        p(f"Note: {note}.")
-        p()
-    p("netem mode: cosigners 1..3 in their own network namespaces on a bridge (10.77.0.0/24,")
-    p("created inside the namespaces only), `tc netem delay` on each cosigner's egress: one-way")
-    p("i->j = d_i, so the round trip between 1 and j is d_1 + d_j. relay mode: every cosigner")
-    p("dials peer j through a UDP relay (Python asyncio, loopback) that holds each datagram d_j")
-    p("in each direction, so the round trip from 1 to j is 2 d_j (plus the relay's own ~0.1 ms).")
-    p("Either way only cosigner 1 can reach the node, so it coordinates every request.")
-    p(f"{netns_h} heights each. The floor is the RTT to the nearest t-1 = 1 peer.")
-    p()
-    p("| delays d1/d2/d3 (ms) | RTT to nearest peer (ms) | request | signed | p50 | p90 | p99 | max | p50 - RTT |")
-    p("|---|---|---|---|---|---|---|---|---|")
-    for d in cases:
-        fields = open(os.path.join(d, "delays")).read().split()
-        d1, d2, d3 = [int(x) for x in fields[:3]]
-        rtt = d1 + min(d2, d3) if fields[3] == "netem" else 2 * min(d2, d3)
-        r = load(d)
-        if r is None:
-            p(f"| {d1}/{d2}/{d3} | {rtt} | (no report) | | | | | | |")
-            continue
-        for t, tr in sorted(r["by_type"].items()):
-            if tr["passed"] == 0:
-                continue
-            l = tr["latency"]
-            p(f"| {d1}/{d2}/{d3} | {rtt} | {t} | {tr['passed']} | {l['p50_ms']:.2f} | {l['p90_ms']:.2f} | {l['p99_ms']:.2f} | {l['max_ms']:.2f} | {l['p50_ms']-rtt:+.2f} |")
-        summary["netns"][f"{d1}/{d2}/{d3}"] = {"rtt": rtt, "report": r["by_type"], "failed": r["failed"]}
-p()
-
-p("## Throughput: several chains on one 2-of-3 cluster")
-p()
-tps = sorted(glob.glob(os.path.join(res, "throughput", "chains-*")), key=lambda d: int(d.rsplit("-", 1)[1]))
-if not tps:
-    p("Not run.")
-else:
-    p(f"One simulator per chain (each a different node), {tp_h} heights each, all concurrently; one")
-    p("2-of-3 cluster configured with every node and chain. Signatures/s = all signed requests over")
-    p("the longest simulator run (which includes the cosigners' first connection, < 1 s).")
-    p()
-    p("| chains | signed | failed | longest run (s) | signatures/s | p50 (ms, mean over chains) | p99 (ms, worst chain) | CPU ms per signature | largest VmRSS (MiB) |")
-    p("|---|---|---|---|---|---|---|---|---|")
-    for d in tps:
-        k = int(d.rsplit("-", 1)[1])
-        reps = [load(x) for x in sorted(glob.glob(os.path.join(d, "sim-*")))]
-        reps = [x for x in reps if x]
-        if not reps:
-            p(f"| {k} | (no reports) | | | | | | | |")
-            continue
-        signed = sum(x["passed"] for x in reps)
-        failed = sum(x["failed"] for x in reps)
-        longest = max(x["elapsed_ms"] for x in reps) / 1000
-        lat = [tr["latency"] for x in reps for tr in x["by_type"].values() if tr["passed"]]
-        p50 = statistics.mean(l["p50_ms"] for l in lat)
-        p99 = max(l["p99_ms"] for l in lat)
-        pr = procs(d)
-        cpu = sum(x[2] for x in pr) / clk * 1000 / signed if signed else 0
-        rss = max((x[1] for x in pr), default=0) / 1024
-        p(f"| {k} | {signed} | {failed} | {longest:.1f} | {signed/longest:.0f} | {p50:.3f} | {p99:.3f} | {cpu:.3f} | {rss:.1f} |")
-        summary["throughput"][k] = {"signed": signed, "failed": failed, "seconds": longest, "per_s": signed / longest}
-p()
-p("## Micro-benchmarks (`cargo bench`)")
-p()
-p("`benches/`: `frost` (participant `handle_sign` with an in-memory and with the durable")
-p("watermark, coordinator aggregate, whole in-memory signing for 2-of-3, 3-of-5, 5-of-7),")
-p("`cluster_codec` (cluster frames of sign requests and responses), `secret_connection`")
-p("(seal/write/read/open over an in-memory pipe, and a handshake pair). Criterion's mean and its")
-p("95% interval, from `target/criterion/*/new/estimates.json` of this run:")
-p()
-crit = sorted(glob.glob(os.path.join(os.environ.get("CRITERION_DIR", "target/criterion"), "**", "new", "estimates.json"), recursive=True))
-if os.environ.get("MICRO_RAN") != "1" or not crit:
-    p("(not run in this invocation of the script; `cargo bench` runs them.)")
-else:
-    p("| benchmark | mean (us) | 95% interval (us) |")
-    p("|---|---|---|")
-    for e in crit:
-        try:
-            bid = json.load(open(os.path.join(os.path.dirname(e), "benchmark.json")))["full_id"]
-            m = json.load(open(e))["mean"]
-        except Exception:
-            continue
-        ci = m["confidence_interval"]
-        p(f"| {bid} | {m['point_estimate']/1000:.2f} | {ci['lower_bound']/1000:.2f} - {ci['upper_bound']/1000:.2f} |")
-json.dump(summary, open(os.path.join(res, "summary.json"), "w"), indent=1)
-sys.stdout.write("\n".join(out) + "\n")
-EOF
+python3 scripts/bench_report.py "$results" "$heights" "$rounds" "$(nproc)" "$machine_cpu" "$(date -u +%Y-%m-%dT%H:%MZ)" \
+    "$tmkms_note" "$netns_heights" "$tp_heights" "$(getconf CLK_TCK)" "$protocol" > docs/benchmarks.md
 cp "$results/summary.json" .bench/summary.json
 if python3 -c 'import matplotlib' 2>/dev/null; then
     python3 scripts/bench_plot.py .bench/summary.json docs/benchmarks.png \
