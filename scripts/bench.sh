@@ -414,7 +414,9 @@ fi
 
 machine_cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 python3 scripts/bench_report.py "$results" "$heights" "$rounds" "$(nproc)" "$machine_cpu" "$(date -u +%Y-%m-%dT%H:%MZ)" \
-    "$tmkms_note" "$netns_heights" "$tp_heights" "$(getconf CLK_TCK)" "$protocol" > docs/benchmarks.md
+    "$tmkms_note" "$netns_heights" "$tp_heights" "$(getconf CLK_TCK)" "$protocol" > "$work/benchmarks.md"
+mkdir -p docs
+mv "$work/benchmarks.md" docs/benchmarks.md
 cp "$results/summary.json" .bench/summary.json
 if python3 -c 'import matplotlib' 2>/dev/null; then
     python3 scripts/bench_plot.py .bench/summary.json docs/benchmarks.png \
