@@ -61,6 +61,10 @@ mkdir -p "$results"
 pids=()
 namespaces=()
 cleanup() {
+    # TERM first: `timeout` passes it on to the simulator or relay it runs (a SIGKILL would
+    # leave that child behind); then KILL whatever is left.
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    sleep 0.5
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
     wait 2>/dev/null || true
@@ -347,7 +351,7 @@ if [[ -n $delay_mode ]]; then
         fi
         finish_run "$dir" "$sim_pid" -- "${signer_pids[@]}"
         if [[ $delay_mode == relay ]]; then
-            kill -9 "$relay_pid" 2>/dev/null || true
+            kill "$relay_pid" 2>/dev/null || true
             wait "$relay_pid" 2>/dev/null || true
         fi
     done
