@@ -1,0 +1,432 @@
+#!/usr/bin/env bash
+# Signing latency, throughput and memory of the cosigner against tmkms 0.14 (softsign) and our
+# own single-key mode, driven by the validator simulator. Writes docs/benchmarks.md.
+#
+#   scripts/bench.sh [HEIGHTS]          default 1000 heights per run
+#
+# Environment: ROUNDS (default 2: every setup runs ROUNDS times, setups alternating),
+# NETNS_HEIGHTS (default 100; the cross-region runs, needs root), TP_HEIGHTS (default 500 per
+# chain), TP_CHAINS (default 4), SOAK_HEIGHTS (default 0: off; a long 2-of-3 run sampling
+# memory), SKIP_TMKMS=1, SKIP_NETNS=1, SKIP_TP=1, SKIP_MICRO=1 (no `cargo bench`).
+# Everything runs on loopback (or inside network namespaces this script creates and deletes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+heights=${1:-1000}
+rounds=${ROUNDS:-2}
+netns_heights=${NETNS_HEIGHTS:-100}
+tp_heights=${TP_HEIGHTS:-500}
+tp_chains=${TP_CHAINS:-4}
+# tmkms 0.14 speaks only the v0.34 privval dialect (its `protocol_version` knows v0.33 and
+# v0.34), so the comparison runs everything at v0.34; PROTOCOL=v0.38 measures ours alone.
+protocol=${PROTOCOL:-v0.34}
+chain=bench-chain
+# Upper bound for one simulator run, whatever happens.
+run_limit=${RUN_LIMIT:-600}
+
+echo "==> building (release)"
+cargo build --release --locked --workspace --bins -q
+bin=$root/target/release
+
+mkdir -p .bench
+tmkms=$root/.bench/tmkms/bin/tmkms
+tmkms_note=""
+if [[ -z "${SKIP_TMKMS:-}" && ! -x $tmkms ]]; then
+    echo "==> installing tmkms 0.14.0 (softsign) into .bench/tmkms (once; ~10+ min on 2 cores)"
+    # `--locked` pins time 0.3.34, which no longer compiles with current rustc (E0282 in
+    # time's format_description); try it first, then let cargo pick semver-compatible fixes.
+    if ! CARGO_TARGET_DIR=$root/.bench/tmkms-target cargo install tmkms --version 0.14.0 \
+        --features softsign --locked --root .bench/tmkms > .bench/tmkms-install.log 2>&1; then
+        CARGO_TARGET_DIR=$root/.bench/tmkms-target cargo install tmkms --version 0.14.0 \
+            --features softsign --root .bench/tmkms >> .bench/tmkms-install.log 2>&1 || true
+        tmkms_note="tmkms 0.14.0 was built without --locked (its lock file pins time 0.3.34, which current rustc rejects)."
+    fi
+fi
+if [[ $protocol != v0.34 ]]; then
+    tmkms_note="tmkms 0.14 speaks only v0.34; this run used $protocol, so tmkms was left out."
+    have_tmkms=""
+elif [[ -n "${SKIP_TMKMS:-}" || ! -x $tmkms ]]; then
+    echo "!!  tmkms is not available (see .bench/tmkms-install.log); going on without it"
+    tmkms_note="tmkms could not be installed or was skipped; ratios to tmkms are missing."
+    have_tmkms=""
+else
+    have_tmkms=1
+    [[ -z $tmkms_note && -f .bench/tmkms-note ]] && tmkms_note=$(cat .bench/tmkms-note)
+    [[ -n $tmkms_note ]] && echo "$tmkms_note" > .bench/tmkms-note
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/cosigner-bench.XXXXXX")
+results=$work/results
+mkdir -p "$results"
+pids=()
+namespaces=()
+cleanup() {
+    # TERM first: `timeout` passes it on to the simulator or relay it runs (a SIGKILL would
+    # leave that child behind); then KILL whatever is left.
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    sleep 0.5
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    echo "==> cleaned up; raw reports and logs in $work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.'"$1"'); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+"$bin/validator-sim" --write-validator-key "$work/priv_validator_key.json"
+pubkey=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pub_key"]["value"])' "$work/priv_validator_key.json")
+
+# Resident memory (KiB) and CPU time (clock ticks) of a live process, as "rss cpu".
+proc_stats() {
+    local rss cpu
+    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0)
+    cpu=$(awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0)
+    echo "${rss:-0} ${cpu:-0}"
+}
+
+# Starts the simulator (optionally inside a namespace) and sets sim_pid.
+start_sim() { # dir port heights netns chain...
+    local dir=$1 port=$2 n=$3 ns=$4
+    shift 4
+    local chain_args=()
+    for c in "$@"; do chain_args+=(--chain-id "$c"); done
+    local prefix=()
+    [[ -n $ns ]] && prefix=(ip netns exec "$ns")
+    "${prefix[@]}" timeout "$run_limit" "$bin/validator-sim" --listen "127.0.0.1:$port" \
+        --protocol "$protocol" "${chain_args[@]}" --heights "$n" --nil-round-every 10 \
+        --expect-pubkey "$pubkey" --json "$dir/report.json" > "$dir/sim.out" 2>&1 &
+    sim_pid=$!
+    pids+=("$sim_pid")
+}
+
+# Waits for the simulators, then records every signer's memory and CPU and stops them.
+finish_run() { # dir sim_pids... -- signer_pids...
+    local dir=$1
+    shift
+    local sims=() signers=() seen_sep=""
+    for p in "$@"; do
+        if [[ $p == -- ]]; then seen_sep=1; continue; fi
+        if [[ -n $seen_sep ]]; then signers+=("$p"); else sims+=("$p"); fi
+    done
+    for p in "${sims[@]}"; do wait "$p" || echo "    (simulator $p exited with $?)"; done
+    : > "$dir/procs.txt"
+    for p in "${signers[@]}"; do
+        echo "$p $(proc_stats "$p")" >> "$dir/procs.txt"
+        kill -9 "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+}
+
+run_tmkms() { # dir port
+    local dir=$1 port=$2 home=$1/tmkms
+    "$tmkms" init "$home" > "$dir/tmkms-init.log" 2>&1
+    "$tmkms" softsign import "$work/priv_validator_key.json" "$home/secrets/consensus.key" \
+        >> "$dir/tmkms-init.log" 2>&1
+    cat > "$home/tmkms.toml" <<EOF
+[[chain]]
+id = "$chain"
+key_format = { type = "bech32", account_key_prefix = "cosmospub", consensus_key_prefix = "cosmosvalconspub" }
+state_file = "$home/state/$chain-consensus.json"
+
+[[providers.softsign]]
+chain_ids = ["$chain"]
+key_type = "consensus"
+path = "$home/secrets/consensus.key"
+
+[[validator]]
+chain_id = "$chain"
+addr = "tcp://127.0.0.1:$port"
+secret_key = "$home/secrets/kms-identity.key"
+protocol_version = "v0.34"
+reconnect = true
+EOF
+    "$tmkms" start -c "$home/tmkms.toml" > "$dir/signer-1.log" 2>&1 &
+    signer_pids=("$!")
+    pids+=("$!")
+}
+
+run_single() { # dir port
+    local dir=$1 port=$2
+    "$bin/cosigner" init-single "$work/priv_validator_key.json" --out "$dir/single" \
+        --chain-id "$chain" --node "tcp://127.0.0.1:$port" --protocol "$protocol" > /dev/null
+    "$bin/cosigner" start --config "$dir/single/cosigner.toml" > "$dir/signer-1.log" 2>&1 &
+    signer_pids=("$!")
+    pids+=("$!")
+}
+
+# Splits the key t-of-n (every cosigner on its own UDP port) and starts all n cosigners.
+run_threshold() { # dir t n node_args...
+    local dir=$1 t=$2 n=$3
+    shift 3
+    local args=()
+    for _ in $(seq "$n"); do args+=(--cosigner "127.0.0.1:$(free_port SOCK_DGRAM)"); done
+    "$bin/split-key" "$work/priv_validator_key.json" --threshold "$t" --shares "$n" \
+        --out "$dir/cosigners" --protocol "$protocol" "$@" "${args[@]}" > /dev/null
+    signer_pids=()
+    for i in $(seq "$n"); do
+        "$bin/cosigner" start --config "$dir/cosigners/cosigner-$i/cosigner.toml" \
+            > "$dir/signer-$i.log" 2>&1 &
+        signer_pids+=("$!")
+        pids+=("$!")
+    done
+}
+
+# --- 1. loopback: every setup, ROUNDS times, in alternation ---------------------------------
+setups=()
+[[ -n $have_tmkms ]] && setups+=(tmkms)
+setups+=(single 2-of-3 3-of-5 5-of-7)
+for r in $(seq "$rounds"); do
+    for s in "${setups[@]}"; do
+        dir=$results/loopback/$s/round-$r
+        mkdir -p "$dir"
+        port=$(free_port SOCK_STREAM)
+        echo "==> round $r/$rounds: $s, $heights heights"
+        start_sim "$dir" "$port" "$heights" "" "$chain"
+        case $s in
+            tmkms) run_tmkms "$dir" "$port" ;;
+            single) run_single "$dir" "$port" ;;
+            *-of-*)
+                run_threshold "$dir" "${s%%-of-*}" "${s##*-of-}" \
+                    --chain-id "$chain" --node "tcp://127.0.0.1:$port"
+                ;;
+        esac
+        finish_run "$dir" "$sim_pid" -- "${signer_pids[@]}"
+    done
+done
+
+# --- 2. across regions: 2-of-3 with delays between cosigners -------------------------------
+# Preferred: cosigners in network namespaces on a bridge with `tc netem` on each cosigner's
+# egress (one-way i -> j = d_i). Where the kernel has no netem (some VM kernels), a UDP relay
+# on loopback stands in front of each cosigner and delays every datagram by d_j each way
+# (round trip to j = 2 d_j). Either way the node is reachable by cosigner 1 only, so it
+# coordinates every request, as a node next to one cosigner would have it.
+netns_note=""
+delay_mode=""
+cases=("5 5 5" "25 25 25" "50 50 50" "5 5 200")
+if [[ -n "${SKIP_NETNS:-}" ]]; then
+    netns_note="skipped (SKIP_NETNS)"
+elif [[ $(id -u) == 0 ]] && ip netns add cbench-probe 2>/dev/null; then
+    namespaces+=(cbench-probe)
+    ip -n cbench-probe link add d0 type veth peer name d1
+    if ip netns exec cbench-probe tc qdisc add dev d0 root netem delay 1ms 2>/dev/null; then
+        delay_mode=netem
+    else
+        delay_mode=relay
+        netns_note="the kernel has no netem qdisc (tc: unknown qdisc kind), so delays came from a UDP relay on loopback instead of network namespaces"
+    fi
+    ip netns del cbench-probe
+    namespaces=()
+else
+    delay_mode=relay
+    netns_note="not root or no network namespaces, so delays came from a UDP relay on loopback"
+fi
+[[ -n $netns_note ]] && echo "!!  cross-region: $netns_note"
+
+# A UDP relay: for each "listen_port target_port delay_ms" triple, datagrams to listen_port go
+# to target_port and the answers back, each held delay_ms. Python asyncio, single thread.
+cat > "$work/udp_delay_relay.py" <<'PY'
+import asyncio, sys
+
+class Upstream(asyncio.DatagramProtocol):
+    def __init__(self, front, client, delay):
+        self.front, self.client, self.delay = front, client, delay
+    def connection_made(self, transport):
+        self.transport = transport
+    def datagram_received(self, data, addr):
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.delay, self.front.transport.sendto, data, self.client)
+
+class Front(asyncio.DatagramProtocol):
+    def __init__(self, target, delay):
+        self.target, self.delay, self.upstreams = target, delay, {}
+    def connection_made(self, transport):
+        self.transport = transport
+    def datagram_received(self, data, addr):
+        asyncio.get_running_loop().create_task(self.forward(data, addr))
+    async def forward(self, data, addr):
+        loop = asyncio.get_running_loop()
+        up = self.upstreams.get(addr)
+        if up is None:
+            fut = loop.create_future()
+            self.upstreams[addr] = fut
+            t, _ = await loop.create_datagram_endpoint(
+                lambda: Upstream(self, addr, self.delay), remote_addr=("127.0.0.1", self.target))
+            fut.set_result(t)
+            up = fut
+        t = await up if isinstance(up, asyncio.Future) else up
+        loop.call_later(self.delay, t.sendto, data)
+
+async def main(specs):
+    loop = asyncio.get_running_loop()
+    for listen, target, delay in specs:
+        await loop.create_datagram_endpoint(
+            lambda t=target, d=delay: Front(t, d / 1000), local_addr=("127.0.0.1", listen))
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+args = [int(a) for a in sys.argv[1:]]
+asyncio.run(main([tuple(args[i:i + 3]) for i in range(0, len(args), 3)]))
+PY
+
+if [[ $delay_mode == netem ]]; then
+    echo "==> cross-region: namespaces cbench-hub, cbench-1..3 on 10.77.0.0/24 with netem"
+    hub=cbench-hub
+    ip netns add "$hub"
+    namespaces+=("$hub")
+    ip -n "$hub" link add br0 type bridge
+    ip -n "$hub" link set br0 up
+    ip -n "$hub" link set lo up
+    for i in 1 2 3; do
+        ns=cbench-$i
+        ip netns add "$ns"
+        namespaces+=("$ns")
+        ip -n "$hub" link add "h$i" type veth peer name "v$i" netns "$ns"
+        ip -n "$hub" link set "h$i" master br0 up
+        ip -n "$ns" addr add "10.77.0.$i/24" dev "v$i"
+        ip -n "$ns" link set "v$i" up
+        ip -n "$ns" link set lo up
+        ip netns exec "$ns" tc qdisc add dev "v$i" root netem delay 0ms
+    done
+fi
+if [[ -n $delay_mode ]]; then
+    for case in "${cases[@]}"; do
+        read -r d1 d2 d3 <<< "$case"
+        dir=$results/netns/delay-$d1-$d2-$d3
+        mkdir -p "$dir"
+        echo "$d1 $d2 $d3 $delay_mode" > "$dir/delays"
+        echo "==> cross-region 2-of-3 ($delay_mode), delays ${d1}/${d2}/${d3} ms, $netns_heights heights"
+        port=$(free_port SOCK_STREAM)
+        signer_pids=()
+        if [[ $delay_mode == netem ]]; then
+            for i in 1 2 3; do
+                d=$(eval echo "\$d$i")
+                ip netns exec "cbench-$i" tc qdisc change dev "v$i" root netem delay "${d}ms"
+            done
+            start_sim "$dir" "$port" "$netns_heights" cbench-1 "$chain"
+            "$bin/split-key" "$work/priv_validator_key.json" --threshold 2 --shares 3 \
+                --out "$dir/cosigners" --protocol "$protocol" --chain-id "$chain" \
+                --node "tcp://127.0.0.1:$port" \
+                --cosigner 10.77.0.1:7101 --cosigner 10.77.0.2:7101 --cosigner 10.77.0.3:7101 \
+                > /dev/null
+            for i in 1 2 3; do
+                ip netns exec "cbench-$i" "$bin/cosigner" start \
+                    --config "$dir/cosigners/cosigner-$i/cosigner.toml" > "$dir/signer-$i.log" 2>&1 &
+                signer_pids+=("$!")
+                pids+=("$!")
+            done
+        else
+            real=() front=() relay_args=() cosigner_args=()
+            for i in 1 2 3; do
+                real[i]=$(free_port SOCK_DGRAM)
+                front[i]=$(free_port SOCK_DGRAM)
+                relay_args+=("${front[i]}" "${real[i]}" "$(eval echo "\$d$i")")
+                cosigner_args+=(--cosigner "127.0.0.1:${real[i]}")
+            done
+            "$bin/split-key" "$work/priv_validator_key.json" --threshold 2 --shares 3 \
+                --out "$dir/cosigners" --protocol "$protocol" --chain-id "$chain" \
+                --node "tcp://127.0.0.1:$port" "${cosigner_args[@]}" > /dev/null
+            # Peers dial each other through the relay; only cosigner 1 knows the node.
+            for i in 1 2 3; do
+                cfg=$dir/cosigners/cosigner-$i/cosigner.toml
+                for j in 1 2 3; do
+                    sed -i "s|^address = \"127.0.0.1:${real[j]}\"|address = \"127.0.0.1:${front[j]}\"|" "$cfg"
+                done
+                if [[ $i != 1 ]]; then
+                    sed -i "s|^address = \"tcp://127.0.0.1:$port\"|address = \"tcp://127.0.0.1:1\"|" "$cfg"
+                fi
+            done
+            timeout "$run_limit" python3 "$work/udp_delay_relay.py" "${relay_args[@]}" \
+                > "$dir/relay.log" 2>&1 &
+            relay_pid=$!
+            pids+=("$relay_pid")
+            start_sim "$dir" "$port" "$netns_heights" "" "$chain"
+            for i in 1 2 3; do
+                "$bin/cosigner" start --config "$dir/cosigners/cosigner-$i/cosigner.toml" \
+                    > "$dir/signer-$i.log" 2>&1 &
+                signer_pids+=("$!")
+                pids+=("$!")
+            done
+        fi
+        finish_run "$dir" "$sim_pid" -- "${signer_pids[@]}"
+        if [[ $delay_mode == relay ]]; then
+            kill "$relay_pid" 2>/dev/null || true
+            wait "$relay_pid" 2>/dev/null || true
+        fi
+    done
+    for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+    namespaces=()
+fi
+echo "$netns_note" > "$results/netns-note"
+
+# --- 3. throughput: several chains, one 2-of-3 cluster ---------------------------------------
+if [[ -z "${SKIP_TP:-}" ]]; then
+    for k in 1 "$tp_chains"; do
+        dir=$results/throughput/chains-$k
+        mkdir -p "$dir"
+        echo "==> throughput: $k chain(s) x $tp_heights heights, one 2-of-3 cluster"
+        node_args=()
+        sims=()
+        for c in $(seq "$k"); do
+            port=$(free_port SOCK_STREAM)
+            node_args+=(--chain-id "chain-$c" --node "tcp://127.0.0.1:$port")
+            mkdir -p "$dir/sim-$c"
+            start_sim "$dir/sim-$c" "$port" "$tp_heights" "" "chain-$c"
+            sims+=("$sim_pid")
+        done
+        start=$(date +%s.%N)
+        run_threshold "$dir" 2 3 "${node_args[@]}"
+        finish_run "$dir" "${sims[@]}" -- "${signer_pids[@]}"
+        echo "$start $(date +%s.%N)" > "$dir/wall"
+    done
+fi
+
+# --- 4. memory over a long run (SOAK_HEIGHTS, default off): 2-of-3, VmRSS every 5 s --------
+soak_heights=${SOAK_HEIGHTS:-0}
+if (( soak_heights > 0 )); then
+    dir=$results/soak
+    mkdir -p "$dir"
+    echo "==> memory soak: 2-of-3, $soak_heights heights, VmRSS every 5 s"
+    port=$(free_port SOCK_STREAM)
+    run_limit=$((run_limit * 10)) start_sim "$dir" "$port" "$soak_heights" "" "$chain"
+    run_threshold "$dir" 2 3 --chain-id "$chain" --node "tcp://127.0.0.1:$port"
+    t0=$(date +%s)
+    while kill -0 "$sim_pid" 2>/dev/null; do
+        line="$(( $(date +%s) - t0 ))"
+        for p in "${signer_pids[@]}"; do line+=" $(proc_stats "$p" | cut -d' ' -f1)"; done
+        echo "$line" >> "$dir/rss.txt"
+        sleep 5
+    done
+    finish_run "$dir" "$sim_pid" -- "${signer_pids[@]}"
+fi
+
+# --- report ----------------------------------------------------------------------------------
+if [[ -z "${SKIP_MICRO:-}" ]]; then
+    echo "==> cargo bench (micro-benchmarks, a few minutes)"
+    rm -rf target/criterion
+    cargo bench --locked -p cosigner --benches -q > "$work/cargo-bench.log" 2>&1 \
+        && export MICRO_RAN=1 || echo "!!  cargo bench failed; see $work/cargo-bench.log"
+fi
+
+# The hand-written analysis at the end of the report survives regeneration (it names the run
+# it was written for, so a stale one is recognisable).
+analysis=""
+if [[ -f docs/benchmarks.md ]]; then
+    analysis=$(awk '/^## Analysis/ {on=1} on' docs/benchmarks.md)
+fi
+
+machine_cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+python3 scripts/bench_report.py "$results" "$heights" "$rounds" "$(nproc)" "$machine_cpu" "$(date -u +%Y-%m-%dT%H:%MZ)" \
+    "$tmkms_note" "$netns_heights" "$tp_heights" "$(getconf CLK_TCK)" "$protocol" > "$work/benchmarks.md"
+mkdir -p docs
+mv "$work/benchmarks.md" docs/benchmarks.md
+cp "$results/summary.json" .bench/summary.json
+if python3 -c 'import matplotlib' 2>/dev/null; then
+    python3 scripts/bench_plot.py .bench/summary.json docs/benchmarks.png \
+        && printf '\n![latency percentiles](benchmarks.png)\n' >> docs/benchmarks.md
+else
+    printf '\n(No plot: matplotlib is not installed; `pip install matplotlib` and rerun.)\n' >> docs/benchmarks.md
+fi
+[[ -n $analysis ]] && printf '\n%s\n' "$analysis" >> docs/benchmarks.md
+cat docs/benchmarks.md
