@@ -19,9 +19,10 @@ use super::messages::{
     identifier_of, peer_of, Commitment, PeerId, SignPart, SignRequest, SignResponse, WireError,
 };
 
-/// Commitments kept per participant unless configured otherwise; equal to the participant's
-/// nonce pool bound, so both evict the same (oldest) ones.
-pub const DEFAULT_MAX_PER_PARTICIPANT: usize = super::nonces::DEFAULT_MAX_OUTSTANDING;
+/// Commitments kept per participant unless configured otherwise. Participants keep more
+/// nonces per coordinator than this (see [`super::nonces::DEFAULT_MAX_OUTSTANDING`]), so a
+/// commitment in this inventory is not evicted at the participant.
+pub const DEFAULT_MAX_PER_PARTICIPANT: usize = 64;
 
 /// Commitments each participant has handed us, oldest first, each validated on arrival.
 #[derive(Debug)]

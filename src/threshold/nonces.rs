@@ -16,9 +16,13 @@ use frost_ed25519::round1::{self, SigningCommitments, SigningNonces};
 
 use super::messages::PeerId;
 
-/// Outstanding nonces kept per coordinator unless configured otherwise. A coordinator needs
-/// one (two with a vote extension) per signing in flight, plus a margin for retries.
-pub const DEFAULT_MAX_OUTSTANDING: usize = 64;
+/// Outstanding nonces kept per coordinator unless configured otherwise: four times what a
+/// coordinator keeps ([`super::coordinator::DEFAULT_MAX_PER_PARTICIPANT`]). Commitments are
+/// issued in refills and in sign responses that race each other, and some never reach the
+/// coordinator (a response it stopped waiting for); with equal bounds the pool would evict
+/// nonces whose commitments the coordinator still holds, and every signing with them would
+/// fail as "unknown commitment".
+pub const DEFAULT_MAX_OUTSTANDING: usize = 4 * super::coordinator::DEFAULT_MAX_PER_PARTICIPANT;
 
 /// Secret nonces issued to each coordinator, oldest first.
 pub struct NoncePool {
@@ -126,6 +130,20 @@ mod tests {
     fn share() -> SigningShare {
         let (shares, _) = generate_with_dealer(3, 2, IdentifierList::Default, OsRng).unwrap();
         *shares.into_values().next().unwrap().signing_share()
+    }
+
+    #[test]
+    fn what_a_full_coordinator_inventory_holds_survives_lost_responses() {
+        let share = share();
+        let mut pool = NoncePool::default();
+        let held = pool.issue(1, 64, &share, &mut OsRng);
+        // Twice as many again were issued in responses the coordinator never read.
+        for _ in 0..2 {
+            pool.issue(1, 64, &share, &mut OsRng);
+        }
+        for c in &held {
+            assert!(pool.take(1, c).is_some());
+        }
     }
 
     #[test]
