@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use frost_ed25519::keys::PublicKeyPackage;
 use rand_core::OsRng;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -42,6 +43,9 @@ const INVENTORY_LOW: usize = 16;
 /// How often the refill task looks at the inventory.
 const REFILL_INTERVAL: Duration = Duration::from_millis(250);
 const REFILL_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often the quorum watch looks at the cluster's connections. A lost peer shows up here
+/// as soon as the transport closes its connection (at most its idle timeout after a crash).
+const QUORUM_POLL: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ThresholdStartError {
@@ -81,6 +85,10 @@ struct Inner {
     /// to a repeated request.
     last_signed: Mutex<HashMap<String, LastSigned>>,
     timeouts: Timeouts,
+    /// Whether `t - 1` peers are connected, so that this cosigner can coordinate. Without a
+    /// quorum it gives way: it does not dial nodes and drops the connections it has, so that
+    /// a node's next attempt lands on a cosigner that can sign.
+    quorum: watch::Sender<bool>,
 }
 
 #[derive(Clone)]
@@ -163,6 +171,7 @@ impl ThresholdSigner {
             inventory: Mutex::new(CommitmentInventory::default()),
             last_signed: Mutex::new(HashMap::new()),
             timeouts: loaded.config.timeouts.clone(),
+            quorum: watch::Sender::new(false),
         });
         // The handler and the refill task hold weak references: the signer owns the cluster,
         // not the other way round.
@@ -183,6 +192,7 @@ impl ThresholdSigner {
             });
         inner.refill_own();
         tokio::spawn(refill_loop(Arc::downgrade(&inner)));
+        tokio::spawn(quorum_loop(Arc::downgrade(&inner)));
         info!(
             id = th.id,
             threshold = th.threshold,
@@ -199,6 +209,17 @@ impl ThresholdSigner {
 
     pub fn has_chain(&self, chain_id: &str) -> bool {
         self.inner.watermarks.0.contains_key(chain_id)
+    }
+
+    /// Whether this cosigner can reach a quorum (itself and `t - 1` connected peers) now.
+    pub fn has_quorum(&self) -> bool {
+        *self.inner.quorum.borrow()
+    }
+
+    /// Follows [`ThresholdSigner::has_quorum`]; node dialers and sessions watch it to give
+    /// way to a cosigner that can sign.
+    pub fn quorum_watch(&self) -> watch::Receiver<bool> {
+        self.inner.quorum.subscribe()
     }
 
     /// Coordinates one signing.
@@ -227,6 +248,14 @@ impl ThresholdSigner {
                         .and(last.extension.as_ref().map(|(_, sig)| *sig)),
                 });
             }
+        }
+        // Without a quorum, say so at once instead of spending the node's deadline.
+        if !self.has_quorum() {
+            return Err(SignError::Unavailable(no_quorum(
+                inner.threshold,
+                &inner.cluster.connected_peers(),
+                &[],
+            )));
         }
         let doc = previous.map(|last| last.doc).unwrap_or(doc);
         let started = Instant::now();
@@ -466,7 +495,10 @@ impl Inner {
                 .await
             {
                 Attempt::Signed => match session.finish(&self.public_key_package) {
-                    Ok(signatures) => return Ok((signatures, chosen)),
+                    Ok(signatures) => {
+                        test_crash_after_shares();
+                        return Ok((signatures, chosen));
+                    }
                     Err(crate::threshold::coordinator::AggregateError::InvalidShares {
                         culprits,
                     }) => {
@@ -663,6 +695,69 @@ fn no_quorum(threshold: u16, connected: &[PeerId], problems: &[String]) -> Strin
     text
 }
 
+/// TEST ONLY: with `COSIGNER_TEST_CRASH_AFTER_SHARES=N` set, the process aborts (as kill -9
+/// would end it) right after its N-th signing as coordinator gathered every share, before the
+/// node gets the signature: the participants have persisted their watermarks by then. The
+/// fault tests use it for the "coordinator dies after a partial signing" case (Horcrux issue
+/// 296). Never set it in production.
+fn test_crash_after_shares() {
+    static COUNTDOWN: std::sync::OnceLock<Option<std::sync::atomic::AtomicU64>> =
+        std::sync::OnceLock::new();
+    let countdown = COUNTDOWN.get_or_init(|| {
+        std::env::var("COSIGNER_TEST_CRASH_AFTER_SHARES")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(std::sync::atomic::AtomicU64::new)
+    });
+    if let Some(left) = countdown {
+        if left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) <= 1 {
+            warn!(
+                "COSIGNER_TEST_CRASH_AFTER_SHARES: aborting after gathering the shares (test only)"
+            );
+            std::process::abort();
+        }
+    }
+}
+
+/// Whether a coordinator with `connected` peers reaches `threshold` signers.
+fn quorum_reachable(threshold: u16, connected: usize) -> bool {
+    connected + 1 >= usize::from(threshold)
+}
+
+/// Publishes whether a quorum is reachable, and logs every change.
+async fn quorum_loop(inner: Weak<Inner>) {
+    let mut tick = tokio::time::interval(QUORUM_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let connected = inner.cluster.connected_peers();
+        let now = quorum_reachable(inner.threshold, connected.len());
+        let changed = inner.quorum.send_if_modified(|held| {
+            let changed = *held != now;
+            *held = now;
+            changed
+        });
+        if !changed {
+            continue;
+        }
+        if now {
+            info!(
+                threshold = inner.threshold,
+                connected_peers = ?connected,
+                "quorum reachable: dialing nodes"
+            );
+        } else {
+            warn!(
+                threshold = inner.threshold,
+                connected_peers = ?connected,
+                "no quorum reachable: giving way (dropping node connections, not dialing nodes until {} peers are connected)",
+                inner.threshold.saturating_sub(1)
+            );
+        }
+    }
+}
+
 /// Keeps every participant's commitments topped up in the background, so a signing never
 /// waits for them.
 async fn refill_loop(inner: Weak<Inner>) {
@@ -681,5 +776,19 @@ async fn refill_loop(inner: Weak<Inner>) {
             tasks.spawn(async move { inner.refill_peer(peer, REFILL_TIMEOUT).await });
         }
         while tasks.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quorum_reachable;
+
+    #[test]
+    fn quorum_needs_t_minus_one_peers() {
+        assert!(!quorum_reachable(2, 0));
+        assert!(quorum_reachable(2, 1));
+        assert!(!quorum_reachable(3, 1));
+        assert!(quorum_reachable(3, 2));
+        assert!(quorum_reachable(3, 4));
     }
 }
