@@ -197,6 +197,9 @@ fn coordinator_killed_repeatedly_fails_over() {
         );
         procs[coordinator] = split.start(coordinator, round + 1);
     }
+    if std::env::var_os("FAULTS_KEEP").is_some() {
+        let _ = split.dir.keep();
+    }
     let (median, worst) = median_and_worst(&mut gaps);
     eprintln!(
         "fail-over gap after a coordinator kill: median {median:?}, worst {worst:?} ({gaps:?})"

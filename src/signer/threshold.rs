@@ -46,6 +46,9 @@ const REFILL_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the quorum watch looks at the cluster's connections. A lost peer shows up here
 /// as soon as the transport closes its connection (at most its idle timeout after a crash).
 const QUORUM_POLL: Duration = Duration::from_millis(50);
+/// How long a peer that did not answer is avoided: until the transport would have noticed
+/// a dead connection by itself.
+const SUSPECT_FOR: Duration = crate::cluster::tls::IDLE_TIMEOUT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ThresholdStartError {
@@ -89,6 +92,10 @@ struct Inner {
     /// quorum it gives way: it does not dial nodes and drops the connections it has, so that
     /// a node's next attempt lands on a cosigner that can sign.
     quorum: watch::Sender<bool>,
+    /// Peers that timed out or failed in transport lately, until when. A killed peer looks
+    /// connected until the transport's idle timeout; choosing it costs a whole attempt, so
+    /// coordinators prefer other peers while one is suspect (and use it if they must).
+    suspects: Mutex<HashMap<PeerId, Instant>>,
 }
 
 #[derive(Clone)]
@@ -172,6 +179,7 @@ impl ThresholdSigner {
             last_signed: Mutex::new(HashMap::new()),
             timeouts: loaded.config.timeouts.clone(),
             quorum: watch::Sender::new(false),
+            suspects: Mutex::new(HashMap::new()),
         });
         // The handler and the refill task hold weak references: the signer owns the cluster,
         // not the other way round.
@@ -436,6 +444,29 @@ impl Inner {
             .collect()
     }
 
+    fn suspect(&self, peer: PeerId) {
+        if let Ok(mut suspects) = self.suspects.lock() {
+            suspects.insert(peer, Instant::now() + SUSPECT_FOR);
+        }
+    }
+
+    fn clear_suspect(&self, peer: PeerId) {
+        if let Ok(mut suspects) = self.suspects.lock() {
+            suspects.remove(&peer);
+        }
+    }
+
+    fn current_suspects(&self) -> BTreeSet<PeerId> {
+        let now = Instant::now();
+        match self.suspects.lock() {
+            Ok(mut suspects) => {
+                suspects.retain(|_, until| *until > now);
+                suspects.keys().copied().collect()
+            }
+            Err(_) => BTreeSet::new(),
+        }
+    }
+
     /// Runs attempts until a quorum signs, double-sign protection refuses, or time is up.
     async fn coordinate(
         self: &Arc<Self>,
@@ -443,7 +474,9 @@ impl Inner {
         extension: Option<&ExtensionDoc>,
     ) -> Result<(crate::threshold::coordinator::Signatures, Vec<PeerId>), SignError> {
         let deadline = Instant::now() + self.timeouts.sign_total();
-        let mut excluded = BTreeSet::new();
+        // Peers that failed in this signing, and those plus the suspects: avoided first.
+        let mut failed_here = BTreeSet::new();
+        let mut excluded = self.current_suspects();
         let mut problems: Vec<String> = Vec::new();
         loop {
             self.refill_own();
@@ -455,6 +488,11 @@ impl Inner {
                 extension.is_some(),
             ) {
                 Some(chosen) => chosen,
+                None if excluded != failed_here => {
+                    // Not enough peers without the suspects: try them after all.
+                    excluded = failed_here.clone();
+                    continue;
+                }
                 None => {
                     // Perhaps only commitments are missing: fetch them once, in parallel,
                     // from every reachable peer we have not given up on.
@@ -504,11 +542,14 @@ impl Inner {
                     }) => {
                         warn!(?culprits, "invalid signature shares; retrying without them");
                         problems.push(format!("invalid shares from {culprits:?}"));
+                        failed_here.extend(culprits.iter().copied());
                         excluded.extend(culprits);
                     }
                     Err(e) => {
                         problems.push(format!("aggregation failed: {e}"));
-                        excluded.extend(chosen.iter().copied().filter(|&p| p != self.id));
+                        let others = chosen.iter().copied().filter(|&p| p != self.id);
+                        failed_here.extend(others.clone());
+                        excluded.extend(others);
                     }
                 },
                 Attempt::Refused(reason) => return Err(SignError::Refused(reason)),
@@ -521,7 +562,13 @@ impl Inner {
                             )));
                         }
                         problems.push(format!("cosigner {peer}: {}", problem.text));
-                        if peer != self.id {
+                        if problem.suspect {
+                            self.suspect(peer);
+                        }
+                        // A peer that only lacked our commitments (it restarted) gets fresh
+                        // ones and another chance.
+                        if peer != self.id && problem.exclude {
+                            failed_here.insert(peer);
                             excluded.insert(peer);
                         }
                     }
@@ -603,7 +650,7 @@ impl Inner {
                 Ok(None) => break,
                 Err(_) => {
                     for peer in session.pending() {
-                        failed.push((peer, Problem::retry("timed out")));
+                        failed.push((peer, Problem::unresponsive("timed out")));
                     }
                     tasks.abort_all();
                     return Attempt::Failed(failed);
@@ -611,6 +658,7 @@ impl Inner {
             };
             match response {
                 Ok(ClusterResponse::Signed(resp)) => {
+                    self.clear_suspect(peer);
                     self.add_commitments(peer, &resp.commitments);
                     if let Err(e) = session.accept(peer, &resp) {
                         failed.push((peer, Problem::retry(&e.to_string())));
@@ -628,7 +676,7 @@ impl Inner {
                     RefusalKind::UnknownCommitment => {
                         // It restarted or evicted them: ours are all stale.
                         self.clear_commitments(peer);
-                        failed.push((peer, Problem::retry(&refusal.reason)));
+                        failed.push((peer, Problem::stale(&refusal.reason)));
                     }
                     RefusalKind::Storage | RefusalKind::Internal => {
                         failed.push((peer, Problem::fatal_for_self(&refusal.reason)))
@@ -641,7 +689,7 @@ impl Inner {
                     peer,
                     Problem::retry(&format!("unexpected answer {other:?}")),
                 )),
-                Err(e) => failed.push((peer, Problem::retry(&e))),
+                Err(e) => failed.push((peer, Problem::unresponsive(&e))),
             }
         }
         if failed.is_empty() && session.is_complete() {
@@ -664,6 +712,10 @@ struct Problem {
     /// Whether it is worth another attempt when it is this cosigner's own participant that
     /// failed (a stale commitment is; a failed disk is not).
     retry_self: bool,
+    /// Whether to leave the peer out of this signing's further attempts.
+    exclude: bool,
+    /// Whether to avoid the peer in the next signings too (it did not answer).
+    suspect: bool,
 }
 
 impl Problem {
@@ -671,12 +723,29 @@ impl Problem {
         Problem {
             text: text.to_string(),
             retry_self: true,
+            exclude: true,
+            suspect: false,
+        }
+    }
+    fn unresponsive(text: &str) -> Problem {
+        Problem {
+            suspect: true,
+            ..Problem::retry(text)
+        }
+    }
+    /// It no longer knows the commitments we used: it restarted, and is worth a retry.
+    fn stale(text: &str) -> Problem {
+        Problem {
+            exclude: false,
+            ..Problem::retry(text)
         }
     }
     fn fatal_for_self(text: &str) -> Problem {
         Problem {
             text: text.to_string(),
             retry_self: false,
+            exclude: true,
+            suspect: false,
         }
     }
 }
