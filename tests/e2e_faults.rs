@@ -319,3 +319,74 @@ fn corrupted_state_file_stops_the_cosigner_at_start() {
         std::fs::write(path, bytes).unwrap();
     });
 }
+
+/// Two sentry nodes of one validator: every cosigner dials both, and both drive the same
+/// chain and heights (same blocks, their own timestamps) at the same time, so requests for
+/// one height/round/step reach two coordinators at nearly the same moment, with identical or
+/// timestamp-only-different bytes, and at the end conflicting blocks.
+///
+/// The two simulators are not in lockstep: when one is already past a step, the other's
+/// request for it is refused as a regression (what a lagging sentry gets from FilePV too).
+/// Anything else that is not a valid signature fails the test, and every conflict must be
+/// refused.
+#[test]
+fn two_sentries_no_double_sign() {
+    const HEIGHTS: u64 = 30;
+    let ports = [free_tcp_port(), free_tcp_port()];
+    let split = Split::new("sentries", 2, 3, &ports);
+    let sims: Vec<Sim> = ports
+        .iter()
+        .map(|&p| split.sim(p, HEIGHTS, &["--block-time-ms", "20", "--conflicts", "2"]))
+        .collect();
+    let procs: Vec<Proc> = (0..3).map(|i| split.start(i, 0)).collect();
+    let outcomes: Vec<Outcome> = sims.into_iter().map(Sim::outcome).collect();
+    let logs: String = procs
+        .iter()
+        .map(|p| format!("--- {} ---\n{}", p.name, p.log()))
+        .collect();
+    for (i, o) in outcomes.iter().enumerate() {
+        eprintln!(
+            "sentry {i}: passed {} failed {} refusals {:?}",
+            o.passed(),
+            o.failed(),
+            o.refusals()
+        );
+        assert_eq!(o.double_signs(), 0, "sentry {i}:\n{}", o.output);
+        assert_eq!(
+            o.report["by_type"]["conflict"]["passed"], 2,
+            "sentry {i}: a conflict was not refused:\n{}",
+            o.output
+        );
+        // Every failure is a refusal for a step the validator has already passed.
+        let failures = o.report["failures"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let unexpected: u64 = failures
+            .iter()
+            .filter(|(k, _)| k.as_str() != "unexpected_refusal")
+            .map(|(_, v)| v.as_u64().unwrap_or(0))
+            .sum();
+        assert_eq!(unexpected, 0, "sentry {i}:\n{}\n{logs}", o.output);
+        let regressions: u64 = o
+            .refusals()
+            .iter()
+            .filter(|(k, _)| k.contains("regression"))
+            .map(|(_, n)| n)
+            .sum();
+        // Conflicts are refused as conflicts and count as passed; a failure must be a
+        // regression refusal.
+        assert!(
+            o.failed() <= regressions,
+            "sentry {i}: a failure that is not a regression:\n{}",
+            o.output
+        );
+        // A sentry that falls behind has its requests for passed steps refused until it
+        // catches up, so only a floor is certain: both get signatures throughout.
+        assert!(
+            o.passed() >= HEIGHTS,
+            "sentry {i} got too few signatures:\n{}",
+            o.output
+        );
+    }
+}
