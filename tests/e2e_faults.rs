@@ -390,3 +390,301 @@ fn two_sentries_no_double_sign() {
         );
     }
 }
+
+// ---- Partitions and slow links: network namespaces (root only) ----
+
+/// One cosigner per network namespace, all on a bridge in the test's namespace, where the
+/// simulator listens. Torn down on drop.
+struct Netns {
+    bridge: String,
+    namespaces: Vec<String>,
+    /// The bridge-side ends of the veth pairs.
+    links: Vec<String>,
+    /// `10.A.B.` prefix; the bridge is `.1`, cosigner `i` (0-based) is `.(11 + i)`.
+    prefix: String,
+}
+
+fn sh(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl Netns {
+    /// Sets up `n` namespaces, or says why not (the caller skips the test with that text).
+    fn new(test: u8, n: usize) -> Result<Netns, String> {
+        if !is_root() {
+            return Err("needs root (ip netns)".into());
+        }
+        let pid = std::process::id();
+        let tag = format!("{}{test}", pid % 100_000);
+        let prefix = format!("10.{}.{}.", 100 + test, pid % 250);
+        let mut net = Netns {
+            bridge: format!("fb{tag}"),
+            namespaces: Vec::new(),
+            links: Vec::new(),
+            prefix,
+        };
+        sh(&["ip", "link", "add", &net.bridge, "type", "bridge"])?;
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}1/24", net.prefix),
+            "dev",
+            &net.bridge,
+        ])?;
+        sh(&["ip", "link", "set", &net.bridge, "up"])?;
+        for i in 0..n {
+            let ns = format!("cosigner-faults-{tag}-{i}");
+            sh(&["ip", "netns", "add", &ns])?;
+            net.namespaces.push(ns.clone());
+            let host = format!("fv{tag}{i}");
+            sh(&[
+                "ip", "link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ])?;
+            sh(&["ip", "link", "set", &host, "master", &net.bridge, "up"])?;
+            let addr = format!("{}/24", net.addr(i));
+            sh(&[
+                "ip", "netns", "exec", &ns, "ip", "addr", "add", &addr, "dev", "eth0",
+            ])?;
+            sh(&[
+                "ip", "netns", "exec", &ns, "ip", "link", "set", "eth0", "up",
+            ])?;
+            sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"])?;
+        }
+        Ok(net)
+    }
+
+    fn addr(&self, i: usize) -> String {
+        format!("{}{}", self.prefix, 11 + i)
+    }
+
+    fn node_ip(&self) -> String {
+        format!("{}1", self.prefix)
+    }
+
+    /// Runs a command inside cosigner `i`'s namespace.
+    fn exec(&self, i: usize, args: &[&str]) -> Result<(), String> {
+        let mut all = vec!["ip", "netns", "exec", &self.namespaces[i]];
+        all.extend_from_slice(args);
+        sh(&all)
+    }
+
+    /// Cuts cosigner `i` off from everything (its link goes down).
+    fn isolate(&self, i: usize) {
+        self.exec(i, &["ip", "link", "set", "eth0", "down"])
+            .unwrap();
+    }
+
+    fn reconnect(&self, i: usize) {
+        self.exec(i, &["ip", "link", "set", "eth0", "up"]).unwrap();
+    }
+
+    /// Cuts cosigner `i` off from the other cosigners, but not from the node.
+    fn isolate_from_peers(&self, i: usize) {
+        for j in 0..self.namespaces.len() {
+            if j != i {
+                let peer = format!("{}/32", self.addr(j));
+                self.exec(i, &["ip", "route", "add", "blackhole", &peer])
+                    .unwrap();
+            }
+        }
+    }
+
+    fn start_cosigner(&self, split: &Split, i: usize, generation: usize) -> Proc {
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", &self.namespaces[i]])
+            .arg(&bins().cosigner)
+            .arg("start")
+            .arg("--config")
+            .arg(split.cosigners[i].join("cosigner.toml"))
+            .env("RUST_LOG", "info");
+        Proc::spawn(
+            &format!("cosigner-{}-run{generation}", i + 1),
+            &mut cmd,
+            split.log_dir(),
+        )
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting a namespace frees its end of a veth pair only once the kernel has torn the
+        // namespace down, which can lag; deleting our end removes both now.
+        for link in &self.links {
+            let _ = sh(&["ip", "link", "del", link]);
+        }
+        for ns in &self.namespaces {
+            let _ = sh(&["ip", "netns", "del", ns]);
+        }
+        let _ = sh(&["ip", "link", "del", &self.bridge]);
+    }
+}
+
+/// Splits a key for cosigners at the namespace addresses and a node on the bridge.
+fn split_in_netns(name: &str, net: &Netns, threshold: u16, shares: u16, node_port: u16) -> Split {
+    let dir = test_dir(name);
+    let key = write_validator_key(dir.path());
+    let out = dir.path().join("cosigners");
+    let mut cmd = std::process::Command::new(&bins().split_key);
+    cmd.arg(&key.path)
+        .args(["--threshold", &threshold.to_string()])
+        .args(["--shares", &shares.to_string()])
+        .arg("--out")
+        .arg(&out)
+        .args(["--protocol", PROTOCOL, "--chain-id", CHAIN])
+        .args(["--node", &format!("tcp://{}:{node_port}", net.node_ip())]);
+    for i in 0..usize::from(shares) {
+        cmd.args(["--cosigner", &format!("{}:7101", net.addr(i))]);
+    }
+    let output = cmd.output().expect("run split-key");
+    assert!(
+        output.status.success(),
+        "split-key failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let cosigners = (1..=shares)
+        .map(|i| out.join(format!("cosigner-{i}")))
+        .collect();
+    Split {
+        dir,
+        cosigners,
+        key,
+    }
+}
+
+fn sim_on(split: &Split, ip: &str, port: u16, heights: u64, extra: &[&str]) -> Sim {
+    let report_path = split.dir.path().join(format!("sim-{port}.json"));
+    let heights = heights.to_string();
+    let pubkey = split.key.public_key_base64();
+    let mut args = vec![
+        "--chain-id",
+        CHAIN,
+        "--heights",
+        &heights,
+        "--expect-pubkey",
+        &pubkey,
+    ];
+    args.extend_from_slice(extra);
+    Sim::start_listen(&format!("{ip}:{port}"), port, &report_path, PROTOCOL, &args)
+}
+
+macro_rules! netns_or_skip {
+    ($test:expr, $n:expr) => {
+        match Netns::new($test, $n) {
+            Ok(net) => net,
+            Err(why) => {
+                eprintln!("SKIPPED {}: {why}", module_path!());
+                return;
+            }
+        }
+    };
+}
+
+/// One cosigner loses its network (whichever it is, coordinator included); the others sign
+/// on, and when it returns it takes part again.
+#[test]
+fn netns_isolated_cosigner() {
+    let net = netns_or_skip!(1, 3);
+    let port = free_tcp_port();
+    let split = split_in_netns("netns-isolate", &net, 2, 3, port);
+    let mut sim = sim_on(&split, &net.node_ip(), port, 40, &["--block-time-ms", "20"]);
+    let procs: Vec<Proc> = (0..3).map(|i| net.start_cosigner(&split, i, 0)).collect();
+    sim.wait_for_height(4);
+    let coordinator = connected_cosigner(&procs).expect("a cosigner serves the node");
+    net.isolate(coordinator);
+    sim.wait_for_height(20);
+    // It noticed, instead of holding on to the node.
+    assert!(
+        procs[coordinator]
+            .log()
+            .contains("no quorum reachable: giving way"),
+        "{}",
+        procs[coordinator].log()
+    );
+    net.reconnect(coordinator);
+    let outcome = sim.outcome();
+    outcome.assert_clean(&procs.iter().collect::<Vec<_>>());
+}
+
+/// The coordinator loses its peers but not the node: it gives way, and a cosigner that can
+/// sign takes the node over.
+#[test]
+fn netns_coordinator_cut_off_from_peers_gives_way() {
+    let net = netns_or_skip!(2, 3);
+    let port = free_tcp_port();
+    let split = split_in_netns("netns-cut-peers", &net, 2, 3, port);
+    let mut sim = sim_on(&split, &net.node_ip(), port, 40, &["--block-time-ms", "20"]);
+    let procs: Vec<Proc> = (0..3).map(|i| net.start_cosigner(&split, i, 0)).collect();
+    sim.wait_for_height(4);
+    let coordinator = connected_cosigner(&procs).expect("a cosigner serves the node");
+    net.isolate_from_peers(coordinator);
+    assert!(
+        wait_for_log(
+            &procs[coordinator],
+            "no quorum reachable: giving way",
+            1,
+            Duration::from_secs(15)
+        ),
+        "{}",
+        procs[coordinator].log()
+    );
+    let outcome = sim.outcome();
+    outcome.assert_clean(&procs.iter().collect::<Vec<_>>());
+    let others_served = procs
+        .iter()
+        .enumerate()
+        .any(|(i, p)| i != coordinator && p.log().contains("connected to node"));
+    assert!(others_served, "no other cosigner took the node over");
+}
+
+/// 200 ms on one peer's link: the coordinator signs with the fast peer instead.
+#[test]
+fn netns_slow_peer_is_routed_around() {
+    let net = netns_or_skip!(3, 3);
+    let port = free_tcp_port();
+    let split = split_in_netns("netns-slow", &net, 2, 3, port);
+    let mut sim = sim_on(&split, &net.node_ip(), port, 60, &[]);
+    let procs: Vec<Proc> = (0..3).map(|i| net.start_cosigner(&split, i, 0)).collect();
+    sim.wait_for_height(3);
+    let coordinator = connected_cosigner(&procs).expect("a cosigner serves the node");
+    let slow = (coordinator + 1) % 3;
+    if let Err(why) = net.exec(
+        slow,
+        &[
+            "tc", "qdisc", "add", "dev", "eth0", "root", "netem", "delay", "200ms",
+        ],
+    ) {
+        eprintln!("SKIPPED netns_slow_peer_is_routed_around: tc netem unavailable ({why})");
+        return;
+    }
+    let outcome = sim.outcome();
+    outcome.assert_clean(&procs.iter().collect::<Vec<_>>());
+    let p90 = outcome.report["by_type"]["prevote"]["latency"]["p90_ms"]
+        .as_f64()
+        .unwrap_or(f64::MAX);
+    assert!(
+        p90 < 150.0,
+        "p90 prevote latency {p90} ms: the slow peer was waited for\n{}",
+        outcome.output
+    );
+}

@@ -476,3 +476,35 @@ impl Outcome {
         self.report["connections"]["accepted"].as_u64().unwrap_or(0)
     }
 }
+
+impl Sim {
+    /// Starts the simulator listening on `listen` (e.g. a bridge address in a namespace
+    /// test); `port` is its port, `report_path` where its JSON report goes.
+    pub fn start_listen(
+        listen: &str,
+        port: u16,
+        report_path: &Path,
+        protocol: &str,
+        args: &[&str],
+    ) -> Sim {
+        let mut child = Command::new(&bins().validator_sim)
+            .args(["--listen", listen])
+            .args(["--protocol", protocol])
+            .arg("--json")
+            .arg(report_path)
+            .arg("--progress")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn validator-sim");
+        let stdout = child.stdout.take().expect("sim stdout");
+        Sim {
+            child,
+            port,
+            report_path: report_path.to_path_buf(),
+            lines: BufReader::new(stdout).lines(),
+            seen: Vec::new(),
+        }
+    }
+}
