@@ -339,9 +339,13 @@ impl Inner {
         coordinator: PeerId,
         request: &SignRequest,
     ) -> Result<crate::threshold::messages::SignResponse, Refusal> {
+        test_crash(CrashPoint::ParticipantBeforePersist);
         let result =
             self.participant
                 .handle_sign(coordinator, request, &self.watermarks, &mut OsRng);
+        if result.is_ok() {
+            test_crash(CrashPoint::ParticipantAfterPersist);
+        }
         if let Err(refusal) = &result {
             warn!(coordinator, kind = ?refusal.kind, "refused to sign: {}", refusal.reason);
         }
@@ -534,7 +538,7 @@ impl Inner {
             {
                 Attempt::Signed => match session.finish(&self.public_key_package) {
                     Ok(signatures) => {
-                        test_crash_after_shares();
+                        test_crash(CrashPoint::CoordinatorAfterShares);
                         return Ok((signatures, chosen));
                     }
                     Err(crate::threshold::coordinator::AggregateError::InvalidShares {
@@ -764,24 +768,43 @@ fn no_quorum(threshold: u16, connected: &[PeerId], problems: &[String]) -> Strin
     text
 }
 
-/// TEST ONLY: with `COSIGNER_TEST_CRASH_AFTER_SHARES=N` set, the process aborts (as kill -9
-/// would end it) right after its N-th signing as coordinator gathered every share, before the
-/// node gets the signature: the participants have persisted their watermarks by then. The
-/// fault tests use it for the "coordinator dies after a partial signing" case (Horcrux issue
-/// 296). Never set it in production.
-fn test_crash_after_shares() {
-    static COUNTDOWN: std::sync::OnceLock<Option<std::sync::atomic::AtomicU64>> =
-        std::sync::OnceLock::new();
-    let countdown = COUNTDOWN.get_or_init(|| {
-        std::env::var("COSIGNER_TEST_CRASH_AFTER_SHARES")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(std::sync::atomic::AtomicU64::new)
+/// Points in a signing where the fault tests crash a cosigner on purpose.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum CrashPoint {
+    /// Coordinator: every share gathered, the node not yet answered (Horcrux issue 296).
+    CoordinatorAfterShares,
+    /// Participant: asked to sign, watermark not yet persisted.
+    ParticipantBeforePersist,
+    /// Participant: watermark persisted and share computed, share not yet released.
+    ParticipantAfterPersist,
+}
+
+impl CrashPoint {
+    fn name(self) -> &'static str {
+        match self {
+            CrashPoint::CoordinatorAfterShares => "coordinator-after-shares",
+            CrashPoint::ParticipantBeforePersist => "participant-before-persist",
+            CrashPoint::ParticipantAfterPersist => "participant-after-persist",
+        }
+    }
+}
+
+/// TEST ONLY: with `COSIGNER_TEST_CRASH=<point>:<n>` set (points: see [`CrashPoint::name`]),
+/// the process aborts, as kill -9 would end it, the n-th time it reaches that point. The
+/// fault tests use it to kill at exact steps of a signing. Never set it in production.
+fn test_crash(point: CrashPoint) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PLAN: std::sync::OnceLock<Option<(String, AtomicU64)>> = std::sync::OnceLock::new();
+    let plan = PLAN.get_or_init(|| {
+        let value = std::env::var("COSIGNER_TEST_CRASH").ok()?;
+        let (name, n) = value.split_once(':')?;
+        Some((name.to_string(), AtomicU64::new(n.parse().ok()?)))
     });
-    if let Some(left) = countdown {
-        if left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) <= 1 {
+    if let Some((name, left)) = plan {
+        if name == point.name() && left.fetch_sub(1, Ordering::SeqCst) <= 1 {
             warn!(
-                "COSIGNER_TEST_CRASH_AFTER_SHARES: aborting after gathering the shares (test only)"
+                "COSIGNER_TEST_CRASH: aborting at {} (test only)",
+                point.name()
             );
             std::process::abort();
         }
