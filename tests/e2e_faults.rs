@@ -197,6 +197,7 @@ fn coordinator_killed_repeatedly_fails_over() {
         );
         procs[coordinator] = split.start(coordinator, round + 1);
     }
+    // FAULTS_KEEP=1 keeps the logs of a passing run, to study the gaps.
     if std::env::var_os("FAULTS_KEEP").is_some() {
         let _ = split.dir.keep();
     }
