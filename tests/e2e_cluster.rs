@@ -236,30 +236,6 @@ fn restarted_cosigner_keeps_its_watermark_and_rejoins() {
     assert_eq!(state_height(&cluster.cosigner_dirs[a]), 150);
 }
 
-#[test]
-fn with_fewer_than_t_cosigners_nothing_is_signed_until_one_returns() {
-    let mut cluster = Cluster::new("no-quorum", 2, 3, "v0.38");
-    let mut sim = cluster.sim(&["--heights", "40"]);
-    cluster.start(0);
-    // Alone, cosigner 1 cannot sign: the node gets refusals (errors, never a signature).
-    sim.wait_for_height(2);
-    cluster.start(1);
-    let outcome = sim.outcome();
-    assert_eq!(outcome.double_signs(), 0, "{}", outcome.output);
-    assert!(
-        outcome.refusals_containing("no quorum") >= 1,
-        "{}",
-        outcome.output
-    );
-    // Signing resumed: the last heights were all signed.
-    let precommits = &outcome.report["by_type"]["precommit"];
-    assert!(
-        precommits["passed"].as_u64() >= Some(30),
-        "{}",
-        outcome.output
-    );
-}
-
 /// The height of a stopped cosigner's watermark, from `cosigner state show`.
 fn state_height(cosigner_dir: &Path) -> i64 {
     let out = Command::new(&bins().cosigner)

@@ -5,6 +5,10 @@
 //! fail-over path, so a stalled handshake is normal: it times out, the dialer redials at
 //! once, and the cosigner stays queued. The first dial happens immediately, because a
 //! starting node exits if no signer arrives within about three seconds.
+//!
+//! A threshold cosigner that cannot reach a quorum of its peers does not dial at all (and
+//! abandons a queued dial when the quorum goes), so that it never holds a node it cannot
+//! sign for; it dials again as soon as the quorum is back.
 
 use std::sync::Arc;
 
@@ -13,7 +17,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use super::secret_connection::{SecretConnection, SecretConnectionError};
-use super::session::{self, SessionContext};
+use super::session::{self, SessionContext, SessionError};
 use crate::config::{NodeAddress, Timeouts};
 use crate::signer::Signer;
 
@@ -68,13 +72,34 @@ pub async fn run(
 ) {
     let label = node.host_port();
     let mut last_error: Option<String> = None;
+    let mut quorum = match signer.as_ref() {
+        Signer::Threshold(t) => Some(t.quorum_watch()),
+        Signer::Single(_) => None,
+    };
     loop {
-        match connect(&node, &identity, &timeouts).await {
+        if let Some(rx) = quorum.as_mut() {
+            if !*rx.borrow_and_update() {
+                info!(node = %label, "not dialing: waiting until a quorum of cosigners is reachable");
+                if rx.wait_for(|q| *q).await.is_err() {
+                    return;
+                }
+                info!(node = %label, "quorum reachable: dialing");
+            }
+        }
+        let dialed = tokio::select! {
+            dialed = connect(&node, &identity, &timeouts) => dialed,
+            _ = session::quorum_lost(&mut quorum) => continue,
+        };
+        match dialed {
             Ok(mut conn) => {
                 info!(node = %label, node_id = %conn.remote_node_id(), "connected to node");
                 last_error = None;
                 match session::serve(&mut conn, &ctx, &signer).await {
                     Ok(()) => info!(node = %label, "node closed the connection"),
+                    Err(SessionError::NoQuorum) => warn!(
+                        node = %label,
+                        "node connection ended: giving way to a cosigner that can reach a quorum"
+                    ),
                     Err(e) => warn!(node = %label, error = %e, "node connection ended"),
                 }
             }

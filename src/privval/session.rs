@@ -6,10 +6,17 @@
 //! connection, so the node logs it and moves on. The connection is dropped only for what
 //! makes the stream unusable: a malformed frame or message, a response where a request
 //! belongs, a timeout.
+//!
+//! One exception: a threshold cosigner that cannot reach a quorum gives way. It drops the
+//! connection as soon as the quorum is lost, and a sign request that arrives without one, or
+//! that no quorum signed within the deadline, is not answered at all: CometBFT's `RetrySignerClient` treats a RemoteSignerError as final
+//! (the vote is lost) but retries a broken connection, and that retry reaches the next
+//! cosigner in the node's accept queue, which can sign.
 
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::messages::{
@@ -43,6 +50,50 @@ pub enum SessionError {
     Frame(#[from] FrameError),
     #[error("protocol violation: {0}")]
     Protocol(#[from] RequestError),
+    #[error("giving way: this cosigner cannot reach a quorum of cosigners")]
+    NoQuorum,
+    #[error("giving way: {0}")]
+    GaveWay(String),
+}
+
+/// What a sign request gets: a reply, or (threshold mode, no quorum signed) nothing.
+// One lives briefly on the stack per request; boxing the common case buys nothing.
+#[allow(clippy::large_enum_variant)]
+enum Reply {
+    Send(Message),
+    GiveWay(String),
+}
+
+impl From<Message> for Reply {
+    fn from(message: Message) -> Reply {
+        Reply::Send(message)
+    }
+}
+
+/// The quorum watch of a threshold signer; `None` (always able to sign) for a single key.
+fn quorum_watch(signer: &Signer) -> Option<watch::Receiver<bool>> {
+    match signer {
+        Signer::Threshold(t) => Some(t.quorum_watch()),
+        Signer::Single(_) => None,
+    }
+}
+
+/// Resolves when `quorum` says the quorum is lost; never for a single key or once the signer
+/// is gone.
+pub(crate) async fn quorum_lost(quorum: &mut Option<watch::Receiver<bool>>) {
+    match quorum {
+        Some(rx) => {
+            if rx.wait_for(|q| !*q).await.is_ok() {
+                return;
+            }
+            std::future::pending::<()>().await
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+fn has_quorum(quorum: &Option<watch::Receiver<bool>>) -> bool {
+    quorum.as_ref().is_none_or(|rx| *rx.borrow())
 }
 
 /// Serves requests until the connection fails or goes idle.
@@ -57,12 +108,25 @@ where
     let idle = ctx.timeouts.node_idle();
     let write = ctx.timeouts.node_write();
     let mut out = Vec::with_capacity(512);
+    let mut quorum = quorum_watch(signer);
     loop {
-        let message = tokio::time::timeout(idle, read_message(conn))
-            .await
-            .map_err(|_| SessionError::Idle(idle))??;
+        // A cancelled read leaves the stream mid-frame, but the connection is dropped then.
+        let message = tokio::select! {
+            read = tokio::time::timeout(idle, read_message(conn)) => {
+                read.map_err(|_| SessionError::Idle(idle))??
+            }
+            _ = quorum_lost(&mut quorum) => return Err(SessionError::NoQuorum),
+        };
         let request = Request::from_message(message)?;
-        let reply = answer(request, ctx, signer).await;
+        if matches!(request, Request::SignVote(_) | Request::SignProposal(_))
+            && !has_quorum(&quorum)
+        {
+            return Err(SessionError::NoQuorum);
+        }
+        let reply = match reply(request, ctx, signer).await {
+            Reply::Send(message) => message,
+            Reply::GiveWay(reason) => return Err(SessionError::GaveWay(reason)),
+        };
         out.clear();
         encode_delimited(&reply, &mut out);
         tokio::time::timeout(write, conn.write_all(&out))
@@ -101,36 +165,41 @@ fn refusal(kind: RequestKind, description: impl Into<String>) -> Message {
 /// Answers one request. Never fails: anything we will not sign becomes an error reply.
 pub async fn answer(request: Request, ctx: &SessionContext, signer: &Signer) -> Message {
     let kind = request.kind();
+    match reply(request, ctx, signer).await {
+        Reply::Send(message) => message,
+        Reply::GiveWay(reason) => refusal(kind, reason),
+    }
+}
+
+async fn reply(request: Request, ctx: &SessionContext, signer: &Signer) -> Reply {
+    let kind = request.kind();
     if let Some(chain_id) = request.chain_id() {
         if !signer.has_chain(chain_id) {
             warn!(node = %ctx.label, %kind, chain_id, "refused: chain is not configured");
             return refusal(
                 kind,
                 format!("chain ID `{chain_id}` is not served by this signer"),
-            );
+            )
+            .into();
         }
     }
     match request {
-        Request::Ping => messages::ping_response(),
-        Request::PubKey(_) => messages::pubkey_response(ctx.protocol, &signer.public_key()),
+        Request::Ping => messages::ping_response().into(),
+        Request::PubKey(_) => messages::pubkey_response(ctx.protocol, &signer.public_key()).into(),
         Request::SignVote(req) => sign_vote(req, ctx, signer).await,
         Request::SignProposal(req) => sign_proposal(req, ctx, signer).await,
-        Request::SignBytes(req) => sign_raw(req, ctx, signer).await,
+        Request::SignBytes(req) => sign_raw(req, ctx, signer).await.into(),
     }
 }
 
-async fn sign_vote(
-    req: messages::SignVoteRequest,
-    ctx: &SessionContext,
-    signer: &Signer,
-) -> Message {
+async fn sign_vote(req: messages::SignVoteRequest, ctx: &SessionContext, signer: &Signer) -> Reply {
     let kind = RequestKind::SignVote;
     let Some(mut vote) = req.vote else {
-        return refusal(kind, "SignVoteRequest carries no vote");
+        return refusal(kind, "SignVoteRequest carries no vote").into();
     };
     let doc = match sign_bytes::vote_sign_doc(&req.chain_id, &vote) {
         Ok(doc) => doc,
-        Err(e) => return refused(ctx, kind, None, e.to_string()),
+        Err(e) => return refused(ctx, kind, None, e.to_string()).into(),
     };
     let non_nil_precommit = doc.hrs.step == Step::Precommit && doc.block_id.is_some();
     if !non_nil_precommit && !vote.extension.is_empty() {
@@ -139,7 +208,8 @@ async fn sign_vote(
             kind,
             Some(&doc),
             "a vote extension on a prevote or nil precommit".to_string(),
-        );
+        )
+        .into();
     }
     // v0.38: every non-nil precommit gets an extension signature, even for an empty
     // extension; a node with extensions disabled drops it. v1 says explicitly.
@@ -152,7 +222,7 @@ async fn sign_vote(
     let extension = if sign_extension {
         match sign_bytes::extension_sign_doc(&req.chain_id, &vote) {
             Ok(ext) => Some(ext),
-            Err(e) => return refused(ctx, kind, Some(&doc), e.to_string()),
+            Err(e) => return refused(ctx, kind, Some(&doc), e.to_string()).into(),
         }
     } else {
         None
@@ -168,9 +238,9 @@ async fn sign_vote(
                 .extension_signature
                 .map(|s| s.to_vec())
                 .unwrap_or_default();
-            messages::signed_vote_response(vote)
+            messages::signed_vote_response(vote).into()
         }
-        Err(e) => refused_sign(ctx, kind, &doc, e),
+        Err(e) => refused_sign(ctx, kind, &doc, e, signer),
     }
 }
 
@@ -178,14 +248,14 @@ async fn sign_proposal(
     req: messages::SignProposalRequest,
     ctx: &SessionContext,
     signer: &Signer,
-) -> Message {
+) -> Reply {
     let kind = RequestKind::SignProposal;
     let Some(mut proposal) = req.proposal else {
-        return refusal(kind, "SignProposalRequest carries no proposal");
+        return refusal(kind, "SignProposalRequest carries no proposal").into();
     };
     let doc = match sign_bytes::proposal_sign_doc(&req.chain_id, &proposal) {
         Ok(doc) => doc,
-        Err(e) => return refused(ctx, kind, None, e.to_string()),
+        Err(e) => return refused(ctx, kind, None, e.to_string()).into(),
     };
     let started = Instant::now();
     match signer.sign(doc.clone(), None).await {
@@ -194,9 +264,9 @@ async fn sign_proposal(
                    micros = started.elapsed().as_micros() as u64, "signed proposal");
             proposal.signature = outcome.signature.to_vec();
             proposal.timestamp = Some(outcome.timestamp.into());
-            messages::signed_proposal_response(proposal)
+            messages::signed_proposal_response(proposal).into()
         }
-        Err(e) => refused_sign(ctx, kind, &doc, e),
+        Err(e) => refused_sign(ctx, kind, &doc, e, signer),
     }
 }
 
@@ -243,13 +313,23 @@ fn refused(
     refusal(kind, reason)
 }
 
+/// A refusal is answered; a threshold signing that found no quorum is not (see the module
+/// doc): the node's retry then reaches a cosigner that can sign.
 fn refused_sign(
     ctx: &SessionContext,
     kind: RequestKind,
     doc: &crate::consensus::SignDoc,
     error: SignError,
-) -> Message {
-    refused(ctx, kind, Some(doc), error.to_string())
+    signer: &Signer,
+) -> Reply {
+    match (error, signer) {
+        (SignError::Unavailable(reason), Signer::Threshold(_)) => {
+            warn!(node = %ctx.label, %kind, chain = %doc.chain_id, hrs = %doc.hrs,
+                  "not signed, giving way so the node retries elsewhere: {reason}");
+            Reply::GiveWay(reason)
+        }
+        (error, _) => refused(ctx, kind, Some(doc), error.to_string()).into(),
+    }
 }
 
 #[cfg(test)]

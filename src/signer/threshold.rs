@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use frost_ed25519::keys::PublicKeyPackage;
 use rand_core::OsRng;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -42,8 +43,12 @@ const INVENTORY_LOW: usize = 16;
 /// How often the refill task looks at the inventory.
 const REFILL_INTERVAL: Duration = Duration::from_millis(250);
 const REFILL_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a peer that failed a signing is tried only after every healthy one.
-const SUSPECT_FOR: Duration = Duration::from_secs(3);
+/// How often the quorum watch looks at the cluster's connections. A lost peer shows up here
+/// as soon as the transport closes its connection (at most its idle timeout after a crash).
+const QUORUM_POLL: Duration = Duration::from_millis(50);
+/// How long a peer that did not answer is avoided: until the transport would have noticed
+/// a dead connection by itself.
+const SUSPECT_FOR: Duration = crate::cluster::tls::IDLE_TIMEOUT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ThresholdStartError {
@@ -82,10 +87,15 @@ struct Inner {
     /// Per chain, the last signature this coordinator produced, for FilePV-style replies
     /// to a repeated request.
     last_signed: Mutex<HashMap<String, LastSigned>>,
-    /// Peers that failed recently, until when: a dead peer's connection looks alive until
-    /// QUIC's idle timeout, and without this every signing would wait on it first.
-    suspects: Mutex<HashMap<PeerId, Instant>>,
     timeouts: Timeouts,
+    /// Whether `t - 1` peers are connected, so that this cosigner can coordinate. Without a
+    /// quorum it gives way: it does not dial nodes and drops the connections it has, so that
+    /// a node's next attempt lands on a cosigner that can sign.
+    quorum: watch::Sender<bool>,
+    /// Peers that timed out or failed in transport lately, until when. A killed peer looks
+    /// connected until the transport's idle timeout; choosing it costs a whole attempt, so
+    /// coordinators prefer other peers while one is suspect (and use it if they must).
+    suspects: Mutex<HashMap<PeerId, Instant>>,
 }
 
 #[derive(Clone)]
@@ -167,8 +177,9 @@ impl ThresholdSigner {
             cluster,
             inventory: Mutex::new(CommitmentInventory::default()),
             last_signed: Mutex::new(HashMap::new()),
-            suspects: Mutex::new(HashMap::new()),
             timeouts: loaded.config.timeouts.clone(),
+            quorum: watch::Sender::new(false),
+            suspects: Mutex::new(HashMap::new()),
         });
         // The handler and the refill task hold weak references: the signer owns the cluster,
         // not the other way round.
@@ -189,6 +200,7 @@ impl ThresholdSigner {
             });
         inner.refill_own();
         tokio::spawn(refill_loop(Arc::downgrade(&inner)));
+        tokio::spawn(quorum_loop(Arc::downgrade(&inner)));
         info!(
             id = th.id,
             threshold = th.threshold,
@@ -205,6 +217,17 @@ impl ThresholdSigner {
 
     pub fn has_chain(&self, chain_id: &str) -> bool {
         self.inner.watermarks.0.contains_key(chain_id)
+    }
+
+    /// Whether this cosigner can reach a quorum (itself and `t - 1` connected peers) now.
+    pub fn has_quorum(&self) -> bool {
+        *self.inner.quorum.borrow()
+    }
+
+    /// Follows [`ThresholdSigner::has_quorum`]; node dialers and sessions watch it to give
+    /// way to a cosigner that can sign.
+    pub fn quorum_watch(&self) -> watch::Receiver<bool> {
+        self.inner.quorum.subscribe()
     }
 
     /// Coordinates one signing.
@@ -233,6 +256,14 @@ impl ThresholdSigner {
                         .and(last.extension.as_ref().map(|(_, sig)| *sig)),
                 });
             }
+        }
+        // Without a quorum, say so at once instead of spending the node's deadline.
+        if !self.has_quorum() {
+            return Err(SignError::Unavailable(no_quorum(
+                inner.threshold,
+                &inner.cluster.connected_peers(),
+                &[],
+            )));
         }
         let doc = previous.map(|last| last.doc).unwrap_or(doc);
         let started = Instant::now();
@@ -308,9 +339,13 @@ impl Inner {
         coordinator: PeerId,
         request: &SignRequest,
     ) -> Result<crate::threshold::messages::SignResponse, Refusal> {
+        test_crash(CrashPoint::ParticipantBeforePersist);
         let result =
             self.participant
                 .handle_sign(coordinator, request, &self.watermarks, &mut OsRng);
+        if result.is_ok() {
+            test_crash(CrashPoint::ParticipantAfterPersist);
+        }
         if let Err(refusal) = &result {
             warn!(coordinator, kind = ?refusal.kind, "refused to sign: {}", refusal.reason);
         }
@@ -373,7 +408,6 @@ impl Inner {
             .await
         {
             Ok(ClusterResponse::Commitments(commitments)) => {
-                self.healthy(peer);
                 self.add_commitments(peer, &commitments);
                 !commitments.is_empty()
             }
@@ -392,29 +426,7 @@ impl Inner {
         }
     }
 
-    fn suspect(&self, peer: PeerId) {
-        if let Ok(mut suspects) = self.suspects.lock() {
-            suspects.insert(peer, Instant::now() + SUSPECT_FOR);
-        }
-    }
-
-    fn healthy(&self, peer: PeerId) {
-        if let Ok(mut suspects) = self.suspects.lock() {
-            suspects.remove(&peer);
-        }
-    }
-
-    /// Candidates with their round-trip times; a suspect peer sorts after every healthy one
-    /// but stays usable when it is needed for a quorum.
     fn candidates(&self) -> Vec<Candidate> {
-        let now = Instant::now();
-        let suspects: Vec<PeerId> = match self.suspects.lock() {
-            Ok(mut suspects) => {
-                suspects.retain(|_, until| *until > now);
-                suspects.keys().copied().collect()
-            }
-            Err(_) => Vec::new(),
-        };
         let inventory = match self.inventory.lock() {
             Ok(inv) => inv,
             Err(_) => return Vec::new(),
@@ -424,8 +436,6 @@ impl Inner {
             .filter_map(|&id| {
                 let rtt = if id == self.id {
                     Duration::ZERO
-                } else if suspects.contains(&id) {
-                    self.cluster.rtt(id)? + SUSPECT_FOR
                 } else {
                     self.cluster.rtt(id)?
                 };
@@ -438,6 +448,29 @@ impl Inner {
             .collect()
     }
 
+    fn suspect(&self, peer: PeerId) {
+        if let Ok(mut suspects) = self.suspects.lock() {
+            suspects.insert(peer, Instant::now() + SUSPECT_FOR);
+        }
+    }
+
+    fn clear_suspect(&self, peer: PeerId) {
+        if let Ok(mut suspects) = self.suspects.lock() {
+            suspects.remove(&peer);
+        }
+    }
+
+    fn current_suspects(&self) -> BTreeSet<PeerId> {
+        let now = Instant::now();
+        match self.suspects.lock() {
+            Ok(mut suspects) => {
+                suspects.retain(|_, until| *until > now);
+                suspects.keys().copied().collect()
+            }
+            Err(_) => BTreeSet::new(),
+        }
+    }
+
     /// Runs attempts until a quorum signs, double-sign protection refuses, or time is up.
     async fn coordinate(
         self: &Arc<Self>,
@@ -445,8 +478,9 @@ impl Inner {
         extension: Option<&ExtensionDoc>,
     ) -> Result<(crate::threshold::coordinator::Signatures, Vec<PeerId>), SignError> {
         let deadline = Instant::now() + self.timeouts.sign_total();
-        let mut excluded = BTreeSet::new();
-        let mut second_chance = true;
+        // Peers that failed in this signing, and those plus the suspects: avoided first.
+        let mut failed_here = BTreeSet::new();
+        let mut excluded = self.current_suspects();
         let mut problems: Vec<String> = Vec::new();
         loop {
             self.refill_own();
@@ -458,30 +492,22 @@ impl Inner {
                 extension.is_some(),
             ) {
                 Some(chosen) => chosen,
+                None if excluded != failed_here => {
+                    // Not enough peers without the suspects: try them after all.
+                    excluded = failed_here.clone();
+                    continue;
+                }
                 None => {
                     // Perhaps only commitments are missing: fetch them once, in parallel,
                     // from every reachable peer we have not given up on.
-                    if self.refill_reachable(&excluded, deadline).await {
-                        continue;
+                    if !self.refill_reachable(&excluded, deadline).await {
+                        return Err(SignError::Unavailable(no_quorum(
+                            self.threshold,
+                            &self.cluster.connected_peers(),
+                            &problems,
+                        )));
                     }
-                    // Everyone usable has failed once. A peer that timed out may just have
-                    // restarted (its old connection was stale); while time is left for a
-                    // whole attempt, give the failed peers one more chance.
-                    let time_left = deadline.saturating_duration_since(Instant::now());
-                    if second_chance
-                        && !excluded.is_empty()
-                        && time_left >= self.timeouts.sign_attempt()
-                    {
-                        second_chance = false;
-                        excluded.clear();
-                        continue;
-                    }
-                    return Err(SignError::Unavailable(no_quorum(
-                        self.threshold,
-                        &self.cluster.connected_peers(),
-                        &excluded,
-                        &problems,
-                    )));
+                    continue;
                 }
             };
             let now = Instant::now();
@@ -511,17 +537,23 @@ impl Inner {
                 .await
             {
                 Attempt::Signed => match session.finish(&self.public_key_package) {
-                    Ok(signatures) => return Ok((signatures, chosen)),
+                    Ok(signatures) => {
+                        test_crash(CrashPoint::CoordinatorAfterShares);
+                        return Ok((signatures, chosen));
+                    }
                     Err(crate::threshold::coordinator::AggregateError::InvalidShares {
                         culprits,
                     }) => {
                         warn!(?culprits, "invalid signature shares; retrying without them");
                         problems.push(format!("invalid shares from {culprits:?}"));
+                        failed_here.extend(culprits.iter().copied());
                         excluded.extend(culprits);
                     }
                     Err(e) => {
                         problems.push(format!("aggregation failed: {e}"));
-                        excluded.extend(chosen.iter().copied().filter(|&p| p != self.id));
+                        let others = chosen.iter().copied().filter(|&p| p != self.id);
+                        failed_here.extend(others.clone());
+                        excluded.extend(others);
                     }
                 },
                 Attempt::Refused(reason) => return Err(SignError::Refused(reason)),
@@ -534,9 +566,14 @@ impl Inner {
                             )));
                         }
                         problems.push(format!("cosigner {peer}: {}", problem.text));
-                        if peer != self.id && problem.exclude {
-                            excluded.insert(peer);
+                        if problem.suspect {
                             self.suspect(peer);
+                        }
+                        // A peer that only lacked our commitments (it restarted) gets fresh
+                        // ones and another chance.
+                        if peer != self.id && problem.exclude {
+                            failed_here.insert(peer);
+                            excluded.insert(peer);
                         }
                     }
                 }
@@ -617,7 +654,7 @@ impl Inner {
                 Ok(None) => break,
                 Err(_) => {
                     for peer in session.pending() {
-                        failed.push((peer, Problem::retry("timed out")));
+                        failed.push((peer, Problem::unresponsive("timed out")));
                     }
                     tasks.abort_all();
                     return Attempt::Failed(failed);
@@ -625,7 +662,7 @@ impl Inner {
             };
             match response {
                 Ok(ClusterResponse::Signed(resp)) => {
-                    self.healthy(peer);
+                    self.clear_suspect(peer);
                     self.add_commitments(peer, &resp.commitments);
                     if let Err(e) = session.accept(peer, &resp) {
                         failed.push((peer, Problem::retry(&e.to_string())));
@@ -641,8 +678,7 @@ impl Inner {
                         });
                     }
                     RefusalKind::UnknownCommitment => {
-                        // It restarted or evicted them: ours are all stale, but the peer is
-                        // alive and answering, so fetch fresh ones and keep it eligible.
+                        // It restarted or evicted them: ours are all stale.
                         self.clear_commitments(peer);
                         failed.push((peer, Problem::stale(&refusal.reason)));
                     }
@@ -657,7 +693,7 @@ impl Inner {
                     peer,
                     Problem::retry(&format!("unexpected answer {other:?}")),
                 )),
-                Err(e) => failed.push((peer, Problem::retry(&e))),
+                Err(e) => failed.push((peer, Problem::unresponsive(&e))),
             }
         }
         if failed.is_empty() && session.is_complete() {
@@ -680,25 +716,32 @@ struct Problem {
     /// Whether it is worth another attempt when it is this cosigner's own participant that
     /// failed (a stale commitment is; a failed disk is not).
     retry_self: bool,
-    /// Whether to leave the peer out of the rest of this signing.
+    /// Whether to leave the peer out of this signing's further attempts.
     exclude: bool,
+    /// Whether to avoid the peer in the next signings too (it did not answer).
+    suspect: bool,
 }
 
 impl Problem {
-    /// Slow, unreachable or misbehaving: try the others.
     fn retry(text: &str) -> Problem {
         Problem {
             text: text.to_string(),
             retry_self: true,
             exclude: true,
+            suspect: false,
         }
     }
-    /// Our commitments for it were stale; it may sign with fresh ones.
+    fn unresponsive(text: &str) -> Problem {
+        Problem {
+            suspect: true,
+            ..Problem::retry(text)
+        }
+    }
+    /// It no longer knows the commitments we used: it restarted, and is worth a retry.
     fn stale(text: &str) -> Problem {
         Problem {
-            text: text.to_string(),
-            retry_self: true,
             exclude: false,
+            ..Problem::retry(text)
         }
     }
     fn fatal_for_self(text: &str) -> Problem {
@@ -706,26 +749,103 @@ impl Problem {
             text: text.to_string(),
             retry_self: false,
             exclude: true,
+            suspect: false,
         }
     }
 }
 
-fn no_quorum(
-    threshold: u16,
-    connected: &[PeerId],
-    excluded: &BTreeSet<PeerId>,
-    problems: &[String],
-) -> String {
-    let usable = connected.iter().filter(|p| !excluded.contains(p)).count() + 1;
+fn no_quorum(threshold: u16, connected: &[PeerId], problems: &[String]) -> String {
     let mut text = format!(
-        "no quorum: {threshold} cosigners needed, {usable} usable (connected peers {connected:?}, \
-         failed in this signing {excluded:?})"
+        "no quorum: {threshold} cosigners needed, {} reachable with commitments (this one and connected peers {connected:?})",
+        connected.len() + 1,
     );
     if !problems.is_empty() {
         text.push_str("; ");
         text.push_str(&problems.join("; "));
     }
     text
+}
+
+/// Points in a signing where the fault tests crash a cosigner on purpose.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum CrashPoint {
+    /// Coordinator: every share gathered, the node not yet answered (Horcrux issue 296).
+    CoordinatorAfterShares,
+    /// Participant: asked to sign, watermark not yet persisted.
+    ParticipantBeforePersist,
+    /// Participant: watermark persisted and share computed, share not yet released.
+    ParticipantAfterPersist,
+}
+
+impl CrashPoint {
+    fn name(self) -> &'static str {
+        match self {
+            CrashPoint::CoordinatorAfterShares => "coordinator-after-shares",
+            CrashPoint::ParticipantBeforePersist => "participant-before-persist",
+            CrashPoint::ParticipantAfterPersist => "participant-after-persist",
+        }
+    }
+}
+
+/// TEST ONLY: with `COSIGNER_TEST_CRASH=<point>:<n>` set (points: see [`CrashPoint::name`]),
+/// the process aborts, as kill -9 would end it, the n-th time it reaches that point. The
+/// fault tests use it to kill at exact steps of a signing. Never set it in production.
+fn test_crash(point: CrashPoint) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PLAN: std::sync::OnceLock<Option<(String, AtomicU64)>> = std::sync::OnceLock::new();
+    let plan = PLAN.get_or_init(|| {
+        let value = std::env::var("COSIGNER_TEST_CRASH").ok()?;
+        let (name, n) = value.split_once(':')?;
+        Some((name.to_string(), AtomicU64::new(n.parse().ok()?)))
+    });
+    if let Some((name, left)) = plan {
+        if name == point.name() && left.fetch_sub(1, Ordering::SeqCst) <= 1 {
+            warn!(
+                "COSIGNER_TEST_CRASH: aborting at {} (test only)",
+                point.name()
+            );
+            std::process::abort();
+        }
+    }
+}
+
+/// Whether a coordinator with `connected` peers reaches `threshold` signers.
+fn quorum_reachable(threshold: u16, connected: usize) -> bool {
+    connected + 1 >= usize::from(threshold)
+}
+
+/// Publishes whether a quorum is reachable, and logs every change.
+async fn quorum_loop(inner: Weak<Inner>) {
+    let mut tick = tokio::time::interval(QUORUM_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let connected = inner.cluster.connected_peers();
+        let now = quorum_reachable(inner.threshold, connected.len());
+        let changed = inner.quorum.send_if_modified(|held| {
+            let changed = *held != now;
+            *held = now;
+            changed
+        });
+        if !changed {
+            continue;
+        }
+        if now {
+            info!(
+                threshold = inner.threshold,
+                connected_peers = ?connected,
+                "quorum reachable: dialing nodes"
+            );
+        } else {
+            warn!(
+                threshold = inner.threshold,
+                connected_peers = ?connected,
+                "no quorum reachable: giving way (dropping node connections, not dialing nodes until {} peers are connected)",
+                inner.threshold.saturating_sub(1)
+            );
+        }
+    }
 }
 
 /// Keeps every participant's commitments topped up in the background, so a signing never
@@ -746,5 +866,19 @@ async fn refill_loop(inner: Weak<Inner>) {
             tasks.spawn(async move { inner.refill_peer(peer, REFILL_TIMEOUT).await });
         }
         while tasks.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quorum_reachable;
+
+    #[test]
+    fn quorum_needs_t_minus_one_peers() {
+        assert!(!quorum_reachable(2, 0));
+        assert!(quorum_reachable(2, 1));
+        assert!(!quorum_reachable(3, 1));
+        assert!(quorum_reachable(3, 2));
+        assert!(quorum_reachable(3, 4));
     }
 }

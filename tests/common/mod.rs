@@ -420,3 +420,91 @@ pub fn test_dir(name: &str) -> tempfile::TempDir {
         .tempdir()
         .expect("temp dir")
 }
+
+/// Waits until `proc`'s log contains `needle` `count` times, at most `limit`; whether it did.
+/// The log is the cosigner's own report of what it did, so this waits on a signal.
+pub fn wait_for_log(proc: &Proc, needle: &str, count: usize, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if proc.log().matches(needle).count() >= count {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `cosigner start` with extra environment variables.
+pub fn start_cosigner_env(
+    cosigner_dir: &Path,
+    name: &str,
+    log_dir: &Path,
+    env: &[(&str, &str)],
+) -> Proc {
+    let mut cmd = Command::new(&bins().cosigner);
+    cmd.arg("start")
+        .arg("--config")
+        .arg(cosigner_dir.join("cosigner.toml"))
+        .env("RUST_LOG", "info");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // Appends, so a restarted cosigner's log keeps its history.
+    let log_path = log_dir.join(format!("{name}.log"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .expect("open log");
+    let child = cmd
+        .stdout(log.try_clone().expect("clone log"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+    Proc {
+        name: name.to_string(),
+        child,
+        log_path,
+    }
+}
+
+impl Outcome {
+    /// Signer connections the simulator accepted.
+    pub fn connections_accepted(&self) -> u64 {
+        self.report["connections"]["accepted"].as_u64().unwrap_or(0)
+    }
+}
+
+impl Sim {
+    /// Starts the simulator listening on `listen` (e.g. a bridge address in a namespace
+    /// test); `port` is its port, `report_path` where its JSON report goes.
+    pub fn start_listen(
+        listen: &str,
+        port: u16,
+        report_path: &Path,
+        protocol: &str,
+        args: &[&str],
+    ) -> Sim {
+        let mut child = Command::new(&bins().validator_sim)
+            .args(["--listen", listen])
+            .args(["--protocol", protocol])
+            .arg("--json")
+            .arg(report_path)
+            .arg("--progress")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn validator-sim");
+        let stdout = child.stdout.take().expect("sim stdout");
+        Sim {
+            child,
+            port,
+            report_path: report_path.to_path_buf(),
+            lines: BufReader::new(stdout).lines(),
+            seen: Vec::new(),
+        }
+    }
+}
