@@ -217,12 +217,7 @@ pub fn split_key(
 
 /// Starts `cosigner start` for a cosigner directory.
 pub fn start_cosigner(cosigner_dir: &Path, name: &str, log_dir: &Path) -> Proc {
-    let mut cmd = Command::new(&bins().cosigner);
-    cmd.arg("start")
-        .arg("--config")
-        .arg(cosigner_dir.join("cosigner.toml"))
-        .env("RUST_LOG", "info");
-    Proc::spawn(name, &mut cmd, log_dir)
+    start_cosigner_env(cosigner_dir, name, log_dir, &[])
 }
 
 /// A running validator simulator whose stdout is read line by line for progress.
@@ -243,25 +238,13 @@ impl Sim {
     /// Starts the simulator listening on `port`.
     pub fn start_on(dir: &Path, port: u16, protocol: &str, args: &[&str]) -> Sim {
         let report_path = dir.join(format!("sim-{port}.json"));
-        let mut child = Command::new(&bins().validator_sim)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--protocol", protocol])
-            .arg("--json")
-            .arg(&report_path)
-            .arg("--progress")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn validator-sim");
-        let stdout = child.stdout.take().expect("sim stdout");
-        Sim {
-            child,
+        Sim::start_listen(
+            &format!("127.0.0.1:{port}"),
             port,
-            report_path,
-            lines: BufReader::new(stdout).lines(),
-            seen: Vec::new(),
-        }
+            &report_path,
+            protocol,
+            args,
+        )
     }
 
     pub fn node_address(&self) -> String {
