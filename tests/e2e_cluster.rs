@@ -83,25 +83,9 @@ impl Cluster {
 
     /// The index of the cosigner that currently serves the node.
     fn connected(&self) -> usize {
-        let running: Vec<(usize, &Proc)> = self
-            .procs
+        self.procs
             .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
-            .collect();
-        running
-            .iter()
-            .find(|(_, p)| {
-                let log = p.log();
-                match (
-                    log.rfind("connected to node"),
-                    log.rfind("node connection ended"),
-                ) {
-                    (Some(at), ended) => ended.is_none_or(|e| at > e),
-                    (None, _) => false,
-                }
-            })
-            .map(|(i, _)| *i)
+            .position(|p| p.as_ref().is_some_and(serves_node))
             .expect("some cosigner serves the node")
     }
 }

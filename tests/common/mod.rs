@@ -381,19 +381,21 @@ impl Sim {
     }
 }
 
-/// The cosigner (by index into `procs`) that currently serves the node: the one that last
-/// logged a node connection.
+/// Whether this cosigner currently serves the node: its log's last node event is a connection.
+pub fn serves_node(proc: &Proc) -> bool {
+    let log = proc.log();
+    match (
+        log.rfind("connected to node"),
+        log.rfind("node connection ended"),
+    ) {
+        (Some(at), ended) => ended.is_none_or(|e| at > e),
+        (None, _) => false,
+    }
+}
+
+/// The cosigner (by index into `procs`) that currently serves the node.
 pub fn connected_cosigner(procs: &[Proc]) -> Option<usize> {
-    procs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| {
-            let log = p.log();
-            let at = log.rfind("connected to node")?;
-            let ended = log.rfind("node connection ended").unwrap_or(0);
-            (at > ended).then_some(i)
-        })
-        .next()
+    procs.iter().position(serves_node)
 }
 
 /// A temporary directory for one test, kept (and printed) if the test fails.
