@@ -6,7 +6,7 @@
 //! the key the operator thinks it is. Every error names the file and the problem.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -37,8 +37,6 @@ pub struct KeyFileError {
 pub enum KeyFileProblem {
     #[error("cannot read: {0}")]
     Read(std::io::Error),
-    #[error("cannot write: {0}")]
-    Write(std::io::Error),
     #[error("file is larger than {MAX_KEY_FILE_BYTES} bytes; not a key file")]
     TooLarge,
     #[error("malformed JSON: {0}")]
@@ -172,16 +170,6 @@ pub fn load_identity_key(path: &Path) -> Result<SigningKey, KeyFileError> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
-/// Writes a SecretConnection identity key as base64 of its seed plus a newline. The file
-/// must not exist; it is created with mode 0600 and synced to disk before returning.
-pub fn write_identity_key(path: &Path, key: &SigningKey) -> Result<(), KeyFileError> {
-    let text = identity_key_file_contents(key);
-    write_new_private_file(path, text.as_bytes()).map_err(|e| KeyFileError {
-        path: path.to_path_buf(),
-        problem: KeyFileProblem::Write(e),
-    })
-}
-
 /// The contents of an identity key file: base64 of the 32-byte seed and a newline (tmkms's
 /// format).
 pub fn identity_key_file_contents(key: &SigningKey) -> Zeroizing<String> {
@@ -189,20 +177,6 @@ pub fn identity_key_file_contents(key: &SigningKey) -> Zeroizing<String> {
     let mut text = Zeroizing::new(BASE64.encode(seed.as_slice()));
     text.push('\n');
     text
-}
-
-/// Creates `path` (which must not exist) with mode 0600, writes `bytes` and syncs the file.
-pub fn write_new_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 fn read_small(path: &Path) -> Result<Zeroizing<String>, KeyFileProblem> {
@@ -399,18 +373,11 @@ mod tests {
     }
 
     #[test]
-    fn identity_key_round_trips_and_refuses_to_overwrite() {
+    fn identity_key_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("identity.key");
         let key = SigningKey::from_bytes(&[9; 32]);
-        write_identity_key(&path, &key).unwrap();
+        std::fs::write(&path, identity_key_file_contents(&key).as_bytes()).unwrap();
         assert_eq!(load_identity_key(&path).unwrap().to_bytes(), key.to_bytes());
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        assert!(write_identity_key(&path, &key).is_err());
     }
 }

@@ -33,12 +33,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             th.id,
             th.threshold
         );
-        let tls = cosigner::cluster::tls::TlsIdentity::load(&cosigner::cluster::tls::TlsPaths {
-            cert: loaded.resolve(&th.tls_cert),
-            key: loaded.resolve(&th.tls_key),
-            ca: loaded.resolve(&th.cluster_ca),
-        })
-        .context("cluster TLS identity")?;
+        let tls_paths = cosigner::cluster::tls::TlsPaths::from_threshold(th, |p| loaded.resolve(p));
+        let tls = cosigner::cluster::tls::TlsIdentity::load(&tls_paths)
+            .context("cluster TLS identity")?;
         let own = th
             .peers
             .iter()

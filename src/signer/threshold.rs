@@ -157,11 +157,7 @@ impl ThresholdSigner {
             share.public_key_package().clone(),
             th.threshold,
         )?;
-        let tls = TlsPaths {
-            cert: loaded.resolve(&th.tls_cert),
-            key: loaded.resolve(&th.tls_key),
-            ca: loaded.resolve(&th.cluster_ca),
-        };
+        let tls = TlsPaths::from_threshold(th, |p| loaded.resolve(p));
         let cluster = Cluster::bind(ClusterConfig::from_threshold(th, tls)).await?;
         let mut members: Vec<PeerId> = th.peers.iter().map(|p| p.id).collect();
         members.push(th.id);
