@@ -12,6 +12,7 @@
 //! for something that state refuses.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -29,13 +30,14 @@ use crate::consensus::sign_bytes::same_except_timestamp;
 use crate::consensus::{ExtensionDoc, SignDoc};
 use crate::sign_state::{ChainSignState, SignStateError};
 use crate::threshold::coordinator::{
-    build_request, choose_participants, Candidate, CommitmentInventory, SigningSession,
+    build_request, choose_participants, Candidate, CommitmentInventory, Precomputed, SigningSession,
 };
 use crate::threshold::key_share;
 use crate::threshold::messages::{
-    peer_of, ClusterRequest, ClusterResponse, PeerId, Refusal, RefusalKind, SignRequest,
+    peer_of, ClusterRequest, ClusterResponse, DecodedRequest, PeerId, Refusal, RefusalKind,
+    SignRequest, SignResponse,
 };
-use crate::threshold::participant::{Participant, Watermark};
+use crate::threshold::participant::{record, Participant, Recorded, Watermark};
 
 /// Commitments we try to hold from every participant, and the level that triggers a refill.
 const INVENTORY_TARGET: usize = 32;
@@ -92,6 +94,8 @@ struct Inner {
     /// quorum it gives way: it does not dial nodes and drops the connections it has, so that
     /// a node's next attempt lands on a cosigner that can sign.
     quorum: watch::Sender<bool>,
+    /// Whether a task is making spare nonces now (one at a time is enough).
+    replenishing: AtomicBool,
     /// Peers that timed out or failed in transport lately, until when. A killed peer looks
     /// connected until the transport's idle timeout; choosing it costs a whole attempt, so
     /// coordinators prefer other peers while one is suspect (and use it if they must).
@@ -109,7 +113,7 @@ struct LastSigned {
 struct ChainWatermarks(HashMap<String, ChainSignState>);
 
 impl Watermark for ChainWatermarks {
-    fn authorize(&self, doc: &SignDoc) -> Result<(), Refusal> {
+    fn authorize(&self, doc: &SignDoc) -> Result<Recorded, Refusal> {
         let state = self.0.get(&doc.chain_id).ok_or_else(|| {
             Refusal::new(
                 RefusalKind::Watermark,
@@ -120,7 +124,7 @@ impl Watermark for ChainWatermarks {
             )
         })?;
         match state.authorize(doc) {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(Recorded::durably_stored(doc)),
             Err(SignStateError::Refused(refusal)) => {
                 Err(Refusal::new(RefusalKind::Watermark, refusal.to_string()))
             }
@@ -176,6 +180,7 @@ impl ThresholdSigner {
             timeouts: loaded.config.timeouts.clone(),
             quorum: watch::Sender::new(false),
             suspects: Mutex::new(HashMap::new()),
+            replenishing: AtomicBool::new(false),
         });
         // The handler and the refill task hold weak references: the signer owns the cluster,
         // not the other way round.
@@ -309,43 +314,95 @@ impl Inner {
     /// Serves a peer's request as participant.
     async fn serve_peer(self: Arc<Self>, peer: PeerId, req: ClusterRequest) -> ClusterResponse {
         let result = match req {
-            ClusterRequest::Commitments { count } => self
-                .participant
-                .handle_commitments(peer, count, &mut OsRng)
-                .map(ClusterResponse::Commitments),
+            ClusterRequest::Commitments { count } => {
+                let result = self
+                    .participant
+                    .handle_commitments(peer, count, &mut OsRng)
+                    .map(ClusterResponse::Commitments);
+                self.replenish_spare_nonces();
+                result
+            }
             ClusterRequest::Sign(request) => {
-                let inner = self.clone();
-                // Signing waits on an fsync: keep it off the async workers.
-                tokio::task::spawn_blocking(move || inner.participate(peer, &request))
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(Refusal::new(
-                            RefusalKind::Internal,
-                            format!("signing task failed: {e}"),
-                        ))
-                    })
-                    .map(ClusterResponse::Signed)
+                self.participate(peer, Incoming::FromPeer(request)).await
             }
         };
         result.unwrap_or_else(ClusterResponse::Refused)
     }
 
-    fn participate(
-        &self,
+    /// Takes part in a signing coordinated by `coordinator` (possibly this cosigner).
+    async fn participate(
+        self: Arc<Self>,
         coordinator: PeerId,
-        request: &SignRequest,
-    ) -> Result<crate::threshold::messages::SignResponse, Refusal> {
-        test_crash(CrashPoint::ParticipantBeforePersist);
+        incoming: Incoming,
+    ) -> Result<ClusterResponse, Refusal> {
+        let inner = self.clone();
         let result =
-            self.participant
-                .handle_sign(coordinator, request, &self.watermarks, &mut OsRng);
-        if result.is_ok() {
-            test_crash(CrashPoint::ParticipantAfterPersist);
+            tokio::task::spawn_blocking(move || inner.participate_blocking(coordinator, incoming))
+                .await
+                .unwrap_or_else(|e| Err(task_failed(e)));
+        self.replenish_spare_nonces();
+        match result {
+            Ok(response) => Ok(ClusterResponse::Signed(response)),
+            Err(refusal) => {
+                warn!(coordinator, kind = ?refusal.kind, "refused to sign: {}", refusal.reason);
+                Err(refusal)
+            }
         }
-        if let Err(refusal) = &result {
-            warn!(coordinator, kind = ?refusal.kind, "refused to sign: {}", refusal.reason);
+    }
+
+    /// The participant's work, on a blocking thread. The watermark write (an fsync, on a
+    /// second blocking thread) and the share computation run at the same time; the share
+    /// leaves only with the proof that the write is on disk.
+    fn participate_blocking(
+        self: Arc<Self>,
+        coordinator: PeerId,
+        incoming: Incoming,
+    ) -> Result<SignResponse, Refusal> {
+        test_crash(CrashPoint::ParticipantBeforePersist);
+        let participant = &self.participant;
+        let decoded = match incoming {
+            Incoming::Own(decoded) => decoded,
+            Incoming::FromPeer(request) => participant.decode_request(coordinator, &request)?,
+        };
+        let prepared = participant.prepare(coordinator, &decoded)?;
+        let doc = prepared.doc().clone();
+        let (recorded_tx, recorded_rx) = std::sync::mpsc::sync_channel(1);
+        let inner = self.clone();
+        let record_and_tell = move || {
+            // The receiver is gone only if this signing was abandoned: nothing to tell.
+            let _ = recorded_tx.send(record(&inner.watermarks, &doc));
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(record_and_tell)),
+            Err(_) => record_and_tell(),
         }
-        result
+        let unreleased = participant.sign(prepared);
+        let recorded = recorded_rx.recv().unwrap_or_else(|_| {
+            Err(Refusal::new(
+                RefusalKind::Internal,
+                "the watermark task ended without an answer",
+            ))
+        });
+        let (share, extension_share) = unreleased?.release(recorded?)?;
+        test_crash(CrashPoint::ParticipantAfterPersist);
+        let commitments = participant.refill(coordinator, extension_share.is_some(), &mut OsRng)?;
+        Ok(SignResponse {
+            share,
+            extension_share,
+            commitments,
+        })
+    }
+
+    /// Tops up the participant's spare nonces in the background, off every signing's path.
+    fn replenish_spare_nonces(self: &Arc<Self>) {
+        if self.replenishing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = self.clone();
+        tokio::task::spawn_blocking(move || {
+            inner.participant.replenish_spare(&mut OsRng);
+            inner.replenishing.store(false, Ordering::Release);
+        });
     }
 
     /// Tops up our own commitments for the signings we coordinate.
@@ -355,11 +412,14 @@ impl Inner {
             return;
         }
         let count = (INVENTORY_TARGET - have) as u16;
+        // Made here, so nothing to decode or validate.
         if let Ok(commitments) = self
             .participant
-            .handle_commitments(self.id, count, &mut OsRng)
+            .commitments_with_decoded(self.id, count, &mut OsRng)
         {
-            self.add_commitments(self.id, &commitments);
+            if let Ok(mut inv) = self.inventory.lock() {
+                inv.add_decoded(self.id, commitments);
+            }
         }
     }
 
@@ -532,26 +592,28 @@ impl Inner {
                 .attempt(&chosen, request, &mut session, attempt_deadline)
                 .await
             {
-                Attempt::Signed => match session.finish(&self.public_key_package) {
-                    Ok(signatures) => {
-                        test_crash(CrashPoint::CoordinatorAfterShares);
-                        return Ok((signatures, chosen));
+                Attempt::Signed(precomputed) => {
+                    match session.finish(&self.public_key_package, precomputed.as_ref()) {
+                        Ok(signatures) => {
+                            test_crash(CrashPoint::CoordinatorAfterShares);
+                            return Ok((signatures, chosen));
+                        }
+                        Err(crate::threshold::coordinator::AggregateError::InvalidShares {
+                            culprits,
+                        }) => {
+                            warn!(?culprits, "invalid signature shares; retrying without them");
+                            problems.push(format!("invalid shares from {culprits:?}"));
+                            failed_here.extend(culprits.iter().copied());
+                            excluded.extend(culprits);
+                        }
+                        Err(e) => {
+                            problems.push(format!("aggregation failed: {e}"));
+                            let others = chosen.iter().copied().filter(|&p| p != self.id);
+                            failed_here.extend(others.clone());
+                            excluded.extend(others);
+                        }
                     }
-                    Err(crate::threshold::coordinator::AggregateError::InvalidShares {
-                        culprits,
-                    }) => {
-                        warn!(?culprits, "invalid signature shares; retrying without them");
-                        problems.push(format!("invalid shares from {culprits:?}"));
-                        failed_here.extend(culprits.iter().copied());
-                        excluded.extend(culprits);
-                    }
-                    Err(e) => {
-                        problems.push(format!("aggregation failed: {e}"));
-                        let others = chosen.iter().copied().filter(|&p| p != self.id);
-                        failed_here.extend(others.clone());
-                        excluded.extend(others);
-                    }
-                },
+                }
                 Attempt::Refused(reason) => return Err(SignError::Refused(reason)),
                 Attempt::Failed(failed) => {
                     for (peer, problem) in failed {
@@ -616,13 +678,15 @@ impl Inner {
         for &peer in chosen {
             let inner = self.clone();
             let request = request.clone();
+            // Our own participant gets the commitments as the inventory validated them.
+            let own = (peer == self.id).then(|| session.decoded_request());
             tasks.spawn(async move {
-                let response = if peer == inner.id {
-                    let local = inner.clone();
-                    tokio::task::spawn_blocking(move || local.participate(peer, &request))
+                let response = if let Some(own) = own {
+                    Ok(inner
+                        .clone()
+                        .participate(peer, Incoming::Own(own))
                         .await
-                        .map_err(|e| format!("signing task failed: {e}"))
-                        .map(|r| r.map_or_else(ClusterResponse::Refused, ClusterResponse::Signed))
+                        .unwrap_or_else(ClusterResponse::Refused))
                 } else {
                     let timeout = deadline.saturating_duration_since(Instant::now());
                     inner
@@ -638,6 +702,12 @@ impl Inner {
                 (peer, response)
             });
         }
+        // The group commitment does not depend on the shares: compute it while they travel.
+        let precompute = {
+            let session = session.clone();
+            let inner = self.clone();
+            tokio::task::spawn_blocking(move || session.precompute(&inner.public_key_package).ok())
+        };
         let mut failed: Vec<(PeerId, Problem)> = Vec::new();
         loop {
             let next = tokio::time::timeout_at(deadline.into(), tasks.join_next()).await;
@@ -699,15 +769,28 @@ impl Inner {
             }
         }
         if failed.is_empty() && session.is_complete() {
-            Attempt::Signed
+            Attempt::Signed(precompute.await.ok().flatten())
         } else {
             Attempt::Failed(failed)
         }
     }
 }
 
+/// A sign request as it reaches this cosigner's participant.
+enum Incoming {
+    /// From a peer's coordinator: every commitment but our own still to be decoded.
+    FromPeer(SignRequest),
+    /// From this cosigner's coordinator, whose inventory validated every commitment.
+    Own(DecodedRequest),
+}
+
+fn task_failed(e: tokio::task::JoinError) -> Refusal {
+    Refusal::new(RefusalKind::Internal, format!("signing task failed: {e}"))
+}
+
 enum Attempt {
-    Signed,
+    /// Every share is in; the group commitments, if they could be computed ahead.
+    Signed(Option<Precomputed>),
     /// Double-sign protection refused: final.
     Refused(String),
     Failed(Vec<(PeerId, Problem)>),

@@ -16,7 +16,8 @@ use frost_ed25519::round2::SignatureShare;
 use frost_ed25519::{CheaterDetection, SigningPackage};
 
 use super::messages::{
-    identifier_of, peer_of, Commitment, PeerId, SignPart, SignRequest, SignResponse, WireError,
+    identifier_of, peer_of, Commitment, DecodedPart, DecodedRequest, PeerId, SignPart, SignRequest,
+    SignResponse, WireError,
 };
 
 /// Commitments kept per participant unless configured otherwise. Participants keep more
@@ -57,6 +58,16 @@ impl CommitmentInventory {
             .iter()
             .map(|c| Ok((*c, c.to_frost()?)))
             .collect::<Result<Vec<_>, WireError>>()?;
+        self.add_decoded(participant, decoded);
+        Ok(())
+    }
+
+    /// Stores commitments that need no validation: this cosigner's own, as it made them.
+    pub fn add_decoded(
+        &mut self,
+        participant: PeerId,
+        decoded: Vec<(Commitment, SigningCommitments)>,
+    ) {
         let queue = self.by_participant.entry(participant).or_default();
         for entry in decoded {
             if queue.len() >= self.max_per_participant {
@@ -64,7 +75,6 @@ impl CommitmentInventory {
             }
             queue.push_back(entry);
         }
-        Ok(())
     }
 
     /// Removes and returns the oldest commitment of `participant`.
@@ -231,7 +241,7 @@ impl Half {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct SessionPart {
     sign_bytes: Vec<u8>,
     commitments: BTreeMap<PeerId, SigningCommitments>,
@@ -261,7 +271,7 @@ pub struct Signatures {
 }
 
 /// One attempt at a signing: who was asked with which commitments, and who answered.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct SigningSession {
     vote: SessionPart,
     extension: Option<SessionPart>,
@@ -279,6 +289,19 @@ impl SigningSession {
         self.participants()
             .filter(|p| !self.answered.contains(p))
             .collect()
+    }
+
+    /// The request as the participants receive it, with the commitments already decoded:
+    /// for this cosigner's own participant.
+    pub fn decoded_request(&self) -> DecodedRequest {
+        let part = |p: &SessionPart| DecodedPart {
+            sign_bytes: p.sign_bytes.clone(),
+            commitments: p.commitments.clone(),
+        };
+        DecodedRequest {
+            vote: part(&self.vote),
+            extension: self.extension.as_ref().map(part),
+        }
     }
 
     pub fn is_complete(&self) -> bool {
@@ -313,24 +336,129 @@ impl SigningSession {
         Ok(())
     }
 
-    /// Aggregates the shares into the final signature(s), each verified.
+    /// The group commitment of every message of this signing. It depends only on the
+    /// commitments and the message, so the caller computes it while the shares are on their
+    /// way, and [`SigningSession::finish`] then only adds up the shares.
+    pub fn precompute(
+        &self,
+        public_key_package: &PublicKeyPackage,
+    ) -> Result<Precomputed, AggregateError> {
+        let part =
+            |p: &SessionPart| group_commitment(&p.sign_bytes, &p.commitments, public_key_package);
+        Ok(Precomputed {
+            vote: part(&self.vote)?,
+            extension: self.extension.as_ref().map(part).transpose()?,
+        })
+    }
+
+    /// Aggregates the shares into the final signature(s), each verified strictly under the
+    /// group key. With the group commitments precomputed that is a sum and a verification; if
+    /// that signature does not verify (or nothing was precomputed), frost's own aggregation
+    /// runs and names the participants whose shares are invalid.
     pub fn finish(
         &self,
         public_key_package: &PublicKeyPackage,
+        precomputed: Option<&Precomputed>,
     ) -> Result<Signatures, AggregateError> {
-        let p = &self.vote;
-        let vote = aggregate(&p.sign_bytes, &p.commitments, &p.shares, public_key_package)?;
+        let group_key = group_key(public_key_package)?;
+        let part = |p: &SessionPart, r: Option<&[u8; 32]>| {
+            r.and_then(|r| assemble(r, &p.shares, &p.sign_bytes, &group_key))
+                .map_or_else(
+                    || aggregate(&p.sign_bytes, &p.commitments, &p.shares, public_key_package),
+                    Ok,
+                )
+        };
+        let vote = part(&self.vote, precomputed.map(|pre| &pre.vote))?;
         let extension = match &self.extension {
             None => None,
-            Some(e) => Some(aggregate(
-                &e.sign_bytes,
-                &e.commitments,
-                &e.shares,
-                public_key_package,
-            )?),
+            Some(e) => Some(part(e, precomputed.and_then(|pre| pre.extension.as_ref()))?),
         };
         Ok(Signatures { vote, extension })
     }
+}
+
+/// The group commitments (the signature's R) of one signing, computed ahead of the shares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Precomputed {
+    vote: [u8; 32],
+    extension: Option<[u8; 32]>,
+}
+
+/// The group commitment R for `sign_bytes` and these commitments (RFC 9591 §4.4-4.5), by
+/// frost's own functions.
+fn group_commitment(
+    sign_bytes: &[u8],
+    commitments: &BTreeMap<PeerId, SigningCommitments>,
+    public_key_package: &PublicKeyPackage,
+) -> Result<[u8; 32], AggregateError> {
+    let package = signing_package(sign_bytes, commitments, public_key_package)?;
+    let frost = |e: frost_ed25519::Error| AggregateError::Frost(e.to_string());
+    let binding_factors =
+        frost_core::compute_binding_factor_list(&package, public_key_package.verifying_key(), &[])
+            .map_err(frost)?;
+    let r = frost_core::compute_group_commitment(&package, &binding_factors).map_err(frost)?;
+    Ok(r.to_element().compress().to_bytes())
+}
+
+/// R and the sum of the shares as an Ed25519 signature, if it verifies strictly.
+fn assemble(
+    r: &[u8; 32],
+    shares: &BTreeMap<PeerId, SignatureShare>,
+    sign_bytes: &[u8],
+    group_key: &ed25519_dalek::VerifyingKey,
+) -> Option<[u8; 64]> {
+    let mut z = curve25519_dalek::Scalar::ZERO;
+    for share in shares.values() {
+        let bytes: [u8; 32] = share.serialize().try_into().ok()?;
+        z += Option::<curve25519_dalek::Scalar>::from(
+            curve25519_dalek::Scalar::from_canonical_bytes(bytes),
+        )?;
+    }
+    let mut signature = [0u8; 64];
+    signature[..32].copy_from_slice(r);
+    signature[32..].copy_from_slice(z.as_bytes());
+    group_key
+        .verify_strict(
+            sign_bytes,
+            &ed25519_dalek::Signature::from_bytes(&signature),
+        )
+        .ok()
+        .map(|()| signature)
+}
+
+fn group_key(
+    public_key_package: &PublicKeyPackage,
+) -> Result<ed25519_dalek::VerifyingKey, AggregateError> {
+    let key: [u8; 32] = public_key_package
+        .verifying_key()
+        .serialize()
+        .map_err(|e| AggregateError::NotStrict(e.to_string()))?
+        .try_into()
+        .map_err(|_| AggregateError::NotStrict("group key is not 32 bytes".into()))?;
+    ed25519_dalek::VerifyingKey::from_bytes(&key)
+        .map_err(|e| AggregateError::NotStrict(e.to_string()))
+}
+
+/// The frost signing package of one message, every participant checked to be a member.
+fn signing_package(
+    sign_bytes: &[u8],
+    commitments: &BTreeMap<PeerId, SigningCommitments>,
+    public_key_package: &PublicKeyPackage,
+) -> Result<SigningPackage, AggregateError> {
+    let commitments = commitments
+        .iter()
+        .map(|(p, c)| Ok((member_identifier(*p, public_key_package)?, *c)))
+        .collect::<Result<BTreeMap<_, _>, AggregateError>>()?;
+    Ok(SigningPackage::new(commitments, sign_bytes))
+}
+
+fn member_identifier(
+    peer: PeerId,
+    public_key_package: &PublicKeyPackage,
+) -> Result<frost_ed25519::Identifier, AggregateError> {
+    identifier_of(peer)
+        .filter(|id| public_key_package.verifying_shares().contains_key(id))
+        .ok_or(AggregateError::UnknownParticipant(peer))
 }
 
 /// Why shares did not make a valid signature.
@@ -376,20 +504,11 @@ pub fn aggregate(
     if !unexpected.is_empty() {
         return Err(AggregateError::UnexpectedShares(unexpected));
     }
-    let identifier = |p: &PeerId| {
-        identifier_of(*p)
-            .filter(|id| public_key_package.verifying_shares().contains_key(id))
-            .ok_or(AggregateError::UnknownParticipant(*p))
-    };
-    let commitments = commitments
-        .iter()
-        .map(|(p, c)| Ok((identifier(p)?, *c)))
-        .collect::<Result<BTreeMap<_, _>, AggregateError>>()?;
+    let package = signing_package(sign_bytes, commitments, public_key_package)?;
     let shares = shares
         .iter()
-        .map(|(p, s)| Ok((identifier(p)?, *s)))
+        .map(|(p, s)| Ok((member_identifier(*p, public_key_package)?, *s)))
         .collect::<Result<BTreeMap<_, _>, AggregateError>>()?;
-    let package = SigningPackage::new(commitments, sign_bytes);
     // All culprits at once, so that one retry can leave all of them out.
     let signature = frost_ed25519::aggregate_custom(
         &package,
@@ -410,14 +529,8 @@ pub fn aggregate(
         .map_err(|e| AggregateError::Frost(e.to_string()))?
         .try_into()
         .map_err(|_| AggregateError::Frost("signature is not 64 bytes".into()))?;
-    let key: [u8; 32] = public_key_package
-        .verifying_key()
-        .serialize()
-        .map_err(|e| AggregateError::NotStrict(e.to_string()))?
-        .try_into()
-        .map_err(|_| AggregateError::NotStrict("group key is not 32 bytes".into()))?;
-    ed25519_dalek::VerifyingKey::from_bytes(&key)
-        .and_then(|k| k.verify_strict(sign_bytes, &ed25519_dalek::Signature::from_bytes(&bytes)))
+    group_key(public_key_package)?
+        .verify_strict(sign_bytes, &ed25519_dalek::Signature::from_bytes(&bytes))
         .map_err(|e| AggregateError::NotStrict(e.to_string()))?;
     Ok(bytes)
 }
@@ -530,9 +643,12 @@ mod tests {
                 &watermarks,
             );
             assert!(session.is_complete());
-            let sigs = session.finish(&pkp).unwrap();
+            let sigs = session.finish(&pkp, None).unwrap();
             assert!(sigs.extension.is_none());
             verify(&pkp, &msg, &sigs.vote);
+            // The fast path gives the very signature frost's aggregation gives.
+            let pre = session.precompute(&pkp).unwrap();
+            assert_eq!(session.finish(&pkp, Some(&pre)).unwrap(), sigs);
             // Every participant refilled what it used.
             for p in &chosen {
                 assert_eq!(inventory.available(*p), 4);
@@ -580,10 +696,12 @@ mod tests {
             &mut inventory,
             &watermarks,
         );
-        let sigs = session.finish(&pkp).unwrap();
+        let sigs = session.finish(&pkp, None).unwrap();
         verify(&pkp, &vote, &sigs.vote);
         verify(&pkp, &ext, &sigs.extension.unwrap());
         assert_ne!(Some(sigs.vote), sigs.extension);
+        let pre = session.precompute(&pkp).unwrap();
+        assert_eq!(session.finish(&pkp, Some(&pre)).unwrap(), sigs);
     }
 
     #[test]
@@ -605,9 +723,42 @@ mod tests {
             session.accept(*p, &wire(&resp)).unwrap();
         }
         assert_eq!(
-            session.finish(&pkp).unwrap_err(),
+            session.finish(&pkp, None).unwrap_err(),
             AggregateError::InvalidShares { culprits: vec![4] }
         );
+        // With the group commitment precomputed, the bad sum fails strict verification and
+        // frost's aggregation still names the culprit.
+        let pre = session.precompute(&pkp).unwrap();
+        assert_eq!(
+            session.finish(&pkp, Some(&pre)).unwrap_err(),
+            AggregateError::InvalidShares { culprits: vec![4] }
+        );
+    }
+
+    #[test]
+    fn a_wrong_precomputed_commitment_falls_back_to_frost() {
+        let (group, pkp) = group(2, 3);
+        let watermarks: Vec<_> = (0..3).map(|_| RecordingWatermark::default()).collect();
+        let mut inventory = fill(&group, 1, 4);
+        let chosen = vec![1, 2];
+        let first = vote_bytes(CHAIN, 8, 0, Step::Prevote, Some("B"));
+        let (_, other) = build_request(&mut inventory, &chosen, first, None).unwrap();
+        let msg = vote_bytes(CHAIN, 9, 0, Step::Prevote, Some("B"));
+        let (request, mut session) =
+            build_request(&mut inventory, &chosen, msg.clone(), None).unwrap();
+        run(
+            &group,
+            1,
+            &request,
+            &mut session,
+            &mut inventory,
+            &watermarks,
+        );
+        // The R of another signing makes a signature that does not verify.
+        let wrong = other.precompute(&pkp).unwrap();
+        let sigs = session.finish(&pkp, Some(&wrong)).unwrap();
+        verify(&pkp, &msg, &sigs.vote);
+        assert_eq!(sigs, session.finish(&pkp, None).unwrap());
     }
 
     #[test]

@@ -142,6 +142,22 @@ pub struct SignRequest {
     pub extension: Option<SignPart>,
 }
 
+/// A [`SignPart`] whose commitments are decoded and validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodedPart {
+    pub sign_bytes: Vec<u8>,
+    pub commitments: BTreeMap<PeerId, SigningCommitments>,
+}
+
+/// A [`SignRequest`] whose commitments are decoded and validated: what a participant signs
+/// from. A coordinator hands its own participant this form directly, since its inventory
+/// validated every commitment on arrival.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodedRequest {
+    pub vote: DecodedPart,
+    pub extension: Option<DecodedPart>,
+}
+
 /// A participant's shares for one [`SignRequest`], and commitments to refill the coordinator.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignResponse {

@@ -3,9 +3,14 @@
 //! A [`Participant`] answers requests from any coordinator (itself included) that arrive on an
 //! authenticated connection. Before it releases a share it validates the commitments, parses
 //! the sign bytes itself (never trusting coordinator metadata), burns the nonces it is asked to
-//! use, and has the [`Watermark`] check and durably record the signature's position. Only then
-//! does it compute the share. No I/O happens here: the watermark's storage and the transport
-//! live elsewhere.
+//! use, and has the [`Watermark`] check and durably record the signature's position. No I/O
+//! happens here: the watermark's storage and the transport live elsewhere.
+//!
+//! The steps are separate so that the caller can compute the share while the watermark is
+//! being written ([`Participant::prepare`], then [`Participant::sign`] beside
+//! [`Watermark::authorize`]): the share is computed into [`UnreleasedShares`], which give it up
+//! only for the [`Recorded`] proof of that very document. [`Participant::handle_sign`] runs the
+//! same steps one after the other.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -16,20 +21,40 @@ use frost_ed25519::round1::{SigningCommitments, SigningNonces};
 use frost_ed25519::{round2, Identifier, SigningPackage};
 
 use super::messages::{
-    identifier_of, peer_of, Commitment, PeerId, Refusal, RefusalKind, Share, SignPart, SignRequest,
-    SignResponse, MAX_COMMITMENTS_PER_MESSAGE, MAX_SIGN_BYTES,
+    identifier_of, peer_of, Commitment, DecodedPart, DecodedRequest, PeerId, Refusal, RefusalKind,
+    Share, SignPart, SignRequest, SignResponse, MAX_COMMITMENTS_PER_MESSAGE, MAX_SIGN_BYTES,
 };
-use super::nonces::{NoncePool, DEFAULT_MAX_OUTSTANDING};
+use super::nonces::{NoncePool, PooledNonce, DEFAULT_MAX_OUTSTANDING};
 use crate::consensus::sign_bytes;
 use crate::consensus::{ExtensionDoc, SignDoc, Step};
 
 /// Double-sign protection as the participant needs it.
 pub trait Watermark {
     /// Decides whether `doc` may be signed under the FilePV rules and, if so, records the new
-    /// watermark durably before returning `Ok`. Returns a refusal of kind
+    /// watermark durably and returns the proof. Returns a refusal of kind
     /// [`RefusalKind::Watermark`] when the rules say no and [`RefusalKind::Storage`] when the
     /// watermark could not be stored; either way no share is released.
-    fn authorize(&self, doc: &SignDoc) -> Result<(), Refusal>;
+    fn authorize(&self, doc: &SignDoc) -> Result<Recorded, Refusal>;
+}
+
+/// Proof that a [`Watermark`] authorized a document and recorded it durably: the only thing
+/// that releases shares computed for it.
+#[derive(Debug)]
+pub struct Recorded(SignDoc);
+
+impl Recorded {
+    /// For [`Watermark`] implementations only, once `doc`'s watermark is on disk.
+    pub fn durably_stored(doc: &SignDoc) -> Recorded {
+        Recorded(doc.clone())
+    }
+}
+
+/// Has `watermark` authorize and record `doc`, naming a refusal as the watermark's.
+pub fn record<W: Watermark + ?Sized>(watermark: &W, doc: &SignDoc) -> Result<Recorded, Refusal> {
+    watermark.authorize(doc).map_err(|r| Refusal {
+        reason: format!("watermark refused: {}", r.reason),
+        kind: r.kind,
+    })
 }
 
 /// Why key material cannot make a participant.
@@ -65,6 +90,46 @@ impl std::fmt::Debug for Participant {
             .field("threshold", &self.threshold)
             .field("members", &self.members.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
+    }
+}
+
+/// A request that passed every check, with its nonces already burnt: what is left is to
+/// record the watermark and to sign, in either order or at once.
+pub struct PreparedSign {
+    doc: SignDoc,
+    vote: PreparedPart,
+    extension: Option<PreparedPart>,
+}
+
+struct PreparedPart {
+    package: SigningPackage,
+    nonces: SigningNonces,
+}
+
+impl PreparedSign {
+    /// The document the watermark must authorize, parsed from the sign bytes themselves.
+    pub fn doc(&self) -> &SignDoc {
+        &self.doc
+    }
+}
+
+/// Shares computed for a document whose watermark may not be on disk yet.
+pub struct UnreleasedShares {
+    doc: SignDoc,
+    share: Share,
+    extension_share: Option<Share>,
+}
+
+impl UnreleasedShares {
+    /// The shares, given the proof that this very document's watermark is on disk.
+    pub fn release(self, recorded: Recorded) -> Result<(Share, Option<Share>), Refusal> {
+        if recorded.0 != self.doc {
+            return Err(Refusal::new(
+                RefusalKind::Internal,
+                "the watermark recorded another document than the one signed",
+            ));
+        }
+        Ok((self.share, self.extension_share))
     }
 }
 
@@ -154,17 +219,46 @@ impl Participant {
         count: u16,
         rng: &mut R,
     ) -> Result<Vec<Commitment>, Refusal> {
+        Ok(self
+            .commitments_with_decoded(coordinator, count, rng)?
+            .into_iter()
+            .map(|(wire, _)| wire)
+            .collect())
+    }
+
+    /// As [`Participant::handle_commitments`], each commitment also decoded: for the
+    /// coordinator in this same process, which need not decode what it made itself.
+    pub fn commitments_with_decoded<R: RngCore + CryptoRng>(
+        &self,
+        coordinator: PeerId,
+        count: u16,
+        rng: &mut R,
+    ) -> Result<Vec<(Commitment, SigningCommitments)>, Refusal> {
         if !self.is_member(coordinator) {
-            return Err(Refusal::new(
-                RefusalKind::BadRequest,
-                format!("coordinator {coordinator} is not a member of this group"),
-            ));
+            return Err(bad(format!(
+                "coordinator {coordinator} is not a member of this group"
+            )));
         }
-        self.issue(
-            coordinator,
-            count.min(MAX_COMMITMENTS_PER_MESSAGE).into(),
-            rng,
-        )
+        self.pool()
+            .issue(
+                coordinator,
+                count.min(MAX_COMMITMENTS_PER_MESSAGE).into(),
+                self.key_package.signing_share(),
+                rng,
+            )
+            .map_err(|e| Refusal::new(RefusalKind::Internal, e.to_string()))
+    }
+
+    /// Makes spare nonces until the pool has enough, so that sign responses hand out
+    /// commitments without computing them. Call it off the signing path.
+    pub fn replenish_spare<R: RngCore + CryptoRng>(&self, rng: &mut R) {
+        while self.pool().spare_wanted() > 0 {
+            // Generated outside the lock: signings must not wait behind it.
+            match PooledNonce::generate(self.key_package.signing_share(), rng) {
+                Ok(nonce) => self.pool().add_spare(nonce),
+                Err(_) => return,
+            }
+        }
     }
 
     /// Decides on one sign request from `coordinator` (the authenticated peer it came from)
@@ -184,36 +278,71 @@ impl Participant {
         W: Watermark + ?Sized,
         R: RngCore + CryptoRng,
     {
-        if !self.is_member(coordinator) {
-            return Err(bad(format!(
-                "coordinator {coordinator} is not a member of this group"
-            )));
+        let decoded = self.decode_request(coordinator, req)?;
+        let prepared = self.prepare(coordinator, &decoded)?;
+        let recorded = record(watermark, prepared.doc())?;
+        let (share, extension_share) = self.sign(prepared)?.release(recorded)?;
+        let commitments = self.refill(coordinator, extension_share.is_some(), rng)?;
+        Ok(SignResponse {
+            share,
+            extension_share,
+            commitments,
+        })
+    }
+
+    /// Decodes and validates a request's commitments. Our own commitment is looked up among
+    /// the nonces issued to `coordinator` instead of decoded; an unknown one is refused here.
+    pub fn decode_request(
+        &self,
+        coordinator: PeerId,
+        req: &SignRequest,
+    ) -> Result<DecodedRequest, Refusal> {
+        self.check_coordinator(coordinator)?;
+        Ok(DecodedRequest {
+            vote: self.decode_part(coordinator, "vote", &req.vote)?,
+            extension: req
+                .extension
+                .as_ref()
+                .map(|part| self.decode_part(coordinator, "extension", part))
+                .transpose()?,
+        })
+    }
+
+    /// Checks everything about a decoded request, learns from the sign bytes what it signs,
+    /// and burns the nonces it names. After this the nonces are gone whatever happens.
+    pub fn prepare(
+        &self,
+        coordinator: PeerId,
+        req: &DecodedRequest,
+    ) -> Result<PreparedSign, Refusal> {
+        self.check_coordinator(coordinator)?;
+        for (what, part) in std::iter::once(("vote", &req.vote))
+            .chain(req.extension.as_ref().map(|e| ("extension", e)))
+        {
+            self.check_part(what, part)?;
         }
 
-        // 1. Decode (and so validate) every commitment; check the participant sets.
-        let vote_commitments = self.decode_part("vote", &req.vote)?;
-        let ext_commitments = req
-            .extension
-            .as_ref()
-            .map(|part| self.decode_part("extension", part))
-            .transpose()?;
-        let our_vote = *vote_commitments
+        // 1. The participant sets, and our commitments in them.
+        let our_vote = *req
+            .vote
+            .commitments
             .get(&self.own_id)
             .ok_or_else(|| bad(format!("our id {} is not among the signers", self.own_id)))?;
-        if vote_commitments.len() < usize::from(self.threshold) {
+        if req.vote.commitments.len() < usize::from(self.threshold) {
             return Err(bad(format!(
                 "{} signers, fewer than the threshold {}",
-                vote_commitments.len(),
+                req.vote.commitments.len(),
                 self.threshold
             )));
         }
-        let our_ext = match &ext_commitments {
+        let our_ext = match &req.extension {
             None => None,
             Some(ext) => {
-                if !ext.keys().eq(vote_commitments.keys()) {
+                if !ext.commitments.keys().eq(req.vote.commitments.keys()) {
                     return Err(bad("the extension's signers differ from the vote's"));
                 }
                 let ours = ext
+                    .commitments
                     .get(&self.own_id)
                     .copied()
                     .ok_or_else(|| bad("our id is not among the extension's signers"))?;
@@ -237,91 +366,127 @@ impl Participant {
                 .map_err(|e| sign_bytes_refusal(format!("extension sign bytes: {e}")))?;
             check_extension_belongs(&doc, &ext, &part.sign_bytes)?;
         }
+        let vote_package = self.package(&req.vote)?;
+        let ext_package = req
+            .extension
+            .as_ref()
+            .map(|part| self.package(part))
+            .transpose()?;
 
-        // 3. Burn the nonces before anything can fail or be signed.
+        // 3. Burn the nonces before anything can be signed.
         let (vote_nonces, ext_nonces) = {
             let mut pool = self.pool();
             let vote = pool.take(coordinator, &our_vote);
             let ext = our_ext.map(|c| pool.take(coordinator, &c));
             (vote, ext)
         };
-        let unknown = || {
-            Refusal::new(
-                RefusalKind::UnknownCommitment,
-                "unknown commitment: already used, expired, or issued to another coordinator",
-            )
+        let vote_nonces = vote_nonces.ok_or_else(unknown_commitment)?;
+        let extension = match (ext_package, ext_nonces) {
+            (Some(package), Some(Some(nonces))) => Some(PreparedPart { package, nonces }),
+            (Some(_), _) => return Err(unknown_commitment()),
+            (None, _) => None,
         };
-        let vote_nonces = vote_nonces.ok_or_else(unknown)?;
-        let ext_nonces = match ext_nonces {
-            None => None,
-            Some(n) => Some(n.ok_or_else(unknown)?),
+        Ok(PreparedSign {
+            doc,
+            vote: PreparedPart {
+                package: vote_package,
+                nonces: vote_nonces,
+            },
+            extension,
+        })
+    }
+
+    /// Computes the shares of a prepared request; they leave only through
+    /// [`UnreleasedShares::release`]. The nonces are dropped (and zeroized) here.
+    pub fn sign(&self, prepared: PreparedSign) -> Result<UnreleasedShares, Refusal> {
+        let sign = |part: &PreparedPart| {
+            let share = round2::sign(&part.package, &part.nonces, &self.key_package)
+                .map_err(|e| Refusal::new(RefusalKind::Internal, format!("round 2 failed: {e}")))?;
+            Share::from_frost(&share)
+                .map_err(|e| Refusal::new(RefusalKind::Internal, e.to_string()))
         };
-
-        // 4. Double-sign protection, durable before anything leaves.
-        watermark.authorize(&doc).map_err(|r| Refusal {
-            reason: format!("watermark refused: {}", r.reason),
-            kind: r.kind,
-        })?;
-
-        // 5. Sign.
-        let share = self.sign_part(&req.vote.sign_bytes, &vote_commitments, &vote_nonces)?;
-        let extension_share = match (&req.extension, &ext_commitments, &ext_nonces) {
-            (Some(part), Some(commitments), Some(nonces)) => {
-                Some(self.sign_part(&part.sign_bytes, commitments, nonces)?)
-            }
-            _ => None,
-        };
-        drop((vote_nonces, ext_nonces));
-
-        let used = 1 + usize::from(extension_share.is_some());
-        let commitments = self.issue(coordinator, used, rng)?;
-        Ok(SignResponse {
+        let share = sign(&prepared.vote)?;
+        let extension_share = prepared.extension.as_ref().map(sign).transpose()?;
+        Ok(UnreleasedShares {
+            doc: prepared.doc,
             share,
             extension_share,
-            commitments,
         })
+    }
+
+    /// Fresh commitments for `coordinator` to replace those a signing used.
+    pub fn refill<R: RngCore + CryptoRng>(
+        &self,
+        coordinator: PeerId,
+        with_extension: bool,
+        rng: &mut R,
+    ) -> Result<Vec<Commitment>, Refusal> {
+        self.handle_commitments(coordinator, 1 + u16::from(with_extension), rng)
+    }
+
+    fn check_coordinator(&self, coordinator: PeerId) -> Result<(), Refusal> {
+        if self.is_member(coordinator) {
+            Ok(())
+        } else {
+            Err(bad(format!(
+                "coordinator {coordinator} is not a member of this group"
+            )))
+        }
+    }
+
+    /// Bounds the work before any costly step.
+    fn check_part(&self, what: &str, part: &DecodedPart) -> Result<(), Refusal> {
+        check_sizes(
+            what,
+            part.sign_bytes.len(),
+            part.commitments.len(),
+            self.members.len(),
+        )?;
+        match part.commitments.keys().find(|p| !self.is_member(**p)) {
+            Some(peer) => Err(bad(format!("{what}: signer {peer} is not a member"))),
+            None => Ok(()),
+        }
     }
 
     fn decode_part(
         &self,
+        coordinator: PeerId,
         what: &str,
         part: &SignPart,
-    ) -> Result<BTreeMap<PeerId, SigningCommitments>, Refusal> {
-        if part.sign_bytes.len() > MAX_SIGN_BYTES {
-            return Err(bad(format!(
-                "{what} sign bytes are {} bytes, more than {MAX_SIGN_BYTES}",
-                part.sign_bytes.len()
-            )));
-        }
-        // Bound the work before the costly point validation.
-        if part.commitments.len() > self.members.len() {
-            return Err(bad(format!(
-                "{what}: {} commitments for a group of {}",
-                part.commitments.len(),
-                self.members.len()
-            )));
-        }
-        part.commitments
+    ) -> Result<DecodedPart, Refusal> {
+        check_sizes(
+            what,
+            part.sign_bytes.len(),
+            part.commitments.len(),
+            self.members.len(),
+        )?;
+        let commitments = part
+            .commitments
             .iter()
             .map(|(peer, c)| {
                 if !self.is_member(*peer) {
                     return Err(bad(format!("{what}: signer {peer} is not a member")));
                 }
-                let decoded = c
-                    .to_frost()
-                    .map_err(|e| bad(format!("{what}: signer {peer}: {e}")))?;
+                let decoded = if *peer == self.own_id {
+                    self.pool()
+                        .find(coordinator, c)
+                        .ok_or_else(unknown_commitment)?
+                } else {
+                    c.to_frost()
+                        .map_err(|e| bad(format!("{what}: signer {peer}: {e}")))?
+                };
                 Ok((*peer, decoded))
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(DecodedPart {
+            sign_bytes: part.sign_bytes.clone(),
+            commitments,
+        })
     }
 
-    fn sign_part(
-        &self,
-        message: &[u8],
-        commitments: &BTreeMap<PeerId, SigningCommitments>,
-        nonces: &SigningNonces,
-    ) -> Result<Share, Refusal> {
-        let by_identifier = commitments
+    fn package(&self, part: &DecodedPart) -> Result<SigningPackage, Refusal> {
+        let by_identifier = part
+            .commitments
             .iter()
             .map(|(peer, c)| {
                 self.members
@@ -330,26 +495,7 @@ impl Participant {
                     .ok_or_else(|| bad(format!("signer {peer} is not a member")))
             })
             .collect::<Result<BTreeMap<_, _>, _>>()?;
-        let package = SigningPackage::new(by_identifier, message);
-        let share = round2::sign(&package, nonces, &self.key_package)
-            .map_err(|e| Refusal::new(RefusalKind::Internal, format!("round 2 failed: {e}")))?;
-        Share::from_frost(&share).map_err(|e| Refusal::new(RefusalKind::Internal, e.to_string()))
-    }
-
-    fn issue<R: RngCore + CryptoRng>(
-        &self,
-        coordinator: PeerId,
-        count: usize,
-        rng: &mut R,
-    ) -> Result<Vec<Commitment>, Refusal> {
-        let issued = self
-            .pool()
-            .issue(coordinator, count, self.key_package.signing_share(), rng);
-        issued
-            .iter()
-            .map(Commitment::from_frost)
-            .collect::<Result<_, _>>()
-            .map_err(|e| Refusal::new(RefusalKind::Internal, e.to_string()))
+        Ok(SigningPackage::new(by_identifier, &part.sign_bytes))
     }
 
     fn pool(&self) -> MutexGuard<'_, NoncePool> {
@@ -359,6 +505,32 @@ impl Participant {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+fn check_sizes(
+    what: &str,
+    sign_bytes: usize,
+    commitments: usize,
+    members: usize,
+) -> Result<(), Refusal> {
+    if sign_bytes > MAX_SIGN_BYTES {
+        return Err(bad(format!(
+            "{what} sign bytes are {sign_bytes} bytes, more than {MAX_SIGN_BYTES}"
+        )));
+    }
+    if commitments > members {
+        return Err(bad(format!(
+            "{what}: {commitments} commitments for a group of {members}"
+        )));
+    }
+    Ok(())
+}
+
+fn unknown_commitment() -> Refusal {
+    Refusal::new(
+        RefusalKind::UnknownCommitment,
+        "unknown commitment: already used, expired, or issued to another coordinator",
+    )
 }
 
 /// The extension must be the one CometBFT attaches to this very vote: a non-nil precommit of
@@ -470,7 +642,7 @@ pub(crate) mod testkit {
     }
 
     impl Watermark for RecordingWatermark {
-        fn authorize(&self, doc: &SignDoc) -> Result<(), Refusal> {
+        fn authorize(&self, doc: &SignDoc) -> Result<Recorded, Refusal> {
             if self.refuse.load(Ordering::SeqCst) {
                 return Err(Refusal::new(
                     RefusalKind::Watermark,
@@ -478,7 +650,7 @@ pub(crate) mod testkit {
                 ));
             }
             self.authorized.lock().unwrap().push(doc.clone());
-            Ok(())
+            Ok(Recorded::durably_stored(doc))
         }
     }
 
