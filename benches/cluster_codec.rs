@@ -54,11 +54,13 @@ fn bench_codec(c: &mut Criterion) {
         let plain = ClusterRequest::Sign(SignRequest {
             vote: part(&cs),
             extension: None,
+            upcoming: Default::default(),
         });
         let ext_cs = commitments(t);
         let with_ext = ClusterRequest::Sign(SignRequest {
             vote: part(&cs),
             extension: Some(part(&ext_cs)),
+            upcoming: Default::default(),
         });
         let frame = encode(&plain).unwrap();
         g.bench_function(format!("encode_sign_request/t={t}"), |b| {

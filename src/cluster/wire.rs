@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The only frame version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// The largest body a frame may carry. Signing packages and shares are a few KiB at most.
 pub const MAX_FRAME_LEN: u32 = 64 * 1024;
 /// Version byte plus length.

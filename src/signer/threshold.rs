@@ -11,7 +11,7 @@
 //! this cosigner's own durable sign state: no coordinator, this one included, gets a share
 //! for something that state refuses.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -333,14 +333,24 @@ impl Inner {
     async fn participate(
         self: Arc<Self>,
         coordinator: PeerId,
-        incoming: Incoming,
+        mut incoming: Incoming,
     ) -> Result<ClusterResponse, Refusal> {
+        let upcoming = match &mut incoming {
+            Incoming::FromPeer(request) => std::mem::take(&mut request.upcoming),
+            Incoming::Own(_) => BTreeMap::new(),
+        };
         let inner = self.clone();
         let result =
             tokio::task::spawn_blocking(move || inner.participate_blocking(coordinator, incoming))
                 .await
                 .unwrap_or_else(|e| Err(task_failed(e)));
         self.replenish_spare_nonces();
+        if !upcoming.is_empty() {
+            let inner = self.clone();
+            tokio::task::spawn_blocking(move || {
+                inner.participant.learn_upcoming(coordinator, &upcoming)
+            });
+        }
         match result {
             Ok(response) => Ok(ClusterResponse::Signed(response)),
             Err(refusal) => {
@@ -729,12 +739,12 @@ impl Inner {
             match response {
                 Ok(ClusterResponse::Signed(mut resp)) => {
                     self.clear_suspect(peer);
-                    // Validating the refill (point decoding, ~75 us) is not needed for this
-                    // signing: do it beside the aggregation, not before it.
+                    // Validating the refill (point decoding, ~80 us) is not needed for this
+                    // signing: do it on a blocking thread beside the aggregation.
                     let refill = std::mem::take(&mut resp.commitments);
                     if !refill.is_empty() {
                         let inner = self.clone();
-                        tokio::spawn(async move { inner.add_commitments(peer, &refill) });
+                        tokio::task::spawn_blocking(move || inner.add_commitments(peer, &refill));
                     }
                     if let Err(e) = session.accept(peer, &resp) {
                         failed.push((peer, Problem::retry(&e.to_string())));

@@ -25,6 +25,10 @@ use super::messages::{
 /// commitment in this inventory is not evicted at the participant.
 pub const DEFAULT_MAX_PER_PARTICIPANT: usize = 64;
 
+/// Commitments of each participant announced in a request as coming next: what the next
+/// signing uses, a vote and its extension.
+pub const UPCOMING_PER_PARTICIPANT: usize = 2;
+
 /// Commitments each participant has handed us, oldest first, each validated on arrival.
 #[derive(Debug)]
 pub struct CommitmentInventory {
@@ -85,6 +89,14 @@ impl CommitmentInventory {
             self.by_participant.remove(&participant);
         }
         taken
+    }
+
+    /// The next `count` commitments of `participant` in the order signings will use them.
+    pub fn upcoming(&self, participant: PeerId, count: usize) -> Vec<Commitment> {
+        self.by_participant
+            .get(&participant)
+            .map(|queue| queue.iter().take(count).map(|(wire, _)| *wire).collect())
+            .unwrap_or_default()
     }
 
     pub fn available(&self, participant: PeerId) -> usize {
@@ -197,9 +209,14 @@ pub fn build_request(
             ext.commitments.insert(*p, decoded);
         }
     }
+    let upcoming = participants
+        .iter()
+        .map(|p| (*p, inventory.upcoming(*p, UPCOMING_PER_PARTICIPANT)))
+        .collect();
     let request = SignRequest {
         vote: vote.part(),
         extension: extension.as_ref().map(Half::part),
+        upcoming,
     };
     let session = SigningSession {
         vote: vote.into_session_part(),
@@ -654,6 +671,24 @@ mod tests {
                 assert_eq!(inventory.available(*p), 4);
             }
         }
+    }
+
+    #[test]
+    fn a_request_announces_what_the_next_signing_uses() {
+        let (group, _) = group(2, 3);
+        let mut inventory = fill(&group, 1, 4);
+        let chosen = vec![1, 2];
+        let msg = vote_bytes(CHAIN, 4, 0, Step::Prevote, Some("B"));
+        let (first, _) = build_request(&mut inventory, &chosen, msg.clone(), None).unwrap();
+        let (second, _) = build_request(&mut inventory, &chosen, msg, None).unwrap();
+        for p in &chosen {
+            assert_eq!(first.upcoming[p].len(), UPCOMING_PER_PARTICIPANT);
+            assert_eq!(first.upcoming[p][0], second.vote.commitments[p]);
+        }
+        assert!(
+            !first.upcoming.contains_key(&3),
+            "only the chosen are announced"
+        );
     }
 
     #[test]

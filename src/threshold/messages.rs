@@ -140,6 +140,10 @@ pub struct SignRequest {
     pub vote: SignPart,
     /// The vote extension of a non-nil precommit: same participants, different commitments.
     pub extension: Option<SignPart>,
+    /// Per participant, the commitments the coordinator expects to use in its next signings.
+    /// A participant validates the others' after answering, so that a later request finds
+    /// them decoded already and point validation stays off the signing path.
+    pub upcoming: BTreeMap<PeerId, Vec<Commitment>>,
 }
 
 /// A [`SignPart`] whose commitments are decoded and validated.
@@ -283,6 +287,7 @@ mod tests {
         let req = ClusterRequest::Sign(SignRequest {
             vote: part,
             extension: None,
+            upcoming: Default::default(),
         });
         // 150 B of sign bytes plus two 64-byte commitments plus small framing; frost's stock
         // SigningPackage encoding of the same is 360 B.
