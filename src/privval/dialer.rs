@@ -8,7 +8,8 @@
 //!
 //! A threshold cosigner that cannot reach a quorum of its peers does not dial at all (and
 //! abandons a queued dial when the quorum goes), so that it never holds a node it cannot
-//! sign for; it dials again as soon as the quorum is back.
+//! sign for; it dials again as soon as the quorum is back. One whose own sign state could
+//! not be written stops dialing the same way, until it is restarted.
 
 use std::sync::Arc;
 

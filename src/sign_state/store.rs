@@ -58,12 +58,13 @@ pub enum StateError {
     Locked(PathBuf),
     #[error("sign state {} already exists", .0.display())]
     AlreadyExists(PathBuf),
-    #[error("cannot {op} sign state {}: {source}", path.display())]
+    // The OS error is in the message, which is also what a participant sends its
+    // coordinator; it is deliberately not a `source` as well, or error chains print it twice.
+    #[error("cannot {op} sign state {}: {error}", path.display())]
     Io {
         path: PathBuf,
         op: &'static str,
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
     #[error("sign state {} had a failed write; what reached the disk is unknown, so no further \
              writes are attempted until the cosigner restarts", .0.display())]
@@ -73,10 +74,10 @@ pub enum StateError {
 }
 
 fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> StateError + 'a {
-    move |source| StateError::Io {
+    move |error| StateError::Io {
         path: path.to_path_buf(),
         op,
-        source,
+        error,
     }
 }
 
@@ -147,16 +148,19 @@ impl StateFile {
         let tmp = state_dir.join(format!(".{chain_id}.state.tmp.{}", std::process::id()));
         // A leftover from a crash of this very pid number; it never held a watermark.
         let _ = fs::remove_file(&tmp);
+        // Errors name the state file, not the temporary one: that is the file the operator
+        // knows, and the temporary one is removed below.
         let result = (|| {
             let file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .open(&tmp)
-                .map_err(io_err(&tmp, "create"))?;
+                .map_err(io_err(&path, "create a temporary file for"))?;
             file.write_all_at(&image, 0)
-                .map_err(io_err(&tmp, "write"))?;
-            file.sync_all().map_err(io_err(&tmp, "fsync"))?;
+                .map_err(io_err(&path, "write a temporary file for"))?;
+            file.sync_all()
+                .map_err(io_err(&path, "fsync a temporary file for"))?;
             // A link, unlike a rename, never replaces a state file that appeared meanwhile
             // (and may already be in use).
             fs::hard_link(&tmp, &path).map_err(|e| {
@@ -778,6 +782,9 @@ mod tests {
             matches!(err, StateError::Io { .. } | StateError::Corrupt { .. }),
             "{err}"
         );
+        // The operator is told about the state file, not a temporary file next to it.
+        let named = format!("{}:", file_of(&ro).display());
+        assert!(err.to_string().contains(&named), "{err}");
         fs::set_permissions(&ro, fs::Permissions::from_mode(0o700)).unwrap();
     }
 }

@@ -13,14 +13,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use frost_ed25519::keys::PublicKeyPackage;
 use rand_core::OsRng;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{SignError, SignOutcome};
 use crate::cluster::tls::TlsPaths;
@@ -90,12 +90,17 @@ struct Inner {
     /// to a repeated request.
     last_signed: Mutex<HashMap<String, LastSigned>>,
     timeouts: Timeouts,
-    /// Whether `t - 1` peers are connected, so that this cosigner can coordinate. Without a
-    /// quorum it gives way: it does not dial nodes and drops the connections it has, so that
-    /// a node's next attempt lands on a cosigner that can sign.
+    /// Whether this cosigner can coordinate: `t - 1` peers are connected and its own sign
+    /// state is writable. Otherwise it gives way: it does not dial nodes and drops the
+    /// connections it has, so that a node's next attempt lands on a cosigner that can sign.
     quorum: watch::Sender<bool>,
     /// Whether a task is making spare nonces now (one at a time is enough).
     replenishing: AtomicBool,
+    /// Why our own sign state could not be written, once that happened. The state file
+    /// refuses every later write until a restart, so from then on this cosigner releases no
+    /// share, as participant or as coordinator. One chain's failure stops all: the state
+    /// files share a directory, and in practice a disk.
+    storage_failure: OnceLock<String>,
     /// Peers that timed out or failed in transport lately, until when. A killed peer looks
     /// connected until the transport's idle timeout; choosing it costs a whole attempt, so
     /// coordinators prefer other peers while one is suspect (and use it if they must).
@@ -179,6 +184,7 @@ impl ThresholdSigner {
             last_signed: Mutex::new(HashMap::new()),
             timeouts: loaded.config.timeouts.clone(),
             quorum: watch::Sender::new(false),
+            storage_failure: OnceLock::new(),
             suspects: Mutex::new(HashMap::new()),
             replenishing: AtomicBool::new(false),
         });
@@ -220,7 +226,8 @@ impl ThresholdSigner {
         self.inner.watermarks.0.contains_key(chain_id)
     }
 
-    /// Whether this cosigner can reach a quorum (itself and `t - 1` connected peers) now.
+    /// Whether this cosigner can coordinate now: it reaches a quorum (itself and `t - 1`
+    /// connected peers) and its own sign state is writable.
     pub fn has_quorum(&self) -> bool {
         *self.inner.quorum.borrow()
     }
@@ -258,7 +265,13 @@ impl ThresholdSigner {
                 });
             }
         }
-        // Without a quorum, say so at once instead of spending the node's deadline.
+        // Without a writable sign state or a quorum, say so at once instead of spending the
+        // node's deadline.
+        if let Some(reason) = inner.storage_failure.get() {
+            return Err(SignError::Unavailable(format!(
+                "this cosigner cannot sign: {reason}"
+            )));
+        }
         if !self.has_quorum() {
             return Err(SignError::Unavailable(no_quorum(
                 inner.threshold,
@@ -355,6 +368,9 @@ impl Inner {
             Ok(response) => Ok(ClusterResponse::Signed(response)),
             Err(refusal) => {
                 warn!(coordinator, kind = ?refusal.kind, "refused to sign: {}", refusal.reason);
+                if refusal.kind == RefusalKind::Storage {
+                    self.storage_failed(&refusal.reason);
+                }
                 Err(refusal)
             }
         }
@@ -413,6 +429,20 @@ impl Inner {
             inner.participant.replenish_spare(&mut OsRng);
             inner.replenishing.store(false, Ordering::Release);
         });
+    }
+
+    /// Our sign state could not be written: nothing can be signed here until a restart.
+    /// Give way for good, as without a quorum. Otherwise this cosigner would rejoin every
+    /// node's accept queue and, at each later fail-over that reached it, cost the node a
+    /// retry before giving way again.
+    fn storage_failed(&self, reason: &str) {
+        if self.storage_failure.set(reason.to_string()).is_ok() {
+            error!(
+                "sign state not writable: refusing to sign until restarted; giving way for good \
+                 (dropping node connections, not dialing nodes). Check the disk, then restart: {reason}"
+            );
+        }
+        self.quorum.send_replace(false);
     }
 
     /// Tops up our own commitments for the signings we coordinate.
@@ -909,7 +939,13 @@ fn quorum_reachable(threshold: u16, connected: usize) -> bool {
     connected + 1 >= usize::from(threshold)
 }
 
-/// Publishes whether a quorum is reachable, and logs every change.
+/// Whether a coordinator may serve nodes: it reaches a quorum, and its own sign state (its
+/// share of every signature) is writable.
+fn can_coordinate(threshold: u16, connected: usize, storage_ok: bool) -> bool {
+    storage_ok && quorum_reachable(threshold, connected)
+}
+
+/// Publishes whether this cosigner can coordinate, and logs every change of the quorum.
 async fn quorum_loop(inner: Weak<Inner>) {
     let mut tick = tokio::time::interval(QUORUM_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -917,13 +953,19 @@ async fn quorum_loop(inner: Weak<Inner>) {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
         let connected = inner.cluster.connected_peers();
-        let now = quorum_reachable(inner.threshold, connected.len());
+        let mut storage_ok = true;
+        let mut now = false;
         let changed = inner.quorum.send_if_modified(|held| {
+            // Read under the watch's lock: a storage failure recorded concurrently is either
+            // seen here or published (false) after this closure, never overwritten by it.
+            storage_ok = inner.storage_failure.get().is_none();
+            now = can_coordinate(inner.threshold, connected.len(), storage_ok);
             let changed = *held != now;
             *held = now;
             changed
         });
-        if !changed {
+        // A storage failure was logged where it happened.
+        if !changed || !storage_ok {
             continue;
         }
         if now {
@@ -966,7 +1008,7 @@ async fn refill_loop(inner: Weak<Inner>) {
 
 #[cfg(test)]
 mod tests {
-    use super::quorum_reachable;
+    use super::{can_coordinate, quorum_reachable};
 
     #[test]
     fn quorum_needs_t_minus_one_peers() {
@@ -975,5 +1017,13 @@ mod tests {
         assert!(!quorum_reachable(3, 1));
         assert!(quorum_reachable(3, 2));
         assert!(quorum_reachable(3, 4));
+    }
+
+    #[test]
+    fn a_failed_sign_state_never_coordinates() {
+        assert!(can_coordinate(2, 1, true));
+        assert!(!can_coordinate(2, 1, false));
+        assert!(!can_coordinate(2, 2, false));
+        assert!(!can_coordinate(2, 0, true));
     }
 }

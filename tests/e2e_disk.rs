@@ -1,0 +1,640 @@
+//! End to end under disk faults: each cosigner of a real 2-of-3 cluster keeps its state
+//! directory on its own small ext4 filesystem (a loop device), and the tests break one of
+//! them under it while `validator-sim` drives signings and watches for double signs.
+//!
+//! - A dying disk: `EXT4_IOC_SHUTDOWN` makes every later write, fsync and open on that
+//!   filesystem fail with EIO, the state file's open descriptor included.
+//! - A full disk: a filler file takes every free block.
+//!
+//! The claim under test (issue "Disks"): a cosigner whose watermark cannot be stored refuses
+//! to sign and says why, releases no share that its disk does not cover, and the others sign
+//! on; a full disk does not stop a cosigner, since its state file is preallocated; and after
+//! the disk is repaired, the cosigner resumes from a watermark no lower than its last share.
+//!
+//! Root only (mount, loop devices), with `mkfs.ext4`, `e2fsck` and `python3` (which issues
+//! the shutdown ioctl); otherwise every test prints why it is skipped and passes.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use cosigner::sign_state::StateFile;
+
+use common::*;
+
+const CHAIN: &str = "test-chain";
+const PROTOCOL: &str = "v0.38";
+/// Ample for every wait below; a healthy run needs a fraction of it.
+const LIMIT: Duration = Duration::from_secs(15);
+
+/// A split 2-of-3 cluster whose cosigners each have their state directory on their own
+/// loop-mounted ext4.
+///
+/// Field order is drop order: the cosigners are killed before their filesystems are
+/// unmounted, and those are unmounted before the test directory (holding the images and
+/// the mount points) is removed, also when a test panics.
+struct DiskCluster {
+    procs: Vec<Option<Proc>>,
+    disks: Vec<LoopFs>,
+    cosigners: Vec<PathBuf>,
+    key: ValidatorKeyFile,
+    port: u16,
+    runs: Vec<usize>,
+    dir: tempfile::TempDir,
+}
+
+/// Sets up a [`DiskCluster`], or prints why the test is skipped and returns from it.
+macro_rules! cluster_or_skip {
+    ($name:expr) => {
+        match DiskCluster::new($name) {
+            Ok(cluster) => cluster,
+            Err(why) => {
+                eprintln!("SKIPPED {}::{}: {why}", module_path!(), $name);
+                return;
+            }
+        }
+    };
+}
+
+impl DiskCluster {
+    fn new(name: &str) -> Result<DiskCluster, String> {
+        if let Some(why) = disk_faults_unavailable() {
+            return Err(why);
+        }
+        let dir = test_dir(name);
+        let key = write_validator_key(dir.path());
+        let port = free_tcp_port();
+        let cosigners = split_key(
+            dir.path(),
+            &key.path,
+            2,
+            3,
+            &[format!("tcp://127.0.0.1:{port}")],
+            &[CHAIN],
+            PROTOCOL,
+        );
+        let mut disks = Vec::new();
+        for (i, cosigner) in cosigners.iter().enumerate() {
+            let image = dir.path().join(format!("disk-{}.img", i + 1));
+            // 16 MiB: ext4's minimum comfortable size; filling it is quick.
+            disks.push(LoopFs::mount(&image, &cosigner.join("state"), 16)?);
+        }
+        Ok(DiskCluster {
+            procs: (0..3).map(|_| None).collect(),
+            disks,
+            cosigners,
+            key,
+            port,
+            runs: vec![0; 3],
+            dir,
+        })
+    }
+
+    /// Starts cosigner `i` (0-based); every run gets a log of its own.
+    fn start(&mut self, i: usize) {
+        let name = format!("cosigner-{}-run{}", i + 1, self.runs[i]);
+        self.runs[i] += 1;
+        self.procs[i] = Some(start_cosigner(&self.cosigners[i], &name, self.dir.path()));
+    }
+
+    fn start_all(&mut self) {
+        for i in 0..3 {
+            self.start(i);
+        }
+    }
+
+    /// Kills (SIGKILL) cosigner `i` and reaps it, so that its files are closed.
+    fn kill(&mut self, i: usize) {
+        if let Some(mut p) = self.procs[i].take() {
+            p.kill();
+        }
+    }
+
+    fn proc(&self, i: usize) -> &Proc {
+        self.procs[i].as_ref().expect("cosigner is running")
+    }
+
+    fn running(&self) -> Vec<&Proc> {
+        self.procs.iter().flatten().collect()
+    }
+
+    /// A simulator for `heights` heights from `start`, 10 ms apart.
+    fn sim(&self, start: i64, heights: u64) -> Sim {
+        let (start, heights) = (start.to_string(), heights.to_string());
+        let pubkey = self.key.public_key_base64();
+        Sim::start_on(
+            self.dir.path(),
+            self.port,
+            PROTOCOL,
+            &[
+                "--chain-id",
+                CHAIN,
+                "--start-height",
+                &start,
+                "--heights",
+                &heights,
+                "--block-time-ms",
+                "10",
+                "--expect-pubkey",
+                &pubkey,
+            ],
+        )
+    }
+
+    fn state_dir(&self, i: usize) -> PathBuf {
+        self.cosigners[i].join("state")
+    }
+
+    fn state_file(&self, i: usize) -> PathBuf {
+        self.state_dir(i).join(format!("{CHAIN}.state"))
+    }
+
+    /// Cosigner `i`'s durable watermark, read as a restart would; it must not be running.
+    fn watermark(&self, i: usize) -> Hrs {
+        let (_, state) = StateFile::open(&self.state_dir(i), CHAIN, false)
+            .unwrap_or_else(|e| panic!("cosigner {}: {e}", i + 1));
+        (state.height, state.round, state.step)
+    }
+
+    /// Every signing any cosigner coordinated, from every log of this test (all runs).
+    fn signings(&self) -> Vec<Signing> {
+        let mut all = Vec::new();
+        for entry in std::fs::read_dir(self.dir.path()).expect("read test dir") {
+            let path = entry.expect("dir entry").path();
+            if path.extension().is_some_and(|e| e == "log") {
+                all.extend(signings(
+                    &std::fs::read_to_string(&path).unwrap_or_default(),
+                ));
+            }
+        }
+        all
+    }
+
+    /// Every log of this test, for a failure message.
+    fn logs(&self) -> String {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        paths.retain(|p| p.extension().is_some_and(|e| e == "log"));
+        paths.sort();
+        paths
+            .iter()
+            .map(|p| {
+                format!(
+                    "--- {} ---\n{}\n",
+                    p.display(),
+                    std::fs::read_to_string(p).unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+}
+
+/// Height, round and FilePV step number (1 proposal, 2 prevote, 3 precommit).
+type Hrs = (i64, i64, u8);
+
+/// One `signed` line of a coordinator's log.
+#[derive(Debug)]
+struct Signing {
+    /// The log timestamp (RFC 3339, UTC, fixed width: compares as text).
+    at: String,
+    hrs: Hrs,
+    participants: Vec<usize>,
+}
+
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|token| token.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn step_number(name: &str) -> Option<u8> {
+    match name {
+        "proposal" => Some(1),
+        "prevote" => Some(2),
+        "precommit" => Some(3),
+        _ => None,
+    }
+}
+
+/// Parses the coordinator's `signed chain=… height=… round=… step=… participants=[…]`
+/// lines. A line that looks like one but does not parse fails the test: silently skipping
+/// it could hide exactly the signing an assertion is about.
+fn signings(log: &str) -> Vec<Signing> {
+    log.lines()
+        .filter(|l| l.contains(" signed chain="))
+        .map(|line| {
+            let parsed = (|| {
+                let at = timestamp(line).to_string();
+                let hrs = (
+                    field(line, "height")?.parse().ok()?,
+                    field(line, "round")?.parse().ok()?,
+                    step_number(field(line, "step")?)?,
+                );
+                let list = line.split("participants=[").nth(1)?.split(']').next()?;
+                let participants = list
+                    .split(',')
+                    .map(|p| p.trim().parse().ok())
+                    .collect::<Option<Vec<usize>>>()?;
+                Some(Signing {
+                    at,
+                    hrs,
+                    participants,
+                })
+            })();
+            parsed.unwrap_or_else(|| panic!("unparsable signing line: {line}"))
+        })
+        .collect()
+}
+
+/// A log line's timestamp.
+fn timestamp(line: &str) -> &str {
+    line.split_whitespace().next().unwrap_or("")
+}
+
+/// The timestamp of the first line of `log` at or after `after` containing every needle.
+fn first_line_after(log: &str, after: &str, needles: &[&str]) -> Option<String> {
+    log.lines()
+        .find(|l| timestamp(l) >= after && needles.iter().all(|n| l.contains(n)))
+        .map(|l| timestamp(l).to_string())
+}
+
+/// Waits until `proc`'s log has a line containing every needle; its timestamp. Panics with
+/// the log if none comes.
+fn wait_for_line_with(proc: &Proc, needles: &[&str]) -> String {
+    wait_for_line_after(proc, "", needles)
+}
+
+/// [`wait_for_line_with`] for a line stamped at or after `after`.
+fn wait_for_line_after(proc: &Proc, after: &str, needles: &[&str]) -> String {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        if let Some(at) = first_line_after(&proc.log(), after, needles) {
+            return at;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never logged a line with {needles:?}:\n{}",
+            proc.name,
+            proc.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The cosigner serving the node and the peer it signed with last (0-based indices). The
+/// coordinator tends to keep the peer it has been using (it prefers the lowest measured
+/// round-trip time, which traffic keeps fresh), so that peer usually gets the next request.
+fn coordinator_and_peer(cluster: &DiskCluster) -> (usize, usize) {
+    let coordinator = (0..3)
+        .find(|&i| cluster.procs[i].as_ref().is_some_and(serves_node))
+        .expect("a cosigner serves the node");
+    let last = signings(&cluster.proc(coordinator).log())
+        .pop()
+        .expect("the coordinator has signed");
+    let peer = last
+        .participants
+        .iter()
+        .map(|id| id - 1)
+        .find(|&i| i != coordinator)
+        .expect("a signing has a second participant");
+    (coordinator, peer)
+}
+
+/// The needles of a participant's refusal for a storage failure: the kind, the state file
+/// and the operating system's error.
+fn storage_refusal<'a>(state_file: &'a str, os_error: &'a str) -> [&'a str; 4] {
+    ["refused to sign", "kind=Storage", state_file, os_error]
+}
+
+/// The longest a signing request took the node, retries and reconnections included.
+fn worst_latency_ms(outcome: &Outcome) -> f64 {
+    ["proposal", "prevote", "precommit"]
+        .iter()
+        .filter_map(|t| outcome.report["by_type"][t]["total_latency"]["max_ms"].as_f64())
+        .fold(0.0, f64::max)
+}
+
+const EIO: &str = "Input/output error (os error 5)";
+const GAVE_WAY_FOR_GOOD: &str = "giving way for good";
+
+/// A participant's disk dies while the cluster signs: it refuses (saying why), releases no
+/// share beyond what its disk holds, and the coordinator signs on with the third cosigner.
+/// Then the disk is repaired (unmounted, checked, mounted again): the restarted cosigner's
+/// watermark is no lower than the last share it released, and it signs again.
+#[test]
+fn dead_disk_on_a_participant_refuses_and_the_others_sign_on() {
+    let mut cluster = cluster_or_skip!("dead-disk-participant");
+    let mut sim = cluster.sim(1, 40);
+    cluster.start_all();
+    sim.wait_for_height(5);
+    let (coordinator, victim) = coordinator_and_peer(&cluster);
+    let other = 3 - coordinator - victim;
+    let state_file = cluster.state_file(victim).display().to_string();
+
+    // The coordinator chooses its peer itself; to be sure a request meets the dead disk,
+    // the third cosigner hangs (SIGSTOP) until the victim has refused one. A request the
+    // coordinator sent it meanwhile is answered once it continues, within the attempt's time.
+    cluster.proc(other).signal("STOP");
+    cluster.disks[victim]
+        .shut_down()
+        .expect("shut down the disk");
+    let refused_at = wait_for_line_with(cluster.proc(victim), &storage_refusal(&state_file, EIO));
+    cluster.proc(other).signal("CONT");
+    // It also left the node's accept queue: its dialer stopped.
+    let gave_way_at = wait_for_line_with(cluster.proc(victim), &[GAVE_WAY_FOR_GOOD]);
+    wait_for_line_after(cluster.proc(victim), &gave_way_at, &["not dialing"]);
+    let outcome = sim.outcome();
+    outcome.assert_clean(&cluster.running());
+    eprintln!(
+        "cosigner {} (participant) lost its disk; first refusal at {refused_at}; worst \
+         request {:.1} ms; node connections accepted {}",
+        victim + 1,
+        worst_latency_ms(&outcome),
+        outcome.connections_accepted()
+    );
+
+    // Every later request was refused for the disk too, naming the file each time.
+    let log = cluster.proc(victim).log();
+    let later = log
+        .lines()
+        .filter(|l| l.contains("refused to sign") && timestamp(l) >= refused_at.as_str());
+    for line in later {
+        assert!(
+            line.contains("kind=Storage") && line.contains(&state_file),
+            "a refusal after the failure that is not a storage refusal: {line}"
+        );
+    }
+
+    // No signing after its first refusal used it; the cluster signed on without it.
+    let signings = cluster.signings();
+    let after: Vec<&Signing> = signings.iter().filter(|s| s.at > refused_at).collect();
+    assert!(
+        after.len() >= 10,
+        "too few signings after the failure:\n{}",
+        cluster.logs()
+    );
+    for s in &after {
+        assert!(
+            !s.participants.contains(&(victim + 1)),
+            "cosigner {} took part after its disk died: {s:?}",
+            victim + 1
+        );
+    }
+    let last_with_victim = signings
+        .iter()
+        .filter(|s| s.participants.contains(&(victim + 1)))
+        .map(|s| s.hrs)
+        .max()
+        .expect("the victim took part before the failure");
+    let last_signed = signings.iter().map(|s| s.hrs).max().expect("signings");
+
+    // Repair: take the disk offline, check it, mount it again, and restart the cosigner.
+    cluster.kill(victim);
+    let disk = &mut cluster.disks[victim];
+    disk.unmount().expect("unmount the dead disk");
+    let report = disk.fsck().expect("e2fsck");
+    disk.remount().expect("mount the repaired disk");
+    let watermark = cluster.watermark(victim);
+    eprintln!(
+        "after repair: watermark {watermark:?}, last share released {last_with_victim:?}, \
+         cluster at {last_signed:?}; e2fsck: {}",
+        report.lines().find(|l| l.contains(" files ")).unwrap_or("")
+    );
+    assert!(
+        watermark >= last_with_victim,
+        "the repaired watermark {watermark:?} is below a share it released at \
+         {last_with_victim:?}: a share left without its watermark on disk"
+    );
+    assert!(
+        watermark < last_signed,
+        "the dead disk's watermark {watermark:?} moved on with the cluster ({last_signed:?})"
+    );
+
+    // Restarted, it signs again: with the third cosigner gone, nothing signs without it.
+    let connected_before = cluster
+        .proc(coordinator)
+        .log()
+        .matches(&format!("cluster peer connected peer={}", victim + 1))
+        .count();
+    cluster.start(victim);
+    wait_for_line_with(cluster.proc(victim), &["threshold cosigner ready"]);
+    assert!(
+        wait_for_log(
+            cluster.proc(coordinator),
+            &format!("cluster peer connected peer={}", victim + 1),
+            connected_before + 1,
+            LIMIT
+        ),
+        "{}",
+        cluster.logs()
+    );
+    cluster.kill(other);
+    let start = last_signed.0 + 1;
+    let sim = cluster.sim(start, 10);
+    let outcome = sim.outcome();
+    outcome.assert_clean(&cluster.running());
+    let resumed: Vec<Signing> = cluster
+        .signings()
+        .into_iter()
+        .filter(|s| s.hrs.0 >= start)
+        .collect();
+    assert!(
+        !resumed.is_empty()
+            && resumed
+                .iter()
+                .all(|s| s.participants.contains(&(victim + 1))),
+        "the repaired cosigner did not take part: {resumed:?}"
+    );
+    let final_signed = resumed.iter().map(|s| s.hrs).max();
+    cluster.kill(victim);
+    assert_eq!(Some(cluster.watermark(victim)), final_signed);
+}
+
+/// The disk of the cosigner serving the node dies: its own share cannot be recorded, so it
+/// signs nothing, drops the node at once (the node's retry reaches a cosigner that can sign:
+/// an answered error would be final for the node) and stops dialing for good, so later
+/// fail-overs never land on it.
+#[test]
+fn dead_disk_on_the_coordinator_gives_way_to_the_others() {
+    let mut cluster = cluster_or_skip!("dead-disk-coordinator");
+    let mut sim = cluster.sim(1, 40);
+    cluster.start_all();
+    sim.wait_for_height(5);
+    let (victim, _) = coordinator_and_peer(&cluster);
+    let state_file = cluster.state_file(victim).display().to_string();
+
+    cluster.disks[victim]
+        .shut_down()
+        .expect("shut down the disk");
+    let refused_at = wait_for_line_with(cluster.proc(victim), &storage_refusal(&state_file, EIO));
+    let gave_way_at = wait_for_line_with(cluster.proc(victim), &[GAVE_WAY_FOR_GOOD]);
+    // Its dialer noticed and stopped.
+    wait_for_line_after(cluster.proc(victim), &gave_way_at, &["not dialing"]);
+    let outcome = sim.outcome();
+    outcome.assert_clean(&cluster.running());
+
+    let log = cluster.proc(victim).log();
+    assert!(
+        log.contains("not signed, giving way so the node retries elsewhere")
+            && log.contains(&state_file),
+        "the coordinator did not give the node up for its disk:\n{log}"
+    );
+    let reconnected = log
+        .lines()
+        .any(|l| l.contains("connected to node") && timestamp(l) > gave_way_at.as_str());
+    assert!(
+        !reconnected,
+        "the cosigner with a dead disk took a node again:\n{log}"
+    );
+    let signings = cluster.signings();
+    let after: Vec<&Signing> = signings.iter().filter(|s| s.at > refused_at).collect();
+    assert!(
+        after.len() >= 10,
+        "too few signings after the failure:\n{}",
+        cluster.logs()
+    );
+    assert!(
+        after
+            .iter()
+            .all(|s| !s.participants.contains(&(victim + 1))),
+        "cosigner {} took part after its disk died: {after:?}",
+        victim + 1
+    );
+    let took_over: Vec<usize> = (0..3)
+        .filter(|&i| i != victim && cluster.proc(i).log().contains("connected to node"))
+        .map(|i| i + 1)
+        .collect();
+    assert!(
+        !took_over.is_empty(),
+        "no other cosigner took the node over"
+    );
+    // The node's wait for the request that met the dead disk: one retry, not a timeout.
+    let worst = worst_latency_ms(&outcome);
+    eprintln!(
+        "coordinator {} lost its disk; cosigners {took_over:?} took over; worst request \
+         {worst:.1} ms; node connections accepted {}",
+        victim + 1,
+        outcome.connections_accepted()
+    );
+    assert!(
+        worst < 3000.0,
+        "the node waited {worst} ms:\n{}",
+        outcome.output
+    );
+}
+
+/// A participant's disk fills up while it signs: its state file is preallocated and written
+/// in place, so it signs on, and after a restart on the still full disk its watermark is
+/// the last thing the cluster signed.
+#[test]
+fn full_disk_on_a_participant_keeps_signing_and_restarts() {
+    let mut cluster = cluster_or_skip!("full-disk");
+    let mut sim = cluster.sim(1, 30);
+    cluster.start_all();
+    sim.wait_for_height(5);
+    let (coordinator, victim) = coordinator_and_peer(&cluster);
+    let other = 3 - coordinator - victim;
+    // With the third cosigner gone, every signing needs the one whose disk fills up.
+    cluster.kill(other);
+    sim.wait_for_height(8);
+    let filled = cluster.disks[victim].fill().expect("fill the disk");
+    let before_full = cluster.signings().iter().map(|s| s.hrs).max();
+    eprintln!(
+        "cosigner {}'s disk filled with {filled} bytes at {before_full:?}",
+        victim + 1
+    );
+    let outcome = sim.outcome();
+    outcome.assert_clean(&cluster.running());
+    // It signed on the full disk: everything signed after the fill has its share.
+    let on_full: Vec<Signing> = cluster
+        .signings()
+        .into_iter()
+        .filter(|s| Some(s.hrs) > before_full)
+        .collect();
+    assert!(
+        on_full.len() >= 10
+            && on_full
+                .iter()
+                .all(|s| s.participants.contains(&(victim + 1))),
+        "signings after the disk filled: {on_full:?}"
+    );
+    let last_signed = cluster.signings().iter().map(|s| s.hrs).max();
+    assert_eq!(last_signed, Some((30, 0, 3)), "{}", cluster.logs());
+
+    // Restart on the full disk: it starts, from the latest watermark.
+    cluster.kill(victim);
+    assert_eq!(cluster.disks[victim].is_full(), Ok(true));
+    assert_eq!(Some(cluster.watermark(victim)), last_signed);
+    cluster.start(victim);
+    wait_for_line_with(cluster.proc(victim), &["threshold cosigner ready"]);
+    let sim = cluster.sim(31, 10);
+    let outcome = sim.outcome();
+    outcome.assert_clean(&cluster.running());
+    cluster.kill(victim);
+    assert_eq!(cluster.watermark(victim), (40, 0, 3));
+    let log = cluster.logs();
+    assert!(!log.contains("kind=Storage"), "{log}");
+}
+
+/// A cosigner whose disk is full before its state file exists, or dead when it starts,
+/// does not start, and the error names the file and the operating system's reason.
+#[test]
+fn a_cosigner_does_not_start_on_a_full_or_dead_disk() {
+    let cluster = cluster_or_skip!("start-on-bad-disk");
+    // The message names the state file itself (followed by the reason).
+    let start_and_fail = |i: usize, why: &str| -> String {
+        let named = format!("{}: {why}", cluster.state_file(i).display());
+        let mut p = start_cosigner(
+            &cluster.cosigners[i],
+            &format!("cosigner-{}", i + 1),
+            cluster.dir.path(),
+        );
+        let status = p.wait_exit(LIMIT).expect("the cosigner must exit");
+        let log = p.log();
+        assert!(!status.success(), "{log}");
+        assert!(
+            log.contains("sign state") && log.contains(&named),
+            "the error does not name the file and the reason ({why}):\n{log}"
+        );
+        assert_eq!(
+            log.matches(why).count(),
+            1,
+            "the reason is repeated:\n{log}"
+        );
+        log
+    };
+
+    // Full before the first start: the state file cannot be created (it is written in full
+    // and synced before it is linked into place).
+    cluster.disks[0].fill().expect("fill the disk");
+    let log = start_and_fail(0, "No space left on device (os error 28)");
+    eprintln!("full disk: {}", log.lines().last().unwrap_or(""));
+    let leftovers: Vec<_> = std::fs::read_dir(cluster.state_dir(0))
+        .expect("state dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().contains(CHAIN))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+
+    // Dead at start: the existing state file cannot be opened.
+    drop(StateFile::open(&cluster.state_dir(1), CHAIN, true).expect("create a state file"));
+    cluster.disks[1].shut_down().expect("shut down the disk");
+    let log = start_and_fail(1, EIO);
+    eprintln!("dead disk: {}", log.lines().last().unwrap_or(""));
+}
+
+/// The parser the assertions above rely on reads the coordinator's `signed` line as the
+/// cosigner writes it (a copied line), and leaves other lines alone.
+#[test]
+fn signing_lines_parse() {
+    let log = "2026-11-22T05:30:58.845575Z  INFO signed chain=test-chain height=19 round=0 \
+               step=proposal participants=[2, 1] micros=3048\n\
+               2026-11-22T05:30:58.845575Z  INFO cosigner started";
+    let parsed = signings(log);
+    assert_eq!(parsed.len(), 1);
+    assert_eq!(parsed[0].hrs, (19, 0, 1));
+    assert_eq!(parsed[0].participants, vec![2, 1]);
+    assert_eq!(parsed[0].at, "2026-11-22T05:30:58.845575Z");
+}
