@@ -497,6 +497,7 @@ impl Netns {
             sh(&[
                 "ip", "link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &ns,
             ])?;
+            net.links.push(host.clone());
             sh(&["ip", "link", "set", &host, "master", &net.bridge, "up"])?;
             let addr = format!("{}/24", net.addr(i));
             sh(&[
