@@ -199,9 +199,10 @@ done
 # --- 2. across regions: 2-of-3 with delays between cosigners -------------------------------
 # Preferred: cosigners in network namespaces on a bridge with `tc netem` on each cosigner's
 # egress (one-way i -> j = d_i). Where the kernel has no netem (some VM kernels), a UDP relay
-# on loopback stands in front of each cosigner and delays every datagram by d_j each way
-# (round trip to j = 2 d_j). Either way the node is reachable by cosigner 1 only, so it
-# coordinates every request, as a node next to one cosigner would have it.
+# on loopback (scripts/udp_relay.py) stands in front of each cosigner and delays every
+# datagram through j's front by d_j each way (round trip to j = 2 d_j). Either way the node is
+# reachable by cosigner 1 only, so it coordinates every request, as a node next to one
+# cosigner would have it.
 netns_note=""
 delay_mode=""
 cases=("5 5 5" "25 25 25" "50 50 50" "5 5 200")
@@ -223,52 +224,6 @@ else
     netns_note="not root or no network namespaces, so delays came from a UDP relay on loopback"
 fi
 [[ -n $netns_note ]] && echo "!!  cross-region: $netns_note"
-
-# A UDP relay: for each "listen_port target_port delay_ms" triple, datagrams to listen_port go
-# to target_port and the answers back, each held delay_ms. Python asyncio, single thread.
-cat > "$work/udp_delay_relay.py" <<'PY'
-import asyncio, sys
-
-class Upstream(asyncio.DatagramProtocol):
-    def __init__(self, front, client, delay):
-        self.front, self.client, self.delay = front, client, delay
-    def connection_made(self, transport):
-        self.transport = transport
-    def datagram_received(self, data, addr):
-        loop = asyncio.get_running_loop()
-        loop.call_later(self.delay, self.front.transport.sendto, data, self.client)
-
-class Front(asyncio.DatagramProtocol):
-    def __init__(self, target, delay):
-        self.target, self.delay, self.upstreams = target, delay, {}
-    def connection_made(self, transport):
-        self.transport = transport
-    def datagram_received(self, data, addr):
-        asyncio.get_running_loop().create_task(self.forward(data, addr))
-    async def forward(self, data, addr):
-        loop = asyncio.get_running_loop()
-        up = self.upstreams.get(addr)
-        if up is None:
-            fut = loop.create_future()
-            self.upstreams[addr] = fut
-            t, _ = await loop.create_datagram_endpoint(
-                lambda: Upstream(self, addr, self.delay), remote_addr=("127.0.0.1", self.target))
-            fut.set_result(t)
-            up = fut
-        t = await up if isinstance(up, asyncio.Future) else up
-        loop.call_later(self.delay, t.sendto, data)
-
-async def main(specs):
-    loop = asyncio.get_running_loop()
-    for listen, target, delay in specs:
-        await loop.create_datagram_endpoint(
-            lambda t=target, d=delay: Front(t, d / 1000), local_addr=("127.0.0.1", listen))
-    print("ready", flush=True)
-    await asyncio.Event().wait()
-
-args = [int(a) for a in sys.argv[1:]]
-asyncio.run(main([tuple(args[i:i + 3]) for i in range(0, len(args), 3)]))
-PY
 
 if [[ $delay_mode == netem ]]; then
     echo "==> cross-region: namespaces cbench-hub, cbench-1..3 on 10.77.0.0/24 with netem"
@@ -321,7 +276,7 @@ if [[ -n $delay_mode ]]; then
             for i in 1 2 3; do
                 real[i]=$(free_port SOCK_DGRAM)
                 front[i]=$(free_port SOCK_DGRAM)
-                relay_args+=("${front[i]}" "${real[i]}" "$(eval echo "\$d$i")")
+                relay_args+=("${front[i]}:${real[i]}:$(eval echo "\$d$i")")
                 cosigner_args+=(--cosigner "127.0.0.1:${real[i]}")
             done
             "$bin/split-key" "$work/priv_validator_key.json" --threshold 2 --shares 3 \
@@ -337,7 +292,7 @@ if [[ -n $delay_mode ]]; then
                     sed -i "s|^address = \"tcp://127.0.0.1:$port\"|address = \"tcp://127.0.0.1:1\"|" "$cfg"
                 fi
             done
-            timeout "$run_limit" python3 "$work/udp_delay_relay.py" "${relay_args[@]}" \
+            timeout "$run_limit" python3 "$root/scripts/udp_relay.py" "${relay_args[@]}" \
                 > "$dir/relay.log" 2>&1 &
             relay_pid=$!
             pids+=("$relay_pid")

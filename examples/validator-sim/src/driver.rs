@@ -437,6 +437,7 @@ impl<'a> Driver<'a> {
                     }
                 }
                 Action::Committed { chain, height } => {
+                    self.rec.committed();
                     if self.cfg.progress {
                         use std::io::Write as _;
                         let mut out = std::io::stdout().lock();

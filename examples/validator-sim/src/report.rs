@@ -99,6 +99,11 @@ pub struct Report {
     pub failure_samples: Vec<String>,
     pub double_signs: u64,
     pub double_sign_details: Vec<DoubleSign>,
+    /// Heights the plan went through (a height is committed whatever its signer answered).
+    pub heights_committed: u64,
+    /// Committed heights at which some request (key, proposal or vote) got no valid answer:
+    /// what a validator would see as a missed block.
+    pub heights_missed: u64,
     pub longest_gap_ms: f64,
     pub longest_gap_request: String,
     pub connections: ConnStats,
@@ -162,6 +167,11 @@ impl Report {
         }
         let _ = writeln!(
             s,
+            "heights committed {}, missed {}",
+            self.heights_committed, self.heights_missed
+        );
+        let _ = writeln!(
+            s,
             "longest gap {:.3} ms ({}); connections accepted {}, handshake failures {}, drops {}, retries {}, ping failures {}",
             self.longest_gap_ms,
             self.longest_gap_request,
@@ -210,6 +220,8 @@ pub struct Recorder {
     report: Report,
     samples: BTreeMap<String, Samples>,
     longest_gap: Duration,
+    /// `report.failed` when the previous height was committed.
+    failed_at_last_commit: u64,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -279,6 +291,16 @@ impl Recorder {
         if self.report.double_sign_details.len() < MAX_SAMPLES {
             self.report.double_sign_details.push(ds);
         }
+    }
+
+    /// A height's last request is done: it counts as missed if anything failed since the
+    /// previous height was committed.
+    pub fn committed(&mut self) {
+        self.report.heights_committed += 1;
+        if self.report.failed > self.failed_at_last_commit {
+            self.report.heights_missed += 1;
+        }
+        self.failed_at_last_commit = self.report.failed;
     }
 
     pub fn report_mut(&mut self) -> &mut Report {

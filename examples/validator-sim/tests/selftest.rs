@@ -227,6 +227,7 @@ fn v0_34_honest_signer_passes_everything() {
     assert_eq!(r.timestamp_replay.returned_new, 2);
     assert!(r.by_type["precommit"].latency.p50_ms > 0.0);
     assert_eq!(r.connections.accepted, 1);
+    assert_eq!((r.heights_committed, r.heights_missed), (12, 0));
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["passed"], r.passed);
     assert_eq!(json["protocol"], "v0.34");
@@ -266,6 +267,8 @@ fn bad_signature_is_caught() {
     let r = run_with(&config(Protocol::V0_34, 3), &[Fault::BadSignature]);
     assert_eq!(r.failures["bad_signature"], 8, "{}", r.render());
     assert_eq!(r.by_type["prevote"].failed, 0);
+    // Every height has a precommit, so every height is missed.
+    assert_eq!((r.heights_committed, r.heights_missed), (6, 6));
     assert!(!r.success());
 }
 
