@@ -121,13 +121,15 @@ mod tests {
 
     #[test]
     fn refuses_unknown_version() {
-        let mut frame = encode(&1u8).unwrap();
-        frame[0] = 2;
-        let (h, _) = split(&frame);
-        assert!(matches!(
-            decode_header(h),
-            Err(WireError::UnsupportedVersion { got: 2 })
-        ));
+        for other in [PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1] {
+            let mut frame = encode(&1u8).unwrap();
+            frame[0] = other;
+            let (h, _) = split(&frame);
+            assert!(matches!(
+                decode_header(h),
+                Err(WireError::UnsupportedVersion { got }) if got == other
+            ));
+        }
     }
 
     #[test]
