@@ -138,7 +138,7 @@ while running; do
         continue
     fi
     # 1 to N - T cosigners hit at once, each by a kill, a partition or a slow link, so a
-    # quorum always remains (the whole-cluster kills above test losing it). A partition outlasting the transport's 5 s idle timeout
+    # quorum always remains (the whole-cluster kills above test losing it). A partition outlasting the transport's 2 s idle timeout
     # makes everyone notice the loss (a partitioned coordinator gives way); a shorter one is
     # ridden out by retransmission.
     victims=$(shuf -i 1-"$shares" -n $(( 1 + RANDOM % (shares - threshold) )))

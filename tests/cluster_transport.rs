@@ -507,7 +507,7 @@ async fn a_crashed_peer_is_reachable_again_soon_after_it_comes_back() {
     };
     let took = back.elapsed();
     assert_eq!(pong.n, 1003, "answered by the new instance");
-    // Well under the 5 s idle timeout: the restarted peer's own dial replaces the stale
+    // Under the 2 s idle timeout: the restarted peer's own dial replaces the stale
     // connection.
     assert!(took < Duration::from_millis(1500), "took {took:?}");
     assert_eq!(ask(&b, 1, 4, T).await.unwrap().from, 1);

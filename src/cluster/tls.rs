@@ -26,9 +26,11 @@ use super::PeerId;
 pub const ALPN: &[u8] = b"cosigner/1";
 
 /// Keep-alives make a silent peer visible within the idle timeout, so a dead connection is
-/// replaced quickly instead of swallowing requests until their deadlines.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// replaced quickly instead of swallowing requests until their deadlines, and a coordinator
+/// that lost its quorum learns it (and gives way) within about two seconds. Four keep-alives
+/// fit in the timeout, so a lost datagram or two does not end a healthy connection.
+pub const KEEP_ALIVE: Duration = Duration::from_millis(500);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Concurrent requests a peer may have open on one connection.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 /// Handshakes in progress at once; bounds what unauthenticated senders can make us hold.

@@ -794,7 +794,16 @@ impl Inner {
                         self.clear_commitments(peer);
                         failed.push((peer, Problem::stale(&refusal.reason)));
                     }
-                    RefusalKind::Storage | RefusalKind::Internal => {
+                    // A peer whose sign state cannot be written refuses until restarted:
+                    // avoid it in the next signings too.
+                    RefusalKind::Storage => failed.push((
+                        peer,
+                        Problem {
+                            suspect: true,
+                            ..Problem::fatal_for_self(&refusal.reason)
+                        },
+                    )),
+                    RefusalKind::Internal => {
                         failed.push((peer, Problem::fatal_for_self(&refusal.reason)))
                     }
                     RefusalKind::BadRequest | RefusalKind::SignBytes => {
@@ -880,9 +889,10 @@ impl Problem {
 }
 
 fn no_quorum(threshold: u16, connected: &[PeerId], problems: &[String]) -> String {
+    // A peer that stopped answering stays connected until the transport's idle timeout, so
+    // the list says who might answer, not who did.
     let mut text = format!(
-        "no quorum: {threshold} cosigners needed, {} reachable with commitments (this one and connected peers {connected:?})",
-        connected.len() + 1,
+        "no quorum: {threshold} cosigners must sign and this one could not gather them (peers still connected: {connected:?})"
     );
     if !problems.is_empty() {
         text.push_str("; ");

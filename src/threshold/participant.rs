@@ -50,10 +50,14 @@ impl Recorded {
     }
 }
 
-/// Has `watermark` authorize and record `doc`, naming a refusal as the watermark's.
+/// Has `watermark` authorize and record `doc`, saying in a refusal whether the rules said no
+/// or the write failed.
 pub fn record<W: Watermark + ?Sized>(watermark: &W, doc: &SignDoc) -> Result<Recorded, Refusal> {
     watermark.authorize(doc).map_err(|r| Refusal {
-        reason: format!("watermark refused: {}", r.reason),
+        reason: match r.kind {
+            RefusalKind::Storage => format!("watermark not stored: {}", r.reason),
+            _ => format!("watermark refused: {}", r.reason),
+        },
         kind: r.kind,
     })
 }
