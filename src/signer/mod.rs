@@ -6,6 +6,7 @@
 //! signer for a [`SignOutcome`]. The signer owns double-sign protection: whatever it returns
 //! has passed its sign-state rules.
 
+mod background;
 pub mod single;
 pub mod threshold;
 

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
+use super::background::Background;
 use super::{SignError, SignOutcome};
 use crate::cluster::tls::TlsPaths;
 use crate::cluster::transport::{Cluster, ClusterConfig};
@@ -70,6 +71,8 @@ pub enum ThresholdStartError {
     Cluster(#[from] crate::cluster::transport::ClusterError),
     #[error("the config has no [threshold] section")]
     NotThreshold,
+    #[error("cannot start the background thread: {0}")]
+    Background(#[from] std::io::Error),
 }
 
 pub struct ThresholdSigner {
@@ -94,8 +97,10 @@ struct Inner {
     /// state is writable. Otherwise it gives way: it does not dial nodes and drops the
     /// connections it has, so that a node's next attempt lands on a cosigner that can sign.
     quorum: watch::Sender<bool>,
-    /// Whether a task is making spare nonces now (one at a time is enough).
+    /// Whether a job to make spare nonces is queued or running (one at a time is enough).
     replenishing: AtomicBool,
+    /// Where preprocessing runs, at the lowest priority.
+    background: Background,
     /// Why our own sign state could not be written, once that happened. The state file
     /// refuses every later write until a restart, so from then on this cosigner releases no
     /// share, as participant or as coordinator. One chain's failure stops all: the state
@@ -187,6 +192,7 @@ impl ThresholdSigner {
             storage_failure: OnceLock::new(),
             suspects: Mutex::new(HashMap::new()),
             replenishing: AtomicBool::new(false),
+            background: Background::start()?,
         });
         // The handler and the refill task hold weak references: the signer owns the cluster,
         // not the other way round.
@@ -360,9 +366,10 @@ impl Inner {
         self.replenish_spare_nonces();
         if !upcoming.is_empty() {
             let inner = self.clone();
-            tokio::task::spawn_blocking(move || {
-                inner.participant.learn_upcoming(coordinator, &upcoming)
-            });
+            self.background
+                .run("validate upcoming commitments", move || {
+                    inner.participant.learn_upcoming(coordinator, &upcoming)
+                });
         }
         match result {
             Ok(response) => Ok(ClusterResponse::Signed(response)),
@@ -425,10 +432,13 @@ impl Inner {
             return;
         }
         let inner = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let queued = self.background.run("make spare nonces", move || {
             inner.participant.replenish_spare(&mut OsRng);
             inner.replenishing.store(false, Ordering::Release);
         });
+        if !queued {
+            self.replenishing.store(false, Ordering::Release);
+        }
     }
 
     /// Our sign state could not be written: nothing can be signed here until a restart.
@@ -770,11 +780,13 @@ impl Inner {
                 Ok(ClusterResponse::Signed(mut resp)) => {
                     self.clear_suspect(peer);
                     // Validating the refill (point decoding, ~80 us) is not needed for this
-                    // signing: do it on a blocking thread beside the aggregation.
+                    // signing: leave it to the background.
                     let refill = std::mem::take(&mut resp.commitments);
                     if !refill.is_empty() {
                         let inner = self.clone();
-                        tokio::task::spawn_blocking(move || inner.add_commitments(peer, &refill));
+                        self.background.run("validate refill commitments", move || {
+                            inner.add_commitments(peer, &refill)
+                        });
                     }
                     if let Err(e) = session.accept(peer, &resp) {
                         failed.push((peer, Problem::retry(&e.to_string())));
