@@ -99,6 +99,8 @@ struct Inner {
     quorum: watch::Sender<bool>,
     /// Whether a job to make spare nonces is queued or running (one at a time is enough).
     replenishing: AtomicBool,
+    /// Whether a job to top up our own commitments is queued or running.
+    topping_up_own: AtomicBool,
     /// Where preprocessing runs, at the lowest priority.
     background: Background,
     /// Why our own sign state could not be written, once that happened. The state file
@@ -192,6 +194,7 @@ impl ThresholdSigner {
             storage_failure: OnceLock::new(),
             suspects: Mutex::new(HashMap::new()),
             replenishing: AtomicBool::new(false),
+            topping_up_own: AtomicBool::new(false),
             background: Background::start()?,
         });
         // The handler and the refill task hold weak references: the signer owns the cluster,
@@ -211,7 +214,7 @@ impl ThresholdSigner {
                     }
                 }
             });
-        inner.refill_own();
+        inner.add_own_commitments(INVENTORY_TARGET);
         tokio::spawn(refill_loop(Arc::downgrade(&inner)));
         tokio::spawn(quorum_loop(Arc::downgrade(&inner)));
         info!(
@@ -334,10 +337,16 @@ impl Inner {
     async fn serve_peer(self: Arc<Self>, peer: PeerId, req: ClusterRequest) -> ClusterResponse {
         let result = match req {
             ClusterRequest::Commitments { count } => {
-                let result = self
-                    .participant
-                    .handle_commitments(peer, count, &mut OsRng)
-                    .map(ClusterResponse::Commitments);
+                // Up to 64 nonces of ~60 us each: not on an async worker.
+                let inner = self.clone();
+                let result = tokio::task::spawn_blocking(move || {
+                    inner
+                        .participant
+                        .handle_commitments(peer, count, &mut OsRng)
+                        .map(ClusterResponse::Commitments)
+                })
+                .await
+                .unwrap_or_else(|e| Err(task_failed(e)));
                 self.replenish_spare_nonces();
                 result
             }
@@ -456,13 +465,41 @@ impl Inner {
     }
 
     /// Tops up our own commitments for the signings we coordinate.
-    fn refill_own(&self) {
+    /// Makes sure our own inventory holds what one signing needs, making commitments on the
+    /// spot only if it ran dry, and has it topped up in the background when low: making a
+    /// batch costs about a millisecond, which no signing should wait for.
+    fn ensure_own_commitments(self: &Arc<Self>, needed: usize) {
         let have = self.available(self.id);
-        if have >= INVENTORY_LOW {
+        if have < needed {
+            self.add_own_commitments(needed - have);
+        }
+        if have < INVENTORY_LOW {
+            self.top_up_own_commitments();
+        }
+    }
+
+    fn top_up_own_commitments(self: &Arc<Self>) {
+        if self.topping_up_own.swap(true, Ordering::AcqRel) {
             return;
         }
-        let count = (INVENTORY_TARGET - have) as u16;
-        // Made here, so nothing to decode or validate.
+        let inner = self.clone();
+        let queued = self.background.run("make own commitments", move || {
+            let have = inner.available(inner.id);
+            inner.add_own_commitments(INVENTORY_TARGET.saturating_sub(have));
+            inner.topping_up_own.store(false, Ordering::Release);
+        });
+        if !queued {
+            self.topping_up_own.store(false, Ordering::Release);
+        }
+    }
+
+    /// Adds `count` fresh commitments of our own to the inventory. Made here, so nothing to
+    /// decode or validate.
+    fn add_own_commitments(&self, count: usize) {
+        let count = u16::try_from(count).unwrap_or(u16::MAX);
+        if count == 0 {
+            return;
+        }
         if let Ok(commitments) = self
             .participant
             .commitments_with_decoded(self.id, count, &mut OsRng)
@@ -502,7 +539,7 @@ impl Inner {
     }
 
     /// Asks one peer for commitments; returns whether any arrived.
-    async fn refill_peer(&self, peer: PeerId, timeout: Duration) -> bool {
+    async fn refill_peer(self: &Arc<Self>, peer: PeerId, timeout: Duration) -> bool {
         let have = self.available(peer);
         if have >= INVENTORY_LOW {
             return true;
@@ -514,8 +551,13 @@ impl Inner {
             .await
         {
             Ok(ClusterResponse::Commitments(commitments)) => {
-                self.add_commitments(peer, &commitments);
-                !commitments.is_empty()
+                // Validating a batch takes milliseconds: not on an async worker.
+                let any = !commitments.is_empty();
+                let inner = self.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || inner.add_commitments(peer, &commitments))
+                        .await;
+                any
             }
             Ok(ClusterResponse::Refused(r)) => {
                 warn!(peer, "refused to hand out commitments: {}", r.reason);
@@ -589,7 +631,7 @@ impl Inner {
         let mut excluded = self.current_suspects();
         let mut problems: Vec<String> = Vec::new();
         loop {
-            self.refill_own();
+            self.ensure_own_commitments(if extension.is_some() { 2 } else { 1 });
             let chosen = match choose_participants(
                 self.id,
                 self.threshold,
@@ -1015,7 +1057,7 @@ async fn refill_loop(inner: Weak<Inner>) {
     loop {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        inner.refill_own();
+        inner.top_up_own_commitments();
         let mut tasks = JoinSet::new();
         for &peer in &inner.members {
             if peer == inner.id || inner.available(peer) >= INVENTORY_LOW {
