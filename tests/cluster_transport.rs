@@ -2,6 +2,9 @@
 //! concurrency, deadlines, peer restarts, and refusal of every identity that is not a
 //! configured cluster member.
 
+#[path = "common/ports.rs"]
+mod ports;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,8 +41,7 @@ fn init_tracing() {
 }
 
 fn free_addr() -> SocketAddr {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap()
+    SocketAddr::from(([127, 0, 0, 1], ports::free_port()))
 }
 
 fn write_tls(dir: &Path, name: &str, cert_pem: &str, key_pem: &str, ca_pem: &str) -> TlsPaths {

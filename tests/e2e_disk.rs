@@ -171,6 +171,26 @@ impl DiskCluster {
         all
     }
 
+    /// Asserts that at least ten signings came after `since` and none of them used cosigner
+    /// `victim` (0-based); returns every signing.
+    fn signed_on_without(&self, victim: usize, since: &str) -> Vec<Signing> {
+        let signings = self.signings();
+        let after: Vec<&Signing> = signings.iter().filter(|s| s.at.as_str() > since).collect();
+        assert!(
+            after.len() >= 10,
+            "too few signings after the failure:\n{}",
+            self.logs()
+        );
+        for s in &after {
+            assert!(
+                !s.participants.contains(&(victim + 1)),
+                "cosigner {} took part after its disk died: {s:?}",
+                victim + 1
+            );
+        }
+        signings
+    }
+
     /// Every log of this test, for a failure message.
     fn logs(&self) -> String {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
@@ -367,20 +387,7 @@ fn dead_disk_on_a_participant_refuses_and_the_others_sign_on() {
     }
 
     // No signing after its first refusal used it; the cluster signed on without it.
-    let signings = cluster.signings();
-    let after: Vec<&Signing> = signings.iter().filter(|s| s.at > refused_at).collect();
-    assert!(
-        after.len() >= 10,
-        "too few signings after the failure:\n{}",
-        cluster.logs()
-    );
-    for s in &after {
-        assert!(
-            !s.participants.contains(&(victim + 1)),
-            "cosigner {} took part after its disk died: {s:?}",
-            victim + 1
-        );
-    }
+    let signings = cluster.signed_on_without(victim, &refused_at);
     let last_with_victim = signings
         .iter()
         .filter(|s| s.participants.contains(&(victim + 1)))
@@ -487,20 +494,7 @@ fn dead_disk_on_the_coordinator_gives_way_to_the_others() {
         !reconnected,
         "the cosigner with a dead disk took a node again:\n{log}"
     );
-    let signings = cluster.signings();
-    let after: Vec<&Signing> = signings.iter().filter(|s| s.at > refused_at).collect();
-    assert!(
-        after.len() >= 10,
-        "too few signings after the failure:\n{}",
-        cluster.logs()
-    );
-    assert!(
-        after
-            .iter()
-            .all(|s| !s.participants.contains(&(victim + 1))),
-        "cosigner {} took part after its disk died: {after:?}",
-        victim + 1
-    );
+    cluster.signed_on_without(victim, &refused_at);
     let took_over: Vec<usize> = (0..3)
         .filter(|&i| i != victim && cluster.proc(i).log().contains("connected to node"))
         .map(|i| i + 1)

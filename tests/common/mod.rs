@@ -7,11 +7,12 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+pub mod ports;
 
 use base64::Engine;
 use ed25519_dalek::SigningKey;
@@ -78,18 +79,12 @@ pub fn bins() -> &'static Bins {
 /// A free TCP port on loopback (the port is released again; a tiny race is acceptable on a
 /// test machine, and binding failures show up as clear errors).
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free tcp port")
-        .port()
+    ports::free_port()
 }
 
 /// A free UDP port on loopback, for a cosigner's QUIC listener.
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free udp port")
-        .port()
+    ports::free_port()
 }
 
 /// A fresh validator key written as a CometBFT `priv_validator_key.json`.
