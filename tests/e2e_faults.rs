@@ -83,6 +83,21 @@ impl Split {
     }
 }
 
+/// Waits (at most 15 s: a lost quorum shows at the transport's idle timeout) for `proc` to
+/// log that it gives way for want of a quorum.
+fn assert_gives_way(proc: &Proc) {
+    assert!(
+        wait_for_log(
+            proc,
+            "no quorum reachable: giving way",
+            1,
+            Duration::from_secs(15)
+        ),
+        "{}",
+        proc.log()
+    );
+}
+
 fn median_and_worst(gaps: &mut [Duration]) -> (Duration, Duration) {
     gaps.sort();
     (
@@ -142,16 +157,7 @@ fn a_coordinator_that_loses_its_quorum_gives_way() {
             p.kill();
         }
     }
-    assert!(
-        wait_for_log(
-            &procs[coordinator],
-            "no quorum reachable: giving way",
-            1,
-            Duration::from_secs(15)
-        ),
-        "{}",
-        procs[coordinator].log()
-    );
+    assert_gives_way(&procs[coordinator]);
     let gave_way = killed_at.elapsed();
     assert!(
         wait_for_log(
@@ -662,16 +668,7 @@ fn netns_isolated_cosigner() {
     sim.wait_for_height(20);
     // It noticed, instead of holding on to the node: at the transport's idle timeout, which
     // the others' signing may well outpace.
-    assert!(
-        wait_for_log(
-            &procs[coordinator],
-            "no quorum reachable: giving way",
-            1,
-            Duration::from_secs(10)
-        ),
-        "{}",
-        procs[coordinator].log()
-    );
+    assert_gives_way(&procs[coordinator]);
     net.reconnect(coordinator);
     let outcome = sim.outcome();
     outcome.assert_clean(&procs.iter().collect::<Vec<_>>());
@@ -689,16 +686,7 @@ fn netns_coordinator_cut_off_from_peers_gives_way() {
     sim.wait_for_height(4);
     let coordinator = connected_cosigner(&procs).expect("a cosigner serves the node");
     net.isolate_from_peers(coordinator);
-    assert!(
-        wait_for_log(
-            &procs[coordinator],
-            "no quorum reachable: giving way",
-            1,
-            Duration::from_secs(15)
-        ),
-        "{}",
-        procs[coordinator].log()
-    );
+    assert_gives_way(&procs[coordinator]);
     let outcome = sim.outcome();
     outcome.assert_clean(&procs.iter().collect::<Vec<_>>());
     let others_served = procs

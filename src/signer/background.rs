@@ -8,7 +8,9 @@
 //! full a job is dropped, and what it would have prepared is prepared on demand instead (a
 //! commitment decoded when used, a nonce made when issued, a refill asked for when low).
 
+use std::collections::HashSet;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tracing::{debug, warn};
 
@@ -22,6 +24,8 @@ type Job = Box<dyn FnOnce() + Send>;
 /// A handle to the background thread; the thread ends when every handle is dropped.
 pub struct Background {
     jobs: SyncSender<Job>,
+    /// Kinds of job queued, not yet started, through [`Background::run_unless_pending`].
+    pending: Arc<Mutex<HashSet<&'static str>>>,
 }
 
 impl Background {
@@ -39,7 +43,28 @@ impl Background {
                     job();
                 }
             })?;
-        Ok(Background { jobs })
+        Ok(Background {
+            jobs,
+            pending: Arc::default(),
+        })
+    }
+
+    /// Queues `job` unless a job of the same kind (`what`) is queued and not started yet: for
+    /// work that tops something up, where one job that has not looked yet serves every
+    /// request for it. (Once it starts, a new request queues another, which sees what the
+    /// running one may have missed.)
+    pub fn run_unless_pending(&self, what: &'static str, job: impl FnOnce() + Send + 'static) {
+        if !pending(&self.pending).insert(what) {
+            return;
+        }
+        let set = self.pending.clone();
+        let queued = self.run(what, move || {
+            pending(&set).remove(what);
+            job();
+        });
+        if !queued {
+            pending(&self.pending).remove(what);
+        }
     }
 
     /// Queues `job`, or drops it if the queue is full or the thread is gone; whether it was
@@ -57,6 +82,11 @@ impl Background {
             }
         }
     }
+}
+
+fn pending<'a>(set: &'a Mutex<HashSet<&'static str>>) -> MutexGuard<'a, HashSet<&'static str>> {
+    // A set of names: a panic while it was held cannot leave it inconsistent.
+    set.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -105,5 +135,33 @@ mod tests {
         release_tx.send(()).unwrap();
         let ran = ran_rx.iter().count();
         assert_eq!(ran, QUEUE, "the jobs beyond the queue were dropped");
+    }
+
+    #[test]
+    fn a_kind_already_pending_is_not_queued_twice() {
+        let background = Background::start().unwrap();
+        let (release_tx, release_rx) = channel::<()>();
+        let (started_tx, started_rx) = channel();
+        background.run("block", move || {
+            started_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+        });
+        started_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let (ran_tx, ran_rx) = channel();
+        for _ in 0..3 {
+            let ran_tx = ran_tx.clone();
+            background.run_unless_pending("top up", move || ran_tx.send(1).unwrap());
+        }
+        release_tx.send(()).unwrap();
+        assert_eq!(ran_rx.recv_timeout(Duration::from_secs(5)).unwrap(), 1);
+        // Once it ran, the kind may be queued again.
+        let again = ran_tx.clone();
+        background.run_unless_pending("top up", move || again.send(2).unwrap());
+        assert_eq!(ran_rx.recv_timeout(Duration::from_secs(5)).unwrap(), 2);
+        drop(ran_tx);
+        assert!(
+            ran_rx.recv_timeout(Duration::from_secs(1)).is_err(),
+            "ran only twice"
+        );
     }
 }

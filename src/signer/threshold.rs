@@ -12,7 +12,6 @@
 //! for something that state refuses.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -97,10 +96,6 @@ struct Inner {
     /// state is writable. Otherwise it gives way: it does not dial nodes and drops the
     /// connections it has, so that a node's next attempt lands on a cosigner that can sign.
     quorum: watch::Sender<bool>,
-    /// Whether a job to make spare nonces is queued or running (one at a time is enough).
-    replenishing: AtomicBool,
-    /// Whether a job to top up our own commitments is queued or running.
-    topping_up_own: AtomicBool,
     /// Where preprocessing runs, at the lowest priority.
     background: Background,
     /// Why our own sign state could not be written, once that happened. The state file
@@ -193,8 +188,6 @@ impl ThresholdSigner {
             quorum: watch::Sender::new(false),
             storage_failure: OnceLock::new(),
             suspects: Mutex::new(HashMap::new()),
-            replenishing: AtomicBool::new(false),
-            topping_up_own: AtomicBool::new(false),
             background: Background::start()?,
         });
         // The handler and the refill task hold weak references: the signer owns the cluster,
@@ -437,17 +430,11 @@ impl Inner {
 
     /// Tops up the participant's spare nonces in the background, off every signing's path.
     fn replenish_spare_nonces(self: &Arc<Self>) {
-        if self.replenishing.swap(true, Ordering::AcqRel) {
-            return;
-        }
         let inner = self.clone();
-        let queued = self.background.run("make spare nonces", move || {
-            inner.participant.replenish_spare(&mut OsRng);
-            inner.replenishing.store(false, Ordering::Release);
-        });
-        if !queued {
-            self.replenishing.store(false, Ordering::Release);
-        }
+        self.background
+            .run_unless_pending("make spare nonces", move || {
+                inner.participant.replenish_spare(&mut OsRng)
+            });
     }
 
     /// Our sign state could not be written: nothing can be signed here until a restart.
@@ -479,18 +466,12 @@ impl Inner {
     }
 
     fn top_up_own_commitments(self: &Arc<Self>) {
-        if self.topping_up_own.swap(true, Ordering::AcqRel) {
-            return;
-        }
         let inner = self.clone();
-        let queued = self.background.run("make own commitments", move || {
-            let have = inner.available(inner.id);
-            inner.add_own_commitments(INVENTORY_TARGET.saturating_sub(have));
-            inner.topping_up_own.store(false, Ordering::Release);
-        });
-        if !queued {
-            self.topping_up_own.store(false, Ordering::Release);
-        }
+        self.background
+            .run_unless_pending("make own commitments", move || {
+                let have = inner.available(inner.id);
+                inner.add_own_commitments(INVENTORY_TARGET.saturating_sub(have));
+            });
     }
 
     /// Adds `count` fresh commitments of our own to the inventory. Made here, so nothing to

@@ -126,9 +126,15 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Spawns `cmd` with its output appended to `<log_dir>/<name>.log`, so that a process
+    /// restarted under the same name keeps its history.
     pub fn spawn(name: &str, cmd: &mut Command, log_dir: &Path) -> Proc {
         let log_path = log_dir.join(format!("{name}.log"));
-        let log = std::fs::File::create(&log_path).expect("create log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("open log");
         let child = cmd
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)
@@ -432,22 +438,7 @@ pub fn start_cosigner_env(
         cmd.env(k, v);
     }
     // Appends, so a restarted cosigner's log keeps its history.
-    let log_path = log_dir.join(format!("{name}.log"));
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .expect("open log");
-    let child = cmd
-        .stdout(log.try_clone().expect("clone log"))
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-    Proc {
-        name: name.to_string(),
-        child,
-        log_path,
-    }
+    Proc::spawn(name, &mut cmd, log_dir)
 }
 
 impl Outcome {
