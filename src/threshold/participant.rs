@@ -785,6 +785,30 @@ mod tests {
     }
 
     #[test]
+    fn shares_are_released_only_for_the_record_of_their_own_document() {
+        let (group, _) = group(2, 3);
+        let req = vote_request(&group, 1, &[1, 2]);
+        let decoded = group[1].decode_request(1, &wire(&req)).unwrap();
+        let prepared = group[1].prepare(1, &decoded).unwrap();
+        let mut other = prepared.doc().clone();
+        other.hrs.height += 1;
+        let unreleased = group[1].sign(prepared).unwrap();
+        let refused = unreleased
+            .release(Recorded::durably_stored(&other))
+            .unwrap_err();
+        assert_eq!(refused.kind, RefusalKind::Internal);
+
+        let req = vote_request(&group, 1, &[1, 2]);
+        let prepared = group[1]
+            .prepare(1, &group[1].decode_request(1, &wire(&req)).unwrap())
+            .unwrap();
+        let recorded = Recorded::durably_stored(prepared.doc());
+        let unreleased = group[1].sign(prepared).unwrap();
+        let (_, extension_share) = unreleased.release(recorded).unwrap();
+        assert!(extension_share.is_none());
+    }
+
+    #[test]
     fn signs_a_valid_request_and_refills() {
         let (group, _) = group(2, 3);
         let wm = RecordingWatermark::default();
