@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sign_state::DEFAULT_MAX_HEIGHT_JUMP;
+
 /// The largest cluster `split-key` deals and a cosigner accepts.
 pub const MAX_COSIGNERS: u16 = 32;
 
@@ -90,6 +92,16 @@ pub struct ChainConfig {
     /// default: a missing file on a host that has signed before is how double signs happen.
     #[serde(default)]
     pub allow_fresh_state: bool,
+    /// Refuse a request more than this many heights above the highest height the validator
+    /// is known to have signed (default [`DEFAULT_MAX_HEIGHT_JUMP`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_height_jump: Option<u64>,
+}
+
+impl ChainConfig {
+    pub fn max_height_jump(&self) -> u64 {
+        self.max_height_jump.unwrap_or(DEFAULT_MAX_HEIGHT_JUMP)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +167,9 @@ pub struct Timeouts {
     pub sign_attempt_ms: u64,
     /// All attempts of one threshold signing together; must stay under the node's 5 s.
     pub sign_total_ms: u64,
+    /// How long a starting cosigner waits for every peer to say what the validator signed
+    /// before it settles for `t - 1` of them.
+    pub catch_up_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -166,6 +181,7 @@ impl Default for Timeouts {
             redial_ms: 200,
             sign_attempt_ms: 800,
             sign_total_ms: 3_000,
+            catch_up_ms: 1_000,
         }
     }
 }
@@ -188,6 +204,9 @@ impl Timeouts {
     }
     pub fn sign_total(&self) -> Duration {
         Duration::from_millis(self.sign_total_ms)
+    }
+    pub fn catch_up(&self) -> Duration {
+        Duration::from_millis(self.catch_up_ms)
     }
 }
 
@@ -353,6 +372,12 @@ impl Config {
                     ),
                 );
             }
+            if chain.max_height_jump == Some(0) {
+                return bad(
+                    &format!("chain[{i}].max_height_jump"),
+                    "0 would refuse every new height; leave it out for the default".into(),
+                );
+            }
             if self.chains[..i].iter().any(|c| c.id == chain.id) {
                 return bad(
                     &format!("chain[{i}].id"),
@@ -380,6 +405,7 @@ impl Config {
             ("timeouts.redial_ms", t.redial_ms),
             ("timeouts.sign_attempt_ms", t.sign_attempt_ms),
             ("timeouts.sign_total_ms", t.sign_total_ms),
+            ("timeouts.catch_up_ms", t.catch_up_ms),
         ] {
             if value == 0 || value > 60_000 {
                 return bad(field, format!("{value} is outside 1..=60000"));
@@ -472,6 +498,7 @@ mod tests {
             chains: vec![ChainConfig {
                 id: "test-chain".into(),
                 allow_fresh_state: true,
+                max_height_jump: None,
             }],
             nodes: vec![NodeConfig {
                 address: "tcp://127.0.0.1:26659".into(),

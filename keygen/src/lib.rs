@@ -495,6 +495,7 @@ fn cosigner_config(
             .map(|id| ChainConfig {
                 id: id.clone(),
                 allow_fresh_state: !plan.states.iter().any(|(chain, _)| chain == id),
+                max_height_jump: None,
             })
             .collect(),
         nodes: plan

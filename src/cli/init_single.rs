@@ -40,6 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map(|id| ChainConfig {
                 id: id.clone(),
                 allow_fresh_state: true,
+                max_height_jump: None,
             })
             .collect(),
         nodes: args

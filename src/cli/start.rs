@@ -42,7 +42,8 @@ pub fn open_chain_states(loaded: &LoadedConfig) -> anyhow::Result<HashMap<String
     let mut states = HashMap::new();
     for chain in &loaded.config.chains {
         let state = ChainSignState::open(&state_dir, &chain.id, chain.allow_fresh_state)
-            .with_context(|| format!("sign state of chain `{}`", chain.id))?;
+            .with_context(|| format!("sign state of chain `{}`", chain.id))?
+            .with_max_jump(chain.max_height_jump());
         states.insert(chain.id.clone(), state);
     }
     Ok(states)
