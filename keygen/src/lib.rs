@@ -256,7 +256,7 @@ pub fn plan(args: &Args) -> Result<Plan, SplitError> {
     }
 
     let (out, parent) = output_location(&args.out)?;
-    let key = ValidatorKey::load(&args.key_file)?;
+    let (key, _) = ValidatorKey::load_source(&args.key_file)?;
     Ok(Plan {
         key_file: args.key_file.clone(),
         key,

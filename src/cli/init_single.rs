@@ -2,8 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-
 use cosigner::config::{ChainConfig, Config, NodeConfig, ProtocolVersion, SingleConfig, Timeouts};
 use cosigner::staged_dir::StagedDir;
 use cosigner::validator_key::{self, ValidatorKey};
@@ -30,7 +28,8 @@ const KEY_FILE: &str = "priv_validator_key.json";
 const IDENTITY_FILE: &str = "identity.key";
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let key = ValidatorKey::load(&args.key_file)?;
+    // Read once: the bytes are what the directory keeps, and they are wiped on drop.
+    let (key, key_bytes) = ValidatorKey::load_source(&args.key_file)?;
     let config = Config {
         state_dir: "state".into(),
         identity_key: IDENTITY_FILE.into(),
@@ -60,8 +59,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     config
         .validate()
         .map_err(|(field, problem)| anyhow::anyhow!("{field}: {problem}"))?;
-    let key_bytes = std::fs::read(&args.key_file)
-        .with_context(|| format!("{}: cannot read", args.key_file.display()))?;
     let identity = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
 
     let staged = StagedDir::create(&args.out)?;
