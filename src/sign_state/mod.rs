@@ -76,13 +76,9 @@ impl std::fmt::Debug for ChainSignState {
 }
 
 impl ChainSignState {
-    /// Opens (and locks) the state file of `chain_id`; see [`StateFile::open`].
-    pub fn open(
-        state_dir: &Path,
-        chain_id: &str,
-        allow_fresh: bool,
-    ) -> Result<ChainSignState, StateError> {
-        let (file, state) = StateFile::open(state_dir, chain_id, allow_fresh)?;
+    /// Opens (and locks) the existing state file of `chain_id`; see [`StateFile::open`].
+    pub fn open(state_dir: &Path, chain_id: &str) -> Result<ChainSignState, StateError> {
+        let (file, state) = StateFile::open(state_dir, chain_id)?;
         Ok(ChainSignState::new(file, state))
     }
 
@@ -198,7 +194,8 @@ mod tests {
 
     fn guard() -> (tempfile::TempDir, ChainSignState) {
         let d = tempfile::tempdir().unwrap();
-        let g = ChainSignState::open(d.path(), CHAIN, true).unwrap();
+        StateFile::create(d.path(), CHAIN, &SignState::fresh()).unwrap();
+        let g = ChainSignState::open(d.path(), CHAIN).unwrap();
         (d, g)
     }
 
@@ -254,8 +251,7 @@ mod tests {
 
     #[test]
     fn authorize_persists_before_returning() {
-        let d = tempfile::tempdir().unwrap();
-        let g = ChainSignState::open(d.path(), CHAIN, true).unwrap();
+        let (d, g) = guard();
         let a = doc(5, 0, Prevote, Some(1), 1);
         assert_eq!(g.authorize(&a).unwrap(), Verdict::Advance);
         assert_eq!(g.authorize(&a).unwrap(), Verdict::Identical);
@@ -266,7 +262,7 @@ mod tests {
             }
         );
         drop(g);
-        let g = ChainSignState::open(d.path(), CHAIN, false).unwrap();
+        let g = ChainSignState::open(d.path(), CHAIN).unwrap();
         assert_eq!(g.snapshot(), SignState::after(&a, None));
         assert!(matches!(
             g.authorize(&doc(5, 0, Prevote, Some(2), 1)),
