@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use cosigner::consensus::{sign_bytes, SignDoc};
 use cosigner::privval::messages::{self, BlockId, PartSetHeader, SignedMsgType, Vote};
-use cosigner::sign_state::{ChainSignState, SignState, StateFile};
+use cosigner::sign_state::{ChainSignState, Recorded, SignState, StateFile};
 use cosigner::threshold::coordinator::{build_request, CommitmentInventory, SigningSession};
 use cosigner::threshold::messages::{peer_of, PeerId, Refusal, RefusalKind, SignRequest};
-use cosigner::threshold::participant::{Participant, Recorded, Watermark};
+use cosigner::threshold::participant::{Participant, Watermark};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use frost_ed25519::keys::{generate_with_dealer, IdentifierList, KeyPackage, PublicKeyPackage};
 use rand_core::OsRng;
@@ -28,7 +28,7 @@ struct MemoryWatermark;
 
 impl Watermark for MemoryWatermark {
     fn authorize(&self, doc: &SignDoc) -> Result<Recorded, Refusal> {
-        Ok(Recorded::durably_stored(doc))
+        Ok(Recorded::assume_recorded(doc))
     }
 }
 
@@ -39,7 +39,7 @@ impl Watermark for DurableWatermark {
     fn authorize(&self, doc: &SignDoc) -> Result<Recorded, Refusal> {
         self.0
             .authorize(doc)
-            .map(|_| Recorded::durably_stored(doc))
+            .map(|(_, recorded)| recorded)
             .map_err(|e| Refusal::new(RefusalKind::Storage, e.to_string()))
     }
 }

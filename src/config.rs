@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sign_state::DEFAULT_MAX_HEIGHT_JUMP;
+
 /// The largest cluster `split-key` deals and a cosigner accepts.
 pub const MAX_COSIGNERS: u16 = 32;
 
@@ -86,6 +88,16 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
     pub id: String,
+    /// Refuse a request more than this many heights above the highest height the validator
+    /// is known to have signed (default [`DEFAULT_MAX_HEIGHT_JUMP`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_height_jump: Option<u64>,
+}
+
+impl ChainConfig {
+    pub fn max_height_jump(&self) -> u64 {
+        self.max_height_jump.unwrap_or(DEFAULT_MAX_HEIGHT_JUMP)
+    }
 }
 
 /// Keys that were settings once and are refused now with what to do instead, rather than
@@ -177,6 +189,9 @@ pub struct Timeouts {
     pub sign_attempt_ms: u64,
     /// All attempts of one threshold signing together; must stay under the node's 5 s.
     pub sign_total_ms: u64,
+    /// How long a starting cosigner waits for every peer to say what the validator signed
+    /// before it settles for `t - 1` of them.
+    pub catch_up_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -188,6 +203,7 @@ impl Default for Timeouts {
             redial_ms: 200,
             sign_attempt_ms: 800,
             sign_total_ms: 3_000,
+            catch_up_ms: 1_000,
         }
     }
 }
@@ -210,6 +226,9 @@ impl Timeouts {
     }
     pub fn sign_total(&self) -> Duration {
         Duration::from_millis(self.sign_total_ms)
+    }
+    pub fn catch_up(&self) -> Duration {
+        Duration::from_millis(self.catch_up_ms)
     }
 }
 
@@ -382,6 +401,12 @@ impl Config {
                     ),
                 );
             }
+            if chain.max_height_jump == Some(0) {
+                return bad(
+                    &format!("chain[{i}].max_height_jump"),
+                    "0 would refuse every new height; leave it out for the default".into(),
+                );
+            }
             if self.chains[..i].iter().any(|c| c.id == chain.id) {
                 return bad(
                     &format!("chain[{i}].id"),
@@ -409,6 +434,7 @@ impl Config {
             ("timeouts.redial_ms", t.redial_ms),
             ("timeouts.sign_attempt_ms", t.sign_attempt_ms),
             ("timeouts.sign_total_ms", t.sign_total_ms),
+            ("timeouts.catch_up_ms", t.catch_up_ms),
         ] {
             if value == 0 || value > 60_000 {
                 return bad(field, format!("{value} is outside 1..=60000"));
@@ -500,6 +526,7 @@ mod tests {
             identity_key: "identity.key".into(),
             chains: vec![ChainConfig {
                 id: "test-chain".into(),
+                max_height_jump: None,
             }],
             nodes: vec![NodeConfig {
                 address: "tcp://127.0.0.1:26659".into(),
@@ -579,6 +606,7 @@ mod tests {
         let mut c = sample();
         c.chains.push(ChainConfig {
             id: "second-chain".into(),
+            max_height_jump: None,
         });
         let text = c.to_toml().replace(
             "id = \"second-chain\"",

@@ -170,9 +170,21 @@ fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
-/// The needles of a participant's refusal because its state file is not the one it opened.
-fn state_refusal<'a>(state_file: &'a str, what: &'a str) -> [&'a str; 4] {
-    ["refused to sign", "kind=Storage", state_file, what]
+/// Waits until `proc` refuses because its state file is no longer the one it opened (`what`
+/// happened to it) and gives way for good, both naming the file; when it first refused and
+/// when it gave way. The first write to meet the file may be a share's (logged as a
+/// `kind=Storage` refusal) or that of a watermark raised by a signature the cluster made
+/// without it; either way it gives way saying why.
+fn wait_for_refusal(proc: &Proc, state_file: &str, what: &str) -> (String, String) {
+    let refused_at = wait_for_log_line(proc, "", &[state_file, what], LIMIT);
+    let gave_way_at = wait_for_log_line(proc, "", &[GAVE_WAY_FOR_GOOD, state_file, what], LIMIT);
+    // Every share it refused from then on was refused for its storage.
+    for line in proc.log().lines() {
+        if line.contains("refused to sign") && timestamp(line) >= refused_at.as_str() {
+            assert!(line.contains("kind=Storage"), "{line}");
+        }
+    }
+    (refused_at, gave_way_at)
 }
 
 /// The cosigner serving the node and the peer it signed with last (0-based indices).
@@ -204,13 +216,8 @@ fn a_deleted_state_file_is_refused_at_the_next_write_and_the_others_sign_on() {
     let named = state_file.display().to_string();
 
     std::fs::remove_file(&state_file).expect("delete the state file");
-    let refused_at = wait_for_log_line(
-        &procs[victim],
-        "",
-        &state_refusal(&named, "was deleted or moved away"),
-        LIMIT,
-    );
-    let gave_way_at = wait_for_log_line(&procs[victim], "", &[GAVE_WAY_FOR_GOOD], LIMIT);
+    let (refused_at, gave_way_at) =
+        wait_for_refusal(&procs[victim], &named, "was deleted or moved away");
     wait_for_log_line(&procs[victim], &gave_way_at, &["not dialing"], LIMIT);
     let outcome = sim.outcome();
     outcome.assert_clean(&procs.iter().collect::<Vec<_>>());
@@ -264,14 +271,8 @@ fn a_state_file_overwritten_by_an_older_copy_is_refused_and_the_others_sign_on()
         "the victim's watermark did not move on"
     );
     std::fs::write(&state_file, &backup).expect("copy the backup over the state file");
-    let refused_at = wait_for_log_line(
-        &procs[victim],
-        "",
-        &state_refusal(&named, "replaced or overwritten"),
-        LIMIT,
-    );
+    let (refused_at, _) = wait_for_refusal(&procs[victim], &named, "replaced or overwritten");
     procs[other].signal("CONT");
-    wait_for_log_line(&procs[victim], "", &[GAVE_WAY_FOR_GOOD], LIMIT);
     let outcome = sim.outcome();
     outcome.assert_clean(&procs.iter().collect::<Vec<_>>());
     eprintln!(

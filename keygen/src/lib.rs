@@ -465,7 +465,10 @@ fn cosigner_config(
         chains: plan
             .chain_ids
             .iter()
-            .map(|id| ChainConfig { id: id.clone() })
+            .map(|id| ChainConfig {
+                id: id.clone(),
+                max_height_jump: None,
+            })
             .collect(),
         nodes: plan
             .nodes

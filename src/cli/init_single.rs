@@ -42,7 +42,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         chains: args
             .chain_ids
             .iter()
-            .map(|id| ChainConfig { id: id.clone() })
+            .map(|id| ChainConfig {
+                id: id.clone(),
+                max_height_jump: None,
+            })
             .collect(),
         nodes: args
             .nodes

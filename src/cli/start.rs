@@ -40,7 +40,8 @@ fn init_tracing() {
 pub fn open_chain_states(loaded: &LoadedConfig) -> anyhow::Result<HashMap<String, ChainSignState>> {
     let mut states = HashMap::new();
     for chain in &loaded.config.chains {
-        let state = super::state::open_chain_state(loaded, &chain.id)?;
+        let state = super::state::open_chain_state(loaded, &chain.id)?
+            .with_max_jump(chain.max_height_jump());
         states.insert(chain.id.clone(), state);
     }
     Ok(states)

@@ -104,3 +104,47 @@ pub struct ExtensionDoc {
     /// The exact bytes that are signed (varint length prefix included).
     pub sign_bytes: Vec<u8>,
 }
+
+/// Why a vote extension does not belong to a vote.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtensionMismatch {
+    #[error("an extension comes only with a non-nil precommit, not a {0}")]
+    NotANonNilPrecommit(String),
+    #[error("extension is for {ext_chain} {ext_height}/{ext_round}, the vote for {chain} {height}/{round}")]
+    OtherVote {
+        ext_chain: String,
+        ext_height: i64,
+        ext_round: i64,
+        chain: String,
+        height: i64,
+        round: i64,
+    },
+}
+
+impl ExtensionDoc {
+    /// Whether this is the extension CometBFT attaches to `vote`: that of a non-nil precommit
+    /// of the same chain, height and round.
+    pub fn belongs_to(&self, vote: &SignDoc) -> Result<(), ExtensionMismatch> {
+        if vote.hrs.step != Step::Precommit || vote.block_id.is_none() {
+            return Err(ExtensionMismatch::NotANonNilPrecommit(format!(
+                "{}{}",
+                if vote.block_id.is_none() { "nil " } else { "" },
+                vote.hrs.step
+            )));
+        }
+        if self.chain_id != vote.chain_id
+            || self.height != vote.hrs.height
+            || self.round != vote.hrs.round
+        {
+            return Err(ExtensionMismatch::OtherVote {
+                ext_chain: self.chain_id.clone(),
+                ext_height: self.height,
+                ext_round: self.round,
+                chain: vote.chain_id.clone(),
+                height: vote.hrs.height,
+                round: vote.hrs.round,
+            });
+        }
+        Ok(())
+    }
+}

@@ -27,7 +27,8 @@ use super::messages::{
 };
 use super::nonces::{NoncePool, PooledNonce, DEFAULT_MAX_OUTSTANDING};
 use crate::consensus::sign_bytes;
-use crate::consensus::{ExtensionDoc, SignDoc, Step};
+use crate::consensus::{ExtensionDoc, SignDoc};
+use crate::sign_state::Recorded;
 
 /// Double-sign protection as the participant needs it.
 pub trait Watermark {
@@ -36,18 +37,6 @@ pub trait Watermark {
     /// [`RefusalKind::Watermark`] when the rules say no and [`RefusalKind::Storage`] when the
     /// watermark could not be stored; either way no share is released.
     fn authorize(&self, doc: &SignDoc) -> Result<Recorded, Refusal>;
-}
-
-/// Proof that a [`Watermark`] authorized a document and recorded it durably: the only thing
-/// that releases shares computed for it.
-#[derive(Debug)]
-pub struct Recorded(SignDoc);
-
-impl Recorded {
-    /// For [`Watermark`] implementations only, once `doc`'s watermark is on disk.
-    pub fn durably_stored(doc: &SignDoc) -> Recorded {
-        Recorded(doc.clone())
-    }
 }
 
 /// Has `watermark` authorize and record `doc`, saying in a refusal whether the rules said no
@@ -136,7 +125,7 @@ pub struct UnreleasedShares {
 impl UnreleasedShares {
     /// The shares, given the proof that this very document's watermark is on disk.
     pub fn release(self, recorded: Recorded) -> Result<(Share, Option<Share>), Refusal> {
-        if recorded.0 != self.doc {
+        if recorded.doc() != &self.doc {
             return Err(Refusal::new(
                 RefusalKind::Internal,
                 "the watermark recorded another document than the one signed",
@@ -605,8 +594,6 @@ fn unknown_commitment() -> Refusal {
     )
 }
 
-/// The extension must be the one CometBFT attaches to this very vote: a non-nil precommit of
-/// the same chain, height and round.
 fn check_extension_belongs(
     vote: &SignDoc,
     ext: &ExtensionDoc,
@@ -617,21 +604,8 @@ fn check_extension_belongs(
             "extension sign bytes do not parse back to themselves",
         ));
     }
-    if vote.hrs.step != Step::Precommit || vote.block_id.is_none() {
-        return Err(sign_bytes_refusal(format!(
-            "an extension comes only with a non-nil precommit, not a {}{}",
-            if vote.block_id.is_none() { "nil " } else { "" },
-            vote.hrs.step
-        )));
-    }
-    if ext.chain_id != vote.chain_id || ext.height != vote.hrs.height || ext.round != vote.hrs.round
-    {
-        return Err(sign_bytes_refusal(format!(
-            "extension is for {} {}/{}, the vote for {} {}/{}",
-            ext.chain_id, ext.height, ext.round, vote.chain_id, vote.hrs.height, vote.hrs.round
-        )));
-    }
-    Ok(())
+    ext.belongs_to(vote)
+        .map_err(|e| sign_bytes_refusal(e.to_string()))
 }
 
 fn bad(reason: impl Into<String>) -> Refusal {
@@ -647,6 +621,7 @@ fn sign_bytes_refusal(reason: impl Into<String>) -> Refusal {
 #[cfg(test)]
 pub(crate) mod testkit {
     use super::*;
+    pub use crate::consensus::Step;
     use crate::privval::messages::{self, BlockId, PartSetHeader, SignedMsgType, Vote};
     use frost_ed25519::keys::{generate_with_dealer, IdentifierList};
     use rand_core::OsRng;
@@ -722,7 +697,7 @@ pub(crate) mod testkit {
                 ));
             }
             self.authorized.lock().unwrap().push(doc.clone());
-            Ok(Recorded::durably_stored(doc))
+            Ok(Recorded::assume_recorded(doc))
         }
     }
 
@@ -795,7 +770,7 @@ mod tests {
         other.hrs.height += 1;
         let unreleased = group[1].sign(prepared).unwrap();
         let refused = unreleased
-            .release(Recorded::durably_stored(&other))
+            .release(Recorded::assume_recorded(&other))
             .unwrap_err();
         assert_eq!(refused.kind, RefusalKind::Internal);
 
@@ -803,7 +778,7 @@ mod tests {
         let prepared = group[1]
             .prepare(1, &group[1].decode_request(1, &wire(&req)).unwrap())
             .unwrap();
-        let recorded = Recorded::durably_stored(prepared.doc());
+        let recorded = Recorded::assume_recorded(prepared.doc());
         let unreleased = group[1].sign(prepared).unwrap();
         let (_, extension_share) = unreleased.release(recorded).unwrap();
         assert!(extension_share.is_none());

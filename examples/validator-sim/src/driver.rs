@@ -43,6 +43,7 @@ struct Driver<'a> {
     node: Node,
     rec: Recorder,
     ledger: Ledger,
+    signatures_out: Option<std::fs::File>,
     key: Option<VerifyingKey>,
     address: Vec<u8>,
     history: HashMap<String, VecDeque<Signed>>,
@@ -312,6 +313,12 @@ impl<'a> Driver<'a> {
             }
         };
         let key = hrs_key(&req)?;
+        if let Some(out) = self.signatures_out.as_mut() {
+            if let Err(e) = crate::doublesign::write_signature(out, &key, &verified.normalized) {
+                self.rec
+                    .fail(kind, &what, "signature_log", &e.to_string(), answer.total);
+            }
+        }
         if let Some(ds) = self
             .ledger
             .record(key.clone(), verified.normalized, &verified.sign_bytes)
@@ -414,7 +421,12 @@ impl<'a> Driver<'a> {
                     height,
                     round,
                 } => {
-                    let req = Self::proposal_request(&self.cfg.chain_ids[chain], height, round, "");
+                    let req = Self::proposal_request(
+                        &self.cfg.chain_ids[chain],
+                        height,
+                        round,
+                        &self.cfg.block_variant,
+                    );
                     if let Some(s) = self.sign("proposal", req, Expect::Signature) {
                         self.remember(s);
                     }
@@ -426,8 +438,14 @@ impl<'a> Driver<'a> {
                     step,
                     nil,
                 } => {
-                    let req =
-                        self.vote_request(&self.cfg.chain_ids[chain], height, round, step, nil, "");
+                    let req = self.vote_request(
+                        &self.cfg.chain_ids[chain],
+                        height,
+                        round,
+                        step,
+                        nil,
+                        &self.cfg.block_variant,
+                    );
                     let kind = match step {
                         VoteStep::Prevote => "prevote",
                         VoteStep::Precommit => "precommit",
@@ -549,6 +567,16 @@ pub fn run(listener: TcpListener, cfg: &SimConfig) -> Result<Report, SimError> {
         node,
         rec: Recorder::new(cfg.protocol.name(), &cfg.chain_ids),
         ledger: Ledger::new(cfg.ledger_max_keys),
+        signatures_out: match &cfg.signatures_out {
+            Some(path) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(SimError::Io)?,
+            ),
+            None => None,
+        },
         key: None,
         address: Vec::new(),
         history: HashMap::new(),

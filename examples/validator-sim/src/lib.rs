@@ -87,6 +87,13 @@ pub struct SimConfig {
     /// Print `height H committed CHAIN` on stdout after each height, for scripts and tests
     /// that act at a given height.
     pub progress: bool,
+    /// Mixed into every block ID the node votes for, so that two simulators with different
+    /// variants ask for conflicting signatures at the same heights (a split between sentries).
+    pub block_variant: String,
+    /// Append every verified signature to this file as a JSON line (chain, height, round,
+    /// step and the timestamp-normalised digest), so that tests can look for double signs
+    /// across several simulators.
+    pub signatures_out: Option<std::path::PathBuf>,
 }
 
 impl SimConfig {
@@ -113,6 +120,8 @@ impl SimConfig {
             node: NodeConfig::new(stop.clone()),
             stop,
             progress: false,
+            block_variant: String::new(),
+            signatures_out: None,
         }
     }
 
