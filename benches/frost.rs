@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use cosigner::consensus::{sign_bytes, SignDoc};
 use cosigner::privval::messages::{self, BlockId, PartSetHeader, SignedMsgType, Vote};
-use cosigner::sign_state::ChainSignState;
-use cosigner::sign_state::Recorded;
+use cosigner::sign_state::{ChainSignState, Recorded, SignState, StateFile};
 use cosigner::threshold::coordinator::{build_request, CommitmentInventory, SigningSession};
 use cosigner::threshold::messages::{peer_of, PeerId, Refusal, RefusalKind, SignRequest};
 use cosigner::threshold::participant::{Participant, Watermark};
@@ -126,7 +125,8 @@ fn bench_handle_sign(c: &mut Criterion) {
     }
     // The same with the durable watermark: the difference is one fdatasync on this disk.
     let dir = tempfile::tempdir().unwrap();
-    let state = ChainSignState::open(dir.path(), CHAIN, true).unwrap();
+    StateFile::create(dir.path(), CHAIN, &SignState::fresh()).unwrap();
+    let state = ChainSignState::open(dir.path(), CHAIN).unwrap();
     let durable = DurableWatermark(state);
     let (group, _) = group(2, 3);
     let height = AtomicI64::new(1);

@@ -88,10 +88,6 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
     pub id: String,
-    /// Whether a missing state file for this chain may start fresh at height 0. Off by
-    /// default: a missing file on a host that has signed before is how double signs happen.
-    #[serde(default)]
-    pub allow_fresh_state: bool,
     /// Refuse a request more than this many heights above the highest height the validator
     /// is known to have signed (default [`DEFAULT_MAX_HEIGHT_JUMP`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +98,32 @@ impl ChainConfig {
     pub fn max_height_jump(&self) -> u64 {
         self.max_height_jump.unwrap_or(DEFAULT_MAX_HEIGHT_JUMP)
     }
+}
+
+/// Keys that were settings once and are refused now with what to do instead, rather than
+/// with the parser's bare "unknown field": `(table, key, what to do)`.
+const RETIRED_KEYS: &[(&str, &str, &str)] = &[(
+    "chain",
+    "allow_fresh_state",
+    "is no longer a setting: remove it. Each chain's state file is now written when the \
+     cosigner directory is made (split-key, init-single), and a missing one stops the start \
+     instead of starting empty. For a chain that has no state file yet, import the \
+     validator's last state (`cosigner state import PRIV_VALIDATOR_STATE_JSON --config \
+     COSIGNER_TOML --chain-id ID`) or, only if this key never signed on that chain, create \
+     an empty one (`cosigner state init --config COSIGNER_TOML --chain-id ID`)",
+)];
+
+/// The first retired key in `text` (which failed to parse), as the field it is in and what
+/// to do about it. Only a text that is valid TOML is searched.
+fn retired_key(text: &str) -> Option<(String, String)> {
+    let doc: toml::Table = text.parse().ok()?;
+    RETIRED_KEYS.iter().find_map(|(table, key, advice)| {
+        let entries = doc.get(*table)?.as_array()?;
+        let i = entries
+            .iter()
+            .position(|e| e.as_table().is_some_and(|t| t.contains_key(*key)))?;
+        Some((format!("{table}[{i}].{key}"), advice.to_string()))
+    })
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -328,9 +350,16 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_path_buf(),
-            source: Box::new(source),
+        let config: Config = toml::from_str(&text).map_err(|source| match retired_key(&text) {
+            Some((field, problem)) => ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field,
+                problem: problem.replace("COSIGNER_TOML", &crate::shell::quote(path)),
+            },
+            None => ConfigError::Parse {
+                path: path.to_path_buf(),
+                source: Box::new(source),
+            },
         })?;
         let nodes = config
             .validate()
@@ -497,7 +526,6 @@ mod tests {
             identity_key: "identity.key".into(),
             chains: vec![ChainConfig {
                 id: "test-chain".into(),
-                allow_fresh_state: true,
                 max_height_jump: None,
             }],
             nodes: vec![NodeConfig {
@@ -569,6 +597,43 @@ mod tests {
         ] {
             assert!(NodeAddress::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_retired_allow_fresh_state_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cosigner.toml");
+        let mut c = sample();
+        c.chains.push(ChainConfig {
+            id: "second-chain".into(),
+            max_height_jump: None,
+        });
+        let text = c.to_toml().replace(
+            "id = \"second-chain\"",
+            "id = \"second-chain\"\nallow_fresh_state = true",
+        );
+        assert!(text.contains("allow_fresh_state"), "{text}");
+        std::fs::write(&path, text).unwrap();
+        let msg = Config::load(&path).unwrap_err().to_string();
+        for needle in [
+            path.display().to_string(),
+            "chain[1].allow_fresh_state".to_string(),
+            "remove it".to_string(),
+            format!("state init --config {}", path.display()),
+            "state import".to_string(),
+        ] {
+            assert!(msg.contains(&needle), "`{needle}` missing: {msg}");
+        }
+        assert!(!msg.contains("unknown field"), "{msg}");
+        // Other unknown keys still get the parser's message.
+        std::fs::write(
+            &path,
+            c.to_toml()
+                .replace("id = \"second-chain\"", "id = \"second-chain\"\nfoo = 1"),
+        )
+        .unwrap();
+        let msg = Config::load(&path).unwrap_err().to_string();
+        assert!(msg.contains("unknown field `foo`"), "{msg}");
     }
 
     #[test]

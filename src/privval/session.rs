@@ -345,7 +345,9 @@ mod tests {
     const CHAIN: &str = "test-chain";
 
     fn signer(dir: &std::path::Path) -> Signer {
-        let state = ChainSignState::open(dir, CHAIN, true).unwrap();
+        crate::sign_state::StateFile::create(dir, CHAIN, &crate::sign_state::SignState::fresh())
+            .unwrap();
+        let state = ChainSignState::open(dir, CHAIN).unwrap();
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
         Signer::Single(Box::new(SingleSigner::new(
             key,

@@ -71,13 +71,9 @@ impl std::fmt::Debug for ChainSignState {
 }
 
 impl ChainSignState {
-    /// Opens (and locks) the state file of `chain_id`; see [`StateFile::open`].
-    pub fn open(
-        state_dir: &Path,
-        chain_id: &str,
-        allow_fresh: bool,
-    ) -> Result<ChainSignState, StateError> {
-        let (file, state) = StateFile::open(state_dir, chain_id, allow_fresh)?;
+    /// Opens (and locks) the existing state file of `chain_id`; see [`StateFile::open`].
+    pub fn open(state_dir: &Path, chain_id: &str) -> Result<ChainSignState, StateError> {
+        let (file, state) = StateFile::open(state_dir, chain_id)?;
         Ok(ChainSignState::new(file, state))
     }
 
@@ -290,9 +286,15 @@ mod tests {
         g.authorize(d).map(|(v, _)| v)
     }
 
+    /// The guard of a new state file, as a fresh cosigner directory holds.
+    fn created(d: &std::path::Path) -> ChainSignState {
+        StateFile::create(d, CHAIN, &SignState::fresh()).unwrap();
+        ChainSignState::open(d, CHAIN).unwrap()
+    }
+
     fn guard() -> (tempfile::TempDir, ChainSignState) {
         let d = tempfile::tempdir().unwrap();
-        let g = ChainSignState::open(d.path(), CHAIN, true).unwrap();
+        let g = created(d.path());
         (d, g)
     }
 
@@ -349,7 +351,7 @@ mod tests {
     #[test]
     fn authorize_persists_before_returning() {
         let d = tempfile::tempdir().unwrap();
-        let g = ChainSignState::open(d.path(), CHAIN, true).unwrap();
+        let g = created(d.path());
         let a = doc(5, 0, Prevote, Some(1), 1);
         assert_eq!(verdict(&g, &a).unwrap(), Verdict::Advance);
         assert_eq!(verdict(&g, &a).unwrap(), Verdict::Identical);
@@ -360,7 +362,7 @@ mod tests {
             }
         );
         drop(g);
-        let g = ChainSignState::open(d.path(), CHAIN, false).unwrap();
+        let g = ChainSignState::open(d.path(), CHAIN).unwrap();
         assert_eq!(g.snapshot(), SignState::after(&a, None));
         assert!(matches!(
             verdict(&g, &doc(5, 0, Prevote, Some(2), 1)),
@@ -463,7 +465,7 @@ mod tests {
     #[test]
     fn an_observed_signature_raises_the_watermark_and_refuses_conflicts() {
         let d = tempfile::tempdir().unwrap();
-        let g = ChainSignState::open(d.path(), CHAIN, true).unwrap();
+        let g = created(d.path());
         verdict(&g, &doc(5, 0, Prevote, Some(1), 1)).unwrap();
         let x = doc(6, 0, Prevote, Some(1), 1);
         assert_eq!(g.observe(&seen(&x)).unwrap(), Observed::Raised);
@@ -489,7 +491,7 @@ mod tests {
         assert!(g.flush().unwrap());
         assert!(!g.flush().unwrap());
         drop(g);
-        let g = ChainSignState::open(d.path(), CHAIN, false).unwrap();
+        let g = ChainSignState::open(d.path(), CHAIN).unwrap();
         assert_eq!(
             g.snapshot().position(),
             SignState::after(&x, None).position()
@@ -499,7 +501,7 @@ mod tests {
     #[test]
     fn a_share_for_an_observed_position_waits_for_its_write() {
         let d = tempfile::tempdir().unwrap();
-        let g = ChainSignState::open(d.path(), CHAIN, true).unwrap();
+        let g = created(d.path());
         let x = doc(6, 0, Prevote, Some(1), 1);
         g.observe(&seen(&x)).unwrap();
         // Never flushed: the identical request itself must write the position first.
@@ -508,7 +510,7 @@ mod tests {
         assert_eq!(recorded.doc(), &x);
         assert!(!g.flush().unwrap(), "the authorization wrote it already");
         drop(g);
-        let g = ChainSignState::open(d.path(), CHAIN, false).unwrap();
+        let g = ChainSignState::open(d.path(), CHAIN).unwrap();
         assert_eq!(g.snapshot().last.unwrap().doc, x);
     }
 

@@ -104,7 +104,8 @@ pub struct PreparedSign {
 
 struct PreparedPart {
     package: SigningPackage,
-    nonces: SigningNonces,
+    // Boxed: a prepared request moves between threads, and its secret nonces must not.
+    nonces: Box<SigningNonces>,
 }
 
 impl PreparedSign {
