@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::consensus::ChainId;
 use crate::sign_state::DEFAULT_MAX_HEIGHT_JUMP;
 
 /// The largest cluster `split-key` deals and a cosigner accepts.
@@ -274,18 +275,6 @@ impl NodeAddress {
     }
 }
 
-/// Whether `id` is a chain ID this signer accepts. CometBFT allows up to 50 bytes of any
-/// kind; we also restrict the characters because the ID names the chain's state file.
-pub fn valid_chain_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 50
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && id != "."
-        && id != ".."
-}
-
 /// Splits `HOST:PORT` (or `[V6]:PORT`) and checks both parts.
 pub fn split_host_port(s: &str) -> Result<(String, u16), String> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
@@ -392,7 +381,7 @@ impl Config {
             );
         }
         for (i, chain) in self.chains.iter().enumerate() {
-            if !valid_chain_id(&chain.id) {
+            if !ChainId::is_valid(&chain.id) {
                 return bad(
                     &format!("chain[{i}].id"),
                     format!(

@@ -20,8 +20,8 @@ use base64::Engine as _;
 use clap::Parser;
 use cosigner::cluster::identity::{issue_cluster, IssueError};
 use cosigner::config::{
-    split_host_port, valid_chain_id, ChainConfig, Config, NodeAddress, NodeConfig, PeerConfig,
-    ProtocolVersion, ThresholdConfig, Timeouts,
+    split_host_port, ChainConfig, Config, NodeAddress, NodeConfig, PeerConfig, ProtocolVersion,
+    ThresholdConfig, Timeouts,
 };
 use cosigner::sign_state::import::{read_state_args, write_initial_states, ImportError};
 use cosigner::sign_state::{SignState, StateFile};
@@ -184,7 +184,7 @@ pub fn plan(args: &Args) -> Result<Plan, SplitError> {
     }
     let mut chain_ids: Vec<String> = Vec::new();
     for id in &args.chain_ids {
-        if !valid_chain_id(id) {
+        if !cosigner::consensus::ChainId::is_valid(id) {
             return Err(SplitError::BadChainId(id.clone()));
         }
         if chain_ids.contains(id) {

@@ -32,7 +32,7 @@ mod error;
 use self::error::io_err;
 pub use self::error::{missing_state_help, StateError};
 use super::rules::{LastSigned, SignState};
-use crate::config::valid_chain_id;
+use crate::consensus::ChainId;
 use crate::consensus::{BlockId, Hrs, SignDoc, Step, Timestamp};
 
 const MAGIC: [u8; 8] = *b"CSGNSTAT";
@@ -46,7 +46,7 @@ const MAX_PAYLOAD: usize = SLOT_SIZE - HEADER_LEN - CRC_LEN;
 
 /// The path of the state file for `chain_id` in `state_dir`.
 pub fn state_path(state_dir: &Path, chain_id: &str) -> Result<PathBuf, StateError> {
-    if !valid_chain_id(chain_id) {
+    if !ChainId::is_valid(chain_id) {
         return Err(StateError::InvalidChainId(chain_id.to_string()));
     }
     Ok(state_dir.join(format!("{chain_id}.state")))

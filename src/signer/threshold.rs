@@ -30,7 +30,7 @@ use super::{SignError, SignOutcome};
 use crate::cluster::tls::TlsPaths;
 use crate::cluster::transport::{Cluster, ClusterConfig};
 use crate::config::{LoadedConfig, Timeouts};
-use crate::consensus::sign_bytes::same_except_timestamp;
+use crate::consensus::canonical::same_except_timestamp;
 use crate::consensus::{ExtensionDoc, SignDoc};
 use crate::sign_state::Recorded;
 use crate::sign_state::{ChainSignState, SignStateError};

@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
 use super::{Inner, LastSigned};
-use crate::consensus::{sign_bytes, SignDoc};
+use crate::consensus::{canonical, SignDoc};
 use crate::sign_state::{NotSigned, Observed, SignStateError, ValidatorSigned};
 use crate::threshold::messages::{
     ClusterRequest, ClusterResponse, PeerId, ValidatorSignature, WireSignature,
@@ -60,7 +60,7 @@ pub(super) fn check(report: &ValidatorSignature, key: &VerifyingKey) -> Result<C
     let extension = match &report.extension {
         None => None,
         Some((bytes, signature)) => {
-            let ext = sign_bytes::parse_extension(bytes)
+            let ext = canonical::parse_extension(bytes)
                 .map_err(|e| Rejected::Extension(e.to_string()))?;
             ext.belongs_to(vote.doc())
                 .map_err(|e| Rejected::Extension(e.to_string()))?;
@@ -373,7 +373,7 @@ mod tests {
             Step::Precommit,
             block,
         );
-        sign_bytes::parse(&bytes).unwrap()
+        canonical::parse(&bytes).unwrap()
     }
 
     fn key() -> SigningKey {

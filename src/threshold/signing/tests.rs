@@ -14,7 +14,7 @@ use frost_ed25519::keys::PublicKeyPackage;
 use rand_core::OsRng;
 
 use super::*;
-use crate::consensus::{sign_bytes, SignDoc};
+use crate::consensus::{canonical, SignDoc};
 use crate::sign_state::{check, Recorded, SignState, Verdict};
 use crate::threshold::coordinator::{build_request, CommitmentInventory, SigningSession};
 use crate::threshold::messages::{Refusal, RefusalKind, SignRequest, SignResponse};
@@ -442,10 +442,10 @@ impl Sim {
                 &ed25519_dalek::Signature::from_bytes(&signature),
             )
             .expect("a valid signature");
-            let doc = sign_bytes::parse(&c.sign_bytes).unwrap();
+            let doc = canonical::parse(&c.sign_bytes).unwrap();
             if let Some(other) = signed.insert(doc.hrs, doc.clone()) {
                 assert!(
-                    other == doc || sign_bytes::same_except_timestamp(&other, &doc),
+                    other == doc || canonical::same_except_timestamp(&other, &doc),
                     "double sign at {}",
                     doc.hrs
                 );
@@ -540,7 +540,7 @@ fn a_slow_peer_is_not_asked_and_costs_no_extra_share() {
 fn a_refusal_by_double_sign_protection_ends_the_signing() {
     let mut sim = Sim::new(2, 3);
     // Peer 2 already signed another block at this position.
-    let other = sign_bytes::parse(&precommit(5, "B")).unwrap();
+    let other = canonical::parse(&precommit(5, "B")).unwrap();
     sim.nodes[&2].watermark.authorize(&other).unwrap();
     let mut views = sim.views(1);
     // Make peer 2 the one chosen.
