@@ -23,6 +23,7 @@
 pub mod cluster;
 pub mod config;
 pub mod consensus;
+pub mod host_port;
 pub mod privval;
 pub mod secret_file;
 pub mod shell;

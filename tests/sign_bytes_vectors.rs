@@ -2,7 +2,6 @@
 //! independent encoder of the `tendermint` crate for many random votes and proposals; the
 //! superset privval schema against `tendermint-proto`'s v0.34 and v0.38 messages.
 
-use cosigner::config::ProtocolVersion;
 use cosigner::consensus::canonical::{parse, parse_extension};
 use cosigner::consensus::{BlockId, Step, Timestamp};
 use cosigner::privval::messages::{
@@ -10,6 +9,7 @@ use cosigner::privval::messages::{
     signed_vote_response, Proposal, Vote, WirePartSetHeader,
 };
 use cosigner::privval::sign_doc::{extension_sign_doc, proposal_sign_doc, vote_sign_doc};
+use cosigner::privval::ProtocolVersion;
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 

@@ -44,21 +44,6 @@ pub struct TlsPaths {
     pub ca: PathBuf,
 }
 
-impl TlsPaths {
-    /// The `[threshold]` section's TLS paths, resolved with `resolve` (normally
-    /// [`crate::config::LoadedConfig::resolve`]).
-    pub fn from_threshold(
-        th: &crate::config::ThresholdConfig,
-        resolve: impl Fn(&Path) -> PathBuf,
-    ) -> TlsPaths {
-        TlsPaths {
-            cert: resolve(&th.tls_cert),
-            key: resolve(&th.tls_key),
-            ca: resolve(&th.cluster_ca),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{path}: cannot read: {source}")]

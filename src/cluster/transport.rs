@@ -25,7 +25,6 @@ use super::identity::server_name;
 use super::tls::{negotiated_alpn, peer_fingerprint, PeerPins, TlsError, TlsIdentity, TlsPaths};
 use super::wire::{self, WireError, HEADER_LEN};
 use super::PeerId;
-use crate::config::ThresholdConfig;
 
 /// Resolving a peer's address and completing a handshake with it.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -80,27 +79,6 @@ pub struct ClusterConfig {
     pub listen: SocketAddr,
     pub peers: Vec<PeerAddr>,
     pub tls: TlsPaths,
-}
-
-impl ClusterConfig {
-    /// From the `[threshold]` section, with the TLS paths already resolved against the
-    /// directory of the config file.
-    pub fn from_threshold(th: &ThresholdConfig, tls: TlsPaths) -> ClusterConfig {
-        ClusterConfig {
-            id: th.id,
-            listen: th.listen,
-            peers: th
-                .peers
-                .iter()
-                .map(|p| PeerAddr {
-                    id: p.id,
-                    address: p.address.clone(),
-                    cert_sha256: p.cert_sha256.clone(),
-                })
-                .collect(),
-            tls,
-        }
-    }
 }
 
 /// Why a peer reset a request stream.

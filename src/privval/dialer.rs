@@ -12,15 +12,29 @@
 //! not be written stops dialing the same way, until it is restarted.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
+use super::address::NodeAddress;
 use super::secret_connection::{SecretConnection, SecretConnectionError};
 use super::session::{self, SessionContext, SessionError};
-use crate::config::{NodeAddress, Timeouts};
 use crate::signer::Signer;
+
+/// The deadlines of a node connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeTimeouts {
+    /// TCP connect plus SecretConnection handshake.
+    pub handshake: Duration,
+    /// A node that sends nothing for this long is dropped (it pings every ~3.3 s).
+    pub idle: Duration,
+    /// Writing one reply.
+    pub write: Duration,
+    /// Delay before redialling after a failure.
+    pub redial: Duration,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
@@ -38,7 +52,7 @@ pub enum DialError {
 pub async fn connect(
     node: &NodeAddress,
     identity: &SigningKey,
-    timeouts: &Timeouts,
+    timeouts: &NodeTimeouts,
 ) -> Result<SecretConnection<TcpStream>, DialError> {
     let attempt = async {
         let tcp = TcpStream::connect(node.host_port())
@@ -48,7 +62,7 @@ pub async fn connect(
         let _ = tcp.set_nodelay(true);
         Ok::<_, DialError>(SecretConnection::handshake(tcp, identity).await?)
     };
-    let conn = tokio::time::timeout(timeouts.node_handshake(), attempt)
+    let conn = tokio::time::timeout(timeouts.handshake, attempt)
         .await
         .map_err(|_| DialError::HandshakeTimeout)??;
     if let Some(expected) = &node.node_id {
@@ -69,7 +83,6 @@ pub async fn run(
     ctx: SessionContext,
     identity: Arc<SigningKey>,
     signer: Arc<Signer>,
-    timeouts: Timeouts,
 ) {
     let label = node.host_port();
     let mut last_error: Option<String> = None;
@@ -88,7 +101,7 @@ pub async fn run(
             }
         }
         let dialed = tokio::select! {
-            dialed = connect(&node, &identity, &timeouts) => dialed,
+            dialed = connect(&node, &identity, &ctx.timeouts) => dialed,
             _ = session::quorum_lost(&mut quorum) => continue,
         };
         match dialed {
@@ -120,6 +133,6 @@ pub async fn run(
                 last_error = Some(text);
             }
         }
-        tokio::time::sleep(timeouts.redial()).await;
+        tokio::time::sleep(ctx.timeouts.redial).await;
     }
 }

@@ -13,7 +13,7 @@ pub use framing::{
     LengthPrefix, MAX_MESSAGE_LEN, MAX_PREFIX_LEN,
 };
 
-use crate::config::ProtocolVersion;
+use super::version::ProtocolVersion;
 
 /// One privval message (`tendermint.privval.Message` / `cometbft.privval.v1.Message`).
 #[derive(Clone, PartialEq, prost::Message)]

@@ -19,12 +19,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use super::dialer::NodeTimeouts;
 use super::messages::{
     self, decode_length_prefix, decode_message, encode_delimited, FrameError, LengthPrefix,
     Message, RemoteSignerError, Request, RequestError, RequestKind, MAX_PREFIX_LEN,
 };
 use super::secret_connection::{SecretConnection, SecretConnectionError};
-use crate::config::{ProtocolVersion, Timeouts};
+use super::version::ProtocolVersion;
 use crate::consensus::Step;
 use crate::privval::sign_doc;
 use crate::signer::{SignError, Signer};
@@ -36,7 +37,7 @@ pub struct SessionContext {
     pub allow_sign_bytes: bool,
     /// The node's address, for logs.
     pub label: String,
-    pub timeouts: Timeouts,
+    pub timeouts: NodeTimeouts,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,8 +107,8 @@ pub async fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let idle = ctx.timeouts.node_idle();
-    let write = ctx.timeouts.node_write();
+    let idle = ctx.timeouts.idle;
+    let write = ctx.timeouts.write;
     let mut out = Vec::with_capacity(512);
     let mut quorum = quorum_watch(signer);
     loop {
@@ -361,7 +362,7 @@ mod tests {
             protocol,
             allow_sign_bytes,
             label: "test".into(),
-            timeouts: Timeouts::default(),
+            timeouts: crate::config::Timeouts::default().node(),
         }
     }
 

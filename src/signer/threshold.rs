@@ -27,9 +27,7 @@ use tracing::{debug, error, info, warn};
 use super::background::Background;
 use super::fault::{test_crash, CrashPoint};
 use super::{SignError, SignOutcome};
-use crate::cluster::tls::TlsPaths;
 use crate::cluster::transport::{Cluster, ClusterConfig};
-use crate::config::{LoadedConfig, Timeouts};
 use crate::consensus::canonical::same_except_timestamp;
 use crate::consensus::{ExtensionDoc, SignDoc};
 use crate::sign_state::Recorded;
@@ -37,10 +35,10 @@ use crate::sign_state::{ChainSignState, SignStateError};
 use crate::threshold::coordinator::{
     build_request, choose_participants, Candidate, CommitmentInventory, Precomputed, SigningSession,
 };
-use crate::threshold::key_share;
+use crate::threshold::key_share::KeyShare;
 use crate::threshold::messages::{
-    peer_of, ClusterRequest, ClusterResponse, DecodedRequest, PeerId, Refusal, RefusalKind,
-    SignRequest, SignResponse,
+    ClusterRequest, ClusterResponse, DecodedRequest, PeerId, Refusal, RefusalKind, SignRequest,
+    SignResponse,
 };
 use crate::threshold::participant::{record, Participant, Watermark};
 
@@ -59,22 +57,10 @@ const SUSPECT_FOR: Duration = crate::cluster::tls::IDLE_TIMEOUT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ThresholdStartError {
-    #[error(transparent)]
-    KeyShare(#[from] key_share::KeyShareError),
-    #[error("{path}: the key share is for cosigner {share_id} with threshold {share_threshold}, but the config says cosigner {config_id} with threshold {config_threshold}")]
-    Mismatch {
-        path: String,
-        share_id: String,
-        share_threshold: u16,
-        config_id: u16,
-        config_threshold: u16,
-    },
     #[error("the key share cannot serve as a participant: {0}")]
     Participant(#[from] crate::threshold::participant::ParticipantError),
     #[error("cluster transport: {0}")]
     Cluster(#[from] crate::cluster::transport::ClusterError),
-    #[error("the config has no [threshold] section")]
-    NotThreshold,
     #[error("cannot start the background thread: {0}")]
     Background(#[from] std::io::Error),
     #[error("the key share's group key is not a valid Ed25519 key: {0}")]
@@ -100,7 +86,7 @@ struct Inner {
     /// Per chain, the last signature this coordinator produced, for FilePV-style replies
     /// to a repeated request.
     last_signed: Mutex<HashMap<String, LastSigned>>,
-    timeouts: Timeouts,
+    timeouts: SignTimeouts,
     /// Whether this cosigner can coordinate: `t - 1` peers are connected and its own sign
     /// state is writable. Otherwise it gives way: it does not dial nodes and drops the
     /// connections it has, so that a node's next attempt lands on a cosigner that can sign.
@@ -154,45 +140,54 @@ impl Watermark for ChainWatermarks {
     }
 }
 
+/// What a threshold signer is made of, read and checked at the edge (`cosigner start`).
+pub struct ThresholdSetup {
+    /// This cosigner's share, already checked to be that of `cluster.id`.
+    pub share: KeyShare,
+    pub cluster: ClusterConfig,
+    pub timeouts: SignTimeouts,
+}
+
+/// The deadlines of threshold signings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignTimeouts {
+    /// One attempt with one set of participants.
+    pub attempt: Duration,
+    /// All attempts of one signing together; must stay under the node's 5 s.
+    pub total: Duration,
+    /// How long a starting cosigner waits for every peer to say what the validator signed
+    /// before it settles for `t - 1` of them.
+    pub catch_up: Duration,
+}
+
 impl ThresholdSigner {
-    /// Loads the key share, binds the cluster transport and starts serving peers.
+    /// Binds the cluster transport and starts serving peers.
     pub async fn start(
-        loaded: &LoadedConfig,
+        setup: ThresholdSetup,
         states: HashMap<String, ChainSignState>,
     ) -> Result<ThresholdSigner, ThresholdStartError> {
-        let th = loaded
-            .config
-            .threshold
-            .as_ref()
-            .ok_or(ThresholdStartError::NotThreshold)?;
-        let share_path = loaded.resolve(&th.key_share);
-        let share = key_share::load(&share_path)?;
-        if peer_of(&share.id()) != Some(th.id) || share.threshold() != th.threshold {
-            return Err(ThresholdStartError::Mismatch {
-                path: share_path.display().to_string(),
-                share_id: format!("{:?}", peer_of(&share.id())),
-                share_threshold: share.threshold(),
-                config_id: th.id,
-                config_threshold: th.threshold,
-            });
-        }
+        let ThresholdSetup {
+            share,
+            cluster,
+            timeouts,
+        } = setup;
+        let (id, threshold, listen) = (cluster.id, share.threshold(), cluster.listen);
         let participant = Participant::new(
-            th.id,
+            id,
             share.key_package().clone(),
             share.public_key_package().clone(),
-            th.threshold,
+            threshold,
         )?;
-        let tls = TlsPaths::from_threshold(th, |p| loaded.resolve(p));
-        let cluster = Cluster::bind(ClusterConfig::from_threshold(th, tls)).await?;
-        let peers: Vec<PeerId> = th.peers.iter().map(|p| p.id).collect();
+        let peers: Vec<PeerId> = cluster.peers.iter().map(|p| p.id).collect();
+        let cluster = Cluster::bind(cluster).await?;
         let mut members = peers.clone();
-        members.push(th.id);
+        members.push(id);
         members.sort_unstable();
         let validator_key = ed25519_dalek::VerifyingKey::from_bytes(&share.group_public_key())
             .map_err(|e| ThresholdStartError::GroupKey(e.to_string()))?;
         let inner = Arc::new(Inner {
-            id: th.id,
-            threshold: th.threshold,
+            id,
+            threshold,
             members,
             group_key: share.group_public_key(),
             validator_key,
@@ -202,7 +197,7 @@ impl ThresholdSigner {
             cluster,
             inventory: Mutex::new(CommitmentInventory::default()),
             last_signed: Mutex::new(HashMap::new()),
-            timeouts: loaded.config.timeouts.clone(),
+            timeouts,
             quorum: watch::Sender::new(false),
             storage_failure: OnceLock::new(),
             suspects: Mutex::new(HashMap::new()),
@@ -230,18 +225,13 @@ impl ThresholdSigner {
         inner.add_own_commitments(INVENTORY_TARGET);
         tokio::spawn(refill_loop(Arc::downgrade(&inner)));
         tokio::spawn(quorum_loop(Arc::downgrade(&inner)));
-        let catch_up = gossip::CatchUp::new(
-            peers,
-            th.threshold,
-            Instant::now(),
-            loaded.config.timeouts.catch_up(),
-        );
+        let catch_up = gossip::CatchUp::new(peers, threshold, Instant::now(), timeouts.catch_up);
         tokio::spawn(gossip::catch_up_loop(Arc::downgrade(&inner), catch_up));
         info!(
-            id = th.id,
-            threshold = th.threshold,
+            id,
+            threshold,
             cosigners = inner.members.len(),
-            listen = %th.listen,
+            %listen,
             "threshold cosigner ready"
         );
         Ok(ThresholdSigner { inner })
@@ -657,7 +647,7 @@ impl Inner {
         doc: &SignDoc,
         extension: Option<&ExtensionDoc>,
     ) -> Result<(crate::threshold::coordinator::Signatures, Vec<PeerId>), SignError> {
-        let deadline = Instant::now() + self.timeouts.sign_total();
+        let deadline = Instant::now() + self.timeouts.total;
         // Peers that failed in this signing, and those plus the suspects: avoided first.
         let mut failed_here = BTreeSet::new();
         let mut excluded = self.current_suspects();
@@ -694,7 +684,7 @@ impl Inner {
             if now >= deadline {
                 return Err(SignError::Unavailable(format!(
                     "no quorum signed within {:?}: {}",
-                    self.timeouts.sign_total(),
+                    self.timeouts.total,
                     problems.join("; ")
                 )));
             }
@@ -711,7 +701,7 @@ impl Inner {
                 )
                 .map_err(|e| SignError::Unavailable(format!("cannot build the request: {e}")))?
             };
-            let attempt_deadline = (now + self.timeouts.sign_attempt()).min(deadline);
+            let attempt_deadline = (now + self.timeouts.attempt).min(deadline);
             match self
                 .attempt(&chosen, request, &mut session, attempt_deadline)
                 .await
