@@ -17,6 +17,7 @@
 //! - [`cluster`]: the cosigner-to-cosigner transport (QUIC with mutual TLS).
 //! - [`signer`]: the signers a privval session can be served by (single key, threshold).
 //! - [`staged_dir`]: writing directories of secrets atomically.
+//! - `testkit` (cargo feature `testkit` only): the property checks of the fuzz targets.
 #![forbid(unsafe_code)]
 
 pub mod cluster;
@@ -26,5 +27,7 @@ pub mod privval;
 pub mod sign_state;
 pub mod signer;
 pub mod staged_dir;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod threshold;
 pub mod validator_key;
