@@ -3,7 +3,7 @@
 # other at the lowest CPU priority, and prints AFL's figures per target. Exits non-zero if any
 # target crashed (a panic is a failed property). Not in CI: the first run installs cargo-afl,
 # which builds AFL++ from source (about 8.5 min on 2 cores), and the instrumented build of the
-# targets takes about 15 min.
+# targets takes 15 to 25 min (25 on a 2-core machine shared with other builds).
 #
 # A crash is saved under fuzz/out/<target>/default/crashes/. Replay it with
 #   fuzz/target/release/<target> < CRASH
