@@ -10,6 +10,7 @@
 
 pub mod fuzz;
 mod participant;
+mod state_file;
 
 use std::collections::HashMap;
 use std::path::Path;
