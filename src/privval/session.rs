@@ -137,12 +137,32 @@ where
     }
 }
 
-/// Reads one length-delimited message; the length is checked against the node's limit
-/// before anything is allocated.
-async fn read_message<S>(conn: &mut SecretConnection<S>) -> Result<Message, SessionError>
+/// The one thing [`read_message`] needs of a connection: the fuzz harness (feature
+/// `testkit`) feeds it bytes from memory, so that it reads them exactly as a session does.
+pub(crate) trait ReadExact {
+    fn read_exact(
+        &mut self,
+        buf: &mut [u8],
+    ) -> impl std::future::Future<Output = Result<(), SecretConnectionError>> + Send;
+}
+
+impl<S> ReadExact for SecretConnection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    fn read_exact(
+        &mut self,
+        buf: &mut [u8],
+    ) -> impl std::future::Future<Output = Result<(), SecretConnectionError>> + Send {
+        SecretConnection::read_exact(self, buf)
+    }
+}
+
+/// Reads one length-delimited message; the length is checked against the node's limit
+/// before anything is allocated.
+pub(crate) async fn read_message<C: ReadExact + Send>(
+    conn: &mut C,
+) -> Result<Message, SessionError> {
     let mut prefix = [0u8; MAX_PREFIX_LEN];
     let mut have = 0;
     let body_len = loop {

@@ -117,7 +117,15 @@ struct LastSigned {
 }
 
 /// This cosigner's own sign state, one per chain, as the participant's watermark.
-struct ChainWatermarks(HashMap<String, ChainSignState>);
+pub(crate) struct ChainWatermarks(HashMap<String, ChainSignState>);
+
+#[cfg(feature = "testkit")]
+impl ChainWatermarks {
+    /// For the fuzz harness, which serves peers' requests against this very watermark.
+    pub(crate) fn new(states: HashMap<String, ChainSignState>) -> ChainWatermarks {
+        ChainWatermarks(states)
+    }
+}
 
 impl Watermark for ChainWatermarks {
     fn authorize(&self, doc: &SignDoc) -> Result<Recorded, Refusal> {
