@@ -26,9 +26,9 @@ use super::messages::{
 };
 use super::secret_connection::{SecretConnection, SecretConnectionError};
 use super::version::ProtocolVersion;
-use crate::consensus::Step;
+use crate::consensus::{ExtensionDoc, SignDoc, Step};
 use crate::privval::sign_doc;
-use crate::signer::{SignError, Signer};
+use crate::signer::{SignError, SignOutcome, Signer};
 
 /// What a session needs to know about the node it serves.
 #[derive(Clone, Debug)]
@@ -208,87 +208,125 @@ async fn reply(request: Request, ctx: &SessionContext, signer: &Signer) -> Reply
     match request {
         Request::Ping => messages::ping_response().into(),
         Request::PubKey(_) => messages::pubkey_response(ctx.protocol, &signer.public_key()).into(),
-        Request::SignVote(req) => sign_vote(req, ctx, signer).await,
-        Request::SignProposal(req) => sign_proposal(req, ctx, signer).await,
+        Request::SignVote(req) => sign(req, ctx, signer).await,
+        Request::SignProposal(req) => sign(req, ctx, signer).await,
         Request::SignBytes(req) => sign_raw(req, ctx, signer).await.into(),
     }
 }
 
-async fn sign_vote(req: messages::SignVoteRequest, ctx: &SessionContext, signer: &Signer) -> Reply {
-    let kind = RequestKind::SignVote;
-    let Some(mut vote) = req.vote else {
-        return refusal(kind, "SignVoteRequest carries no vote").into();
-    };
-    let doc = match sign_doc::vote_sign_doc(&req.chain_id, &vote) {
-        Ok(doc) => doc,
-        Err(e) => return refused(ctx, kind, None, e.to_string()).into(),
-    };
-    let non_nil_precommit = doc.hrs.step == Step::Precommit && doc.block_id.is_some();
-    if !non_nil_precommit && !vote.extension.is_empty() {
-        return refused(
-            ctx,
-            kind,
-            Some(&doc),
-            "a vote extension on a prevote or nil precommit".to_string(),
-        )
-        .into();
-    }
-    // v0.38: every non-nil precommit gets an extension signature, even for an empty
-    // extension; a node with extensions disabled drops it. v1 says explicitly.
-    let sign_extension = non_nil_precommit
-        && match ctx.protocol {
-            ProtocolVersion::V0_34 | ProtocolVersion::V0_37 => false,
-            ProtocolVersion::V0_38 => true,
-            ProtocolVersion::V1 => !req.skip_extension_signing,
-        };
-    let extension = if sign_extension {
-        match sign_doc::extension_sign_doc(&req.chain_id, &vote) {
-            Ok(ext) => Some(ext),
-            Err(e) => return refused(ctx, kind, Some(&doc), e.to_string()).into(),
+/// What the one signing path needs of a request to sign a vote or a proposal (tmkms's
+/// model: one `sign` over a request trait, not two copies of it).
+trait SignRequest: Sized {
+    const KIND: RequestKind;
+
+    /// Checks the request and computes what is signed: the document and, where the node
+    /// needs one, the vote extension's.
+    fn docs(&self, protocol: ProtocolVersion) -> Result<(SignDoc, Option<ExtensionDoc>), Rejected>;
+
+    /// The response: the vote or proposal with the signature(s) and the timestamp filled in.
+    fn signed(self, outcome: SignOutcome) -> Message;
+}
+
+/// Why a request was not passed to the signer, and what it was for if that much is known.
+struct Rejected {
+    doc: Option<Box<SignDoc>>,
+    reason: String,
+}
+
+impl Rejected {
+    fn new(doc: Option<&SignDoc>, reason: impl Into<String>) -> Rejected {
+        Rejected {
+            doc: doc.cloned().map(Box::new),
+            reason: reason.into(),
         }
-    } else {
-        None
+    }
+}
+
+impl SignRequest for messages::SignVoteRequest {
+    const KIND: RequestKind = RequestKind::SignVote;
+
+    fn docs(&self, protocol: ProtocolVersion) -> Result<(SignDoc, Option<ExtensionDoc>), Rejected> {
+        let vote = self
+            .vote
+            .as_ref()
+            .ok_or_else(|| Rejected::new(None, "SignVoteRequest carries no vote"))?;
+        let doc = sign_doc::vote_sign_doc(&self.chain_id, vote)
+            .map_err(|e| Rejected::new(None, e.to_string()))?;
+        let non_nil_precommit = doc.hrs.step == Step::Precommit && doc.block_id.is_some();
+        if !non_nil_precommit && !vote.extension.is_empty() {
+            return Err(Rejected::new(
+                Some(&doc),
+                "a vote extension on a prevote or nil precommit",
+            ));
+        }
+        // v0.38: every non-nil precommit gets an extension signature, even for an empty
+        // extension; a node with extensions disabled drops it. v1 says explicitly.
+        let sign_extension = non_nil_precommit
+            && match protocol {
+                ProtocolVersion::V0_34 | ProtocolVersion::V0_37 => false,
+                ProtocolVersion::V0_38 => true,
+                ProtocolVersion::V1 => !self.skip_extension_signing,
+            };
+        let extension = sign_extension
+            .then(|| sign_doc::extension_sign_doc(&self.chain_id, vote))
+            .transpose()
+            .map_err(|e| Rejected::new(Some(&doc), e.to_string()))?;
+        Ok((doc, extension))
+    }
+
+    fn signed(self, outcome: SignOutcome) -> Message {
+        let Some(mut vote) = self.vote else {
+            return refusal(Self::KIND, "SignVoteRequest carries no vote");
+        };
+        vote.signature = outcome.signature.to_vec();
+        vote.timestamp = Some(outcome.timestamp);
+        vote.extension_signature = outcome
+            .extension_signature
+            .map(|s| s.to_vec())
+            .unwrap_or_default();
+        messages::signed_vote_response(vote)
+    }
+}
+
+impl SignRequest for messages::SignProposalRequest {
+    const KIND: RequestKind = RequestKind::SignProposal;
+
+    fn docs(&self, _: ProtocolVersion) -> Result<(SignDoc, Option<ExtensionDoc>), Rejected> {
+        let proposal = self
+            .proposal
+            .as_ref()
+            .ok_or_else(|| Rejected::new(None, "SignProposalRequest carries no proposal"))?;
+        let doc = sign_doc::proposal_sign_doc(&self.chain_id, proposal)
+            .map_err(|e| Rejected::new(None, e.to_string()))?;
+        Ok((doc, None))
+    }
+
+    fn signed(self, outcome: SignOutcome) -> Message {
+        let Some(mut proposal) = self.proposal else {
+            return refusal(Self::KIND, "SignProposalRequest carries no proposal");
+        };
+        proposal.signature = outcome.signature.to_vec();
+        proposal.timestamp = Some(outcome.timestamp);
+        messages::signed_proposal_response(proposal)
+    }
+}
+
+/// Signs a vote or a proposal: the one path both take.
+async fn sign<R: SignRequest>(req: R, ctx: &SessionContext, signer: &Signer) -> Reply {
+    let (doc, extension) = match req.docs(ctx.protocol) {
+        Ok(docs) => docs,
+        Err(rejected) => {
+            return refused(ctx, R::KIND, rejected.doc.as_deref(), rejected.reason).into()
+        }
     };
     let started = Instant::now();
     match signer.sign(doc.clone(), extension).await {
         Ok(outcome) => {
-            debug!(node = %ctx.label, chain = %doc.chain_id, hrs = %doc.hrs,
-                   micros = started.elapsed().as_micros() as u64, "signed vote");
-            vote.signature = outcome.signature.to_vec();
-            vote.timestamp = Some(outcome.timestamp);
-            vote.extension_signature = outcome
-                .extension_signature
-                .map(|s| s.to_vec())
-                .unwrap_or_default();
-            messages::signed_vote_response(vote).into()
+            debug!(node = %ctx.label, kind = %R::KIND, chain = %doc.chain_id, hrs = %doc.hrs,
+                   micros = started.elapsed().as_micros() as u64, "signed");
+            req.signed(outcome).into()
         }
-        Err(e) => refused_sign(ctx, kind, &doc, e, signer),
-    }
-}
-
-async fn sign_proposal(
-    req: messages::SignProposalRequest,
-    ctx: &SessionContext,
-    signer: &Signer,
-) -> Reply {
-    let kind = RequestKind::SignProposal;
-    let Some(mut proposal) = req.proposal else {
-        return refusal(kind, "SignProposalRequest carries no proposal").into();
-    };
-    let doc = match sign_doc::proposal_sign_doc(&req.chain_id, &proposal) {
-        Ok(doc) => doc,
-        Err(e) => return refused(ctx, kind, None, e.to_string()).into(),
-    };
-    let started = Instant::now();
-    match signer.sign(doc.clone(), None).await {
-        Ok(outcome) => {
-            debug!(node = %ctx.label, chain = %doc.chain_id, hrs = %doc.hrs,
-                   micros = started.elapsed().as_micros() as u64, "signed proposal");
-            proposal.signature = outcome.signature.to_vec();
-            proposal.timestamp = Some(outcome.timestamp);
-            messages::signed_proposal_response(proposal).into()
-        }
-        Err(e) => refused_sign(ctx, kind, &doc, e, signer),
+        Err(e) => refused_sign(ctx, R::KIND, &doc, e, signer),
     }
 }
 
@@ -323,7 +361,7 @@ async fn sign_raw(
 fn refused(
     ctx: &SessionContext,
     kind: RequestKind,
-    doc: Option<&crate::consensus::SignDoc>,
+    doc: Option<&SignDoc>,
     reason: String,
 ) -> Message {
     match doc {
@@ -340,7 +378,7 @@ fn refused(
 fn refused_sign(
     ctx: &SessionContext,
     kind: RequestKind,
-    doc: &crate::consensus::SignDoc,
+    doc: &SignDoc,
     error: SignError,
     signer: &Signer,
 ) -> Reply {
