@@ -14,18 +14,27 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quinn::{Connection, Endpoint, ReadError, ReadExactError, RecvStream, SendStream, VarInt};
+use quinn::{Connection, Endpoint, VarInt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{watch, Notify, Semaphore};
-use tokio::time::{sleep, timeout, timeout_at, Instant};
-use tracing::{debug, info, warn};
+use tokio::time::{timeout, timeout_at, Instant};
+use tracing::info;
 
-use super::identity::server_name;
-use super::tls::{negotiated_alpn, peer_fingerprint, PeerPins, TlsError, TlsIdentity, TlsPaths};
-use super::wire::{self, WireError, HEADER_LEN};
+use super::tls::{PeerPins, TlsError, TlsIdentity, TlsPaths};
+use super::wire::{self, WireError};
 use super::PeerId;
 use crate::config::ThresholdConfig;
+
+mod accept;
+mod dial;
+mod peer;
+mod serve;
+
+use accept::accept_loop;
+use dial::dial_loop;
+use peer::{live, Peer};
+use serve::{read_error, read_frame, write_error, FrameError};
 
 /// Resolving a peer's address and completing a handshake with it.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -159,61 +168,17 @@ pub enum ClusterError {
 }
 
 /// The request handler with its types erased: request body in, response frame out.
-type ErasedHandler = Arc<
+pub(super) type ErasedHandler = Arc<
     dyn Fn(PeerId, Vec<u8>) -> Pin<Box<dyn Future<Output = HandlerResult> + Send>> + Send + Sync,
 >;
 
-enum HandlerResult {
+pub(super) enum HandlerResult {
     Response(Vec<u8>),
     BadRequest(WireError),
     BadResponse(WireError),
 }
 
-struct Peer {
-    id: PeerId,
-    address: String,
-    fingerprint: String,
-    /// Oldest first; the newest live one carries our requests.
-    conns: watch::Sender<Vec<Connection>>,
-    /// Asks the dialer to skip its backoff because a request is waiting.
-    dial_now: Notify,
-}
-
-impl Peer {
-    fn live(&self) -> Option<Connection> {
-        live(&self.conns.borrow())
-    }
-
-    fn install(&self, conn: Connection) {
-        self.conns.send_modify(|conns| {
-            conns.retain(|c| c.close_reason().is_none());
-            conns.push(conn);
-            while conns.len() > MAX_CONNECTIONS_PER_PEER {
-                let old = conns.remove(0);
-                old.close(VarInt::from_u32(close::SUPERSEDED), b"superseded");
-            }
-        });
-    }
-
-    fn remove(&self, conn: &Connection) {
-        let id = conn.stable_id();
-        self.conns.send_if_modified(|conns| {
-            let before = conns.len();
-            conns.retain(|c| c.stable_id() != id);
-            conns.len() != before
-        });
-    }
-}
-
-fn live(conns: &[Connection]) -> Option<Connection> {
-    conns
-        .iter()
-        .rev()
-        .find(|c| c.close_reason().is_none())
-        .cloned()
-}
-
-struct Inner {
+pub(super) struct Inner {
     id: PeerId,
     endpoint: Endpoint,
     client_config: quinn::ClientConfig,
@@ -462,323 +427,9 @@ impl Cluster {
 }
 
 /// Resolves once shutdown has begun (the guard `wait_for` returns must not be held).
-async fn until_shutdown(rx: &mut watch::Receiver<bool>) {
+pub(super) async fn until_shutdown(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await.map(|_| ());
 }
-
-enum FrameError {
-    Wire(WireError),
-    Read(ReadExactError),
-    Other(ClusterError),
-}
-
-/// Reads one frame body; the length is checked before the body is allocated.
-async fn read_frame(recv: &mut RecvStream) -> Result<Vec<u8>, FrameError> {
-    let mut header = [0u8; HEADER_LEN];
-    recv.read_exact(&mut header)
-        .await
-        .map_err(FrameError::Read)?;
-    let len = wire::decode_header(header).map_err(FrameError::Wire)?;
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body).await.map_err(FrameError::Read)?;
-    Ok(body)
-}
-
-fn read_error(peer: PeerId, e: ReadExactError) -> ClusterError {
-    match e {
-        ReadExactError::ReadError(ReadError::Reset(c)) => ClusterError::Rejected {
-            peer,
-            reason: ResetReason::from_code(c),
-        },
-        ReadExactError::ReadError(ReadError::ConnectionLost(source)) => {
-            ClusterError::ConnectionLost { peer, source }
-        }
-        other => ClusterError::Stream {
-            peer,
-            detail: other.to_string(),
-        },
-    }
-}
-
-fn write_error(peer: PeerId, e: quinn::WriteError) -> FrameError {
-    FrameError::Other(match e {
-        quinn::WriteError::Stopped(c) => ClusterError::Rejected {
-            peer,
-            reason: ResetReason::from_code(c),
-        },
-        quinn::WriteError::ConnectionLost(source) => ClusterError::ConnectionLost { peer, source },
-        other => ClusterError::Stream {
-            peer,
-            detail: other.to_string(),
-        },
-    })
-}
-
-async fn accept_loop(inner: Arc<Inner>) {
-    let mut shutdown = inner.shutdown.subscribe();
-    loop {
-        let incoming = tokio::select! {
-            incoming = inner.endpoint.accept() => match incoming {
-                Some(incoming) => incoming,
-                None => break,
-            },
-            _ = until_shutdown(&mut shutdown) => break,
-        };
-        let Ok(permit) = inner.handshakes.clone().try_acquire_owned() else {
-            debug!(addr = %incoming.remote_address(), "too many cluster handshakes; refusing");
-            incoming.refuse();
-            continue;
-        };
-        let inner = inner.clone();
-        tokio::spawn(async move {
-            let addr = incoming.remote_address();
-            let conn = match timeout(HANDSHAKE_TIMEOUT, incoming).await {
-                Ok(Ok(conn)) => conn,
-                Ok(Err(e)) => {
-                    warn!(%addr, error = %e, "cluster handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    warn!(%addr, "cluster handshake timed out");
-                    return;
-                }
-            };
-            drop(permit);
-            let fingerprint = peer_fingerprint(&conn);
-            let peer = fingerprint
-                .as_deref()
-                .filter(|_| negotiated_alpn(&conn))
-                .and_then(|fp| inner.pins.identify(fp))
-                .and_then(|id| inner.peers.get(&id).cloned());
-            let Some(peer) = peer else {
-                warn!(
-                    %addr,
-                    fingerprint = fingerprint.as_deref().unwrap_or("none"),
-                    "refused cluster connection: certificate is not a configured peer"
-                );
-                conn.close(
-                    VarInt::from_u32(close::UNKNOWN_CERTIFICATE),
-                    b"unknown certificate",
-                );
-                return;
-            };
-            peer.install(conn.clone());
-            run_connection(&inner, &peer, conn, "incoming").await;
-        });
-    }
-}
-
-/// Keeps one dialed connection to `peer` whenever there is no live one.
-async fn dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
-    let mut shutdown = inner.shutdown.subscribe();
-    let mut conns = peer.conns.subscribe();
-    let mut backoff = MIN_BACKOFF;
-    let mut failures = 0u32;
-    let mut connected_at = Instant::now();
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        let current = live(&conns.borrow_and_update());
-        if let Some(conn) = current {
-            tokio::select! {
-                _ = conn.closed() => {
-                    // A connection that the peer closes right away (e.g. it does not pin
-                    // our certificate) must not turn the dialer into a busy loop.
-                    if connected_at.elapsed() < STABLE_AFTER {
-                        sleep(backoff).await;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                    } else {
-                        backoff = MIN_BACKOFF;
-                    }
-                }
-                _ = conns.changed() => {}
-                _ = until_shutdown(&mut shutdown) => return,
-            }
-            continue;
-        }
-        let started = Instant::now();
-        match dial(&inner, &peer).await {
-            Ok(conn) => {
-                failures = 0;
-                connected_at = Instant::now();
-                peer.install(conn.clone());
-                let (inner, peer) = (inner.clone(), peer.clone());
-                tokio::spawn(async move { run_connection(&inner, &peer, conn, "outgoing").await });
-            }
-            Err(e) => {
-                failures += 1;
-                if failures == 1 {
-                    warn!(peer = peer.id, addr = %peer.address, error = %e, "cannot reach cluster peer; retrying");
-                } else {
-                    debug!(peer = peer.id, addr = %peer.address, error = %e, "cluster dial failed");
-                }
-                tokio::select! {
-                    _ = sleep(backoff) => {}
-                    _ = peer.dial_now.notified() => {
-                        tokio::time::sleep_until(started + MIN_BACKOFF).await;
-                    }
-                    _ = conns.changed() => {}
-                    _ = until_shutdown(&mut shutdown) => return,
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-enum DialError {
-    #[error("cannot resolve `{0}`")]
-    Resolve(String),
-    #[error("timed out")]
-    Timeout,
-    #[error(transparent)]
-    Connect(#[from] quinn::ConnectError),
-    #[error(transparent)]
-    Connection(#[from] quinn::ConnectionError),
-    #[error("the peer's certificate is not the one pinned for it")]
-    WrongPeer,
-}
-
-async fn dial(inner: &Inner, peer: &Peer) -> Result<Connection, DialError> {
-    let deadline = Instant::now() + DIAL_TIMEOUT;
-    let addrs: Vec<SocketAddr> = timeout_at(deadline, tokio::net::lookup_host(&peer.address))
-        .await
-        .map_err(|_| DialError::Timeout)?
-        .map_err(|_| DialError::Resolve(peer.address.clone()))?
-        .collect();
-    // A socket bound to one address family cannot send to the other.
-    let v4 = inner.endpoint.local_addr().map_or(true, |a| a.is_ipv4());
-    let addr = addrs
-        .iter()
-        .find(|a| a.is_ipv4() == v4)
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| DialError::Resolve(peer.address.clone()))?;
-    // rustls checks the chain to the cluster CA and the name `cosigner-<id>`.
-    let connecting =
-        inner
-            .endpoint
-            .connect_with(inner.client_config.clone(), addr, &server_name(peer.id))?;
-    let conn = timeout_at(deadline, connecting)
-        .await
-        .map_err(|_| DialError::Timeout)??;
-    timeout_at(deadline, confirmed(&conn))
-        .await
-        .map_err(|_| DialError::Timeout)??;
-    if peer_fingerprint(&conn).as_deref() != Some(peer.fingerprint.as_str())
-        || !negotiated_alpn(&conn)
-    {
-        conn.close(VarInt::from_u32(close::WRONG_PEER), b"wrong peer");
-        return Err(DialError::WrongPeer);
-    }
-    Ok(conn)
-}
-
-/// Waits until the server has confirmed the handshake (its HANDSHAKE_DONE frame). A QUIC
-/// client finishes its side before the server has checked the client certificate, so
-/// without this a peer that refuses us would look connected for a moment, and the dialer
-/// would spin through connect/refuse cycles without backing off. There is no event for it,
-/// so poll the frame counter; it arrives one round trip after our Finished.
-async fn confirmed(conn: &Connection) -> Result<(), quinn::ConnectionError> {
-    loop {
-        if conn.stats().frame_rx.handshake_done > 0 {
-            return Ok(());
-        }
-        tokio::select! {
-            e = conn.closed() => return Err(e),
-            _ = sleep(Duration::from_millis(2)) => {}
-        }
-    }
-}
-
-/// Serves the streams a peer opens on `conn` until it closes.
-async fn run_connection(inner: &Inner, peer: &Peer, conn: Connection, direction: &str) {
-    let addr = conn.remote_address();
-    info!(peer = peer.id, %addr, direction, "cluster peer connected");
-    let reason = loop {
-        match conn.accept_bi().await {
-            Ok((send, recv)) => {
-                tokio::spawn(serve_stream(inner.handler.subscribe(), peer.id, send, recv));
-            }
-            Err(e) => break e,
-        }
-    };
-    peer.remove(&conn);
-    info!(peer = peer.id, %addr, direction, reason = %reason, "cluster peer disconnected");
-}
-
-async fn serve_stream(
-    mut handler: watch::Receiver<Option<ErasedHandler>>,
-    peer: PeerId,
-    mut send: SendStream,
-    mut recv: RecvStream,
-) {
-    let reset = |send: &mut SendStream, recv: &mut RecvStream, c: u32| {
-        let _ = recv.stop(VarInt::from_u32(c));
-        let _ = send.reset(VarInt::from_u32(c));
-    };
-    let body = match timeout(REQUEST_READ_TIMEOUT, read_frame(&mut recv)).await {
-        Ok(Ok(body)) => body,
-        Ok(Err(FrameError::Wire(e))) => {
-            warn!(peer, error = %e, "refusing cluster request frame");
-            return reset(&mut send, &mut recv, code::BAD_FRAME);
-        }
-        Ok(Err(e)) => {
-            if let FrameError::Read(e) = e {
-                debug!(peer, error = %e, "cluster request stream failed");
-            }
-            return reset(&mut send, &mut recv, code::CANCELLED);
-        }
-        Err(_) => {
-            debug!(peer, "cluster request not received in time");
-            return reset(&mut send, &mut recv, code::CANCELLED);
-        }
-    };
-    let run = async {
-        let handler = {
-            let ready = handler.wait_for(|h| h.is_some()).await;
-            match ready {
-                Ok(h) => h.clone(),
-                Err(_) => None,
-            }
-        };
-        match handler {
-            Some(h) => Some(h(peer, body).await),
-            None => None,
-        }
-    };
-    let result = tokio::select! {
-        r = run => r,
-        // The requester gave up (or the connection is gone): stop working for it.
-        _ = send.stopped() => return,
-        _ = sleep(MAX_HANDLER_TIME) => None,
-    };
-    let frame = match result {
-        Some(HandlerResult::Response(frame)) => frame,
-        Some(HandlerResult::BadRequest(e)) => {
-            warn!(peer, error = %e, "refusing cluster request");
-            return reset(&mut send, &mut recv, code::BAD_FRAME);
-        }
-        Some(HandlerResult::BadResponse(e)) => {
-            warn!(peer, error = %e, "cannot encode cluster response");
-            return reset(&mut send, &mut recv, code::BAD_RESPONSE);
-        }
-        None => {
-            warn!(peer, "cluster request handler gave up");
-            return reset(&mut send, &mut recv, code::HANDLER_GAVE_UP);
-        }
-    };
-    match timeout(RESPONSE_WRITE_TIMEOUT, send.write_all(&frame)).await {
-        Ok(Ok(())) => {
-            let _ = send.finish();
-        }
-        Ok(Err(e)) => debug!(peer, error = %e, "cannot write cluster response"),
-        Err(_) => reset(&mut send, &mut recv, code::CANCELLED),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
