@@ -127,6 +127,11 @@ pub struct ThresholdConfig {
     pub cluster_ca: PathBuf,
     #[serde(rename = "peer", default)]
     pub peers: Vec<PeerConfig>,
+    /// Source networks (`ADDR/PREFIX` or an address) cluster handshakes are accepted from
+    /// besides the peers' own addresses: for a peer that sends from another address than
+    /// the one configured for it (NAT, a multi-homed host).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_sources: Vec<crate::cluster::IpNet>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -494,6 +499,7 @@ mod tests {
                         cert_sha256: "ab".repeat(32),
                     })
                     .collect(),
+                allowed_sources: vec!["10.1.0.0/16".parse().unwrap()],
             }),
             timeouts: Timeouts::default(),
         }

@@ -83,6 +83,7 @@ fn configs(dir: &Path, cluster: &IssuedCluster, addrs: &[SocketAddr]) -> Vec<Clu
                 &me.key_pem,
                 &cluster.ca_cert_pem,
             ),
+            allowed_sources: Vec::new(),
         })
         .collect()
 }

@@ -8,8 +8,8 @@ use quinn::{Connection, VarInt};
 use tokio::time::{sleep, timeout_at, Instant};
 use tracing::{debug, warn};
 
-use super::peer::{live, Peer};
-use super::serve::run_connection;
+use super::peer::{live, Direction, Peer};
+use super::serve::{open_link, run_connection};
 use super::{close, until_shutdown, Inner, DIAL_TIMEOUT, MAX_BACKOFF, MIN_BACKOFF, STABLE_AFTER};
 use crate::cluster::identity::server_name;
 use crate::cluster::tls::{negotiated_alpn, peer_fingerprint};
@@ -17,7 +17,7 @@ use crate::cluster::tls::{negotiated_alpn, peer_fingerprint};
 /// Keeps one dialed connection to `peer` whenever there is no live one.
 pub(super) async fn dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
     let mut shutdown = inner.shutdown.subscribe();
-    let mut conns = peer.conns.subscribe();
+    let mut conns = peer.subscribe();
     let mut backoff = MIN_BACKOFF;
     let mut failures = 0u32;
     let mut connected_at = Instant::now();
@@ -26,9 +26,9 @@ pub(super) async fn dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
             return;
         }
         let current = live(&conns.borrow_and_update());
-        if let Some(conn) = current {
+        if let Some(link) = current {
             tokio::select! {
-                _ = conn.closed() => {
+                _ = link.conn.closed() => {
                     // A connection that the peer closes right away (e.g. it does not pin
                     // our certificate) must not turn the dialer into a busy loop.
                     if connected_at.elapsed() < STABLE_AFTER {
@@ -44,13 +44,18 @@ pub(super) async fn dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
             continue;
         }
         let started = Instant::now();
-        match dial(&inner, &peer).await {
-            Ok(conn) => {
+        let linked = match dial(&inner, &peer).await {
+            Ok(conn) => open_link(&inner, &peer, conn, Direction::Outgoing)
+                .await
+                .ok_or(DialError::Hello),
+            Err(e) => Err(e),
+        };
+        match linked {
+            Ok(link) => {
                 failures = 0;
                 connected_at = Instant::now();
-                peer.install(conn.clone());
                 let (inner, peer) = (inner.clone(), peer.clone());
-                tokio::spawn(async move { run_connection(&inner, &peer, conn, "outgoing").await });
+                tokio::spawn(async move { run_connection(&inner, &peer, link).await });
             }
             Err(e) => {
                 failures += 1;
@@ -85,6 +90,8 @@ enum DialError {
     Connection(#[from] quinn::ConnectionError),
     #[error("the peer's certificate is not the one pinned for it")]
     WrongPeer,
+    #[error("the peer did not complete the hello")]
+    Hello,
 }
 
 async fn dial(inner: &Inner, peer: &Peer) -> Result<Connection, DialError> {
@@ -94,6 +101,7 @@ async fn dial(inner: &Inner, peer: &Peer) -> Result<Connection, DialError> {
         .map_err(|_| DialError::Timeout)?
         .map_err(|_| DialError::Resolve(peer.address.clone()))?
         .collect();
+    inner.sources.record(peer.id, &addrs);
     // A socket bound to one address family cannot send to the other.
     let v4 = inner.endpoint.local_addr().map_or(true, |a| a.is_ipv4());
     let addr = addrs

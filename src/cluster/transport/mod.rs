@@ -6,6 +6,12 @@
 //! So when both sides dial at once, or a restarted peer dials us before we notice that the
 //! old connection is dead, requests flow over whatever works without any negotiation.
 //! A peer's identity is always the one its certificate pin maps to, never a message field.
+//!
+//! Every connection opens with a hello naming the sender's process ([`hello`]), carries
+//! heartbeats ([`health`]), and is admitted only after a restart has been told from a twin
+//! ([`peer`]). Incoming handshakes are filtered by source and address-validated first
+//! ([`accept`], [`sources`]); what is refused is counted and logged at a bounded rate
+//! ([`notices`]).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -14,11 +20,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quinn::{Connection, Endpoint, VarInt};
+use quinn::{Endpoint, VarInt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::{watch, Notify, Semaphore};
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::sync::{watch, Semaphore};
+use tokio::time::timeout;
 use tracing::info;
 
 use super::tls::{PeerPins, TlsError, TlsIdentity, TlsPaths};
@@ -28,18 +34,31 @@ use crate::config::ThresholdConfig;
 
 mod accept;
 mod dial;
+pub mod health;
+pub mod hello;
+mod notices;
 mod peer;
+mod request;
 mod serve;
+mod sources;
 
-use accept::accept_loop;
+use accept::{accept_loop, SourceSlots};
 use dial::dial_loop;
-use peer::{live, Peer};
-use serve::{read_error, read_frame, write_error, FrameError};
+use hello::InstanceId;
+use peer::Peer;
+use sources::AllowedSources;
+
+pub use accept::MAX_HANDSHAKES_PER_SOURCE;
+pub use health::HealthSnapshot;
+pub use notices::HandshakeStats;
+pub use peer::{Duplicate, Instance};
+pub use sources::IpNet;
 
 /// Resolving a peer's address and completing a handshake with it.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
-/// An incoming handshake that has not completed by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// An incoming handshake that has not completed by then is dropped: the dialer gives up at
+/// its [`DIAL_TIMEOUT`], so holding the slot longer serves nobody.
+const HANDSHAKE_TIMEOUT: Duration = DIAL_TIMEOUT;
 /// Redial backoff after a failed dial; short so a restarted peer is found again quickly.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
@@ -51,8 +70,6 @@ const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HANDLER_TIME: Duration = Duration::from_secs(60);
 /// Writing a response.
 const RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections kept per peer (simultaneous dials and restarts make more than one).
-const MAX_CONNECTIONS_PER_PEER: usize = 4;
 /// How long `shutdown` waits for peers to acknowledge the close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
@@ -62,6 +79,7 @@ mod code {
     pub const BAD_FRAME: u32 = 1;
     pub const HANDLER_GAVE_UP: u32 = 2;
     pub const BAD_RESPONSE: u32 = 3;
+    pub const BUSY: u32 = 4;
 }
 
 /// Connection close codes.
@@ -70,6 +88,9 @@ mod close {
     pub const UNKNOWN_CERTIFICATE: u32 = 1;
     pub const WRONG_PEER: u32 = 2;
     pub const SUPERSEDED: u32 = 3;
+    pub const HELLO_FAILED: u32 = 4;
+    /// The peer's process restarted: the connection to its previous instance is dead.
+    pub const RESTARTED: u32 = 5;
 }
 
 /// One peer as the transport needs it.
@@ -89,6 +110,8 @@ pub struct ClusterConfig {
     pub listen: SocketAddr,
     pub peers: Vec<PeerAddr>,
     pub tls: TlsPaths,
+    /// Source networks handshakes are accepted from besides the peers' resolved addresses.
+    pub allowed_sources: Vec<IpNet>,
 }
 
 impl ClusterConfig {
@@ -108,6 +131,7 @@ impl ClusterConfig {
                 })
                 .collect(),
             tls,
+            allowed_sources: th.allowed_sources.clone(),
         }
     }
 }
@@ -121,6 +145,8 @@ pub enum ResetReason {
     HandlerGaveUp,
     /// The peer's response could not be encoded (e.g. too large).
     BadResponse,
+    /// We had too many requests in flight with the peer; it did not queue this one.
+    Busy,
     Cancelled,
     Other(u64),
 }
@@ -131,6 +157,7 @@ impl ResetReason {
             Ok(code::BAD_FRAME) => ResetReason::BadFrame,
             Ok(code::HANDLER_GAVE_UP) => ResetReason::HandlerGaveUp,
             Ok(code::BAD_RESPONSE) => ResetReason::BadResponse,
+            Ok(code::BUSY) => ResetReason::Busy,
             Ok(code::CANCELLED) => ResetReason::Cancelled,
             _ => ResetReason::Other(c.into_inner()),
         }
@@ -180,13 +207,19 @@ pub(super) enum HandlerResult {
 
 pub(super) struct Inner {
     id: PeerId,
+    /// This process, as our hellos announce it.
+    instance: InstanceId,
     endpoint: Endpoint,
     client_config: quinn::ClientConfig,
     pins: PeerPins,
     peers: BTreeMap<PeerId, Arc<Peer>>,
     handler: watch::Sender<Option<ErasedHandler>>,
     shutdown: watch::Sender<bool>,
+    /// Incoming handshakes in progress, all sources together.
     handshakes: Arc<Semaphore>,
+    source_slots: Arc<SourceSlots>,
+    sources: AllowedSources,
+    notices: notices::Notices,
 }
 
 impl Inner {
@@ -233,13 +266,7 @@ impl Cluster {
                     p.id
                 )));
             }
-            let peer = Arc::new(Peer {
-                id: p.id,
-                address: p.address.clone(),
-                fingerprint,
-                conns: watch::Sender::new(Vec::new()),
-                dial_now: Notify::new(),
-            });
+            let peer = Arc::new(Peer::new(p.id, p.address.clone(), fingerprint));
             if peers.insert(p.id, peer).is_some() {
                 return Err(ClusterError::Config(format!(
                     "peer {} is listed twice",
@@ -257,6 +284,7 @@ impl Cluster {
             })?;
         let inner = Arc::new(Inner {
             id: cfg.id,
+            instance: InstanceId::random(),
             endpoint,
             client_config: identity.client_config()?,
             pins,
@@ -264,12 +292,17 @@ impl Cluster {
             handler: watch::Sender::new(None),
             shutdown: watch::Sender::new(false),
             handshakes: Arc::new(Semaphore::new(super::tls::MAX_INCOMING)),
+            source_slots: Arc::new(SourceSlots::default()),
+            sources: AllowedSources::new(cfg.allowed_sources.clone()),
+            notices: notices::Notices::new(),
         });
         info!(
             id = inner.id,
+            instance = %inner.instance,
             listen = %inner.endpoint.local_addr().map_or(cfg.listen, |a| a),
             "cluster transport listening"
         );
+        tokio::spawn(sources::refresh_loop(inner.clone()));
         tokio::spawn(accept_loop(inner.clone()));
         for peer in inner.peers.values() {
             tokio::spawn(dial_loop(inner.clone(), peer.clone()));
@@ -309,104 +342,48 @@ impl Cluster {
         self.inner.handler.send_replace(Some(erased));
     }
 
-    /// Sends `req` to `peer` and waits for its response, all within `timeout`: waiting for
-    /// a connection (dialing if there is none), opening a stream, writing and reading.
-    pub async fn request<Req, Resp>(
-        &self,
-        peer: PeerId,
-        req: &Req,
-        timeout: Duration,
-    ) -> Result<Resp, ClusterError>
-    where
-        Req: Serialize + ?Sized,
-        Resp: DeserializeOwned,
-    {
-        let frame = wire::encode(req).map_err(|source| ClusterError::Wire { peer, source })?;
-        self.request_frame(peer, &frame, timeout).await
-    }
-
-    async fn request_frame<Resp: DeserializeOwned>(
-        &self,
-        peer_id: PeerId,
-        frame: &[u8],
-        limit: Duration,
-    ) -> Result<Resp, ClusterError> {
-        let deadline = Instant::now() + limit;
-        let timed_out = || ClusterError::Timeout {
-            peer: peer_id,
-            timeout: limit,
-        };
-        let peer = self
-            .inner
-            .peers
-            .get(&peer_id)
-            .ok_or(ClusterError::UnknownPeer(peer_id))?;
-        let conn = timeout_at(deadline, self.connection(peer))
-            .await
-            .map_err(|_| timed_out())??;
-        let (mut send, mut recv) = timeout_at(deadline, conn.open_bi())
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|source| ClusterError::ConnectionLost {
-                peer: peer_id,
-                source,
-            })?;
-        let exchange = async {
-            send.write_all(frame)
-                .await
-                .map_err(|e| write_error(peer_id, e))?;
-            // Only fails if the stream is already gone, which the read below reports.
-            let _ = send.finish();
-            read_frame(&mut recv).await
-        };
-        match timeout_at(deadline, exchange).await {
-            Ok(Ok(body)) => wire::decode_body(&body).map_err(|source| ClusterError::Wire {
-                peer: peer_id,
-                source,
-            }),
-            Ok(Err(FrameError::Wire(source))) => {
-                let _ = recv.stop(VarInt::from_u32(code::BAD_FRAME));
-                Err(ClusterError::Wire {
-                    peer: peer_id,
-                    source,
-                })
-            }
-            Ok(Err(FrameError::Read(e))) => Err(read_error(peer_id, e)),
-            Ok(Err(FrameError::Other(e))) => Err(e),
-            Err(_) => {
-                // Tell the peer to stop working on it rather than leave it to its own limit.
-                let _ = send.reset(VarInt::from_u32(code::CANCELLED));
-                let _ = recv.stop(VarInt::from_u32(code::CANCELLED));
-                Err(timed_out())
-            }
-        }
-    }
-
-    /// The newest live connection to `peer`, waiting for the dialer (or the peer dialing us)
-    /// if there is none. The caller bounds the wait.
-    async fn connection(&self, peer: &Peer) -> Result<Connection, ClusterError> {
-        let mut conns = peer.conns.subscribe();
-        if let Some(c) = live(&conns.borrow_and_update()) {
-            return Ok(c);
-        }
-        peer.dial_now.notify_one();
-        let mut shutdown = self.inner.shutdown.subscribe();
-        loop {
-            tokio::select! {
-                changed = conns.changed() => {
-                    changed.map_err(|_| ClusterError::Shutdown)?;
-                    if let Some(c) = live(&conns.borrow_and_update()) {
-                        return Ok(c);
-                    }
-                }
-                _ = until_shutdown(&mut shutdown) => return Err(ClusterError::Shutdown),
-            }
-        }
-    }
-
     /// The round-trip time quinn measures on the live connection to `peer`.
     pub fn rtt(&self, peer: PeerId) -> Option<Duration> {
-        self.inner.peers.get(&peer)?.live().map(|c| c.rtt())
+        self.inner.peers.get(&peer)?.live().map(|l| l.conn.rtt())
+    }
+
+    /// This process's instance id, as its hellos announce it.
+    pub fn instance_id(&self) -> InstanceId {
+        self.inner.instance
+    }
+
+    /// What the transport knows about `peer` now; `None` if it is not a configured peer.
+    pub fn peer_status(&self, peer: PeerId) -> Option<PeerStatus> {
+        let peer = self.inner.peers.get(&peer)?;
+        let links = peer.live_links();
+        let current = links
+            .last()
+            .map(|l| l.health.snapshot())
+            .unwrap_or_default();
+        Some(PeerStatus {
+            connected: !links.is_empty(),
+            connections: links.len(),
+            instance: links.last().map(|l| l.instance),
+            last_heard: links
+                .iter()
+                .filter_map(|l| l.health.snapshot().last_heard)
+                .max(),
+            rtt_latest: current.rtt_latest,
+            rtt_smoothed: current.rtt_smoothed,
+            rtt_samples: current.rtt_samples,
+            duplicate: peer.duplicate(),
+        })
+    }
+
+    /// Whether two or more live processes hold `peer`'s identity, and where they are. While
+    /// they do, nothing should be signed with or for it.
+    pub fn duplicate(&self, peer: PeerId) -> Option<Duplicate> {
+        self.inner.peers.get(&peer)?.duplicate()
+    }
+
+    /// What happened to incoming handshakes and requests since start.
+    pub fn handshake_stats(&self) -> HandshakeStats {
+        self.inner.notices.stats()
     }
 
     /// Peers with a live connection right now.
@@ -424,6 +401,25 @@ impl Cluster {
         self.inner.begin_shutdown();
         let _ = timeout(SHUTDOWN_GRACE, self.inner.endpoint.wait_idle()).await;
     }
+}
+
+/// One peer as the transport sees it: [`Cluster::peer_status`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub connected: bool,
+    /// Live connections (at most one each way, plus a newcomer being told apart).
+    pub connections: usize,
+    /// The instance behind the connection that carries our requests.
+    pub instance: Option<InstanceId>,
+    /// When anything last arrived from the peer on any connection (heartbeats included).
+    pub last_heard: Option<std::time::Instant>,
+    /// Heartbeat round trips on the connection that carries our requests.
+    pub rtt_latest: Option<Duration>,
+    pub rtt_smoothed: Option<Duration>,
+    /// Samples so far on that connection: a poller tells a new one by the count.
+    pub rtt_samples: u64,
+    /// Two or more live instances of the peer, if so.
+    pub duplicate: Option<Duplicate>,
 }
 
 /// Resolves once shutdown has begun (the guard `wait_for` returns must not be held).
@@ -468,6 +464,7 @@ mod tests {
                     cert_sha256: issued.identities[other].cert_sha256.clone(),
                 }],
                 tls,
+                allowed_sources: Vec::new(),
             };
             clusters.push(Cluster::bind(cfg).await.unwrap());
         }

@@ -1,14 +1,19 @@
 //! Serving: the streams a peer opens on a connection, one request and response each, and the
 //! frame reading both sides share.
 
-use quinn::{Connection, ReadError, ReadExactError, RecvStream, SendStream, VarInt};
+use std::sync::Arc;
+
+use quinn::{Connection, ReadExactError, RecvStream, SendStream, VarInt};
 use tokio::sync::watch;
 use tokio::time::{sleep, timeout};
 use tracing::{debug, info, warn};
 
-use super::peer::Peer;
+use super::health::{self, Health};
+use super::hello;
+use super::notices::Notice;
+use super::peer::{Direction, Link, Peer};
 use super::{
-    code, ClusterError, ErasedHandler, HandlerResult, Inner, ResetReason, MAX_HANDLER_TIME,
+    close, code, ClusterError, ErasedHandler, HandlerResult, Inner, MAX_HANDLER_TIME,
     REQUEST_READ_TIMEOUT, RESPONSE_WRITE_TIMEOUT,
 };
 use crate::cluster::wire::{self, WireError, HEADER_LEN};
@@ -32,50 +37,76 @@ pub(super) async fn read_frame(recv: &mut RecvStream) -> Result<Vec<u8>, FrameEr
     Ok(body)
 }
 
-pub(super) fn read_error(peer: PeerId, e: ReadExactError) -> ClusterError {
-    match e {
-        ReadExactError::ReadError(ReadError::Reset(c)) => ClusterError::Rejected {
-            peer,
-            reason: ResetReason::from_code(c),
-        },
-        ReadExactError::ReadError(ReadError::ConnectionLost(source)) => {
-            ClusterError::ConnectionLost { peer, source }
+/// Completes the hello on a new authenticated connection, starts its heartbeat and admits it
+/// to `peer`'s connections; `None` (the connection closed) if the hello failed.
+pub(super) async fn open_link(
+    inner: &Inner,
+    peer: &Peer,
+    conn: Connection,
+    direction: Direction,
+) -> Option<Arc<Link>> {
+    let hello = match direction {
+        Direction::Outgoing => hello::as_dialer(&conn, inner.instance).await,
+        Direction::Incoming => hello::as_acceptor(&conn, inner.instance).await,
+    };
+    let instance = match hello {
+        Ok(instance) => instance,
+        Err(e) => {
+            conn.close(VarInt::from_u32(close::HELLO_FAILED), b"no hello");
+            let addr = conn.remote_address();
+            inner.notices.note(Notice::HelloFailed, || {
+                format!(
+                    "cosigner {} at {addr} ({}): {e}",
+                    peer.id,
+                    direction.as_str()
+                )
+            });
+            return None;
         }
-        other => ClusterError::Stream {
-            peer,
-            detail: other.to_string(),
-        },
-    }
+    };
+    let health = Arc::new(Health::new());
+    tokio::spawn(health::run(conn.clone(), health.clone()));
+    let link = Arc::new(Link {
+        conn,
+        instance,
+        direction,
+        health,
+    });
+    peer.admit(link.clone()).await;
+    Some(link)
 }
 
-pub(super) fn write_error(peer: PeerId, e: quinn::WriteError) -> FrameError {
-    FrameError::Other(match e {
-        quinn::WriteError::Stopped(c) => ClusterError::Rejected {
-            peer,
-            reason: ResetReason::from_code(c),
-        },
-        quinn::WriteError::ConnectionLost(source) => ClusterError::ConnectionLost { peer, source },
-        other => ClusterError::Stream {
-            peer,
-            detail: other.to_string(),
-        },
-    })
-}
-
-/// Serves the streams a peer opens on `conn` until it closes.
-pub(super) async fn run_connection(inner: &Inner, peer: &Peer, conn: Connection, direction: &str) {
+/// Serves the streams a peer opens on `link` until it closes. At most
+/// [`super::peer::MAX_IN_FLIGHT_PER_PEER`] requests of one peer run at once, over all its
+/// connections; a stream beyond that is reset as busy at once.
+pub(super) async fn run_connection(inner: &Inner, peer: &Peer, link: Arc<Link>) {
+    let conn = &link.conn;
     let addr = conn.remote_address();
-    info!(peer = peer.id, %addr, direction, "cluster peer connected");
+    let direction = link.direction.as_str();
+    info!(peer = peer.id, %addr, direction, instance = %link.instance, "cluster peer connected");
     let reason = loop {
         match conn.accept_bi().await {
-            Ok((send, recv)) => {
-                tokio::spawn(serve_stream(inner.handler.subscribe(), peer.id, send, recv));
-            }
+            Ok((mut send, mut recv)) => match peer.in_flight.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let (handler, id) = (inner.handler.subscribe(), peer.id);
+                    tokio::spawn(async move {
+                        serve_stream(handler, id, send, recv).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    let _ = recv.stop(VarInt::from_u32(code::BUSY));
+                    let _ = send.reset(VarInt::from_u32(code::BUSY));
+                    inner.notices.note(Notice::PeerBusy(peer.id), || {
+                        format!("{} requests in flight", super::peer::MAX_IN_FLIGHT_PER_PEER)
+                    });
+                }
+            },
             Err(e) => break e,
         }
     };
-    peer.remove(&conn);
-    info!(peer = peer.id, %addr, direction, reason = %reason, "cluster peer disconnected");
+    peer.remove(conn);
+    info!(peer = peer.id, %addr, direction, instance = %link.instance, reason = %reason, "cluster peer disconnected");
 }
 
 async fn serve_stream(
