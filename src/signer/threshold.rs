@@ -328,6 +328,16 @@ impl Inner {
 
     /// Serves a peer's request as participant.
     async fn serve_peer(self: Arc<Self>, peer: PeerId, req: ClusterRequest) -> ClusterResponse {
+        // Two live processes with one identity could each form a quorum with other peers
+        // around their own copy of one watermark: neither gets shares or commitments.
+        if matches!(
+            req,
+            ClusterRequest::Commitments { .. } | ClusterRequest::Sign(_)
+        ) {
+            if let Some(refusal) = self.refuse_duplicate(peer) {
+                return ClusterResponse::Refused(refusal);
+            }
+        }
         let result = match req {
             ClusterRequest::Commitments { count } => {
                 // Up to 64 nonces of ~60 us each: not on an async worker.
@@ -348,6 +358,23 @@ impl Inner {
             }
         };
         result.unwrap_or_else(ClusterResponse::Refused)
+    }
+
+    /// A refusal for `peer` if the transport sees two live instances of it.
+    fn refuse_duplicate(&self, peer: PeerId) -> Option<Refusal> {
+        let twins = self.cluster.duplicate(peer)?;
+        debug!(
+            peer,
+            "refusing a request of duplicated cosigner {peer}: {twins}"
+        );
+        Some(Refusal::new(
+            RefusalKind::Duplicate,
+            format!(
+                "cosigner {} sees two live instances of cosigner {peer}: {twins}; it gives \
+                 neither shares nor commitments until one of them is gone",
+                self.id
+            ),
+        ))
     }
 
     /// Takes part in a signing coordinated by `coordinator` (possibly this cosigner).
@@ -563,6 +590,10 @@ impl Inner {
         self.members
             .iter()
             .filter_map(|&id| {
+                // A duplicated peer is never asked for shares.
+                if id != self.id && self.cluster.duplicate(id).is_some() {
+                    return None;
+                }
                 let rtt = if id == self.id {
                     Duration::ZERO
                 } else {
@@ -842,6 +873,17 @@ impl Inner {
                         failed.push((peer, Problem::fatal_for_self(&refusal.reason)))
                     }
                     RefusalKind::BadRequest | RefusalKind::SignBytes => {
+                        failed.push((peer, Problem::fatal_for_self(&refusal.reason)))
+                    }
+                    // The peer sees this cosigner's identity twice: we have a twin, and no
+                    // peer that sees it will sign with either of us until one is gone.
+                    RefusalKind::Duplicate => {
+                        error!(
+                            peer,
+                            "this cosigner has a twin: another live process runs with our \
+                             identity; stop one of them. {}",
+                            refusal.reason
+                        );
                         failed.push((peer, Problem::fatal_for_self(&refusal.reason)))
                     }
                 },

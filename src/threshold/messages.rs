@@ -189,6 +189,10 @@ pub enum RefusalKind {
     Storage,
     /// A failure on our side that the request did not cause.
     Internal,
+    /// The participant sees two live processes with the requester's identity (a copied
+    /// cosigner directory) and serves neither until one is gone; the reason names both
+    /// addresses. The requester is one of the two: it has a twin.
+    Duplicate,
 }
 
 /// A participant's "no", with a reason the coordinator can log.
