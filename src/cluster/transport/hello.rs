@@ -15,12 +15,13 @@ use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 use tokio::time::timeout;
 
-use super::serve::{read_frame, FrameError};
 use crate::cluster::wire::{self, WireError};
 
 /// How long a new connection may take to complete the hello (one round trip) before it is
 /// closed.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(1);
+/// A hello stream is one small frame; anything longer is refused before it is buffered.
+const MAX_HELLO_STREAM: usize = 256;
 
 /// One running cosigner process, drawn at random when it starts.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -103,13 +104,26 @@ pub(super) async fn as_acceptor(
         .map_err(|_| HelloError::Timeout)?
 }
 
+/// Reads the one frame a hello stream carries, to the stream's end. Reading to the end (not
+/// just the frame) matters: a stream left unread is not freed at once, and would hold one of
+/// the connection's stream credits.
 async fn read_hello(recv: &mut quinn::RecvStream) -> Result<InstanceId, HelloError> {
-    let body = read_frame(recv).await.map_err(|e| match e {
-        FrameError::Wire(e) => HelloError::Wire(e),
-        FrameError::Read(e) => HelloError::Stream(e.to_string()),
-        FrameError::Other(e) => HelloError::Stream(e.to_string()),
-    })?;
-    let hello: Hello = wire::decode_body(&body)?;
+    let bytes = recv
+        .read_to_end(MAX_HELLO_STREAM)
+        .await
+        .map_err(|e| HelloError::Stream(e.to_string()))?;
+    let (header, body) = bytes
+        .split_at_checked(wire::HEADER_LEN)
+        .ok_or_else(|| HelloError::Stream("hello stream ended early".into()))?;
+    let header: [u8; wire::HEADER_LEN] = header
+        .try_into()
+        .map_err(|_| HelloError::Stream("hello stream ended early".into()))?;
+    if wire::decode_header(header)? != body.len() {
+        return Err(HelloError::Stream(
+            "hello stream does not hold exactly one frame".into(),
+        ));
+    }
+    let hello: Hello = wire::decode_body(body)?;
     Ok(hello.instance)
 }
 

@@ -302,6 +302,12 @@ impl Cluster {
             listen = %inner.endpoint.local_addr().map_or(cfg.listen, |a| a),
             "cluster transport listening"
         );
+        // Literal addresses are known now; names resolve in the refresh loop's first round.
+        for peer in inner.peers.values() {
+            if let Ok(addr) = peer.address.parse::<SocketAddr>() {
+                inner.sources.record(peer.id, &[addr]);
+            }
+        }
         tokio::spawn(sources::refresh_loop(inner.clone()));
         tokio::spawn(accept_loop(inner.clone()));
         for peer in inner.peers.values() {

@@ -7,7 +7,10 @@
 //! newcomer is used, every other instance is probed ([`health::probe`]): one that does not
 //! answer within a few round trips is dead, and its connections are closed at once, so a
 //! restarted peer is usable at once; one that answers is a live twin, and the peer is
-//! [`Duplicate`] until one of them is gone.
+//! [`Duplicate`] until one of them is gone: its connections closed, which QUIC does when
+//! nothing, heartbeats included, has come from it for the idle timeout (2 s). A shorter
+//! silence is not taken for the end of a twin: a live twin behind a brief loss is exactly
+//! the one that could sign elsewhere.
 
 use std::fmt;
 use std::net::SocketAddr;
