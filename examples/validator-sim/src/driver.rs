@@ -49,6 +49,7 @@ struct Driver<'a> {
     history_len: usize,
     last_activity: Instant,
     started: Instant,
+    signatures: Option<std::fs::File>,
 }
 
 fn now_timestamp() -> Timestamp {
@@ -312,6 +313,7 @@ impl<'a> Driver<'a> {
             }
         };
         let key = hrs_key(&req)?;
+        self.record_signature(&key, &verified);
         if let Some(ds) = self
             .ledger
             .record(key.clone(), verified.normalized, &verified.sign_bytes)
@@ -335,6 +337,24 @@ impl<'a> Driver<'a> {
             request: req,
             returned: verified.timestamp,
         })
+    }
+
+    /// One line per signature, in one write, so a run killed at any point leaves whole lines.
+    fn record_signature(&mut self, key: &HrsKey, verified: &Verified) {
+        use std::io::Write as _;
+        let Some(file) = self.signatures.as_mut() else {
+            return;
+        };
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let line = serde_json::json!({
+            "chain_id": key.chain_id,
+            "height": key.height,
+            "round": key.round,
+            "step": key.step,
+            "sign_bytes": b64.encode(&verified.sign_bytes),
+            "signature": b64.encode(verified.signature),
+        });
+        let _ = file.write_all(format!("{line}\n").as_bytes());
     }
 
     fn remember(&mut self, signed: Signed) {
@@ -544,6 +564,15 @@ pub fn run(listener: TcpListener, cfg: &SimConfig) -> Result<Report, SimError> {
         ..cfg.node.clone()
     };
     let node = Node::new(listener, node_cfg).map_err(SimError::Io)?;
+    let signatures = match &cfg.signatures {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        ),
+        None => None,
+    };
     let mut d = Driver {
         cfg,
         node,
@@ -555,6 +584,7 @@ pub fn run(listener: TcpListener, cfg: &SimConfig) -> Result<Report, SimError> {
         history_len: 3 * (cfg.conflicts + 1),
         last_activity: Instant::now(),
         started: Instant::now(),
+        signatures,
     };
     if let Some(vk) = expected {
         d.learn_key(vk);

@@ -87,6 +87,9 @@ pub struct SimConfig {
     /// Print `height H committed CHAIN` on stdout after each height, for scripts and tests
     /// that act at a given height.
     pub progress: bool,
+    /// Append every verified signature here as a JSON line as it arrives (flushed at once),
+    /// so that tests can compare the signatures of several nodes of one validator.
+    pub signatures: Option<std::path::PathBuf>,
 }
 
 impl SimConfig {
@@ -113,6 +116,7 @@ impl SimConfig {
             node: NodeConfig::new(stop.clone()),
             stop,
             progress: false,
+            signatures: None,
         }
     }
 

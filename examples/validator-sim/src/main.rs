@@ -76,6 +76,10 @@ struct Args {
     /// Print `height H committed CHAIN` after each height.
     #[arg(long)]
     progress: bool,
+    /// Append every verified signature to this file as a JSON line (chain_id, height,
+    /// round, step, sign_bytes and signature in base64), written as it arrives.
+    #[arg(long, value_name = "PATH")]
+    signatures: Option<PathBuf>,
     /// Write a fresh CometBFT priv_validator_key.json here and exit (for demos and tests).
     #[arg(long, value_name = "PATH", exclusive = true)]
     write_validator_key: Option<PathBuf>,
@@ -114,6 +118,7 @@ fn config(args: &Args) -> anyhow::Result<SimConfig> {
     cfg.replay = args.replay;
     cfg.timestamp_replay = args.timestamp_replay;
     cfg.progress = args.progress;
+    cfg.signatures = args.signatures.clone();
     if let Some(pk) = &args.expect_pubkey {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(pk.trim())
