@@ -648,7 +648,7 @@ async fn a_connection_without_a_hello_is_closed() {
         "closed after {took:?}: {reason}"
     );
     assert!(reason.to_string().contains("no hello"), "{reason}");
-    assert_eq!(b.handshake_stats().hello_failed, 1);
+    assert_eq!(b.stats().hello_failed, 1);
     assert!(b.connected_peers().is_empty());
     assert_eq!(b_seen.load(Ordering::SeqCst), 0);
 }
@@ -1023,7 +1023,7 @@ async fn requests_beyond_the_per_peer_bound_are_reset_as_busy() {
         other => panic!("expected a busy reset, got {other:?}"),
     }
     assert_eq!(seen.load(Ordering::SeqCst), bound);
-    assert_eq!(b.handshake_stats().requests_busy, 1);
+    assert_eq!(b.stats().requests_busy, 1);
     // One request given up frees one place.
     let (mut send, mut recv) = hanging.pop().unwrap();
     // Its request is all sent: stopping our receiving half is what tells the server.
@@ -1064,7 +1064,7 @@ async fn initials_from_a_non_peer_address_are_ignored() {
         !matches!(r, Ok(Ok(_))),
         "a handshake from a non-peer address completed"
     );
-    let s = b.handshake_stats();
+    let s = b.stats();
     assert!(s.ignored_not_peer >= 1, "{s:?}");
     assert_eq!((s.retried, s.accepted), (0, 0), "{s:?}");
     assert!(b.connected_peers().is_empty());
@@ -1073,7 +1073,7 @@ async fn initials_from_a_non_peer_address_are_ignored() {
     let peer = RawPeer::new("127.0.0.1:0".parse().unwrap(), &cfgs[0].tls);
     let conn = peer.connect(addrs[1], 2).await.unwrap();
     raw_hello(&conn, InstanceId::random()).await;
-    let s = b.handshake_stats();
+    let s = b.stats();
     assert_eq!((s.retried, s.accepted), (1, 1), "{s:?}");
     assert!(eventually(T, || b.connected_peers() == vec![1]).await);
     conn.close(0u32.into(), b"done");
@@ -1089,6 +1089,6 @@ async fn initials_from_a_non_peer_address_are_ignored() {
         .unwrap()
         .unwrap();
     raw_hello(&conn, InstanceId::random()).await;
-    assert_eq!(open.handshake_stats().ignored_not_peer, 0);
+    assert_eq!(open.stats().ignored_not_peer, 0);
     assert_eq!(b_seen.load(Ordering::SeqCst), 0);
 }

@@ -15,6 +15,6 @@ pub type PeerId = u16;
 
 pub use tls::TlsPaths;
 pub use transport::{
-    Cluster, ClusterConfig, ClusterError, Duplicate, HandshakeStats, Instance, IpNet, PeerAddr,
-    PeerStatus, ResetReason,
+    Cluster, ClusterConfig, ClusterError, Duplicate, Instance, IpNet, PeerAddr, PeerStatus,
+    ResetReason, TransportStats,
 };

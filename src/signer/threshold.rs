@@ -567,6 +567,10 @@ impl Inner {
                         .await;
                 any
             }
+            Ok(ClusterResponse::Refused(r)) if r.kind == RefusalKind::Duplicate => {
+                self.cluster.report_twin(peer, &r.reason);
+                false
+            }
             Ok(ClusterResponse::Refused(r)) => {
                 warn!(peer, "refused to hand out commitments: {}", r.reason);
                 false
@@ -758,6 +762,11 @@ impl Inner {
             if peer == self.id || excluded.contains(&peer) || self.available(peer) > 1 {
                 continue;
             }
+            // A peer without a connection (down, or not yet back) would hold this signing
+            // for the whole timeout; the refill loop asks it once it is connected.
+            if self.cluster.rtt(peer).is_none() {
+                continue;
+            }
             let inner = self.clone();
             let timeout = remaining.min(REFILL_TIMEOUT);
             tasks.spawn(async move { inner.refill_peer(peer, timeout).await });
@@ -878,12 +887,7 @@ impl Inner {
                     // The peer sees this cosigner's identity twice: we have a twin, and no
                     // peer that sees it will sign with either of us until one is gone.
                     RefusalKind::Duplicate => {
-                        error!(
-                            peer,
-                            "this cosigner has a twin: another live process runs with our \
-                             identity; stop one of them. {}",
-                            refusal.reason
-                        );
+                        self.cluster.report_twin(peer, &refusal.reason);
                         failed.push((peer, Problem::fatal_for_self(&refusal.reason)))
                     }
                 },

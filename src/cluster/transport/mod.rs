@@ -50,7 +50,7 @@ use sources::AllowedSources;
 
 pub use accept::MAX_HANDSHAKES_PER_SOURCE;
 pub use health::HealthSnapshot;
-pub use notices::HandshakeStats;
+pub use notices::TransportStats;
 pub use peer::{Duplicate, Instance};
 pub use sources::IpNet;
 
@@ -387,8 +387,16 @@ impl Cluster {
         self.inner.peers.get(&peer)?.duplicate()
     }
 
+    /// Logs (at a bounded rate) that `peer` refused us as one of two live processes with our
+    /// identity: `reason` is its refusal, naming both addresses.
+    pub fn report_twin(&self, peer: PeerId, reason: &str) {
+        self.inner
+            .notices
+            .note(notices::Notice::Twin(peer), || reason.to_string());
+    }
+
     /// What happened to incoming handshakes and requests since start.
-    pub fn handshake_stats(&self) -> HandshakeStats {
+    pub fn stats(&self) -> TransportStats {
         self.inner.notices.stats()
     }
 

@@ -3,7 +3,7 @@
 //!
 //! Each cause is logged at once when it first happens after a quiet period, and then at most
 //! once per [`LOG_INTERVAL`], with the number of events since the previous line and the
-//! latest one's detail. Every event is also counted in [`HandshakeStats`].
+//! latest one's detail. Every event is also counted in [`TransportStats`].
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::cluster::PeerId;
 
@@ -40,11 +40,14 @@ pub(super) enum Notice {
     HelloFailed,
     /// A peer opened more requests than it may have in flight.
     PeerBusy(PeerId),
+    /// A peer refused us because it sees two live processes with our identity.
+    Twin(PeerId),
 }
 
-/// Counts of what happened to incoming handshakes and requests since start.
+/// Counts of what happened to incoming handshakes and requests since start, and of twin
+/// refusals.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HandshakeStats {
+pub struct TransportStats {
     pub ignored_not_peer: u64,
     pub retried: u64,
     pub refused_source_busy: u64,
@@ -56,6 +59,8 @@ pub struct HandshakeStats {
     pub hello_failed: u64,
     /// Requests reset because their peer had too many in flight.
     pub requests_busy: u64,
+    /// Refusals from peers that see two live processes with our identity.
+    pub twin_refusals: u64,
 }
 
 /// One cause's window.
@@ -148,6 +153,7 @@ pub(super) struct Notices {
     unknown_certificate: AtomicU64,
     hello_failed: AtomicU64,
     requests_busy: AtomicU64,
+    twin_reports: AtomicU64,
 }
 
 impl Notices {
@@ -163,6 +169,7 @@ impl Notices {
             unknown_certificate: AtomicU64::new(0),
             hello_failed: AtomicU64::new(0),
             requests_busy: AtomicU64::new(0),
+            twin_reports: AtomicU64::new(0),
         }
     }
 
@@ -181,6 +188,7 @@ impl Notices {
             Notice::UnknownCertificate => &self.unknown_certificate,
             Notice::HelloFailed => &self.hello_failed,
             Notice::PeerBusy(_) => &self.requests_busy,
+            Notice::Twin(_) => &self.twin_reports,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         let first_at_once = notice != Notice::Retry;
@@ -206,9 +214,9 @@ impl Notices {
         }
     }
 
-    pub(super) fn stats(&self) -> HandshakeStats {
+    pub(super) fn stats(&self) -> TransportStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        HandshakeStats {
+        TransportStats {
             ignored_not_peer: get(&self.ignored_not_peer),
             retried: get(&self.retried),
             refused_source_busy: get(&self.refused_source_busy),
@@ -218,6 +226,7 @@ impl Notices {
             unknown_certificate: get(&self.unknown_certificate),
             hello_failed: get(&self.hello_failed),
             requests_busy: get(&self.requests_busy),
+            twin_refusals: get(&self.twin_reports),
         }
     }
 }
@@ -259,6 +268,13 @@ fn emit(notice: Notice, count: u64, latest: &str) {
         Notice::HelloFailed => warn!(
             count,
             latest, "closed {count} cluster connection(s) that did not complete the hello"
+        ),
+        Notice::Twin(peer) => error!(
+            peer,
+            count,
+            "this cosigner has a twin: another live process runs with our identity, and \
+             cosigner {peer} (and any peer that sees both) refuses to sign with either of us \
+             until one is gone; stop one of them. {count} refusal(s); latest: {latest}"
         ),
         Notice::PeerBusy(peer) => warn!(
             peer,
