@@ -9,12 +9,15 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use cosigner::consensus::{sign_bytes, SignDoc};
-use cosigner::privval::messages::{self, BlockId, PartSetHeader, SignedMsgType, Vote};
-use cosigner::sign_state::ChainSignState;
+use cosigner::consensus::SignDoc;
+use cosigner::privval::messages::{
+    self, SignedMsgType, Vote, WireBlockId as BlockId, WirePartSetHeader as PartSetHeader,
+};
+use cosigner::privval::sign_doc;
+use cosigner::sign_state::{ChainSignState, Recorded, SignState, StateFile};
 use cosigner::threshold::coordinator::{build_request, CommitmentInventory, SigningSession};
 use cosigner::threshold::messages::{peer_of, PeerId, Refusal, RefusalKind, SignRequest};
-use cosigner::threshold::participant::{Participant, Recorded, Watermark};
+use cosigner::threshold::participant::{Participant, Watermark};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use frost_ed25519::keys::{generate_with_dealer, IdentifierList, KeyPackage, PublicKeyPackage};
 use rand_core::OsRng;
@@ -28,7 +31,7 @@ struct MemoryWatermark;
 
 impl Watermark for MemoryWatermark {
     fn authorize(&self, doc: &SignDoc) -> Result<Recorded, Refusal> {
-        Ok(Recorded::durably_stored(doc))
+        Ok(Recorded::assume_recorded(doc))
     }
 }
 
@@ -39,7 +42,7 @@ impl Watermark for DurableWatermark {
     fn authorize(&self, doc: &SignDoc) -> Result<Recorded, Refusal> {
         self.0
             .authorize(doc)
-            .map(|_| Recorded::durably_stored(doc))
+            .map(|(_, recorded)| recorded)
             .map_err(|e| Refusal::new(RefusalKind::Storage, e.to_string()))
     }
 }
@@ -75,7 +78,7 @@ fn precommit(height: i64) -> Vec<u8> {
         }),
         ..Default::default()
     };
-    sign_bytes::vote_sign_doc(CHAIN, &vote).unwrap().sign_bytes
+    sign_doc::vote_sign_doc(CHAIN, &vote).unwrap().sign_bytes
 }
 
 /// The coordinator's request to the first `t` cosigners, with fresh commitments.
@@ -125,7 +128,8 @@ fn bench_handle_sign(c: &mut Criterion) {
     }
     // The same with the durable watermark: the difference is one fdatasync on this disk.
     let dir = tempfile::tempdir().unwrap();
-    let state = ChainSignState::open(dir.path(), CHAIN, true).unwrap();
+    StateFile::create(dir.path(), CHAIN, &SignState::fresh()).unwrap();
+    let state = ChainSignState::open(dir.path(), CHAIN).unwrap();
     let durable = DurableWatermark(state);
     let (group, _) = group(2, 3);
     let height = AtomicI64::new(1);

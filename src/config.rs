@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::consensus::ChainId;
+use crate::sign_state::DEFAULT_MAX_HEIGHT_JUMP;
+
 /// The largest cluster `split-key` deals and a cosigner accepts.
 pub const MAX_COSIGNERS: u16 = 32;
 
@@ -86,10 +89,42 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
     pub id: String,
-    /// Whether a missing state file for this chain may start fresh at height 0. Off by
-    /// default: a missing file on a host that has signed before is how double signs happen.
-    #[serde(default)]
-    pub allow_fresh_state: bool,
+    /// Refuse a request more than this many heights above the highest height the validator
+    /// is known to have signed (default [`DEFAULT_MAX_HEIGHT_JUMP`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_height_jump: Option<u64>,
+}
+
+impl ChainConfig {
+    pub fn max_height_jump(&self) -> u64 {
+        self.max_height_jump.unwrap_or(DEFAULT_MAX_HEIGHT_JUMP)
+    }
+}
+
+/// Keys that were settings once and are refused now with what to do instead, rather than
+/// with the parser's bare "unknown field": `(table, key, what to do)`.
+const RETIRED_KEYS: &[(&str, &str, &str)] = &[(
+    "chain",
+    "allow_fresh_state",
+    "is no longer a setting: remove it. Each chain's state file is now written when the \
+     cosigner directory is made (split-key, init-single), and a missing one stops the start \
+     instead of starting empty. For a chain that has no state file yet, import the \
+     validator's last state (`cosigner state import PRIV_VALIDATOR_STATE_JSON --config \
+     COSIGNER_TOML --chain-id ID`) or, only if this key never signed on that chain, create \
+     an empty one (`cosigner state init --config COSIGNER_TOML --chain-id ID`)",
+)];
+
+/// The first retired key in `text` (which failed to parse), as the field it is in and what
+/// to do about it. Only a text that is valid TOML is searched.
+fn retired_key(text: &str) -> Option<(String, String)> {
+    let doc: toml::Table = text.parse().ok()?;
+    RETIRED_KEYS.iter().find_map(|(table, key, advice)| {
+        let entries = doc.get(*table)?.as_array()?;
+        let i = entries
+            .iter()
+            .position(|e| e.as_table().is_some_and(|t| t.contains_key(*key)))?;
+        Some((format!("{table}[{i}].{key}"), advice.to_string()))
+    })
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +195,9 @@ pub struct Timeouts {
     pub sign_attempt_ms: u64,
     /// All attempts of one threshold signing together; must stay under the node's 5 s.
     pub sign_total_ms: u64,
+    /// How long a starting cosigner waits for every peer to say what the validator signed
+    /// before it settles for `t - 1` of them.
+    pub catch_up_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -171,6 +209,7 @@ impl Default for Timeouts {
             redial_ms: 200,
             sign_attempt_ms: 800,
             sign_total_ms: 3_000,
+            catch_up_ms: 1_000,
         }
     }
 }
@@ -193,6 +232,9 @@ impl Timeouts {
     }
     pub fn sign_total(&self) -> Duration {
         Duration::from_millis(self.sign_total_ms)
+    }
+    pub fn catch_up(&self) -> Duration {
+        Duration::from_millis(self.catch_up_ms)
     }
 }
 
@@ -236,18 +278,6 @@ impl NodeAddress {
             format!("{}:{}", self.host, self.port)
         }
     }
-}
-
-/// Whether `id` is a chain ID this signer accepts. CometBFT allows up to 50 bytes of any
-/// kind; we also restrict the characters because the ID names the chain's state file.
-pub fn valid_chain_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 50
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && id != "."
-        && id != ".."
 }
 
 /// Splits `HOST:PORT` (or `[V6]:PORT`) and checks both parts.
@@ -314,9 +344,16 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_path_buf(),
-            source: Box::new(source),
+        let config: Config = toml::from_str(&text).map_err(|source| match retired_key(&text) {
+            Some((field, problem)) => ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field,
+                problem: problem.replace("COSIGNER_TOML", &crate::shell::quote(path)),
+            },
+            None => ConfigError::Parse {
+                path: path.to_path_buf(),
+                source: Box::new(source),
+            },
         })?;
         let nodes = config
             .validate()
@@ -349,13 +386,19 @@ impl Config {
             );
         }
         for (i, chain) in self.chains.iter().enumerate() {
-            if !valid_chain_id(&chain.id) {
+            if !ChainId::is_valid(&chain.id) {
                 return bad(
                     &format!("chain[{i}].id"),
                     format!(
                         "`{}` is not a chain ID: 1 to 50 characters of A-Z a-z 0-9 . _ -",
                         chain.id
                     ),
+                );
+            }
+            if chain.max_height_jump == Some(0) {
+                return bad(
+                    &format!("chain[{i}].max_height_jump"),
+                    "0 would refuse every new height; leave it out for the default".into(),
                 );
             }
             if self.chains[..i].iter().any(|c| c.id == chain.id) {
@@ -385,6 +428,7 @@ impl Config {
             ("timeouts.redial_ms", t.redial_ms),
             ("timeouts.sign_attempt_ms", t.sign_attempt_ms),
             ("timeouts.sign_total_ms", t.sign_total_ms),
+            ("timeouts.catch_up_ms", t.catch_up_ms),
         ] {
             if value == 0 || value > 60_000 {
                 return bad(field, format!("{value} is outside 1..=60000"));
@@ -476,7 +520,7 @@ mod tests {
             identity_key: "identity.key".into(),
             chains: vec![ChainConfig {
                 id: "test-chain".into(),
-                allow_fresh_state: true,
+                max_height_jump: None,
             }],
             nodes: vec![NodeConfig {
                 address: "tcp://127.0.0.1:26659".into(),
@@ -548,6 +592,43 @@ mod tests {
         ] {
             assert!(NodeAddress::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_retired_allow_fresh_state_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cosigner.toml");
+        let mut c = sample();
+        c.chains.push(ChainConfig {
+            id: "second-chain".into(),
+            max_height_jump: None,
+        });
+        let text = c.to_toml().replace(
+            "id = \"second-chain\"",
+            "id = \"second-chain\"\nallow_fresh_state = true",
+        );
+        assert!(text.contains("allow_fresh_state"), "{text}");
+        std::fs::write(&path, text).unwrap();
+        let msg = Config::load(&path).unwrap_err().to_string();
+        for needle in [
+            path.display().to_string(),
+            "chain[1].allow_fresh_state".to_string(),
+            "remove it".to_string(),
+            format!("state init --config {}", path.display()),
+            "state import".to_string(),
+        ] {
+            assert!(msg.contains(&needle), "`{needle}` missing: {msg}");
+        }
+        assert!(!msg.contains("unknown field"), "{msg}");
+        // Other unknown keys still get the parser's message.
+        std::fs::write(
+            &path,
+            c.to_toml()
+                .replace("id = \"second-chain\"", "id = \"second-chain\"\nfoo = 1"),
+        )
+        .unwrap();
+        let msg = Config::load(&path).unwrap_err().to_string();
+        assert!(msg.contains("unknown field `foo`"), "{msg}");
     }
 
     #[test]

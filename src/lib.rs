@@ -17,12 +17,15 @@
 //! - [`cluster`]: the cosigner-to-cosigner transport (QUIC with mutual TLS).
 //! - [`signer`]: the signers a privval session can be served by (single key, threshold).
 //! - [`staged_dir`]: writing directories of secrets atomically.
+//! - [`secret_file`]: reading secret files: private modes only, wiped buffers.
 #![forbid(unsafe_code)]
 
 pub mod cluster;
 pub mod config;
 pub mod consensus;
 pub mod privval;
+pub mod secret_file;
+pub mod shell;
 pub mod sign_state;
 pub mod signer;
 pub mod staged_dir;

@@ -4,9 +4,13 @@
 //! Loading is strict: a key file whose parts disagree with each other (public half, public
 //! key, address) is refused rather than "repaired", because a mismatch means the file is not
 //! the key the operator thinks it is. Every error names the file and the problem.
+//!
+//! A key a cosigner keeps (its identity key, a single-key signer's validator key) must be
+//! private to its owner ([`crate::secret_file`]). The secret's text is parsed where it was
+//! read, in a buffer wiped on drop, without copies: the JSON's private key string is
+//! borrowed from that buffer, and decoded bytes and seeds sit in wiping wrappers.
 
-use std::fs::File;
-use std::io::Read;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -16,8 +20,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::secret_file::{self, LooseMode, SecretFileProblem};
+
 /// Key files are a few hundred bytes; anything much larger is not a key file.
-const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+const MAX_KEY_FILE_BYTES: usize = 64 * 1024;
 
 const PRIV_ED25519: &str = "tendermint/PrivKeyEd25519";
 const PUB_ED25519: &str = "tendermint/PubKeyEd25519";
@@ -39,6 +45,8 @@ pub enum KeyFileProblem {
     Read(std::io::Error),
     #[error("file is larger than {MAX_KEY_FILE_BYTES} bytes; not a key file")]
     TooLarge,
+    #[error(transparent)]
+    Loose(LooseMode),
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
     #[error("secp256k1 keys cannot be split: FROST Ed25519 only")]
@@ -78,49 +86,81 @@ impl std::fmt::Debug for ValidatorKey {
     }
 }
 
+impl From<SecretFileProblem> for KeyFileProblem {
+    fn from(p: SecretFileProblem) -> Self {
+        match p {
+            SecretFileProblem::Read(e) => KeyFileProblem::Read(e),
+            SecretFileProblem::TooLarge(_) => KeyFileProblem::TooLarge,
+            SecretFileProblem::Loose(l) => KeyFileProblem::Loose(l),
+        }
+    }
+}
+
+/// `value` is borrowed from the file's buffer unless the JSON escapes a character in it
+/// (base64 needs no escapes, so in practice it always is); an owned copy is wiped on drop.
 #[derive(Deserialize)]
-struct TypedValue {
+struct TypedValue<'a> {
     #[serde(rename = "type")]
     kind: String,
-    value: String,
+    #[serde(borrow)]
+    value: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
-struct PrivValidatorKeyJson {
+struct PrivValidatorKeyJson<'a> {
     address: String,
-    pub_key: TypedValue,
-    priv_key: TypedValue,
+    #[serde(borrow)]
+    pub_key: TypedValue<'a>,
+    #[serde(borrow)]
+    priv_key: TypedValue<'a>,
 }
 
-impl Drop for PrivValidatorKeyJson {
+impl Drop for PrivValidatorKeyJson<'_> {
     fn drop(&mut self) {
-        self.priv_key.value.zeroize();
+        if let Cow::Owned(value) = &mut self.priv_key.value {
+            value.zeroize();
+        }
     }
 }
 
 impl ValidatorKey {
-    /// Reads a CometBFT `priv_validator_key.json` or a tmkms softsign key (base64 of the
-    /// 32-byte seed). A file whose first non-blank character is `{` is read as JSON.
+    /// Reads the validator key a single-key signer keeps: a CometBFT
+    /// `priv_validator_key.json` or a tmkms softsign key (base64 of the 32-byte seed), whose
+    /// mode must be private to its owner.
     pub fn load(path: &Path) -> Result<ValidatorKey, KeyFileError> {
-        let err = |problem| KeyFileError {
-            path: path.to_path_buf(),
-            problem,
-        };
-        let text = read_small(path).map_err(err)?;
-        let key = if text.trim_start().starts_with('{') {
-            parse_cometbft_json(&text)
-        } else {
-            parse_base64_seed(&text, "key").map(ValidatorKey::from_seed)
-        };
-        key.map_err(err)
+        let bytes = secret_file::read_private(path, MAX_KEY_FILE_BYTES)
+            .map_err(|p| key_file_error(path, p.into()))?;
+        ValidatorKey::parse(path, &bytes)
+    }
+
+    /// Reads the key file a new cosigner directory is made from (`split-key`,
+    /// `init-single`), whatever its mode: it is the old signer's file, read once, and the
+    /// key is written on into private files only. Returns the file's bytes too (wiped on
+    /// drop), for a caller that copies the file.
+    pub fn load_source(path: &Path) -> Result<(ValidatorKey, Zeroizing<Vec<u8>>), KeyFileError> {
+        let bytes = secret_file::read_any_mode(path, MAX_KEY_FILE_BYTES)
+            .map_err(|p| key_file_error(path, p.into()))?;
+        Ok((ValidatorKey::parse(path, &bytes)?, bytes))
+    }
+
+    /// Parses the contents of a key file read from `path`. A file whose first non-blank
+    /// character is `{` is read as JSON.
+    fn parse(path: &Path, bytes: &[u8]) -> Result<ValidatorKey, KeyFileError> {
+        let key = utf8(bytes).and_then(|text| {
+            if text.trim_start().starts_with('{') {
+                parse_cometbft_json(text)
+            } else {
+                parse_base64_seed(text, "key").map(|seed| ValidatorKey::from_seed(&seed))
+            }
+        });
+        key.map_err(|problem| key_file_error(path, problem))
     }
 
     /// The key with this 32-byte Ed25519 seed (RFC 8032 private key).
-    pub fn from_seed(seed: [u8; 32]) -> ValidatorKey {
-        let mut seed = Zeroizing::new(seed);
-        let signing_key = SigningKey::from_bytes(&seed);
-        seed.zeroize();
-        ValidatorKey { signing_key }
+    pub fn from_seed(seed: &[u8; 32]) -> ValidatorKey {
+        ValidatorKey {
+            signing_key: SigningKey::from_bytes(seed),
+        }
     }
 
     /// The 32-byte Ed25519 public key.
@@ -159,39 +199,40 @@ pub fn address_of(public_key: &[u8; 32]) -> [u8; 20] {
 
 /// Reads a SecretConnection identity key: base64 of a 32-byte Ed25519 seed, as tmkms writes
 /// `kms-identity.key`.
+/// The identity key's mode must be private to its owner.
 pub fn load_identity_key(path: &Path) -> Result<SigningKey, KeyFileError> {
-    let err = |problem| KeyFileError {
-        path: path.to_path_buf(),
-        problem,
-    };
-    let text = read_small(path).map_err(err)?;
-    let seed = parse_base64_seed(&text, "identity key").map_err(err)?;
-    let seed = Zeroizing::new(seed);
+    let err = |problem| key_file_error(path, problem);
+    let bytes = secret_file::read_private(path, MAX_KEY_FILE_BYTES).map_err(|p| err(p.into()))?;
+    let seed = utf8(&bytes)
+        .and_then(|text| parse_base64_seed(text, "identity key"))
+        .map_err(err)?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
 /// The contents of an identity key file: base64 of the 32-byte seed and a newline (tmkms's
 /// format).
 pub fn identity_key_file_contents(key: &SigningKey) -> Zeroizing<String> {
-    let seed = Zeroizing::new(key.to_bytes());
-    let mut text = Zeroizing::new(BASE64.encode(seed.as_slice()));
+    // Encoded into a buffer of the final size, so that no reallocation leaves a copy.
+    let mut encoded = Zeroizing::new([0u8; 44]);
+    let len = BASE64
+        .encode_slice(key.as_bytes(), encoded.as_mut_slice())
+        .unwrap_or_default();
+    let mut text = Zeroizing::new(String::with_capacity(len + 1));
+    // Base64 is ASCII; an empty file (the impossible failure) fails its reload check.
+    text.push_str(std::str::from_utf8(&encoded[..len]).unwrap_or_default());
     text.push('\n');
     text
 }
 
-fn read_small(path: &Path) -> Result<Zeroizing<String>, KeyFileProblem> {
-    let file = File::open(path).map_err(KeyFileProblem::Read)?;
-    let mut bytes = Zeroizing::new(Vec::new());
-    file.take(MAX_KEY_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(KeyFileProblem::Read)?;
-    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
-        return Err(KeyFileProblem::TooLarge);
+fn key_file_error(path: &Path, problem: KeyFileProblem) -> KeyFileError {
+    KeyFileError {
+        path: path.to_path_buf(),
+        problem,
     }
-    match std::str::from_utf8(&bytes) {
-        Ok(s) => Ok(Zeroizing::new(s.to_string())),
-        Err(_) => Err(KeyFileProblem::NotBase64 { field: "key" }),
-    }
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, KeyFileProblem> {
+    std::str::from_utf8(bytes).map_err(|_| KeyFileProblem::NotBase64 { field: "key" })
 }
 
 fn decode_base64(text: &str, field: &'static str) -> Result<Zeroizing<Vec<u8>>, KeyFileProblem> {
@@ -201,19 +242,27 @@ fn decode_base64(text: &str, field: &'static str) -> Result<Zeroizing<Vec<u8>>, 
         .map_err(|_| KeyFileProblem::NotBase64 { field })
 }
 
-fn parse_base64_seed(text: &str, field: &'static str) -> Result<[u8; 32], KeyFileProblem> {
+fn parse_base64_seed(
+    text: &str,
+    field: &'static str,
+) -> Result<Zeroizing<[u8; 32]>, KeyFileProblem> {
     // tmkms writes the base64 with a trailing newline; editors may add `\r\n`.
     let bytes = decode_base64(text.trim_end(), field)?;
-    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| KeyFileProblem::WrongLength {
-        field,
-        found: bytes.len(),
-        expected: "32 (an Ed25519 seed)",
-    })
+    if bytes.len() != 32 {
+        return Err(KeyFileProblem::WrongLength {
+            field,
+            found: bytes.len(),
+            expected: "32 (an Ed25519 seed)",
+        });
+    }
+    let mut seed = Zeroizing::new([0u8; 32]);
+    seed.copy_from_slice(&bytes);
+    Ok(seed)
 }
 
 fn parse_cometbft_json(text: &str) -> Result<ValidatorKey, KeyFileProblem> {
-    let json: PrivValidatorKeyJson =
-        serde_json::from_str(text).map_err(|e| KeyFileProblem::MalformedJson(e.to_string()))?;
+    let json: PrivValidatorKeyJson = serde_json::from_str(text)
+        .map_err(|e| KeyFileProblem::MalformedJson(secret_file::redacted_json_error(&e)))?;
     if json.priv_key.kind == PRIV_SECP256K1 || json.pub_key.kind == PUB_SECP256K1 {
         return Err(KeyFileProblem::Secp256k1);
     }
@@ -249,7 +298,7 @@ fn parse_cometbft_json(text: &str) -> Result<ValidatorKey, KeyFileProblem> {
     }
     let mut seed = Zeroizing::new([0u8; 32]);
     seed.copy_from_slice(&private[..32]);
-    let key = ValidatorKey::from_seed(*seed);
+    let key = ValidatorKey::from_seed(&seed);
     let derived = key.public_key();
     if private[32..] != derived {
         return Err(KeyFileProblem::PrivateHalvesDisagree);
@@ -284,11 +333,28 @@ mod tests {
   }
 }"#;
 
+    fn write_private(dir: &Path, name: &str, text: &[u8]) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
     fn load_text(text: &str) -> Result<ValidatorKey, KeyFileError> {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("priv_validator_key.json");
-        std::fs::write(&path, text).unwrap();
-        ValidatorKey::load(&path)
+        let path = write_private(dir.path(), "priv_validator_key.json", text.as_bytes());
+        let key = ValidatorKey::load(&path);
+        // The import path parses the same way, whatever the mode.
+        assert_eq!(
+            ValidatorKey::load_source(&path)
+                .map(|(k, _)| k.public_key())
+                .map_err(|e| e.to_string()),
+            key.as_ref()
+                .map(|k| k.public_key())
+                .map_err(|e| e.to_string())
+        );
+        key
     }
 
     fn problem(text: &str) -> String {
@@ -329,7 +395,7 @@ mod tests {
             .replace("PrivKeyEd25519", "PrivKeySecp256k1")
             .replace("PubKeyEd25519", "PubKeySecp256k1");
         assert!(problem(&secp).contains("secp256k1 keys cannot be split"));
-        let other = ValidatorKey::from_seed([7; 32]);
+        let other = ValidatorKey::from_seed(&[7; 32]);
         let wrong_pub = EXAMPLE.replace(
             "auxRjzEMlDge96bGG02DdwhT4a3BxuF5+BeCuf6HLl8=",
             &BASE64.encode(other.public_key()),
@@ -375,9 +441,70 @@ mod tests {
     #[test]
     fn identity_key_round_trips() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("identity.key");
         let key = SigningKey::from_bytes(&[9; 32]);
-        std::fs::write(&path, identity_key_file_contents(&key).as_bytes()).unwrap();
+        let contents = identity_key_file_contents(&key);
+        assert_eq!(contents.len(), 45);
+        assert!(contents.ends_with('\n'));
+        let path = write_private(dir.path(), "identity.key", contents.as_bytes());
         assert_eq!(load_identity_key(&path).unwrap().to_bytes(), key.to_bytes());
+    }
+
+    #[test]
+    fn keys_a_cosigner_keeps_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let identity = write_private(
+            dir.path(),
+            "identity.key",
+            identity_key_file_contents(&SigningKey::from_bytes(&[9; 32])).as_bytes(),
+        );
+        let key = write_private(dir.path(), "priv_validator_key.json", EXAMPLE.as_bytes());
+        for path in [&identity, &key] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        }
+        let chmod = |p: &Path| format!("chmod 600 {}", p.display());
+        let msg = load_identity_key(&identity).unwrap_err().to_string();
+        assert!(
+            msg.starts_with(&identity.display().to_string())
+                && msg.contains("mode 0640")
+                && msg.contains(&chmod(&identity)),
+            "{msg}"
+        );
+        let msg = ValidatorKey::load(&key).unwrap_err().to_string();
+        assert!(msg.contains(&chmod(&key)), "{msg}");
+        // The old signer's file a directory is made from is only read.
+        let (imported, bytes) = ValidatorKey::load_source(&key).unwrap();
+        assert_eq!(
+            imported.address_hex(),
+            "C9F9D8673A92064679F6C83A7926E24CC952B2A7"
+        );
+        assert_eq!(bytes.as_slice(), EXAMPLE.as_bytes());
+    }
+
+    #[test]
+    fn a_json_error_does_not_quote_the_private_key() {
+        // The private key given as a bare string where an object belongs.
+        let text = EXAMPLE.replace(
+            "\"priv_key\": {\n    \"type\": \"tendermint/PrivKeyEd25519\",\n    \"value\": \"TekHYIvfGyH0XHqAlJlQiX2kgrRbQLOkSJN31luviPdq7FGPMQyUOB73psYbTYN3CFPhrcHG4Xn4F4K5/ocuXw==\"\n  }",
+            "\"priv_key\": \"TekHYIvfGyH0XHqAlJlQiX2kgrRbQLOkSJN31luviPdq7FGPMQyUOB73psYbTYN3CFPhrcHG4Xn4F4K5/ocuXw==\"",
+        );
+        assert_ne!(text, EXAMPLE);
+        let msg = problem(&text);
+        assert!(
+            msg.contains("malformed JSON") && !msg.contains("TekHY"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn an_escaped_private_key_still_loads() {
+        // `\/` is a legal JSON escape of `/`, which base64 uses: the value is then copied
+        // out of the buffer, and that copy is wiped on drop.
+        let escaped = EXAMPLE.replace("F4K5/ocuXw", "F4K5\\/ocuXw");
+        assert_ne!(escaped, EXAMPLE);
+        assert_eq!(
+            load_text(&escaped).unwrap().address_hex(),
+            "C9F9D8673A92064679F6C83A7926E24CC952B2A7"
+        );
     }
 }

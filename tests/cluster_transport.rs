@@ -57,6 +57,9 @@ fn write_tls(dir: &Path, name: &str, cert_pem: &str, key_pem: &str, ca_pem: &str
     };
     std::fs::write(&paths.cert, cert_pem).unwrap();
     std::fs::write(&paths.key, key_pem).unwrap();
+    // A cosigner refuses a TLS key that others can read.
+    let private = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
+    std::fs::set_permissions(&paths.key, private).unwrap();
     std::fs::write(&paths.ca, ca_pem).unwrap();
     paths
 }

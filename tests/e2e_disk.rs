@@ -17,10 +17,11 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cosigner::sign_state::StateFile;
 
+use common::logs::*;
 use common::*;
 
 const CHAIN: &str = "test-chain";
@@ -79,6 +80,15 @@ impl DiskCluster {
             let image = dir.path().join(format!("disk-{}.img", i + 1));
             // 16 MiB: ext4's minimum comfortable size; filling it is quick.
             disks.push(LoopFs::mount(&image, &cosigner.join("state"), 16)?);
+            // The new disk hides the state file split-key wrote; the key never signed, so
+            // an operator would create an empty one on the new disk the same way.
+            let out = state_init(cosigner, CHAIN);
+            if !out.status.success() {
+                return Err(format!(
+                    "state init: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
         }
         Ok(DiskCluster {
             procs: (0..3).map(|_| None).collect(),
@@ -152,7 +162,7 @@ impl DiskCluster {
 
     /// Cosigner `i`'s durable watermark, read as a restart would; it must not be running.
     fn watermark(&self, i: usize) -> Hrs {
-        let (_, state) = StateFile::open(&self.state_dir(i), CHAIN, false)
+        let (_, state) = StateFile::open(&self.state_dir(i), CHAIN)
             .unwrap_or_else(|e| panic!("cosigner {}: {e}", i + 1));
         (state.height, state.round, state.step)
     }
@@ -211,74 +221,6 @@ impl DiskCluster {
     }
 }
 
-/// Height, round and FilePV step number (1 proposal, 2 prevote, 3 precommit).
-type Hrs = (i64, i64, u8);
-
-/// One `signed` line of a coordinator's log.
-#[derive(Debug)]
-struct Signing {
-    /// The log timestamp (RFC 3339, UTC, fixed width: compares as text).
-    at: String,
-    hrs: Hrs,
-    participants: Vec<usize>,
-}
-
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split_whitespace()
-        .find_map(|token| token.strip_prefix(key)?.strip_prefix('='))
-}
-
-fn step_number(name: &str) -> Option<u8> {
-    match name {
-        "proposal" => Some(1),
-        "prevote" => Some(2),
-        "precommit" => Some(3),
-        _ => None,
-    }
-}
-
-/// Parses the coordinator's `signed chain=… height=… round=… step=… participants=[…]`
-/// lines. A line that looks like one but does not parse fails the test: silently skipping
-/// it could hide exactly the signing an assertion is about.
-fn signings(log: &str) -> Vec<Signing> {
-    log.lines()
-        .filter(|l| l.contains(" signed chain="))
-        .map(|line| {
-            let parsed = (|| {
-                let at = timestamp(line).to_string();
-                let hrs = (
-                    field(line, "height")?.parse().ok()?,
-                    field(line, "round")?.parse().ok()?,
-                    step_number(field(line, "step")?)?,
-                );
-                let list = line.split("participants=[").nth(1)?.split(']').next()?;
-                let participants = list
-                    .split(',')
-                    .map(|p| p.trim().parse().ok())
-                    .collect::<Option<Vec<usize>>>()?;
-                Some(Signing {
-                    at,
-                    hrs,
-                    participants,
-                })
-            })();
-            parsed.unwrap_or_else(|| panic!("unparsable signing line: {line}"))
-        })
-        .collect()
-}
-
-/// A log line's timestamp.
-fn timestamp(line: &str) -> &str {
-    line.split_whitespace().next().unwrap_or("")
-}
-
-/// The timestamp of the first line of `log` at or after `after` containing every needle.
-fn first_line_after(log: &str, after: &str, needles: &[&str]) -> Option<String> {
-    log.lines()
-        .find(|l| timestamp(l) >= after && needles.iter().all(|n| l.contains(n)))
-        .map(|l| timestamp(l).to_string())
-}
-
 /// Waits until `proc`'s log has a line containing every needle; its timestamp. Panics with
 /// the log if none comes.
 fn wait_for_line_with(proc: &Proc, needles: &[&str]) -> String {
@@ -287,19 +229,7 @@ fn wait_for_line_with(proc: &Proc, needles: &[&str]) -> String {
 
 /// [`wait_for_line_with`] for a line stamped at or after `after`.
 fn wait_for_line_after(proc: &Proc, after: &str, needles: &[&str]) -> String {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        if let Some(at) = first_line_after(&proc.log(), after, needles) {
-            return at;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never logged a line with {needles:?}:\n{}",
-            proc.name,
-            proc.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_log_line(proc, after, needles, LIMIT)
 }
 
 /// The cosigner serving the node and the peer it signed with last (0-based indices). The
@@ -572,13 +502,25 @@ fn full_disk_on_a_participant_keeps_signing_and_restarts() {
 }
 
 /// A cosigner whose disk is full before its state file exists, or dead when it starts,
-/// does not start, and the error names the file and the operating system's reason.
+/// does not start, and the error names the file and the operating system's reason; and a
+/// state file cannot be created on a full disk, which leaves nothing behind.
 #[test]
 fn a_cosigner_does_not_start_on_a_full_or_dead_disk() {
     let cluster = cluster_or_skip!("start-on-bad-disk");
-    // The message names the state file itself (followed by the reason).
-    let start_and_fail = |i: usize, why: &str| -> String {
-        let named = format!("{}: {why}", cluster.state_file(i).display());
+    let state_file = |i: usize| cluster.state_file(i).display().to_string();
+    // The message names the state file itself, and gives the reason once.
+    let assert_names = |text: &str, named: &str, why: &str| {
+        assert!(
+            text.contains("sign state") && text.contains(named),
+            "the error does not name the file and the reason ({why}):\n{text}"
+        );
+        assert_eq!(
+            text.matches(why).count(),
+            1,
+            "the reason is repeated:\n{text}"
+        );
+    };
+    let start_and_fail = |i: usize| -> String {
         let mut p = start_cosigner(
             &cluster.cosigners[i],
             &format!("cosigner-{}", i + 1),
@@ -587,23 +529,19 @@ fn a_cosigner_does_not_start_on_a_full_or_dead_disk() {
         let status = p.wait_exit(LIMIT).expect("the cosigner must exit");
         let log = p.log();
         assert!(!status.success(), "{log}");
-        assert!(
-            log.contains("sign state") && log.contains(&named),
-            "the error does not name the file and the reason ({why}):\n{log}"
-        );
-        assert_eq!(
-            log.matches(why).count(),
-            1,
-            "the reason is repeated:\n{log}"
-        );
         log
     };
 
-    // Full before the first start: the state file cannot be created (it is written in full
-    // and synced before it is linked into place).
+    // A new, full disk for the state directory: the state file cannot be created (it is
+    // written in full and synced before it is linked into place), and nothing is left.
+    std::fs::remove_file(cluster.state_file(0)).expect("remove the state file");
     cluster.disks[0].fill().expect("fill the disk");
-    let log = start_and_fail(0, "No space left on device (os error 28)");
-    eprintln!("full disk: {}", log.lines().last().unwrap_or(""));
+    let out = state_init(&cluster.cosigners[0], CHAIN);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let enospc = "No space left on device (os error 28)";
+    assert_names(&stderr, &format!("{}: {enospc}", state_file(0)), enospc);
+    eprintln!("full disk, state init: {}", stderr.trim());
     let leftovers: Vec<_> = std::fs::read_dir(cluster.state_dir(0))
         .expect("state dir")
         .flatten()
@@ -611,11 +549,18 @@ fn a_cosigner_does_not_start_on_a_full_or_dead_disk() {
         .filter(|n| n.to_string_lossy().contains(CHAIN))
         .collect();
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    // And without it the cosigner does not start.
+    let log = start_and_fail(0);
+    assert!(
+        log.contains(&format!("no sign state at {}", state_file(0)))
+            && log.contains("cosigner state init"),
+        "{log}"
+    );
 
     // Dead at start: the existing state file cannot be opened.
-    drop(StateFile::open(&cluster.state_dir(1), CHAIN, true).expect("create a state file"));
     cluster.disks[1].shut_down().expect("shut down the disk");
-    let log = start_and_fail(1, EIO);
+    let log = start_and_fail(1);
+    assert_names(&log, &format!("{}: {EIO}", state_file(1)), EIO);
     eprintln!("dead disk: {}", log.lines().last().unwrap_or(""));
 }
 

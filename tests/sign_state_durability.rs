@@ -2,7 +2,9 @@
 
 use cosigner::consensus::{BlockId, Hrs, SignDoc, Step, Timestamp};
 use cosigner::sign_state::import::{import_into, ImportError};
-use cosigner::sign_state::{ChainSignState, Refusal, SignState, SignStateError, StateError};
+use cosigner::sign_state::{
+    ChainSignState, Refusal, SignState, SignStateError, StateError, StateFile,
+};
 
 const CHAIN: &str = "durability-chain";
 
@@ -34,11 +36,12 @@ fn sign(bytes: &[u8]) -> Result<[u8; 64], std::io::Error> {
 #[test]
 fn a_restarted_signer_answers_replays_and_refuses_conflicts() {
     let dir = tempfile::tempdir().unwrap();
+    StateFile::create(dir.path(), CHAIN, &SignState::fresh()).unwrap();
     let first = {
-        let guard = ChainSignState::open(dir.path(), CHAIN, true).unwrap();
+        let guard = ChainSignState::open(dir.path(), CHAIN).unwrap();
         guard.sign_with(&vote(20, 1, 100), sign).unwrap()
     };
-    let guard = ChainSignState::open(dir.path(), CHAIN, false).unwrap();
+    let guard = ChainSignState::open(dir.path(), CHAIN).unwrap();
     // A replay with a new timestamp gets the old signature and the old timestamp.
     let replay = guard.sign_with(&vote(20, 1, 200), sign).unwrap();
     assert_eq!(replay, first);
@@ -64,16 +67,17 @@ fn a_restarted_signer_answers_replays_and_refuses_conflicts() {
 #[test]
 fn a_wiped_state_file_stops_the_signer() {
     let dir = tempfile::tempdir().unwrap();
+    StateFile::create(dir.path(), CHAIN, &SignState::fresh()).unwrap();
     let path = {
-        let guard = ChainSignState::open(dir.path(), CHAIN, true).unwrap();
+        let guard = ChainSignState::open(dir.path(), CHAIN).unwrap();
         guard.authorize(&vote(5, 1, 1)).unwrap();
         guard.path().to_path_buf()
     };
     let len = std::fs::metadata(&path).unwrap().len() as usize;
     std::fs::write(&path, vec![0u8; len]).unwrap();
-    let err = ChainSignState::open(dir.path(), CHAIN, true).unwrap_err();
+    let err = ChainSignState::open(dir.path(), CHAIN).unwrap_err();
     assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
     std::fs::remove_file(&path).unwrap();
-    let err = ChainSignState::open(dir.path(), CHAIN, false).unwrap_err();
-    assert!(matches!(err, StateError::Missing(_)), "{err}");
+    let err = ChainSignState::open(dir.path(), CHAIN).unwrap_err();
+    assert!(matches!(err, StateError::Missing { .. }), "{err}");
 }

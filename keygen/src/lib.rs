@@ -1,6 +1,6 @@
 //! `split-key`: deals an existing CometBFT validator key into FROST shares and writes one
 //! self-contained directory per cosigner (share, TLS identity, SecretConnection identity,
-//! empty state directory, `cosigner.toml`).
+//! every chain's initial sign state, `cosigner.toml`).
 //!
 //! The validator key is only read. Every input is checked before anything is written; the
 //! output is built in a temporary directory next to the destination and renamed into place
@@ -20,11 +20,11 @@ use base64::Engine as _;
 use clap::Parser;
 use cosigner::cluster::identity::{issue_cluster, IssueError};
 use cosigner::config::{
-    split_host_port, valid_chain_id, ChainConfig, Config, NodeAddress, NodeConfig, PeerConfig,
-    ProtocolVersion, ThresholdConfig, Timeouts,
+    split_host_port, ChainConfig, Config, NodeAddress, NodeConfig, PeerConfig, ProtocolVersion,
+    ThresholdConfig, Timeouts,
 };
-use cosigner::sign_state::import::{import_cometbft_state, import_into, ImportError};
-use cosigner::sign_state::SignState;
+use cosigner::sign_state::import::{read_state_args, write_initial_states, ImportError};
+use cosigner::sign_state::{SignState, StateFile};
 use cosigner::staged_dir::{StagedDir, StagedDirError};
 use cosigner::threshold::key_share::{self, check_threshold, DealError, ThresholdError};
 use cosigner::validator_key::{
@@ -83,7 +83,7 @@ pub struct Args {
     pub protocol: ProtocolVersion,
     /// `CHAIN_ID=PATH` of the validator's last CometBFT `priv_validator_state.json` for that
     /// chain (repeatable): every cosigner starts from it, so none can sign below what the old
-    /// signer signed, and that chain's `allow_fresh_state` is false.
+    /// signer signed. A chain without it starts from an empty state.
     #[arg(long = "state", value_name = "CHAIN_ID=PATH")]
     pub states: Vec<String>,
 }
@@ -174,33 +174,6 @@ pub struct Plan {
     pub states: Vec<(String, SignState)>,
 }
 
-/// Reads each `--state CHAIN_ID=PATH` (a CometBFT priv_validator_state.json).
-fn imported_states(
-    args: &[String],
-    chain_ids: &[String],
-) -> Result<Vec<(String, SignState)>, SplitError> {
-    let mut states: Vec<(String, SignState)> = Vec::new();
-    for arg in args {
-        let bad = |problem: String| SplitError::BadState {
-            arg: arg.clone(),
-            problem,
-        };
-        let (chain, path) = arg
-            .split_once('=')
-            .ok_or_else(|| bad("expected CHAIN_ID=PATH".into()))?;
-        if !chain_ids.iter().any(|c| c == chain) {
-            return Err(bad(format!("chain `{chain}` is not given with --chain-id")));
-        }
-        if states.iter().any(|(c, _)| c == chain) {
-            return Err(bad(format!("chain `{chain}` has two --state files")));
-        }
-        let json = fs::read_to_string(path).map_err(|e| bad(format!("{path}: {e}")))?;
-        let state = import_cometbft_state(&json).map_err(|e| bad(format!("{path}: {e}")))?;
-        states.push((chain.to_string(), state));
-    }
-    Ok(states)
-}
-
 /// Checks every input and reads the key; writes nothing.
 pub fn plan(args: &Args) -> Result<Plan, SplitError> {
     let (t, n) = (args.threshold, args.shares);
@@ -211,7 +184,7 @@ pub fn plan(args: &Args) -> Result<Plan, SplitError> {
     }
     let mut chain_ids: Vec<String> = Vec::new();
     for id in &args.chain_ids {
-        if !valid_chain_id(id) {
+        if !cosigner::consensus::ChainId::is_valid(id) {
             return Err(SplitError::BadChainId(id.clone()));
         }
         if chain_ids.contains(id) {
@@ -221,7 +194,10 @@ pub fn plan(args: &Args) -> Result<Plan, SplitError> {
     }
 
     let cosigners = cosigner_addresses(&args.cosigners, n)?;
-    let states = imported_states(&args.states, &chain_ids)?;
+    let states = read_state_args(&args.states, &chain_ids).map_err(|e| SplitError::BadState {
+        arg: e.arg,
+        problem: e.problem,
+    })?;
 
     let given_nodes = if args.nodes.is_empty() {
         vec![DEFAULT_NODE.to_string()]
@@ -256,7 +232,7 @@ pub fn plan(args: &Args) -> Result<Plan, SplitError> {
     }
 
     let (out, parent) = output_location(&args.out)?;
-    let key = ValidatorKey::load(&args.key_file)?;
+    let (key, _) = ValidatorKey::load_source(&args.key_file)?;
     Ok(Plan {
         key_file: args.key_file.clone(),
         key,
@@ -418,18 +394,15 @@ pub fn write<R: RngCore + CryptoRng>(plan: &Plan, rng: &mut R) -> Result<Report,
     {
         let dir = PathBuf::from(format!("cosigner-{}", identity.id));
         staged.create_dir(&dir.join(STATE_DIR))?;
-        for (chain, state) in &plan.states {
-            import_into(
-                &staged.path().join(&dir).join(STATE_DIR),
-                chain,
-                state.clone(),
-                false,
-            )
-            .map_err(|source| SplitError::SeedState {
-                chain: chain.clone(),
-                source,
-            })?;
-        }
+        write_initial_states(
+            &staged.path().join(&dir).join(STATE_DIR),
+            &plan.chain_ids,
+            &plan.states,
+        )
+        .map_err(|e| SplitError::SeedState {
+            chain: e.chain,
+            source: e.error,
+        })?;
         let share_json = file
             .to_json()
             .map_err(|e| SplitError::Check(format!("cannot encode share {}: {e}", file.id)))?;
@@ -494,7 +467,7 @@ fn cosigner_config(
             .iter()
             .map(|id| ChainConfig {
                 id: id.clone(),
-                allow_fresh_state: !plan.states.iter().any(|(chain, _)| chain == id),
+                max_height_jump: None,
             })
             .collect(),
         nodes: plan
@@ -527,9 +500,9 @@ fn config_header(plan: &Plan, id: u16) -> String {
         "# cosigner-{id}: share {id} of a {t}-of-{n} FROST split of validator {addr},\n\
          # written by split-key. Paths are relative to this file's directory.\n\
          #\n\
-         # allow_fresh_state = true below (chains without --state) because this split has no\n\
-         # signing history yet. Set it to false once this cosigner has signed: from then on a\n\
-         # missing state file means lost history, and starting fresh could sign twice.\n\n",
+         # Each chain's sign state is in state/<chain-id>.state, written with this directory.\n\
+         # A missing state file stops the start: it means lost history, and starting empty\n\
+         # could sign twice.\n\n",
         t = plan.threshold,
         n = plan.shares,
         addr = plan.key.address_hex(),
@@ -576,8 +549,20 @@ fn check_written(
                 return Err(check(format!("{} is empty", path.display())));
             }
         }
-        if !loaded.resolve(&loaded.config.state_dir).is_dir() {
-            return Err(check(format!("cosigner-{id}: state directory missing")));
+        let state_dir = loaded.resolve(&loaded.config.state_dir);
+        for chain in &plan.chain_ids {
+            let expected = plan
+                .states
+                .iter()
+                .find(|(c, _)| c == chain)
+                .map_or_else(SignState::fresh, |(_, s)| s.clone());
+            let (_, state) = StateFile::open(&state_dir, chain)
+                .map_err(|e| check(format!("cosigner-{id}: {e}")))?;
+            if state != expected {
+                return Err(check(format!(
+                    "cosigner-{id}: the sign state of `{chain}` differs from what was written"
+                )));
+            }
         }
     }
     Ok(())
@@ -679,9 +664,10 @@ impl fmt::Display for Report {
         if !unseeded.is_empty() {
             writeln!(
                 f,
-                "Chains {unseeded:?} start with empty sign state: if the validator has signed on \
-                 them, stop the old signer and seed it (--state CHAIN_ID=priv_validator_state.json, \
-                 or `cosigner state import` on every host) before starting the cluster."
+                "Chains {unseeded:?} start with empty sign state (written to every cosigner's \
+                 state/): if the validator has signed on them, stop the old signer and seed it \
+                 (--state CHAIN_ID=priv_validator_state.json, or `cosigner state import` on every \
+                 host) before starting the cluster."
             )?;
         }
         Ok(())

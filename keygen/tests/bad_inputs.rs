@@ -423,13 +423,10 @@ fn state_file_seeds_every_cosigner() {
     for i in 1..=3 {
         let cosigner = dir.path().join(format!("out/cosigner-{i}"));
         let config = std::fs::read_to_string(cosigner.join("cosigner.toml")).unwrap();
-        assert!(config.contains("allow_fresh_state = false"), "{config}");
-        let (_, state) = cosigner::sign_state::store::StateFile::open(
-            &cosigner.join("state"),
-            "test-chain",
-            false,
-        )
-        .unwrap();
+        assert!(!config.contains("allow_fresh_state"), "{config}");
+        let (_, state) =
+            cosigner::sign_state::store::StateFile::open(&cosigner.join("state"), "test-chain")
+                .unwrap();
         assert_eq!((state.height, state.round, state.step), (12, 0, 3));
     }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use cosigner::cluster::identity::cert_fingerprint;
 use cosigner::config::Config;
+use cosigner::sign_state::{SignState, StateFile};
 use cosigner::threshold::key_share;
 use cosigner::validator_key::load_identity_key;
 use ed25519_dalek::Verifier as _;
@@ -57,7 +58,6 @@ fn load_cluster(out: &Path, t: u16, n: u16, public_key: [u8; 32], chains: &[&str
                 .collect::<Vec<_>>(),
             chains
         );
-        assert!(config.chains.iter().all(|c| c.allow_fresh_state));
         assert_eq!(th.listen.port(), 7100 + id);
         // Peers: everyone else, each pinned to the certificate in that cosigner's directory.
         assert_eq!(th.peers.len(), usize::from(n - 1));
@@ -70,8 +70,16 @@ fn load_cluster(out: &Path, t: u16, n: u16, public_key: [u8; 32], chains: &[&str
             assert!(loaded.resolve(p).is_file(), "{}", p.display());
         }
         assert_eq!(std::fs::read(loaded.resolve(&th.cluster_ca)).unwrap(), ca);
+        // Every chain's initial state file is written with the directory: empty, since no
+        // --state was given, and private like the rest.
         let state = loaded.resolve(&config.state_dir);
-        assert!(state.is_dir() && entries(&state).is_empty());
+        let expected: std::collections::BTreeSet<String> =
+            chains.iter().map(|c| format!("{c}.state")).collect();
+        assert_eq!(entries(&state), expected);
+        for chain in chains {
+            let (_, s) = StateFile::open(&state, chain).unwrap();
+            assert_eq!(s, SignState::fresh(), "{chain}");
+        }
         let identity = load_identity_key(&loaded.resolve(&config.identity_key)).unwrap();
         assert!(identity_keys.insert(identity.verifying_key().to_bytes()));
 
@@ -93,6 +101,14 @@ fn load_cluster(out: &Path, t: u16, n: u16, public_key: [u8; 32], chains: &[&str
         assert_eq!(mode(&out.join("cosigner-1/key_share.json")), 0o600);
         assert_eq!(mode(&out.join("cosigner-1/tls/key.pem")), 0o600);
         assert_eq!(mode(&out.join("cosigner-1/tls")), 0o700);
+        assert_eq!(mode(&out.join("cosigner-1/identity.key")), 0o600);
+        assert_eq!(mode(&out.join("cosigner-1/state")), 0o700);
+        for chain in chains {
+            assert_eq!(
+                mode(&out.join(format!("cosigner-1/state/{chain}.state"))),
+                0o600
+            );
+        }
     }
     Loaded {
         key_packages,

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use cosigner::config::Config;
+use cosigner::sign_state::store::{missing_state_help, state_path};
 use cosigner::validator_key::{self, ValidatorKey};
 
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
@@ -61,21 +62,21 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     for node in &loaded.nodes {
         println!("node:          {}", node.host_port());
     }
+    let state_dir = loaded.resolve(&config.state_dir);
     for chain in &config.chains {
+        // Only whether it is there: opening would take the lock a running cosigner holds.
+        let path = state_path(&state_dir, &chain.id)?;
+        anyhow::ensure!(
+            path.is_file(),
+            "{}",
+            missing_state_help(&path, &chain.id, Some(&loaded.path))
+        );
         println!(
-            "chain:         {}{}",
+            "chain:         {} (sign state {})",
             chain.id,
-            if chain.allow_fresh_state {
-                " (may start fresh without a state file)"
-            } else {
-                ""
-            }
+            path.display()
         );
     }
-    println!(
-        "state dir:     {}",
-        loaded.resolve(&config.state_dir).display()
-    );
     println!("OK");
     Ok(())
 }

@@ -2,9 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-
 use cosigner::config::{ChainConfig, Config, NodeConfig, ProtocolVersion, SingleConfig, Timeouts};
+use cosigner::sign_state::import::{read_state_args, write_initial_states};
 use cosigner::staged_dir::StagedDir;
 use cosigner::validator_key::{self, ValidatorKey};
 
@@ -24,22 +23,28 @@ pub struct Args {
     /// The privval protocol the nodes speak.
     #[arg(long, default_value = "v0.38")]
     protocol: ProtocolVersion,
+    /// `CHAIN_ID=PATH` of the validator's last CometBFT priv_validator_state.json for that
+    /// chain (repeatable): the signer starts from it. A chain without it starts empty.
+    #[arg(long = "state", value_name = "CHAIN_ID=PATH")]
+    states: Vec<String>,
 }
 
 const KEY_FILE: &str = "priv_validator_key.json";
 const IDENTITY_FILE: &str = "identity.key";
+const STATE_DIR: &str = "state";
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let key = ValidatorKey::load(&args.key_file)?;
+    // Read once: the bytes are what the directory keeps, and they are wiped on drop.
+    let (key, key_bytes) = ValidatorKey::load_source(&args.key_file)?;
     let config = Config {
-        state_dir: "state".into(),
+        state_dir: STATE_DIR.into(),
         identity_key: IDENTITY_FILE.into(),
         chains: args
             .chain_ids
             .iter()
             .map(|id| ChainConfig {
                 id: id.clone(),
-                allow_fresh_state: true,
+                max_height_jump: None,
             })
             .collect(),
         nodes: args
@@ -60,8 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     config
         .validate()
         .map_err(|(field, problem)| anyhow::anyhow!("{field}: {problem}"))?;
-    let key_bytes = std::fs::read(&args.key_file)
-        .with_context(|| format!("{}: cannot read", args.key_file.display()))?;
+    let states = read_state_args(&args.states, &args.chain_ids)?;
     let identity = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
 
     let staged = StagedDir::create(&args.out)?;
@@ -70,13 +74,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Path::new(IDENTITY_FILE),
         validator_key::identity_key_file_contents(&identity).as_bytes(),
     )?;
-    staged.create_dir(Path::new("state"))?;
+    staged.create_dir(Path::new(STATE_DIR))?;
+    write_initial_states(&staged.path().join(STATE_DIR), &args.chain_ids, &states)?;
     staged.write_file(
         Path::new("cosigner.toml"),
         format!(
             "# Single-key signer for validator {}. The whole key is on this host: a single\n\
-             # point of failure. allow_fresh_state = true starts at height 0 when no state file\n\
-             # exists: import the validator's priv_validator_state.json first if it has signed.\n\n{}",
+             # point of failure. Each chain's sign state is in state/<chain-id>.state, written\n\
+             # with this directory; a missing state file stops the start.\n\n{}",
             key.address_hex(),
             config.to_toml()
         )
@@ -85,6 +90,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let out = staged.commit()?;
     println!("wrote {}", out.display());
     println!("validator address: {}", key.address_hex());
+    for chain in &args.chain_ids {
+        match states.iter().find(|(c, _)| c == chain) {
+            Some((_, state)) => println!(
+                "sign state of `{chain}`: {}",
+                cosigner::sign_state::import::describe(state)
+            ),
+            None => println!(
+                "sign state of `{chain}`: empty. If this key has signed on it, import its last \
+                 state before starting: cosigner state import priv_validator_state.json --config \
+                 {} --chain-id {chain}",
+                out.join("cosigner.toml").display()
+            ),
+        }
+    }
     println!(
         "start it with: cosigner start --config {}",
         out.join("cosigner.toml").display()

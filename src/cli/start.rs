@@ -35,14 +35,13 @@ fn init_tracing() {
         .try_init();
 }
 
-/// Opens the sign state of every configured chain. A corrupt or unreadable state file
-/// stops the process here, before anything is signed.
+/// Opens the sign state of every configured chain. A missing, corrupt or unreadable state
+/// file stops the process here, before anything is signed.
 pub fn open_chain_states(loaded: &LoadedConfig) -> anyhow::Result<HashMap<String, ChainSignState>> {
-    let state_dir = loaded.resolve(&loaded.config.state_dir);
     let mut states = HashMap::new();
     for chain in &loaded.config.chains {
-        let state = ChainSignState::open(&state_dir, &chain.id, chain.allow_fresh_state)
-            .with_context(|| format!("sign state of chain `{}`", chain.id))?;
+        let state = super::state::open_chain_state(loaded, &chain.id)?
+            .with_max_jump(chain.max_height_jump());
         states.insert(chain.id.clone(), state);
     }
     Ok(states)

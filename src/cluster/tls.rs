@@ -114,8 +114,10 @@ impl TlsIdentity {
         }
         let ca = cas.remove(0);
         let key = {
-            let mut reader = open(&paths.key)?;
-            rustls_pemfile::private_key(&mut reader)
+            // Private to its owner, and read into a buffer wiped on drop.
+            let pem = crate::secret_file::read_private(&paths.key, MAX_KEY_FILE_BYTES)
+                .map_err(|problem| key_file_error(&paths.key, problem))?;
+            rustls_pemfile::private_key(&mut pem.as_slice())
                 .map_err(|source| TlsError::Read {
                     path: paths.key.clone(),
                     source,
@@ -219,6 +221,22 @@ fn transport_config() -> Result<Arc<TransportConfig>, TlsError> {
     Ok(Arc::new(t))
 }
 
+/// A PEM private key is a few hundred bytes (a few KiB for RSA); anything much larger is not one.
+const MAX_KEY_FILE_BYTES: usize = 64 * 1024;
+
+fn key_file_error(path: &Path, problem: crate::secret_file::SecretFileProblem) -> TlsError {
+    match problem {
+        crate::secret_file::SecretFileProblem::Read(source) => TlsError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => TlsError::Invalid {
+            path: path.to_path_buf(),
+            problem: other.to_string(),
+        },
+    }
+}
+
 fn open(path: &Path) -> Result<BufReader<File>, TlsError> {
     File::open(path)
         .map(BufReader::new)
@@ -299,6 +317,12 @@ mod tests {
         };
         std::fs::write(&paths.cert, &cluster.identities[i].cert_pem).unwrap();
         std::fs::write(&paths.key, &cluster.identities[i].key_pem).unwrap();
+        // A cosigner refuses a TLS key others can read.
+        std::fs::set_permissions(
+            &paths.key,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         std::fs::write(&paths.ca, &cluster.ca_cert_pem).unwrap();
         paths
     }

@@ -3,6 +3,7 @@
 //!
 //! - [`secret_connection`]: CometBFT's authenticated encryption over TCP.
 //! - [`messages`]: the privval protobuf messages of every supported CometBFT version.
+//! - [`sign_doc`]: from a vote or proposal request to the sign bytes and what they mean.
 //! - [`session`]: answering one node's requests.
 //! - [`dialer`]: dialling each node and redialling forever.
 
@@ -10,3 +11,4 @@ pub mod dialer;
 pub mod messages;
 pub mod secret_connection;
 pub mod session;
+pub mod sign_doc;

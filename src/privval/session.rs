@@ -25,7 +25,8 @@ use super::messages::{
 };
 use super::secret_connection::{SecretConnection, SecretConnectionError};
 use crate::config::{ProtocolVersion, Timeouts};
-use crate::consensus::{sign_bytes, Step};
+use crate::consensus::Step;
+use crate::privval::sign_doc;
 use crate::signer::{SignError, Signer};
 
 /// What a session needs to know about the node it serves.
@@ -197,7 +198,7 @@ async fn sign_vote(req: messages::SignVoteRequest, ctx: &SessionContext, signer:
     let Some(mut vote) = req.vote else {
         return refusal(kind, "SignVoteRequest carries no vote").into();
     };
-    let doc = match sign_bytes::vote_sign_doc(&req.chain_id, &vote) {
+    let doc = match sign_doc::vote_sign_doc(&req.chain_id, &vote) {
         Ok(doc) => doc,
         Err(e) => return refused(ctx, kind, None, e.to_string()).into(),
     };
@@ -220,7 +221,7 @@ async fn sign_vote(req: messages::SignVoteRequest, ctx: &SessionContext, signer:
             ProtocolVersion::V1 => !req.skip_extension_signing,
         };
     let extension = if sign_extension {
-        match sign_bytes::extension_sign_doc(&req.chain_id, &vote) {
+        match sign_doc::extension_sign_doc(&req.chain_id, &vote) {
             Ok(ext) => Some(ext),
             Err(e) => return refused(ctx, kind, Some(&doc), e.to_string()).into(),
         }
@@ -233,7 +234,7 @@ async fn sign_vote(req: messages::SignVoteRequest, ctx: &SessionContext, signer:
             debug!(node = %ctx.label, chain = %doc.chain_id, hrs = %doc.hrs,
                    micros = started.elapsed().as_micros() as u64, "signed vote");
             vote.signature = outcome.signature.to_vec();
-            vote.timestamp = Some(outcome.timestamp.into());
+            vote.timestamp = Some(outcome.timestamp);
             vote.extension_signature = outcome
                 .extension_signature
                 .map(|s| s.to_vec())
@@ -253,7 +254,7 @@ async fn sign_proposal(
     let Some(mut proposal) = req.proposal else {
         return refusal(kind, "SignProposalRequest carries no proposal").into();
     };
-    let doc = match sign_bytes::proposal_sign_doc(&req.chain_id, &proposal) {
+    let doc = match sign_doc::proposal_sign_doc(&req.chain_id, &proposal) {
         Ok(doc) => doc,
         Err(e) => return refused(ctx, kind, None, e.to_string()).into(),
     };
@@ -263,7 +264,7 @@ async fn sign_proposal(
             debug!(node = %ctx.label, chain = %doc.chain_id, hrs = %doc.hrs,
                    micros = started.elapsed().as_micros() as u64, "signed proposal");
             proposal.signature = outcome.signature.to_vec();
-            proposal.timestamp = Some(outcome.timestamp.into());
+            proposal.timestamp = Some(outcome.timestamp);
             messages::signed_proposal_response(proposal).into()
         }
         Err(e) => refused_sign(ctx, kind, &doc, e, signer),
@@ -284,7 +285,7 @@ async fn sign_raw(
             "SignBytes is disabled for this node".into(),
         );
     }
-    if sign_bytes::looks_like_consensus_message(&req.value) {
+    if sign_doc::looks_like_consensus_message(&req.value) {
         return refused(
             ctx,
             kind,
@@ -336,8 +337,8 @@ fn refused_sign(
 mod tests {
     use super::*;
     use crate::privval::messages::{
-        message::Sum, BlockId, PartSetHeader, SignBytesRequest, SignVoteRequest, SignedMsgType,
-        Timestamp, Vote,
+        message::Sum, SignBytesRequest, SignVoteRequest, SignedMsgType, Timestamp, Vote,
+        WireBlockId as BlockId, WirePartSetHeader as PartSetHeader,
     };
     use crate::sign_state::ChainSignState;
     use crate::signer::single::SingleSigner;
@@ -345,7 +346,9 @@ mod tests {
     const CHAIN: &str = "test-chain";
 
     fn signer(dir: &std::path::Path) -> Signer {
-        let state = ChainSignState::open(dir, CHAIN, true).unwrap();
+        crate::sign_state::StateFile::create(dir, CHAIN, &crate::sign_state::SignState::fresh())
+            .unwrap();
+        let state = ChainSignState::open(dir, CHAIN).unwrap();
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
         Signer::Single(Box::new(SingleSigner::new(
             key,
@@ -498,7 +501,7 @@ mod tests {
             }
             other => panic!("unexpected reply {other:?}"),
         }
-        let vote_bytes = crate::consensus::sign_bytes::vote_sign_doc(
+        let vote_bytes = crate::privval::sign_doc::vote_sign_doc(
             CHAIN,
             &vote(SignedMsgType::Prevote, false, b""),
         )

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::rules::{LastSigned, Position, SignState};
 use super::store::{StateError, StateFile};
-use crate::consensus::sign_bytes::{self, SignBytesError};
+use crate::consensus::canonical::{self, SignBytesError};
 use crate::consensus::{SignDoc, Step, Timestamp};
 
 /// Why a state cannot be imported.
@@ -67,7 +67,7 @@ struct FilePvState {
 /// Parses CometBFT's `priv_validator_state.json`. The sign bytes are parsed strictly and
 /// must agree with the stated height, round and step.
 pub fn import_cometbft_state(json: &str) -> Result<SignState, ImportError> {
-    import_with(json, sign_bytes::parse)
+    import_with(json, canonical::parse)
 }
 
 fn import_with(
@@ -140,6 +140,71 @@ fn import_with(
     Ok(state)
 }
 
+/// A `--state CHAIN_ID=PATH` argument (of `split-key` or `init-single`) that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("--state `{arg}`: {problem}")]
+pub struct StateArgError {
+    pub arg: String,
+    pub problem: String,
+}
+
+/// Reads each `--state CHAIN_ID=PATH` (a CometBFT `priv_validator_state.json` for one of
+/// `chain_ids`, at most one per chain): the states a new cosigner directory starts from.
+pub fn read_state_args(
+    args: &[String],
+    chain_ids: &[String],
+) -> Result<Vec<(String, SignState)>, StateArgError> {
+    let mut states: Vec<(String, SignState)> = Vec::new();
+    for arg in args {
+        let bad = |problem: String| StateArgError {
+            arg: arg.clone(),
+            problem,
+        };
+        let (chain, path) = arg
+            .split_once('=')
+            .ok_or_else(|| bad("expected CHAIN_ID=PATH".into()))?;
+        if !chain_ids.iter().any(|c| c == chain) {
+            return Err(bad(format!("chain `{chain}` is not given with --chain-id")));
+        }
+        if states.iter().any(|(c, _)| c == chain) {
+            return Err(bad(format!("chain `{chain}` has two --state files")));
+        }
+        let json = std::fs::read_to_string(path).map_err(|e| bad(format!("{path}: {e}")))?;
+        let state = import_cometbft_state(&json).map_err(|e| bad(format!("{path}: {e}")))?;
+        states.push((chain.to_string(), state));
+    }
+    Ok(states)
+}
+
+/// Writes the initial state file of every chain of a new cosigner directory into
+/// `state_dir`: the `seeded` state where one is given, an empty one otherwise. This is the
+/// one moment an empty state is written without an operator asking for it by name.
+pub fn write_initial_states(
+    state_dir: &Path,
+    chain_ids: &[String],
+    seeded: &[(String, SignState)],
+) -> Result<(), InitialStateError> {
+    for chain in chain_ids {
+        let initial = seeded
+            .iter()
+            .find(|(c, _)| c == chain)
+            .map_or_else(SignState::fresh, |(_, s)| s.clone());
+        import_into(state_dir, chain, initial, false).map_err(|error| InitialStateError {
+            chain: chain.clone(),
+            error,
+        })?;
+    }
+    Ok(())
+}
+
+/// Why [`write_initial_states`] failed, and for which chain.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the initial sign state of chain `{chain}`: {error}")]
+pub struct InitialStateError {
+    pub chain: String,
+    pub error: ImportError,
+}
+
 /// Writes `imported` as the state of `chain_id`, durably. Refuses to lower an existing
 /// watermark, or to replace a different signature at the same position, unless `force`.
 /// Fails with [`StateError::Locked`] while a cosigner holds the state.
@@ -161,9 +226,9 @@ pub fn import_into(
         field: "state",
         reason,
     })?;
-    let (mut file, existing) = match StateFile::open(state_dir, chain_id, false) {
+    let (mut file, existing) = match StateFile::open(state_dir, chain_id) {
         Ok(opened) => opened,
-        Err(StateError::Missing(_)) => {
+        Err(StateError::Missing { .. }) => {
             StateFile::create(state_dir, chain_id, &imported)?;
             return Ok(ImportOutcome::Created);
         }
@@ -365,7 +430,7 @@ mod tests {
             import_into(d.path(), CHAIN, other, false),
             Err(ImportError::DiffersAtSamePosition(_))
         ));
-        assert_eq!(StateFile::open(d.path(), CHAIN, false).unwrap().1, high);
+        assert_eq!(StateFile::open(d.path(), CHAIN).unwrap().1, high);
 
         let higher = SignState::after(&doc(11, 0, Prevote, Some(1), 1), None);
         assert_eq!(
@@ -378,7 +443,7 @@ mod tests {
             import_into(d.path(), CHAIN, low.clone(), true).unwrap(),
             ImportOutcome::Replaced { .. }
         ));
-        assert_eq!(StateFile::open(d.path(), CHAIN, false).unwrap().1, low);
+        assert_eq!(StateFile::open(d.path(), CHAIN).unwrap().1, low);
     }
 
     #[test]
@@ -389,7 +454,8 @@ mod tests {
             import_into(d.path(), "other", s.clone(), true),
             Err(ImportError::WrongChain { .. })
         ));
-        let held = StateFile::open(d.path(), CHAIN, true).unwrap();
+        StateFile::create(d.path(), CHAIN, &SignState::fresh()).unwrap();
+        let held = StateFile::open(d.path(), CHAIN).unwrap();
         assert!(matches!(
             import_into(d.path(), CHAIN, s, true),
             Err(ImportError::State(StateError::Locked(_)))

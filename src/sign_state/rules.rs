@@ -6,7 +6,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use crate::consensus::sign_bytes::same_except_timestamp;
+use crate::consensus::canonical::same_except_timestamp;
 use crate::consensus::{Hrs, SignDoc, Step, Timestamp};
 
 /// The watermark of one chain: the highest position signed, and what was signed there.
@@ -169,6 +169,18 @@ pub enum Refusal {
     NoStoredSignature { at: Hrs },
     #[error("chain ID `{requested}` does not match this signer's chain `{expected}`")]
     ChainMismatch { expected: String, requested: String },
+    #[error(
+        "refused to jump to {requested}: {jump} heights above {anchor}, the highest height this \
+         cosigner knows the validator signed, and the limit is {max_jump} (max_height_jump). If \
+         the validator was really down that long, raise the watermark on every cosigner with \
+         `cosigner state import`"
+    )]
+    TooFarAhead {
+        requested: Hrs,
+        anchor: i64,
+        jump: u64,
+        max_jump: u64,
+    },
 }
 
 /// Decides whether `doc` may be signed given the watermark `state`.
@@ -187,6 +199,27 @@ pub fn check(state: &SignState, doc: &SignDoc) -> Result<Verdict, Refusal> {
         Ordering::Greater => Ok(Verdict::Advance),
         Ordering::Less => Err(regression(doc.hrs, signed)),
         Ordering::Equal => same_position(state, doc),
+    }
+}
+
+/// Refuses a request more than `max_jump` heights above `anchor`, the highest height the
+/// validator is known to have signed. One compromised coordinator could otherwise move every
+/// participant's watermark to an absurd height (2^62), after which no real vote is ever
+/// signed again. `anchor` is `None` for a key that never signed on this chain: a new
+/// validator joins a chain at whatever height it has reached.
+pub fn check_jump(anchor: Option<i64>, max_jump: u64, doc: &SignDoc) -> Result<(), Refusal> {
+    let Some(anchor) = anchor else {
+        return Ok(());
+    };
+    let jump = doc.hrs.height.saturating_sub(anchor);
+    match u64::try_from(jump) {
+        Ok(jump) if jump > max_jump => Err(Refusal::TooFarAhead {
+            requested: doc.hrs,
+            anchor,
+            jump,
+            max_jump,
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -402,6 +435,33 @@ pub(crate) mod tests {
         for (name, state, d, want) in cases {
             assert_eq!(check(&state, &d), want, "{name}");
         }
+    }
+
+    #[test]
+    fn jumps_beyond_the_bound_are_refused() {
+        let d = doc(1_000_101, 0, Prevote, Some(1), 1);
+        assert_eq!(check_jump(Some(1_000_001), 100, &d), Ok(()));
+        assert_eq!(
+            check_jump(Some(1_000_000), 100, &d),
+            Err(Refusal::TooFarAhead {
+                requested: d.hrs,
+                anchor: 1_000_000,
+                jump: 101,
+                max_jump: 100
+            })
+        );
+        // Below the anchor is for the other rules to judge; a fresh key may start anywhere.
+        assert_eq!(check_jump(Some(2_000_000), 100, &d), Ok(()));
+        assert_eq!(
+            check_jump(None, 100, &doc(1 << 62, 0, Prevote, None, 1)),
+            Ok(())
+        );
+        let far = doc(1 << 62, 0, Prevote, None, 1);
+        let msg = check_jump(Some(12), 100_000, &far).unwrap_err().to_string();
+        assert!(
+            msg.contains("max_height_jump") && msg.contains("cosigner state import"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -11,7 +11,10 @@
 //! this cosigner's own durable sign state: no coordinator, this one included, gets a share
 //! for something that state refuses.
 
+mod gossip;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -22,12 +25,14 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
 use super::background::Background;
+use super::fault::{test_crash, CrashPoint};
 use super::{SignError, SignOutcome};
 use crate::cluster::tls::TlsPaths;
 use crate::cluster::transport::{Cluster, ClusterConfig};
 use crate::config::{LoadedConfig, Timeouts};
-use crate::consensus::sign_bytes::same_except_timestamp;
+use crate::consensus::canonical::same_except_timestamp;
 use crate::consensus::{ExtensionDoc, SignDoc};
+use crate::sign_state::Recorded;
 use crate::sign_state::{ChainSignState, SignStateError};
 use crate::threshold::coordinator::{
     build_request, choose_participants, Candidate, CommitmentInventory, Precomputed, SigningSession,
@@ -37,7 +42,7 @@ use crate::threshold::messages::{
     peer_of, ClusterRequest, ClusterResponse, DecodedRequest, PeerId, Refusal, RefusalKind,
     SignRequest, SignResponse,
 };
-use crate::threshold::participant::{record, Participant, Recorded, Watermark};
+use crate::threshold::participant::{record, Participant, Watermark};
 
 /// Commitments we try to hold from every participant, and the level that triggers a refill.
 const INVENTORY_TARGET: usize = 32;
@@ -72,6 +77,8 @@ pub enum ThresholdStartError {
     NotThreshold,
     #[error("cannot start the background thread: {0}")]
     Background(#[from] std::io::Error),
+    #[error("the key share's group key is not a valid Ed25519 key: {0}")]
+    GroupKey(String),
 }
 
 pub struct ThresholdSigner {
@@ -83,6 +90,8 @@ struct Inner {
     threshold: u16,
     members: Vec<PeerId>,
     group_key: [u8; 32],
+    /// The group key as a verifier, for signatures peers report.
+    validator_key: ed25519_dalek::VerifyingKey,
     public_key_package: PublicKeyPackage,
     participant: Participant,
     watermarks: ChainWatermarks,
@@ -107,6 +116,11 @@ struct Inner {
     /// connected until the transport's idle timeout; choosing it costs a whole attempt, so
     /// coordinators prefer other peers while one is suspect (and use it if they must).
     suspects: Mutex<HashMap<PeerId, Instant>>,
+    /// Whether this cosigner has learnt from its peers what the validator signed while it
+    /// was away; until then it releases no share ([`gossip::CatchUp`]).
+    caught_up: AtomicBool,
+    /// Reported signatures that were not the validator's (forged, or under another key).
+    reports_rejected: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -131,7 +145,7 @@ impl Watermark for ChainWatermarks {
             )
         })?;
         match state.authorize(doc) {
-            Ok(_) => Ok(Recorded::durably_stored(doc)),
+            Ok((_, recorded)) => Ok(recorded),
             Err(SignStateError::Refused(refusal)) => {
                 Err(Refusal::new(RefusalKind::Watermark, refusal.to_string()))
             }
@@ -170,14 +184,18 @@ impl ThresholdSigner {
         )?;
         let tls = TlsPaths::from_threshold(th, |p| loaded.resolve(p));
         let cluster = Cluster::bind(ClusterConfig::from_threshold(th, tls)).await?;
-        let mut members: Vec<PeerId> = th.peers.iter().map(|p| p.id).collect();
+        let peers: Vec<PeerId> = th.peers.iter().map(|p| p.id).collect();
+        let mut members = peers.clone();
         members.push(th.id);
         members.sort_unstable();
+        let validator_key = ed25519_dalek::VerifyingKey::from_bytes(&share.group_public_key())
+            .map_err(|e| ThresholdStartError::GroupKey(e.to_string()))?;
         let inner = Arc::new(Inner {
             id: th.id,
             threshold: th.threshold,
             members,
             group_key: share.group_public_key(),
+            validator_key,
             public_key_package: share.public_key_package().clone(),
             participant,
             watermarks: ChainWatermarks(states),
@@ -189,6 +207,8 @@ impl ThresholdSigner {
             storage_failure: OnceLock::new(),
             suspects: Mutex::new(HashMap::new()),
             background: Background::start()?,
+            caught_up: AtomicBool::new(false),
+            reports_rejected: AtomicU64::new(0),
         });
         // The handler and the refill task hold weak references: the signer owns the cluster,
         // not the other way round.
@@ -210,6 +230,13 @@ impl ThresholdSigner {
         inner.add_own_commitments(INVENTORY_TARGET);
         tokio::spawn(refill_loop(Arc::downgrade(&inner)));
         tokio::spawn(quorum_loop(Arc::downgrade(&inner)));
+        let catch_up = gossip::CatchUp::new(
+            peers,
+            th.threshold,
+            Instant::now(),
+            loaded.config.timeouts.catch_up(),
+        );
+        tokio::spawn(gossip::catch_up_loop(Arc::downgrade(&inner), catch_up));
         info!(
             id = th.id,
             threshold = th.threshold,
@@ -298,14 +325,30 @@ impl ThresholdSigner {
             timestamp: doc.timestamp,
             extension_signature: signatures.extension,
         };
-        let last = LastSigned {
+        let extension = extension
+            .map(|ext| ext.sign_bytes)
+            .zip(signatures.extension);
+        inner.announce(
+            &doc,
+            signatures.vote,
+            extension
+                .as_ref()
+                .map(|(bytes, sig)| (bytes.as_slice(), *sig)),
+        );
+        inner.remember_signed(LastSigned {
             signature: signatures.vote,
-            extension: extension
-                .map(|ext| ext.sign_bytes)
-                .zip(signatures.extension),
+            extension,
             doc,
-        };
-        if let Ok(mut cache) = inner.last_signed.lock() {
+        });
+        Ok(outcome)
+    }
+}
+
+impl Inner {
+    /// Keeps `last` for FilePV-style answers to a repeated request, if it is the newest
+    /// signature of its chain we know.
+    fn remember_signed(&self, last: LastSigned) {
+        if let Ok(mut cache) = self.last_signed.lock() {
             let newer = cache
                 .get(&last.doc.chain_id)
                 .is_none_or(|held| held.doc.hrs <= last.doc.hrs);
@@ -313,11 +356,8 @@ impl ThresholdSigner {
                 cache.insert(last.doc.chain_id.clone(), last);
             }
         }
-        Ok(outcome)
     }
-}
 
-impl Inner {
     fn last_signed_for(&self, doc: &SignDoc) -> Option<LastSigned> {
         let cache = self.last_signed.lock().ok()?;
         let last = cache.get(&doc.chain_id)?;
@@ -353,8 +393,19 @@ impl Inner {
                 self.replenish_spare_nonces();
                 result
             }
+            ClusterRequest::Sign(_) if !self.caught_up() => Err(Refusal::new(
+                RefusalKind::CatchingUp,
+                "just started: learning from peers what the validator signed meanwhile",
+            )),
             ClusterRequest::Sign(request) => {
                 self.participate(peer, Incoming::FromPeer(request)).await
+            }
+            ClusterRequest::Signed(report) => {
+                self.receive_signed(peer, report);
+                Ok(ClusterResponse::Noted)
+            }
+            ClusterRequest::HighestSigned => {
+                Ok(ClusterResponse::HighestSigned(self.highest_signed()))
             }
         };
         result.unwrap_or_else(ClusterResponse::Refused)
@@ -884,6 +935,11 @@ impl Inner {
                     RefusalKind::BadRequest | RefusalKind::SignBytes => {
                         failed.push((peer, Problem::fatal_for_self(&refusal.reason)))
                     }
+                    // It restarted a moment ago; its commitments are stale too.
+                    RefusalKind::CatchingUp => {
+                        self.clear_commitments(peer);
+                        failed.push((peer, Problem::retry(&refusal.reason)))
+                    }
                     // The peer sees this cosigner's identity twice: we have a twin, and no
                     // peer that sees it will sign with either of us until one is gone.
                     RefusalKind::Duplicate => {
@@ -982,49 +1038,6 @@ fn no_quorum(threshold: u16, connected: &[PeerId], problems: &[String]) -> Strin
     text
 }
 
-/// Points in a signing where the fault tests crash a cosigner on purpose.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum CrashPoint {
-    /// Coordinator: every share gathered, the node not yet answered (Horcrux issue 296).
-    CoordinatorAfterShares,
-    /// Participant: asked to sign, watermark not yet persisted.
-    ParticipantBeforePersist,
-    /// Participant: watermark persisted and share computed, share not yet released.
-    ParticipantAfterPersist,
-}
-
-impl CrashPoint {
-    fn name(self) -> &'static str {
-        match self {
-            CrashPoint::CoordinatorAfterShares => "coordinator-after-shares",
-            CrashPoint::ParticipantBeforePersist => "participant-before-persist",
-            CrashPoint::ParticipantAfterPersist => "participant-after-persist",
-        }
-    }
-}
-
-/// TEST ONLY: with `COSIGNER_TEST_CRASH=<point>:<n>` set (points: see [`CrashPoint::name`]),
-/// the process aborts, as kill -9 would end it, the n-th time it reaches that point. The
-/// fault tests use it to kill at exact steps of a signing. Never set it in production.
-fn test_crash(point: CrashPoint) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static PLAN: std::sync::OnceLock<Option<(String, AtomicU64)>> = std::sync::OnceLock::new();
-    let plan = PLAN.get_or_init(|| {
-        let value = std::env::var("COSIGNER_TEST_CRASH").ok()?;
-        let (name, n) = value.split_once(':')?;
-        Some((name.to_string(), AtomicU64::new(n.parse().ok()?)))
-    });
-    if let Some((name, left)) = plan {
-        if name == point.name() && left.fetch_sub(1, Ordering::SeqCst) <= 1 {
-            warn!(
-                "COSIGNER_TEST_CRASH: aborting at {} (test only)",
-                point.name()
-            );
-            std::process::abort();
-        }
-    }
-}
-
 /// Whether a coordinator with `connected` peers reaches `threshold` signers.
 fn quorum_reachable(threshold: u16, connected: usize) -> bool {
     connected + 1 >= usize::from(threshold)
@@ -1050,7 +1063,7 @@ async fn quorum_loop(inner: Weak<Inner>) {
             // Read under the watch's lock: a storage failure recorded concurrently is either
             // seen here or published (false) after this closure, never overwritten by it.
             storage_ok = inner.storage_failure.get().is_none();
-            now = can_coordinate(inner.threshold, connected.len(), storage_ok);
+            now = inner.caught_up() && can_coordinate(inner.threshold, connected.len(), storage_ok);
             let changed = *held != now;
             *held = now;
             changed

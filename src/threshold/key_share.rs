@@ -7,9 +7,17 @@
 //! Loading a share file re-checks everything the file can check about itself, so a share that
 //! does not belong to its public key package, or a package whose shares are not on one
 //! polynomial of degree t-1 through the group key, is refused at start-up and not mid-vote.
+//!
+//! Secrets stay in wiping containers where this code holds them: the file is read into one
+//! buffer wiped on drop and must be private to its owner ([`crate::secret_file`]); its hex
+//! strings are parsed in place (serde borrows them); the share lives in frost's
+//! `KeyPackage`, which zeroizes itself; JSON is written into a buffer sized exactly, so no
+//! reallocation leaves a copy. What this code cannot reach: frost's `SigningShare` is `Copy`
+//! and its API takes and returns it (and scalars) by value, so a few stack temporaries inside
+//! frost-core, curve25519-dalek and sha2 are not wiped.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
@@ -23,6 +31,7 @@ use sha2::{Digest, Sha512};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::config::MAX_COSIGNERS;
+use crate::secret_file::{self, LooseMode, SecretFileProblem};
 use crate::validator_key::ValidatorKey;
 
 /// The `version` of the share files this code writes and reads.
@@ -32,7 +41,7 @@ pub const KEY_SHARE_VERSION: u32 = 1;
 pub const MAX_SUBSETS_CHECKED: usize = 2000;
 
 /// Share files hold two packages and a few numbers; anything much larger is not one.
-const MAX_SHARE_FILE_BYTES: u64 = 256 * 1024;
+const MAX_SHARE_FILE_BYTES: usize = 256 * 1024;
 
 /// A threshold/share count that must not be dealt or loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,19 +92,22 @@ pub enum DealError {
 /// (RFC 8032 §5.1.5): SHA-512 of the seed, first half clamped, reduced mod l. The second half
 /// of the hash (RFC 8032's nonce prefix) is not used: FROST nonces are random.
 pub fn frost_signing_key(seed: &[u8; 32]) -> Result<frost::SigningKey, frost::Error> {
-    let mut h: [u8; 64] = Sha512::digest(seed).into();
-    let mut a = Zeroizing::new([0u8; 32]);
-    a.copy_from_slice(&h[..32]);
-    h.zeroize();
-    a[0] &= 248;
-    a[31] &= 127;
-    a[31] |= 64;
+    let mut h = Zeroizing::new([0u8; 64]);
+    let mut hasher = Sha512::new();
+    hasher.update(seed);
+    hasher.finalize_into(h.as_mut_slice().into());
+    // The clamped half, with the unused half cleared, read as one 512-bit little-endian
+    // integer is the clamped integer itself: reducing it through a reference keeps it in
+    // this wiped buffer instead of passing a copy by value.
+    h[32..].zeroize();
+    h[0] &= 248;
+    h[31] &= 127;
+    h[31] |= 64;
     // The clamped integer is in [2^254, 2^255), above l: FROST needs the canonical form, and
     // since B has order l the reduced scalar gives the same public key.
-    let mut s = Scalar::from_bytes_mod_order(*a);
-    let key = frost::SigningKey::from_scalar(s);
-    s.zeroize();
-    key
+    let s = Zeroizing::new(Scalar::from_bytes_mod_order_wide(&h));
+    // frost takes the scalar by value; the key it returns zeroizes itself on drop.
+    frost::SigningKey::from_scalar(*s)
 }
 
 /// One cosigner's `key_share.json`.
@@ -113,10 +125,19 @@ pub struct KeyShareFile {
 }
 
 impl KeyShareFile {
-    /// Pretty JSON; the text holds the secret share and is wiped on drop.
+    /// Pretty JSON and a newline; the text holds the secret share and is wiped on drop.
     pub fn to_json(&self) -> Result<Zeroizing<String>, serde_json::Error> {
-        let mut text = serde_json::to_string_pretty(self)?;
-        text.push('\n');
+        // Measured first, so that the buffer is allocated once at its final size: a
+        // growing one would leave copies of the share behind in freed memory.
+        let mut counter = ByteCounter(0);
+        serde_json::to_writer_pretty(&mut counter, self)?;
+        let mut bytes = Zeroizing::new(Vec::with_capacity(counter.0 + 1));
+        serde_json::to_writer_pretty(&mut *bytes, self)?;
+        bytes.push(b'\n');
+        // serde_json writes UTF-8 only; the conversion takes the buffer over without a copy.
+        let text = String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
+            serde_json::Error::io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        })?;
         Ok(Zeroizing::new(text))
     }
 
@@ -165,7 +186,10 @@ impl KeyShareFile {
                 "key_package.verifying_share differs from the public key package's entry for `id`",
             ));
         }
-        if VerifyingShare::from(*kp.signing_share()) != *kp.verifying_share() {
+        // `from` takes the share by value: the copy is held in a wiping wrapper here, and the
+        // argument's temporary is frost's to keep.
+        let share = Zeroizing::new(*kp.signing_share());
+        if VerifyingShare::from(*share) != *kp.verifying_share() {
             return Err(KeyShareProblem::Inconsistent(
                 "key_package.signing_share does not match its verifying_share",
             ));
@@ -177,6 +201,20 @@ impl KeyShareFile {
         }
         check_public_shares(pkp, self.threshold)?;
         Ok(id)
+    }
+}
+
+/// Counts what is written and keeps nothing.
+struct ByteCounter(usize);
+
+impl Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -239,6 +277,8 @@ pub enum KeyShareProblem {
     Read(std::io::Error),
     #[error("file is larger than {MAX_SHARE_FILE_BYTES} bytes; not a key share")]
     TooLarge,
+    #[error(transparent)]
+    Loose(LooseMode),
     #[error("malformed key share JSON: {0}")]
     Malformed(String),
     #[error("unsupported version {found}; this build reads version {KEY_SHARE_VERSION}")]
@@ -253,22 +293,24 @@ pub enum KeyShareProblem {
     Frost(frost::Error),
 }
 
-/// Reads and checks a cosigner's `key_share.json`.
+/// Reads and checks a cosigner's `key_share.json`, which must be private to its owner.
 pub fn load(path: &Path) -> Result<KeyShare, KeyShareError> {
     let err = |problem| KeyShareError {
         path: path.to_path_buf(),
         problem,
     };
-    let file = std::fs::File::open(path).map_err(|e| err(KeyShareProblem::Read(e)))?;
-    let mut bytes = Zeroizing::new(Vec::new());
-    file.take(MAX_SHARE_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| err(KeyShareProblem::Read(e)))?;
-    if bytes.len() as u64 > MAX_SHARE_FILE_BYTES {
-        return Err(err(KeyShareProblem::TooLarge));
-    }
-    let file: KeyShareFile = serde_json::from_slice(&bytes)
-        .map_err(|e| err(KeyShareProblem::Malformed(e.to_string())))?;
+    let bytes = secret_file::read_private(path, MAX_SHARE_FILE_BYTES).map_err(|p| {
+        err(match p {
+            SecretFileProblem::Read(e) => KeyShareProblem::Read(e),
+            SecretFileProblem::TooLarge(_) => KeyShareProblem::TooLarge,
+            SecretFileProblem::Loose(l) => KeyShareProblem::Loose(l),
+        })
+    })?;
+    let file: KeyShareFile = serde_json::from_slice(&bytes).map_err(|e| {
+        err(KeyShareProblem::Malformed(
+            secret_file::redacted_json_error(&e),
+        ))
+    })?;
     KeyShare::from_file(file).map_err(err)
 }
 
@@ -323,7 +365,7 @@ pub fn deal<R: RngCore + CryptoRng>(
     rng: &mut R,
 ) -> Result<DealtShares, DealError> {
     check_threshold(threshold, shares)?;
-    let secret = frost_signing_key(&key.seed()).map_err(DealError::Key)?;
+    let secret = frost_signing_key(key.signing_key().as_bytes()).map_err(DealError::Key)?;
     let (secret_shares, public_key_package) =
         frost::keys::split(&secret, shares, threshold, IdentifierList::Default, rng)
             .map_err(DealError::Split)?;
@@ -544,7 +586,7 @@ mod tests {
     use rand_core::OsRng;
 
     fn dealt(t: u16, n: u16) -> (ValidatorKey, DealtShares) {
-        let key = ValidatorKey::from_seed([42; 32]);
+        let key = ValidatorKey::from_seed(&[42; 32]);
         let shares = deal(&key, t, n, &mut OsRng).unwrap();
         (key, shares)
     }
@@ -565,7 +607,7 @@ mod tests {
 
     #[test]
     fn refuses_bad_thresholds() {
-        let key = ValidatorKey::from_seed([1; 32]);
+        let key = ValidatorKey::from_seed(&[1; 32]);
         for (t, n, want) in [
             (1, 3, ThresholdError::TooSmall { t: 1, n: 3 }),
             (4, 3, ThresholdError::AboveShares { t: 4, n: 3 }),
@@ -627,8 +669,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key_share.json");
         let check = |file: &KeyShareFile, want: &str| {
-            let _ = std::fs::remove_file(&path);
-            std::fs::write(&path, file.to_json().unwrap().as_bytes()).unwrap();
+            write_private(&path, file.to_json().unwrap().as_bytes());
             let msg = load(&path).unwrap_err().to_string();
             assert!(
                 msg.contains("key_share.json") && msg.contains(want),
@@ -670,15 +711,70 @@ mod tests {
         f.public_key_package =
             PublicKeyPackage::new(shares, *good.public_key_package.verifying_key(), Some(2));
         check(&f, "one polynomial");
-        std::fs::write(&path, "{").unwrap();
+        write_private(&path, b"{");
         assert!(load(&path).unwrap_err().to_string().contains("malformed"));
         let _ = std::fs::remove_file(&path);
         let msg = load(&path).unwrap_err().to_string();
         assert!(msg.contains("cannot read"), "{msg}");
     }
 
+    fn write_private(path: &Path, contents: &[u8]) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::remove_file(path);
+        std::fs::write(path, contents).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    #[test]
+    fn a_share_others_can_read_is_refused_with_the_chmod_to_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_, dealt) = dealt(2, 3);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key_share.json");
+        write_private(&path, dealt.share_files()[0].to_json().unwrap().as_bytes());
+        assert!(load(&path).is_ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let msg = load(&path).unwrap_err().to_string();
+        assert!(
+            msg.starts_with(&path.display().to_string())
+                && msg.contains("mode 0644")
+                && msg.contains(&format!("chmod 600 {}", path.display())),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn share_json_is_written_into_one_allocation_of_its_final_size() {
+        let (_, dealt) = dealt(2, 3);
+        let json = dealt.share_files()[0].to_json().unwrap();
+        assert!(json.ends_with("}\n"));
+        assert_eq!(json.capacity(), json.len());
+    }
+
+    #[test]
+    fn a_malformed_share_does_not_quote_its_secret() {
+        let (_, dealt) = dealt(2, 3);
+        let json = dealt.share_files()[0].to_json().unwrap();
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let secret = value["key_package"]["signing_share"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // The share where a number belongs: serde would quote it in its message.
+        let broken = json.replace(
+            "\"min_signers\": 2",
+            &format!("\"min_signers\": \"{secret}\""),
+        );
+        assert_ne!(broken.as_str(), json.as_str());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key_share.json");
+        write_private(&path, broken.as_bytes());
+        let msg = load(&path).unwrap_err().to_string();
+        assert!(msg.contains("malformed") && !msg.contains(&secret), "{msg}");
+    }
+
     fn dealt_other() -> (ValidatorKey, DealtShares) {
-        let key = ValidatorKey::from_seed([43; 32]);
+        let key = ValidatorKey::from_seed(&[43; 32]);
         let shares = deal(&key, 2, 3, &mut OsRng).unwrap();
         (key, shares)
     }

@@ -189,6 +189,9 @@ pub enum RefusalKind {
     Storage,
     /// A failure on our side that the request did not cause.
     Internal,
+    /// This cosigner has just started and has not yet learnt from its peers what the
+    /// validator signed while it was away; it releases no share until it has.
+    CatchingUp,
     /// The participant sees two live processes with the requester's identity (a copied
     /// cosigner directory) and serves neither until one is gone; the reason names both
     /// addresses. The requester is one of the two: it has a twin.
@@ -212,6 +215,50 @@ impl Refusal {
     }
 }
 
+/// An Ed25519 signature on the wire (serde has no 64-byte arrays): R, then s.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireSignature {
+    pub r: [u8; 32],
+    pub s: [u8; 32],
+}
+
+impl WireSignature {
+    pub fn from_bytes(signature: &[u8; 64]) -> WireSignature {
+        let (r, s) = signature.split_at(32);
+        let mut wire = WireSignature {
+            r: [0; 32],
+            s: [0; 32],
+        };
+        wire.r.copy_from_slice(r);
+        wire.s.copy_from_slice(s);
+        wire
+    }
+
+    pub fn to_bytes(self) -> [u8; 64] {
+        let mut bytes = [0u8; 64];
+        bytes[..32].copy_from_slice(&self.r);
+        bytes[32..].copy_from_slice(&self.s);
+        bytes
+    }
+}
+
+impl std::fmt::Debug for WireSignature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WireSignature({}..)", hex::encode(&self.r[..6]))
+    }
+}
+
+/// A signature the validator made: the sign bytes and the aggregated signature, and for a
+/// precommit with a vote extension the extension's too. A coordinator tells every peer of each
+/// one it makes, and peers report the highest they know to a cosigner catching up. The
+/// receiver believes none of it until the signature verifies under the validator key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorSignature {
+    pub sign_bytes: Vec<u8>,
+    pub signature: WireSignature,
+    pub extension: Option<(Vec<u8>, WireSignature)>,
+}
+
 /// What a cosigner asks a peer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClusterRequest {
@@ -220,6 +267,10 @@ pub enum ClusterRequest {
         count: u16,
     },
     Sign(SignRequest),
+    /// "The validator signed this": raise your watermark to it.
+    Signed(ValidatorSignature),
+    /// "What are the highest signatures of the validator you know, per chain?"
+    HighestSigned,
 }
 
 /// A peer's answer.
@@ -228,6 +279,11 @@ pub enum ClusterResponse {
     Commitments(Vec<Commitment>),
     Signed(SignResponse),
     Refused(Refusal),
+    /// The answer to [`ClusterRequest::Signed`]: received (and checked later, off every
+    /// signing's path).
+    Noted,
+    /// The answer to [`ClusterRequest::HighestSigned`]: at most one per chain.
+    HighestSigned(Vec<ValidatorSignature>),
 }
 
 #[cfg(test)]

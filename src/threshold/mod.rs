@@ -6,7 +6,9 @@
 //! - [`messages`]: what cosigners say to each other.
 
 pub mod coordinator;
+pub mod health;
 pub mod key_share;
 pub mod messages;
 pub mod nonces;
 pub mod participant;
+pub mod signing;

@@ -6,7 +6,10 @@
 //! a nonce yields at most one signature share (invariant 4); reuse would leak our share. The
 //! pool is never serialized or persisted: a restart forgets every outstanding nonce, which costs
 //! only a retry with fresh commitments. `SigningNonces` zeroizes itself on drop, so evicted and
-//! burnt nonces leave no copy behind.
+//! burnt nonces leave no copy behind; each lives in a box of its own from the moment it is
+//! made until it is dropped, so that queues growing, shifting or reallocating move pointers,
+//! never copies of a secret nonce. (frost returns a new nonce by value: that one stack copy,
+//! made before it is boxed, is out of our reach.)
 //!
 //! Making a nonce costs two base-point multiplications (about 60 µs). So that handing out
 //! commitments in a sign response costs nothing, the pool keeps a few spare nonces that belong
@@ -36,7 +39,7 @@ pub const SPARE_TARGET: usize = 8;
 /// A nonce and its commitment in both forms: the wire form finds it without decoding points.
 pub struct PooledNonce {
     wire: Commitment,
-    nonces: SigningNonces,
+    nonces: Box<SigningNonces>,
 }
 
 impl PooledNonce {
@@ -46,6 +49,7 @@ impl PooledNonce {
         rng: &mut R,
     ) -> Result<PooledNonce, WireError> {
         let (nonces, commitments) = round1::commit(signing_share, rng);
+        let nonces = Box::new(nonces);
         Ok(PooledNonce {
             wire: Commitment::from_frost(&commitments)?,
             nonces,
@@ -148,12 +152,13 @@ impl NoncePool {
     }
 
     /// Removes and returns the nonces behind `commitments` if they were issued to
-    /// `coordinator` and not used yet. After this call the pool no longer knows them.
+    /// `coordinator` and not used yet. After this call the pool no longer knows them. They
+    /// stay boxed: keep them so until they are dropped.
     pub fn take(
         &mut self,
         coordinator: PeerId,
         commitments: &SigningCommitments,
-    ) -> Option<SigningNonces> {
+    ) -> Option<Box<SigningNonces>> {
         let queue = self.by_coordinator.get_mut(&coordinator)?;
         let at = queue
             .iter()
@@ -296,6 +301,17 @@ mod tests {
         }
         assert_eq!(pool.spare_wanted(), 0);
         assert_eq!(pool.spare.len(), SPARE_TARGET);
+    }
+
+    #[test]
+    fn queues_move_pointers_not_secret_nonces() {
+        // What a queue shifts or reallocates is a pooled entry: its public commitment and a
+        // pointer, never the nonce itself.
+        assert!(
+            std::mem::size_of::<PooledNonce>()
+                <= std::mem::size_of::<Commitment>() + std::mem::size_of::<usize>()
+        );
+        assert!(std::mem::size_of::<PooledNonce>() < std::mem::size_of::<SigningNonces>());
     }
 
     #[test]

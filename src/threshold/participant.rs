@@ -26,8 +26,9 @@ use super::messages::{
     Share, SignPart, SignRequest, SignResponse, MAX_COMMITMENTS_PER_MESSAGE, MAX_SIGN_BYTES,
 };
 use super::nonces::{NoncePool, PooledNonce, DEFAULT_MAX_OUTSTANDING};
-use crate::consensus::sign_bytes;
-use crate::consensus::{ExtensionDoc, SignDoc, Step};
+use crate::consensus::canonical;
+use crate::consensus::{ExtensionDoc, SignDoc};
+use crate::sign_state::Recorded;
 
 /// Double-sign protection as the participant needs it.
 pub trait Watermark {
@@ -36,18 +37,6 @@ pub trait Watermark {
     /// [`RefusalKind::Watermark`] when the rules say no and [`RefusalKind::Storage`] when the
     /// watermark could not be stored; either way no share is released.
     fn authorize(&self, doc: &SignDoc) -> Result<Recorded, Refusal>;
-}
-
-/// Proof that a [`Watermark`] authorized a document and recorded it durably: the only thing
-/// that releases shares computed for it.
-#[derive(Debug)]
-pub struct Recorded(SignDoc);
-
-impl Recorded {
-    /// For [`Watermark`] implementations only, once `doc`'s watermark is on disk.
-    pub fn durably_stored(doc: &SignDoc) -> Recorded {
-        Recorded(doc.clone())
-    }
 }
 
 /// Has `watermark` authorize and record `doc`, saying in a refusal whether the rules said no
@@ -115,7 +104,8 @@ pub struct PreparedSign {
 
 struct PreparedPart {
     package: SigningPackage,
-    nonces: SigningNonces,
+    // Boxed: a prepared request moves between threads, and its secret nonces must not.
+    nonces: Box<SigningNonces>,
 }
 
 impl PreparedSign {
@@ -135,7 +125,7 @@ pub struct UnreleasedShares {
 impl UnreleasedShares {
     /// The shares, given the proof that this very document's watermark is on disk.
     pub fn release(self, recorded: Recorded) -> Result<(Share, Option<Share>), Refusal> {
-        if recorded.0 != self.doc {
+        if recorded.doc() != &self.doc {
             return Err(Refusal::new(
                 RefusalKind::Internal,
                 "the watermark recorded another document than the one signed",
@@ -367,7 +357,7 @@ impl Participant {
         };
 
         // 2. Learn what we are asked to sign from the bytes themselves.
-        let doc = sign_bytes::parse(&req.vote.sign_bytes)
+        let doc = canonical::parse(&req.vote.sign_bytes)
             .map_err(|e| sign_bytes_refusal(format!("vote sign bytes: {e}")))?;
         if doc.sign_bytes != req.vote.sign_bytes {
             return Err(sign_bytes_refusal(
@@ -375,7 +365,7 @@ impl Participant {
             ));
         }
         if let Some(part) = &req.extension {
-            let ext = sign_bytes::parse_extension(&part.sign_bytes)
+            let ext = canonical::parse_extension(&part.sign_bytes)
                 .map_err(|e| sign_bytes_refusal(format!("extension sign bytes: {e}")))?;
             check_extension_belongs(&doc, &ext, &part.sign_bytes)?;
         }
@@ -604,8 +594,6 @@ fn unknown_commitment() -> Refusal {
     )
 }
 
-/// The extension must be the one CometBFT attaches to this very vote: a non-nil precommit of
-/// the same chain, height and round.
 fn check_extension_belongs(
     vote: &SignDoc,
     ext: &ExtensionDoc,
@@ -616,21 +604,8 @@ fn check_extension_belongs(
             "extension sign bytes do not parse back to themselves",
         ));
     }
-    if vote.hrs.step != Step::Precommit || vote.block_id.is_none() {
-        return Err(sign_bytes_refusal(format!(
-            "an extension comes only with a non-nil precommit, not a {}{}",
-            if vote.block_id.is_none() { "nil " } else { "" },
-            vote.hrs.step
-        )));
-    }
-    if ext.chain_id != vote.chain_id || ext.height != vote.hrs.height || ext.round != vote.hrs.round
-    {
-        return Err(sign_bytes_refusal(format!(
-            "extension is for {} {}/{}, the vote for {} {}/{}",
-            ext.chain_id, ext.height, ext.round, vote.chain_id, vote.hrs.height, vote.hrs.round
-        )));
-    }
-    Ok(())
+    ext.belongs_to(vote)
+        .map_err(|e| sign_bytes_refusal(e.to_string()))
 }
 
 fn bad(reason: impl Into<String>) -> Refusal {
@@ -646,7 +621,11 @@ fn sign_bytes_refusal(reason: impl Into<String>) -> Refusal {
 #[cfg(test)]
 pub(crate) mod testkit {
     use super::*;
-    use crate::privval::messages::{self, BlockId, PartSetHeader, SignedMsgType, Vote};
+    pub use crate::consensus::Step;
+    use crate::privval::messages::{
+        self, SignedMsgType, Vote, WireBlockId as BlockId, WirePartSetHeader as PartSetHeader,
+    };
+    use crate::privval::sign_doc;
     use frost_ed25519::keys::{generate_with_dealer, IdentifierList};
     use rand_core::OsRng;
     use serde::{de::DeserializeOwned, Serialize};
@@ -691,7 +670,7 @@ pub(crate) mod testkit {
         step: Step,
         block: Option<&str>,
     ) -> Vec<u8> {
-        sign_bytes::vote_sign_doc(chain, &vote(height, round, step, block))
+        sign_doc::vote_sign_doc(chain, &vote(height, round, step, block))
             .unwrap()
             .sign_bytes
     }
@@ -700,9 +679,7 @@ pub(crate) mod testkit {
     pub fn ext_bytes(chain: &str, height: i64, round: i64, extension: &str) -> Vec<u8> {
         let mut v = vote(height, round, Step::Precommit, Some("B"));
         v.extension = extension.as_bytes().to_vec();
-        sign_bytes::extension_sign_doc(chain, &v)
-            .unwrap()
-            .sign_bytes
+        sign_doc::extension_sign_doc(chain, &v).unwrap().sign_bytes
     }
 
     /// Authorizes everything unless told to refuse; remembers what it authorized.
@@ -721,7 +698,7 @@ pub(crate) mod testkit {
                 ));
             }
             self.authorized.lock().unwrap().push(doc.clone());
-            Ok(Recorded::durably_stored(doc))
+            Ok(Recorded::assume_recorded(doc))
         }
     }
 
@@ -794,7 +771,7 @@ mod tests {
         other.hrs.height += 1;
         let unreleased = group[1].sign(prepared).unwrap();
         let refused = unreleased
-            .release(Recorded::durably_stored(&other))
+            .release(Recorded::assume_recorded(&other))
             .unwrap_err();
         assert_eq!(refused.kind, RefusalKind::Internal);
 
@@ -802,7 +779,7 @@ mod tests {
         let prepared = group[1]
             .prepare(1, &group[1].decode_request(1, &wire(&req)).unwrap())
             .unwrap();
-        let recorded = Recorded::durably_stored(prepared.doc());
+        let recorded = Recorded::assume_recorded(prepared.doc());
         let unreleased = group[1].sign(prepared).unwrap();
         let (_, extension_share) = unreleased.release(recorded).unwrap();
         assert!(extension_share.is_none());

@@ -12,6 +12,8 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+pub mod logs;
 pub mod ports;
 
 use base64::Engine;
@@ -214,6 +216,17 @@ pub fn split_key(
     (1..=shares)
         .map(|i| out.join(format!("cosigner-{i}")))
         .collect()
+}
+
+/// Runs `cosigner state init` for `chain` in a cosigner directory (for a key that never
+/// signed on it: every test key is new).
+pub fn state_init(cosigner_dir: &Path, chain: &str) -> std::process::Output {
+    Command::new(&bins().cosigner)
+        .args(["state", "init", "--config"])
+        .arg(cosigner_dir.join("cosigner.toml"))
+        .args(["--chain-id", chain])
+        .output()
+        .expect("run cosigner state init")
 }
 
 /// Starts `cosigner start` for a cosigner directory.

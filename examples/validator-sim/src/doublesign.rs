@@ -25,6 +25,62 @@ pub struct DoubleSign {
     pub second_sign_bytes: String,
 }
 
+/// One line of a signature log: where a signature sits and what it signed (timestamp aside).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct LoggedSignature {
+    pub chain_id: String,
+    pub height: i64,
+    pub round: i32,
+    pub step: u8,
+    /// Hex of the timestamp-normalised digest of the sign bytes.
+    pub normalized: String,
+    /// Hex of the exact sign bytes and of the signature over them, so that a reader can check
+    /// the signature and the document itself rather than trust the simulator's digest.
+    pub sign_bytes: String,
+    pub signature: String,
+}
+
+/// Appends a verified signature to a signature log.
+pub fn write_signature(
+    out: &mut impl std::io::Write,
+    key: &HrsKey,
+    normalized: &[u8; 32],
+    sign_bytes: &[u8],
+    signature: &[u8; 64],
+) -> std::io::Result<()> {
+    let line = LoggedSignature {
+        chain_id: key.chain_id.clone(),
+        height: key.height,
+        round: key.round,
+        step: key.step,
+        normalized: to_hex(normalized),
+        sign_bytes: to_hex(sign_bytes),
+        signature: to_hex(signature),
+    };
+    let mut json = serde_json::to_vec(&line).map_err(std::io::Error::other)?;
+    json.push(b'\n');
+    out.write_all(&json)
+}
+
+/// The double signs among signature logs of several simulators: positions with more than one
+/// normalised digest.
+pub fn conflicts(logs: &[LoggedSignature]) -> Vec<(HrsKey, Vec<String>)> {
+    let mut seen: BTreeMap<HrsKey, Vec<String>> = BTreeMap::new();
+    for l in logs {
+        let key = HrsKey {
+            chain_id: l.chain_id.clone(),
+            height: l.height,
+            round: l.round,
+            step: l.step,
+        };
+        let digests = seen.entry(key).or_default();
+        if !digests.contains(&l.normalized) {
+            digests.push(l.normalized.clone());
+        }
+    }
+    seen.into_iter().filter(|(_, d)| d.len() > 1).collect()
+}
+
 struct Entry {
     first_sign_bytes: Vec<u8>,
     /// Distinct timestamp-normalised digests seen (bounded: more than a few is already fatal).

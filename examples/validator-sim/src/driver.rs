@@ -43,13 +43,13 @@ struct Driver<'a> {
     node: Node,
     rec: Recorder,
     ledger: Ledger,
+    signatures_out: Option<std::fs::File>,
     key: Option<VerifyingKey>,
     address: Vec<u8>,
     history: HashMap<String, VecDeque<Signed>>,
     history_len: usize,
     last_activity: Instant,
     started: Instant,
-    signatures: Option<std::fs::File>,
 }
 
 fn now_timestamp() -> Timestamp {
@@ -313,7 +313,18 @@ impl<'a> Driver<'a> {
             }
         };
         let key = hrs_key(&req)?;
-        self.record_signature(&key, &verified);
+        if let Some(out) = self.signatures_out.as_mut() {
+            if let Err(e) = crate::doublesign::write_signature(
+                out,
+                &key,
+                &verified.normalized,
+                &verified.sign_bytes,
+                &verified.signature,
+            ) {
+                self.rec
+                    .fail(kind, &what, "signature_log", &e.to_string(), answer.total);
+            }
+        }
         if let Some(ds) = self
             .ledger
             .record(key.clone(), verified.normalized, &verified.sign_bytes)
@@ -337,24 +348,6 @@ impl<'a> Driver<'a> {
             request: req,
             returned: verified.timestamp,
         })
-    }
-
-    /// One line per signature, in one write, so a run killed at any point leaves whole lines.
-    fn record_signature(&mut self, key: &HrsKey, verified: &Verified) {
-        use std::io::Write as _;
-        let Some(file) = self.signatures.as_mut() else {
-            return;
-        };
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let line = serde_json::json!({
-            "chain_id": key.chain_id,
-            "height": key.height,
-            "round": key.round,
-            "step": key.step,
-            "sign_bytes": b64.encode(&verified.sign_bytes),
-            "signature": b64.encode(verified.signature),
-        });
-        let _ = file.write_all(format!("{line}\n").as_bytes());
     }
 
     fn remember(&mut self, signed: Signed) {
@@ -434,7 +427,12 @@ impl<'a> Driver<'a> {
                     height,
                     round,
                 } => {
-                    let req = Self::proposal_request(&self.cfg.chain_ids[chain], height, round, "");
+                    let req = Self::proposal_request(
+                        &self.cfg.chain_ids[chain],
+                        height,
+                        round,
+                        &self.cfg.block_variant,
+                    );
                     if let Some(s) = self.sign("proposal", req, Expect::Signature) {
                         self.remember(s);
                     }
@@ -446,8 +444,14 @@ impl<'a> Driver<'a> {
                     step,
                     nil,
                 } => {
-                    let req =
-                        self.vote_request(&self.cfg.chain_ids[chain], height, round, step, nil, "");
+                    let req = self.vote_request(
+                        &self.cfg.chain_ids[chain],
+                        height,
+                        round,
+                        step,
+                        nil,
+                        &self.cfg.block_variant,
+                    );
                     let kind = match step {
                         VoteStep::Prevote => "prevote",
                         VoteStep::Precommit => "precommit",
@@ -564,27 +568,27 @@ pub fn run(listener: TcpListener, cfg: &SimConfig) -> Result<Report, SimError> {
         ..cfg.node.clone()
     };
     let node = Node::new(listener, node_cfg).map_err(SimError::Io)?;
-    let signatures = match &cfg.signatures {
-        Some(path) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?,
-        ),
-        None => None,
-    };
     let mut d = Driver {
         cfg,
         node,
         rec: Recorder::new(cfg.protocol.name(), &cfg.chain_ids),
         ledger: Ledger::new(cfg.ledger_max_keys),
+        signatures_out: match &cfg.signatures_out {
+            Some(path) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(SimError::Io)?,
+            ),
+            None => None,
+        },
         key: None,
         address: Vec::new(),
         history: HashMap::new(),
         history_len: 3 * (cfg.conflicts + 1),
         last_activity: Instant::now(),
         started: Instant::now(),
-        signatures,
     };
     if let Some(vk) = expected {
         d.learn_key(vk);

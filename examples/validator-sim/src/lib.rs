@@ -87,9 +87,13 @@ pub struct SimConfig {
     /// Print `height H committed CHAIN` on stdout after each height, for scripts and tests
     /// that act at a given height.
     pub progress: bool,
-    /// Append every verified signature here as a JSON line as it arrives (flushed at once),
-    /// so that tests can compare the signatures of several nodes of one validator.
-    pub signatures: Option<std::path::PathBuf>,
+    /// Mixed into every block ID the node votes for, so that two simulators with different
+    /// variants ask for conflicting signatures at the same heights (a split between sentries).
+    pub block_variant: String,
+    /// Append every verified signature to this file as a JSON line (chain, height, round,
+    /// step and the timestamp-normalised digest), so that tests can look for double signs
+    /// across several simulators.
+    pub signatures_out: Option<std::path::PathBuf>,
 }
 
 impl SimConfig {
@@ -116,7 +120,8 @@ impl SimConfig {
             node: NodeConfig::new(stop.clone()),
             stop,
             progress: false,
-            signatures: None,
+            block_variant: String::new(),
+            signatures_out: None,
         }
     }
 

@@ -73,13 +73,17 @@ struct Args {
     /// Write the full report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Mix this into every block ID voted for: simulators with different variants ask for
+    /// conflicting signatures at the same heights.
+    #[arg(long, default_value = "")]
+    block_variant: String,
+    /// Append every verified signature here as a JSON line, to find double signs across
+    /// several simulators.
+    #[arg(long)]
+    signatures: Option<PathBuf>,
     /// Print `height H committed CHAIN` after each height.
     #[arg(long)]
     progress: bool,
-    /// Append every verified signature to this file as a JSON line (chain_id, height,
-    /// round, step, sign_bytes and signature in base64), written as it arrives.
-    #[arg(long, value_name = "PATH")]
-    signatures: Option<PathBuf>,
     /// Write a fresh CometBFT priv_validator_key.json here and exit (for demos and tests).
     #[arg(long, value_name = "PATH", exclusive = true)]
     write_validator_key: Option<PathBuf>,
@@ -118,7 +122,8 @@ fn config(args: &Args) -> anyhow::Result<SimConfig> {
     cfg.replay = args.replay;
     cfg.timestamp_replay = args.timestamp_replay;
     cfg.progress = args.progress;
-    cfg.signatures = args.signatures.clone();
+    cfg.block_variant = args.block_variant.clone();
+    cfg.signatures_out = args.signatures.clone();
     if let Some(pk) = &args.expect_pubkey {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(pk.trim())

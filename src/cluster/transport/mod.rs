@@ -468,6 +468,12 @@ mod tests {
             };
             std::fs::write(&tls.cert, &issued.identities[me].cert_pem).unwrap();
             std::fs::write(&tls.key, &issued.identities[me].key_pem).unwrap();
+            // A cosigner refuses a TLS key others can read.
+            std::fs::set_permissions(
+                &tls.key,
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .unwrap();
             std::fs::write(&tls.ca, &issued.ca_cert_pem).unwrap();
             let cfg = ClusterConfig {
                 id: me as PeerId + 1,
