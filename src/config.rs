@@ -194,6 +194,11 @@ pub struct ThresholdConfig {
     pub cluster_ca: PathBuf,
     #[serde(rename = "peer", default)]
     pub peers: Vec<PeerConfig>,
+    /// Source networks (`ADDR/PREFIX` or an address) cluster handshakes are accepted from
+    /// besides the peers' own addresses: for a peer that sends from another address than
+    /// the one configured for it (NAT, a multi-homed host).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_sources: Vec<crate::cluster::IpNet>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -320,6 +325,7 @@ impl LoadedConfig {
                 })
                 .collect(),
             tls: self.tls_paths(th),
+            allowed_sources: th.allowed_sources.clone(),
         }
     }
 
@@ -546,6 +552,7 @@ mod tests {
                         cert_sha256: "ab".repeat(32),
                     })
                     .collect(),
+                allowed_sources: vec!["10.1.0.0/16".parse().unwrap()],
             }),
             timeouts: Timeouts::default(),
         }

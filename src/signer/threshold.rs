@@ -366,6 +366,16 @@ impl Inner {
 
     /// Serves a peer's request as participant.
     async fn serve_peer(self: Arc<Self>, peer: PeerId, req: ClusterRequest) -> ClusterResponse {
+        // Two live processes with one identity could each form a quorum with other peers
+        // around their own copy of one watermark: neither gets shares or commitments.
+        if matches!(
+            req,
+            ClusterRequest::Commitments { .. } | ClusterRequest::Sign(_)
+        ) {
+            if let Some(refusal) = self.refuse_duplicate(peer) {
+                return ClusterResponse::Refused(refusal);
+            }
+        }
         let result = match req {
             ClusterRequest::Commitments { count } => {
                 // Up to 64 nonces of ~60 us each: not on an async worker.
@@ -397,6 +407,23 @@ impl Inner {
             }
         };
         result.unwrap_or_else(ClusterResponse::Refused)
+    }
+
+    /// A refusal for `peer` if the transport sees two live instances of it.
+    fn refuse_duplicate(&self, peer: PeerId) -> Option<Refusal> {
+        let twins = self.cluster.duplicate(peer)?;
+        debug!(
+            peer,
+            "refusing a request of duplicated cosigner {peer}: {twins}"
+        );
+        Some(Refusal::new(
+            RefusalKind::Duplicate,
+            format!(
+                "cosigner {} sees two live instances of cosigner {peer}: {twins}; it gives \
+                 neither shares nor commitments until one of them is gone",
+                self.id
+            ),
+        ))
     }
 
     /// Takes part in a signing coordinated by `coordinator` (possibly this cosigner).
@@ -589,6 +616,10 @@ impl Inner {
                         .await;
                 any
             }
+            Ok(ClusterResponse::Refused(r)) if r.kind == RefusalKind::Duplicate => {
+                self.cluster.report_twin(peer, &r.reason);
+                false
+            }
             Ok(ClusterResponse::Refused(r)) => {
                 warn!(peer, "refused to hand out commitments: {}", r.reason);
                 false
@@ -612,6 +643,10 @@ impl Inner {
         self.members
             .iter()
             .filter_map(|&id| {
+                // A duplicated peer is never asked for shares.
+                if id != self.id && self.cluster.duplicate(id).is_some() {
+                    return None;
+                }
                 let rtt = if id == self.id {
                     Duration::ZERO
                 } else {
@@ -776,6 +811,11 @@ impl Inner {
             if peer == self.id || excluded.contains(&peer) || self.available(peer) > 1 {
                 continue;
             }
+            // A peer without a connection (down, or not yet back) would hold this signing
+            // for the whole timeout; the refill loop asks it once it is connected.
+            if self.cluster.rtt(peer).is_none() {
+                continue;
+            }
             let inner = self.clone();
             let timeout = remaining.min(REFILL_TIMEOUT);
             tasks.spawn(async move { inner.refill_peer(peer, timeout).await });
@@ -897,6 +937,12 @@ impl Inner {
                     RefusalKind::CatchingUp => {
                         self.clear_commitments(peer);
                         failed.push((peer, Problem::retry(&refusal.reason)))
+                    }
+                    // The peer sees this cosigner's identity twice: we have a twin, and no
+                    // peer that sees it will sign with either of us until one is gone.
+                    RefusalKind::Duplicate => {
+                        self.cluster.report_twin(peer, &refusal.reason);
+                        failed.push((peer, Problem::fatal_for_self(&refusal.reason)))
                     }
                 },
                 Ok(other) => failed.push((

@@ -193,6 +193,10 @@ pub enum RefusalKind {
     /// This cosigner has just started and has not yet learnt from its peers what the
     /// validator signed while it was away; it releases no share until it has.
     CatchingUp,
+    /// The participant sees two live processes with the requester's identity (a copied
+    /// cosigner directory) and serves neither until one is gone; the reason names both
+    /// addresses. The requester is one of the two: it has a twin.
+    Duplicate,
 }
 
 /// A participant's "no", with a reason the coordinator can log.

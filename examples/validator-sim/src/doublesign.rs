@@ -34,6 +34,10 @@ pub struct LoggedSignature {
     pub step: u8,
     /// Hex of the timestamp-normalised digest of the sign bytes.
     pub normalized: String,
+    /// Hex of the exact sign bytes and of the signature over them, so that a reader can check
+    /// the signature and the document itself rather than trust the simulator's digest.
+    pub sign_bytes: String,
+    pub signature: String,
 }
 
 /// Appends a verified signature to a signature log.
@@ -41,6 +45,8 @@ pub fn write_signature(
     out: &mut impl std::io::Write,
     key: &HrsKey,
     normalized: &[u8; 32],
+    sign_bytes: &[u8],
+    signature: &[u8; 64],
 ) -> std::io::Result<()> {
     let line = LoggedSignature {
         chain_id: key.chain_id.clone(),
@@ -48,6 +54,8 @@ pub fn write_signature(
         round: key.round,
         step: key.step,
         normalized: to_hex(normalized),
+        sign_bytes: to_hex(sign_bytes),
+        signature: to_hex(signature),
     };
     let mut json = serde_json::to_vec(&line).map_err(std::io::Error::other)?;
     json.push(b'\n');
