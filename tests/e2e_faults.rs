@@ -2,9 +2,9 @@
 //! against `validator-sim`, with cosigners killed (SIGKILL) and restarted at chosen points,
 //! a coordinator that loses its quorum, two sentry nodes, damaged state files, partitions
 //! (network namespaces, root only) and a slow peer (netem, or a UDP relay where the kernel
-//! has no netem). Without root (or `python3`, for the relay) a test fails when `CI` is set,
-//! and otherwise says it is skipped and passes (`require!`). Every run must end with zero double signs; most must end with every request
-//! signed.
+//! has no netem). Every run must end with zero double signs; most must end with every
+//! request signed. Without root (or `python3`, for the relay) a test fails when `CI` is
+//! set, and otherwise says it is skipped and passes (`require!`).
 //!
 //! The basic cluster cases (2-of-3, 3-of-5, one cosigner killed, conflicts, a restart) are
 //! in `e2e_cluster.rs`; this file is about faults.
