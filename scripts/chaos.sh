@@ -27,7 +27,10 @@ seconds=${1:-20}
 threshold=${2:-2}
 shares=${3:-3}
 seed=${4:-${CHAOS_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}}
-[[ $seed =~ ^[0-9]+$ ]] || { echo "the seed must be a non-negative integer, not \`$seed\`" >&2; exit 2; }
+if ! [[ $seed =~ ^[0-9]+$ ]]; then
+    echo "the seed must be a non-negative integer, not \`$seed\`" >&2
+    exit 2
+fi
 chain=chaos-chain
 
 # The run's random numbers: a 31-bit linear congruential generator (glibc's constants) in

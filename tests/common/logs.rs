@@ -34,8 +34,8 @@ fn step_number(name: &str) -> Option<u8> {
 }
 
 /// Parses the coordinator's `signed chain=… height=… round=… step=… participants=[…]
-/// micros=…` lines. A line that looks like one but does not parse fails the test: silently skipping
-/// it could hide exactly the signing an assertion is about.
+/// micros=…` lines. A line that looks like one but does not parse fails the test: silently
+/// skipping it could hide exactly the signing an assertion is about.
 pub fn signings(log: &str) -> Vec<Signing> {
     log.lines()
         .filter(|l| l.contains(" signed chain="))

@@ -178,7 +178,8 @@ impl Sim {
         );
         let text = std::fs::read_to_string(&self.report_path).unwrap_or_else(|e| {
             panic!(
-                "validator-sim left no report at {} ({e}); exit status {status:?}; output:\n{output}",
+                "validator-sim left no report at {} ({e}); exit status {status:?}; \
+                 output:\n{output}",
                 self.report_path.display()
             )
         });
