@@ -15,6 +15,8 @@ pub struct Signing {
     pub at: String,
     pub hrs: Hrs,
     pub participants: Vec<usize>,
+    /// How long the signing took the coordinator.
+    pub micros: u64,
 }
 
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
@@ -31,9 +33,9 @@ fn step_number(name: &str) -> Option<u8> {
     }
 }
 
-/// Parses the coordinator's `signed chain=… height=… round=… step=… participants=[…]`
-/// lines. A line that looks like one but does not parse fails the test: silently skipping
-/// it could hide exactly the signing an assertion is about.
+/// Parses the coordinator's `signed chain=… height=… round=… step=… participants=[…]
+/// micros=…` lines. A line that looks like one but does not parse fails the test: silently
+/// skipping it could hide exactly the signing an assertion is about.
 pub fn signings(log: &str) -> Vec<Signing> {
     log.lines()
         .filter(|l| l.contains(" signed chain="))
@@ -50,10 +52,12 @@ pub fn signings(log: &str) -> Vec<Signing> {
                     .split(',')
                     .map(|p| p.trim().parse().ok())
                     .collect::<Option<Vec<usize>>>()?;
+                let micros = field(line, "micros")?.parse().ok()?;
                 Some(Signing {
                     at,
                     hrs,
                     participants,
+                    micros,
                 })
             })();
             parsed.unwrap_or_else(|| panic!("unparsable signing line: {line}"))

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a signature sits in consensus (step: 1 propose, 2 prevote, 3 precommit).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct HrsKey {
     pub chain_id: String,
     pub height: i64,
@@ -16,7 +16,7 @@ pub struct HrsKey {
 }
 
 /// Evidence of a double sign.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DoubleSign {
     pub key: HrsKey,
     /// Hex of the first sign bytes seen for this key.
@@ -26,7 +26,7 @@ pub struct DoubleSign {
 }
 
 /// One line of a signature log: where a signature sits and what it signed (timestamp aside).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoggedSignature {
     pub chain_id: String,
     pub height: i64,
