@@ -86,10 +86,7 @@ pub async fn run(
 ) {
     let label = node.host_port();
     let mut last_error: Option<String> = None;
-    let mut quorum = match signer.as_ref() {
-        Signer::Threshold(t) => Some(t.quorum_watch()),
-        Signer::Single(_) => None,
-    };
+    let mut quorum = signer.availability();
     loop {
         if let Some(rx) = quorum.as_mut() {
             if !*rx.borrow_and_update() {

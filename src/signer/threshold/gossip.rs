@@ -308,7 +308,7 @@ impl Inner {
 /// Asks every peer that connects for the highest signatures it knows, and says when this
 /// cosigner has caught up.
 pub(super) async fn catch_up_loop(inner: std::sync::Weak<Inner>, mut catch_up: CatchUp) {
-    let mut tick = tokio::time::interval(super::QUORUM_POLL);
+    let mut tick = tokio::time::interval(super::health::POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Peers asked on their current connection, and answers coming back.
     let mut asked: BTreeSet<PeerId> = BTreeSet::new();
