@@ -515,7 +515,9 @@ impl Signing {
         }
     }
 
-    /// Commitments of `peer` arrived: `available` are held now.
+    /// Commitments of `peer` arrived: `available` are held now. If no session can still
+    /// complete in its expected time (none is open, or every open one waits on a late
+    /// member), another starts with them.
     pub fn on_commitments(&mut self, now: Instant, peer: PeerId, available: usize) -> Vec<Action> {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.available = available;
@@ -525,11 +527,41 @@ impl Signing {
             || self
                 .sessions
                 .values()
-                .any(|s| s.state != SessionState::Failed)
+                .any(|s| s.state == SessionState::Aggregating || self.on_time_yet(s, now))
         {
             return Vec::new();
         }
-        self.replace(now, Vec::new())
+        let live = self.live_sessions();
+        if live == 0 {
+            return self.replace(now, Vec::new());
+        }
+        let mut actions = Vec::new();
+        if live < MAX_SESSIONS && self.sessions.len() < MAX_TOTAL_SESSIONS {
+            if let Some(peers) = self.fastest(&self.late_members(now)) {
+                self.open(now, peers, &mut actions);
+            }
+        }
+        self.wake(&mut actions);
+        actions
+    }
+
+    /// Whether an open session's pending members are all still within their expected time.
+    fn on_time_yet(&self, s: &Session, now: Instant) -> bool {
+        s.state == SessionState::Open
+            && s.pending
+                .iter()
+                .all(|(p, late)| *p == self.params.self_id || now < *late)
+    }
+
+    /// Members pending past their expected time in any open session.
+    fn late_members(&self, now: Instant) -> BTreeSet<PeerId> {
+        self.sessions
+            .values()
+            .filter(|s| s.state == SessionState::Open)
+            .flat_map(|s| s.pending.iter())
+            .filter(|(p, late)| **p != self.params.self_id && now >= **late)
+            .map(|(p, _)| *p)
+            .collect()
     }
 
     /// Time has come: hedge late sessions, give up on expired ones or on the signing.

@@ -10,6 +10,7 @@ use tracing::{error, info, warn};
 
 use super::Inner;
 use crate::cluster::transport::health::HEARTBEAT_INTERVAL;
+use crate::cluster::transport::hello::InstanceId;
 use crate::threshold::health::PeerHealth;
 use crate::threshold::messages::PeerId;
 use crate::threshold::signing::PeerView;
@@ -32,6 +33,9 @@ pub(super) struct PeerRecord {
     silent_at: Option<Instant>,
     /// Avoided (its sign state failed, or it has a twin) until then.
     avoid_until: Option<Instant>,
+    /// The process behind its connection: a new one has none of the nonces behind the
+    /// commitments we hold from the old one.
+    instance: Option<InstanceId>,
 }
 
 impl PeerRecord {
@@ -46,10 +50,12 @@ impl PeerRecord {
 }
 
 impl Inner {
-    /// Folds the transport's view of every peer into the records.
-    fn observe_peers(&self) {
+    /// Folds the transport's view of every peer into the records. Returns the peers that
+    /// restarted since last looked at.
+    fn observe_peers(&self) -> Vec<PeerId> {
+        let mut restarted = Vec::new();
         let Ok(mut records) = self.peers.lock() else {
-            return;
+            return restarted;
         };
         let now = Instant::now();
         for &peer in &self.members {
@@ -74,7 +80,17 @@ impl Inner {
             if let Some(heard) = status.last_heard {
                 record.health.heard(heard);
             }
+            if let Some(instance) = status.instance {
+                if record
+                    .instance
+                    .replace(instance)
+                    .is_some_and(|old| old != instance)
+                {
+                    restarted.push(peer);
+                }
+            }
         }
+        restarted
     }
 
     /// A share of `peer` arrived `latency` after its request.
@@ -163,7 +179,17 @@ pub(super) async fn health_loop(inner: Weak<Inner>) {
     loop {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        inner.observe_peers();
+        for peer in inner.observe_peers() {
+            // Every commitment we hold of it is stale: replace them before a signing meets
+            // them (each would cost that signing a round trip).
+            inner.clear_commitments(peer);
+            let refill = inner.clone();
+            tokio::spawn(async move {
+                refill
+                    .refill_peer(peer, super::supply::REFILL_TIMEOUT)
+                    .await;
+            });
+        }
         let connected = inner.cluster.connected_peers();
         let mut storage_ok = true;
         let mut now = false;

@@ -140,6 +140,21 @@ impl Sim {
         }
     }
 
+    /// The peer restarted: its nonces are gone, so every commitment of it we hold is stale.
+    fn restart(&mut self, peer: PeerId) {
+        let node = self.nodes.remove(&peer).unwrap();
+        let participant = node
+            .participant
+            .with_max_outstanding(crate::threshold::nonces::DEFAULT_MAX_OUTSTANDING);
+        self.nodes.insert(
+            peer,
+            Node {
+                participant,
+                ..node
+            },
+        );
+    }
+
     fn set(&mut self, peer: PeerId, behaviour: Behaviour) {
         self.nodes.get_mut(&peer).unwrap().behaviour = behaviour;
     }
@@ -378,7 +393,9 @@ impl Sim {
                         }
                         Err(r) => match r.kind {
                             RefusalKind::Watermark => Answer::Refused(r.reason),
+                            // As the driver does: all we hold of it is stale.
                             RefusalKind::UnknownCommitment | RefusalKind::CatchingUp => {
+                                c.inventory.clear(peer);
                                 Answer::Stale(r.reason)
                             }
                             _ => Answer::Broken(r.reason),
@@ -513,6 +530,24 @@ fn a_takeover_asks_every_peer_at_once_and_a_dead_one_costs_nothing() {
     assert!(signed(sim.outcome(c)), "{:?}", sim.outcome(c));
     assert!(sim.took(c) < 2 * MS, "one round trip: {:?}", sim.took(c));
     assert_eq!(sim.coords[c].engine.extra_requests(), 1);
+}
+
+#[test]
+fn a_takeover_with_the_old_coordinator_dead_and_the_other_peer_restarted_signs_at_once() {
+    let mut sim = Sim::new(2, 3);
+    let views = sim.views(2);
+    sim.set(1, Behaviour::Dead);
+    let c = sim.begin(2, precommit(7, "A"), Start::FanOut, views);
+    // Peer 3 restarted after handing out the commitments the requests carry.
+    sim.restart(3);
+    sim.run(Duration::from_secs(5));
+    match sim.outcome(c) {
+        Outcome::Signed { members, .. } => assert_eq!(members, &vec![2, 3]),
+        other => panic!("{other:?}"),
+    }
+    // A refusal, a refill and one more session: a few round trips, not the attempt timeout
+    // that the session waiting on the dead peer would take.
+    assert!(sim.took(c) < 10 * MS, "{:?}", sim.took(c));
 }
 
 #[test]
