@@ -191,6 +191,73 @@ fn coordinator_killed_repeatedly_fails_over() {
     assert!(worst < Duration::from_secs(10), "fail-over took {worst:?}");
 }
 
+/// The participant the coordinator signs with is killed: the next signing goes to the other
+/// peer after one hedge, not an attempt timeout. The killed peer restarts; then the other
+/// peer is killed too, and the restarted one carries the signings: it is used again as soon
+/// as it answers. Reports each gap (the simulated node's 100 ms pause between heights
+/// included) and the signings' own times.
+#[test]
+fn a_killed_participant_costs_one_hedge_and_a_restarted_one_is_used_again() {
+    const BLOCK_MS: u64 = 100;
+    let cluster = Cluster::new("kill-participant", 2, 3, PROTOCOL);
+    let mut sim = start_sim(&cluster, 0, 60, &["--block-time-ms", &BLOCK_MS.to_string()]);
+    let mut procs: Vec<Proc> = (0..3).map(|i| cluster.spawn(i)).collect();
+    sim.wait_for_height(10);
+    let coordinator = connected_cosigner(&procs).expect("a cosigner serves the node");
+    let last = signings(&procs[coordinator].log())
+        .pop()
+        .expect("the coordinator signed");
+    let victim = *last
+        .participants
+        .iter()
+        .find(|&&p| p - 1 != coordinator)
+        .expect("a peer took part")
+        - 1;
+    let other = 3 - coordinator - victim;
+    let gap = |sim: &mut Sim, height: u64| {
+        let at = Instant::now();
+        sim.wait_for_height(height);
+        at.elapsed().saturating_sub(Duration::from_millis(BLOCK_MS))
+    };
+    procs[victim].kill();
+    let after_kill = gap(&mut sim, 12);
+    procs[victim] = cluster.spawn(victim);
+    // The restarted peer is connected and caught up once its coordinator's view says so.
+    assert!(
+        wait_for_log(
+            &procs[victim],
+            "caught up with peers",
+            1,
+            Duration::from_secs(10)
+        ),
+        "{}",
+        procs[victim].log()
+    );
+    sim.wait_for_height(30);
+    procs[other].kill();
+    let mark = signings(&procs[coordinator].log()).len();
+    let after_second_kill = gap(&mut sim, 32);
+    let outcome = sim.outcome();
+    let refs: Vec<&Proc> = procs.iter().collect();
+    outcome.assert_clean(&refs);
+    let later = signings(&procs[coordinator].log());
+    let with_restarted: Vec<_> = later[mark..]
+        .iter()
+        .filter(|s| s.participants.contains(&(victim + 1)))
+        .collect();
+    assert!(
+        !with_restarted.is_empty(),
+        "the restarted cosigner {} was never asked again",
+        victim + 1
+    );
+    let micros: Vec<u64> = later[mark..].iter().take(6).map(|s| s.micros).collect();
+    eprintln!(
+        "participant killed: next height after {after_kill:?}; restarted peer carried the \
+         signings after the other was killed: next height after {after_second_kill:?}; \
+         first signings then took {micros:?} µs"
+    );
+}
+
 /// A participant killed and restarted, then every cosigner killed and restarted at once:
 /// signing resumes with no operator action.
 #[test]
