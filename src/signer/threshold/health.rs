@@ -22,6 +22,46 @@ pub(super) const POLL: Duration = Duration::from_millis(50);
 const AVOID_BROKEN_FOR: Duration = Duration::from_secs(30);
 /// A peer never measured yet is taken to answer within this.
 const UNMEASURED: Duration = Duration::from_millis(100);
+/// A coordinator whose own links have all been degraded this long gives way, so that a
+/// cosigner with a fast link serves the node; it does so at most once per
+/// [`SLOW_GIVE_WAY_EVERY`], so a network slow everywhere costs a few switches, not a storm.
+const SLOW_FOR: Duration = Duration::from_secs(1);
+const SLOW_GIVE_WAY_EVERY: Duration = Duration::from_secs(30);
+/// How long giving way lasts: long enough for sessions and dialers to see it.
+const GIVE_WAY_FOR: Duration = Duration::from_millis(200);
+
+/// Whether this cosigner's own network is slow, and what it did about it.
+#[derive(Debug, Default)]
+pub(super) struct Slowness {
+    since: Option<Instant>,
+    gave_way: Option<Instant>,
+    /// Not coordinating until then.
+    paused_until: Option<Instant>,
+}
+
+impl Slowness {
+    /// Given whether every link is degraded at `now`: whether to give way now.
+    fn observe(&mut self, degraded: bool, now: Instant) -> bool {
+        if !degraded {
+            self.since = None;
+            return false;
+        }
+        let since = *self.since.get_or_insert(now);
+        let due = self
+            .gave_way
+            .is_none_or(|at| now.saturating_duration_since(at) >= SLOW_GIVE_WAY_EVERY);
+        if now.saturating_duration_since(since) >= SLOW_FOR && due {
+            self.gave_way = Some(now);
+            self.paused_until = Some(now + GIVE_WAY_FOR);
+            return true;
+        }
+        false
+    }
+
+    fn paused(&self, now: Instant) -> bool {
+        self.paused_until.is_some_and(|until| now < until)
+    }
+}
 
 /// One peer's record.
 #[derive(Debug, Default)]
@@ -91,6 +131,33 @@ impl Inner {
             }
         }
         restarted
+    }
+
+    /// Whether this cosigner should not coordinate right now because its own links are the
+    /// slow part of the cluster (every peer it reaches is much slower than usual).
+    fn judge_own_links(&self) -> bool {
+        let now = Instant::now();
+        let degraded = match self.peers.lock() {
+            Ok(records) => crate::threshold::health::self_degraded(
+                records
+                    .iter()
+                    .filter(|(p, _)| self.cluster.duplicate(**p).is_none())
+                    .map(|(_, r)| &r.health),
+            ),
+            Err(_) => false,
+        };
+        let Ok(mut slow) = self.slowness.lock() else {
+            return false;
+        };
+        if slow.observe(degraded, now) {
+            warn!(
+                "every peer has been much slower than usual for {SLOW_FOR:?}: this cosigner's own \
+                 link is the slow one, so it gives way for a moment (a cosigner with a fast link \
+                 can serve the node) and queues again; it does so at most every \
+                 {SLOW_GIVE_WAY_EVERY:?}"
+            );
+        }
+        slow.paused(now)
     }
 
     /// A share of `peer` arrived `latency` after its request.
@@ -179,7 +246,9 @@ pub(super) async fn health_loop(inner: Weak<Inner>) {
     loop {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        for peer in inner.observe_peers() {
+        let restarted = inner.observe_peers();
+        let paused = inner.judge_own_links();
+        for peer in restarted {
             // Every commitment we hold of it is stale: replace them before a signing meets
             // them (each would cost that signing a round trip).
             inner.clear_commitments(peer);
@@ -202,8 +271,8 @@ pub(super) async fn health_loop(inner: Weak<Inner>) {
             *held = now;
             changed
         });
-        // A storage failure was logged where it happened.
-        if !changed || !storage_ok {
+        // A storage failure, and giving way for slowness, were logged where they happened.
+        if !changed || !storage_ok || paused {
             continue;
         }
         if now {
@@ -242,6 +311,25 @@ mod tests {
         assert!(!can_coordinate(2, 1, false));
         assert!(!can_coordinate(2, 2, false));
         assert!(!can_coordinate(2, 0, true));
+    }
+
+    #[test]
+    fn a_lastingly_slow_link_gives_way_once_per_interval() {
+        let t0 = Instant::now();
+        let mut s = Slowness::default();
+        assert!(!s.observe(true, t0));
+        assert!(!s.observe(true, t0 + SLOW_FOR / 2));
+        assert!(s.observe(true, t0 + SLOW_FOR));
+        assert!(s.paused(t0 + SLOW_FOR));
+        assert!(!s.paused(t0 + SLOW_FOR + GIVE_WAY_FOR));
+        // Still slow: not again before the interval.
+        assert!(!s.observe(true, t0 + SLOW_FOR * 5));
+        assert!(s.observe(true, t0 + SLOW_FOR + SLOW_GIVE_WAY_EVERY));
+        // Recovered, then slow again: the clock of "slow for" starts over.
+        let t1 = t0 + SLOW_GIVE_WAY_EVERY * 3;
+        assert!(!s.observe(false, t1));
+        assert!(!s.observe(true, t1));
+        assert!(s.observe(true, t1 + SLOW_FOR));
     }
 
     #[test]

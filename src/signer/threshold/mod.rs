@@ -85,6 +85,8 @@ struct Inner {
     storage_failure: OnceLock<String>,
     /// What this cosigner knows of each peer's liveness and speed.
     peers: Mutex<BTreeMap<PeerId, health::PeerRecord>>,
+    /// Whether its own links are the slow part of the cluster.
+    slowness: Mutex<health::Slowness>,
     /// Whether this cosigner has learnt from its peers what the validator signed while it
     /// was away; until then it releases no share ([`gossip::CatchUp`]).
     caught_up: AtomicBool,
@@ -160,6 +162,7 @@ impl ThresholdSigner {
             quorum: watch::Sender::new(false),
             storage_failure: OnceLock::new(),
             peers: Mutex::new(BTreeMap::new()),
+            slowness: Mutex::new(health::Slowness::default()),
             background: Background::start()?,
             caught_up: AtomicBool::new(false),
             reports_rejected: AtomicU64::new(0),
