@@ -74,8 +74,10 @@ impl From<Message> for Reply {
 
 /// How long after a node's first request on a connection this cosigner counts as having just
 /// taken over from another signer, which may have died a moment ago unnoticed by its peers:
-/// its signings then ask every reachable peer at once.
-const TAKEOVER_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+/// its signings then ask every reachable peer at once. Long enough for the node's retry of
+/// the request the dead signer held and the next step or two; after that the first signing
+/// has told the engine which peer is silent.
+const TAKEOVER_WINDOW: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Resolves when `quorum` says the quorum is lost; never for a single key or once the signer
 /// is gone.

@@ -99,6 +99,11 @@ impl Inner {
         };
         let mut actions: VecDeque<Action> = engine.start(now, how).into();
         let mut wake = params.deadline;
+        // The health records move on while a signing waits: a peer whose heartbeats stop
+        // is given up on at once rather than at the attempt timeout.
+        let mut health = tokio::time::interval(super::health::POLL);
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        health.tick().await;
         loop {
             while let Some(action) = actions.pop_front() {
                 match action {
@@ -142,6 +147,10 @@ impl Inner {
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {
                     actions.extend(engine.on_time(Instant::now()));
+                }
+                _ = health.tick() => {
+                    let now = Instant::now();
+                    actions.extend(engine.on_suspects(now, &self.suspects(now)));
                 }
             }
         }

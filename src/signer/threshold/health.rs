@@ -176,6 +176,20 @@ impl Inner {
         }
     }
 
+    /// The peers whose records say they are silent now.
+    pub(super) fn suspects(&self, now: Instant) -> std::collections::BTreeSet<PeerId> {
+        self.peers
+            .lock()
+            .map(|records| {
+                records
+                    .iter()
+                    .filter(|(_, r)| r.health.is_connected() && r.suspect(now))
+                    .map(|(p, _)| *p)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// `peer` cannot sign for a while (its sign state failed).
     pub(super) fn avoid(&self, peer: PeerId) {
         if let Ok(mut records) = self.peers.lock() {

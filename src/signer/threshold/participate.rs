@@ -111,9 +111,6 @@ impl Inner {
             Ok(response) => Ok(ClusterResponse::Signed(response)),
             Err(refusal) => {
                 warn!(coordinator, kind = ?refusal.kind, "refused to sign: {}", refusal.reason);
-                if refusal.kind == RefusalKind::Storage {
-                    self.storage_failed(&refusal.reason);
-                }
                 Err(refusal)
             }
         }
@@ -138,8 +135,16 @@ impl Inner {
         let (recorded_tx, recorded_rx) = std::sync::mpsc::sync_channel(1);
         let inner = self.clone();
         let record_and_tell = move || {
+            let recorded = record(&inner.watermarks, &doc);
+            // Here, not where the answer is awaited: a coordinator that finished with its
+            // peers' shares drops its own signing, and a failed write must still stop it.
+            if let Err(refusal) = &recorded {
+                if refusal.kind == RefusalKind::Storage {
+                    inner.storage_failed(&refusal.reason);
+                }
+            }
             // The receiver is gone only if this signing was abandoned: nothing to tell.
-            let _ = recorded_tx.send(record(&inner.watermarks, &doc));
+            let _ = recorded_tx.send(recorded);
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn_blocking(record_and_tell)),
