@@ -656,10 +656,19 @@ fn netns_coordinator_cut_off_from_peers_gives_way() {
     let procs = cluster.spawn_all();
     sim.wait_for_height(4);
     let coordinator = connected_cosigner(&procs).expect("a cosigner serves the node");
+    let isolated_at = Instant::now();
     net.isolate_from_peers(coordinator);
     assert_gives_way(&procs[coordinator]);
+    let gave_way = isolated_at.elapsed();
     let outcome = sim.outcome();
     outcome.assert_clean(&procs.iter().collect::<Vec<_>>());
+    eprintln!(
+        "coordinator {} cut off from its peers: no quorum logged after {gave_way:?}; the \
+         node's longest wait for a signature {:.0} ms ({})",
+        coordinator + 1,
+        outcome.report.longest_gap_ms,
+        outcome.report.longest_gap_request
+    );
     let others_served = procs
         .iter()
         .enumerate()
