@@ -730,9 +730,11 @@ fn slow_peer_routed_around(mut sim: Sim, procs: &[Proc], slow_down: impl FnOnce(
         after.len()
     );
     // Once its round trips show it slow, the slow peer is simply not chosen: hedging is for
-    // the surprise, not for every signing.
+    // the surprise, not for every signing. Surprises grow with the host's load (7 in 225
+    // signings on a quiet machine, 35 under a load average of 16 from parallel builds), so
+    // the bound is loose; a signing that asked the slow peer every time would give ~225.
     assert!(
-        extra as usize * 10 <= after.len(),
+        extra as usize * 3 <= after.len(),
         "{extra} extra shares over {} signings",
         after.len()
     );
