@@ -8,6 +8,8 @@
 //! failure leaves nothing behind.
 
 #![forbid(unsafe_code)]
+// Input decides whether these would panic; outside tests every failure is a typed error.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::collections::BTreeSet;
 use std::fmt;
