@@ -9,7 +9,8 @@
 //!
 //! The parts, one module each:
 //! - [`config`]: the `cosigner.toml` schema and its validation.
-//! - [`validator_key`]: reading CometBFT and tmkms key files.
+//! - [`validator_key`]: reading CometBFT and tmkms key files; [`key_forms`]: printing a
+//!   validator public key in every form.
 //! - [`consensus`]: what a signature is for: canonical sign bytes and height/round/step.
 //! - [`sign_state`]: double-sign rules and the durable watermark.
 //! - [`privval`]: the validator-facing side: SecretConnection, privval messages, sessions.
@@ -25,6 +26,7 @@ pub mod cluster;
 pub mod config;
 pub mod consensus;
 pub mod host_port;
+pub mod key_forms;
 pub mod privval;
 pub mod secret_file;
 pub mod shell;
