@@ -17,11 +17,13 @@
 //! - [`threshold`]: FROST key shares, nonces, participant and coordinator logic.
 //! - [`cluster`]: the cosigner-to-cosigner transport (QUIC with mutual TLS).
 //! - [`signer`]: the signers a privval session can be served by (single key, threshold).
+//! - [`ceremony`]: key ceremonies among the cosigners (DKG, Horcrux import), over the cluster.
 //! - [`staged_dir`]: writing directories of secrets atomically.
 //! - [`secret_file`]: reading secret files: private modes only, wiped buffers.
 //! - `testkit` (cargo feature `testkit` only): the property checks of the fuzz targets.
 #![forbid(unsafe_code)]
 
+pub mod ceremony;
 pub mod cluster;
 pub mod config;
 pub mod consensus;

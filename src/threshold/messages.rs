@@ -272,6 +272,9 @@ pub enum ClusterRequest {
     Signed(ValidatorSignature),
     /// "What are the highest signatures of the validator you know, per chain?"
     HighestSigned,
+    /// A key ceremony's request (`cosigner dkg`, `cosigner import-horcrux`). A signing
+    /// cosigner refuses it; a cosigner in a ceremony refuses everything else.
+    Ceremony(crate::ceremony::CeremonyRequest),
 }
 
 /// A peer's answer.
@@ -285,6 +288,8 @@ pub enum ClusterResponse {
     Noted,
     /// The answer to [`ClusterRequest::HighestSigned`]: at most one per chain.
     HighestSigned(Vec<ValidatorSignature>),
+    /// The answer to [`ClusterRequest::Ceremony`].
+    Ceremony(crate::ceremony::CeremonyResponse),
 }
 
 #[cfg(test)]
