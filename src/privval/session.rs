@@ -72,13 +72,12 @@ impl From<Message> for Reply {
     }
 }
 
-/// The quorum watch of a threshold signer; `None` (always able to sign) for a single key.
-fn quorum_watch(signer: &Signer) -> Option<watch::Receiver<bool>> {
-    match signer {
-        Signer::Threshold(t) => Some(t.quorum_watch()),
-        Signer::Single(_) => None,
-    }
-}
+/// How long after a node's first request on a connection this cosigner counts as having just
+/// taken over from another signer, which may have died a moment ago unnoticed by its peers:
+/// its signings then ask every reachable peer at once. Long enough for the node's retry of
+/// the request the dead signer held and the next step or two; after that the first signing
+/// has told the engine which peer is silent.
+const TAKEOVER_WINDOW: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Resolves when `quorum` says the quorum is lost; never for a single key or once the signer
 /// is gone.
@@ -98,7 +97,10 @@ fn has_quorum(quorum: &Option<watch::Receiver<bool>>) -> bool {
     quorum.as_ref().is_none_or(|rx| *rx.borrow())
 }
 
-/// Serves requests until the connection fails or goes idle.
+/// Serves requests until the connection fails or goes idle. A connection the node has not
+/// sent anything on yet is not idle but spare: the node holds it until its current signer's
+/// connection fails, and then needs it at once, so it is kept (TCP keep-alives tell whether
+/// the node is still there).
 pub async fn serve<S>(
     conn: &mut SecretConnection<S>,
     ctx: &SessionContext,
@@ -110,22 +112,32 @@ where
     let idle = ctx.timeouts.idle;
     let write = ctx.timeouts.write;
     let mut out = Vec::with_capacity(512);
-    let mut quorum = quorum_watch(signer);
+    let mut quorum = signer.availability();
+    let mut first_request: Option<Instant> = None;
     loop {
         // A cancelled read leaves the stream mid-frame, but the connection is dropped then.
-        let message = tokio::select! {
-            read = tokio::time::timeout(idle, read_message(conn)) => {
-                read.map_err(|_| SessionError::Idle(idle))??
+        let serving = first_request.is_some();
+        let read = async {
+            if serving {
+                tokio::time::timeout(idle, read_message(conn))
+                    .await
+                    .map_err(|_| SessionError::Idle(idle))?
+            } else {
+                read_message(conn).await
             }
+        };
+        let message = tokio::select! {
+            read = read => read?,
             _ = quorum_lost(&mut quorum) => return Err(SessionError::NoQuorum),
         };
+        let takeover = first_request.get_or_insert_with(Instant::now).elapsed() < TAKEOVER_WINDOW;
         let request = Request::from_message(message)?;
         if matches!(request, Request::SignVote(_) | Request::SignProposal(_))
             && !has_quorum(&quorum)
         {
             return Err(SessionError::NoQuorum);
         }
-        let reply = match reply(request, ctx, signer).await {
+        let reply = match reply(request, ctx, signer, takeover).await {
             Reply::Send(message) => message,
             Reply::GiveWay(reason) => return Err(SessionError::GaveWay(reason)),
         };
@@ -187,13 +199,13 @@ fn refusal(kind: RequestKind, description: impl Into<String>) -> Message {
 /// Answers one request. Never fails: anything we will not sign becomes an error reply.
 pub async fn answer(request: Request, ctx: &SessionContext, signer: &Signer) -> Message {
     let kind = request.kind();
-    match reply(request, ctx, signer).await {
+    match reply(request, ctx, signer, false).await {
         Reply::Send(message) => message,
         Reply::GiveWay(reason) => refusal(kind, reason),
     }
 }
 
-async fn reply(request: Request, ctx: &SessionContext, signer: &Signer) -> Reply {
+async fn reply(request: Request, ctx: &SessionContext, signer: &Signer, takeover: bool) -> Reply {
     let kind = request.kind();
     if let Some(chain_id) = request.chain_id() {
         if !signer.has_chain(chain_id) {
@@ -208,8 +220,8 @@ async fn reply(request: Request, ctx: &SessionContext, signer: &Signer) -> Reply
     match request {
         Request::Ping => messages::ping_response().into(),
         Request::PubKey(_) => messages::pubkey_response(ctx.protocol, &signer.public_key()).into(),
-        Request::SignVote(req) => sign(req, ctx, signer).await,
-        Request::SignProposal(req) => sign(req, ctx, signer).await,
+        Request::SignVote(req) => sign(req, ctx, signer, takeover).await,
+        Request::SignProposal(req) => sign(req, ctx, signer, takeover).await,
         Request::SignBytes(req) => sign_raw(req, ctx, signer).await.into(),
     }
 }
@@ -312,7 +324,12 @@ impl SignRequest for messages::SignProposalRequest {
 }
 
 /// Signs a vote or a proposal: the one path both take.
-async fn sign<R: SignRequest>(req: R, ctx: &SessionContext, signer: &Signer) -> Reply {
+async fn sign<R: SignRequest>(
+    req: R,
+    ctx: &SessionContext,
+    signer: &Signer,
+    takeover: bool,
+) -> Reply {
     let (doc, extension) = match req.docs(ctx.protocol) {
         Ok(docs) => docs,
         Err(rejected) => {
@@ -320,13 +337,13 @@ async fn sign<R: SignRequest>(req: R, ctx: &SessionContext, signer: &Signer) -> 
         }
     };
     let started = Instant::now();
-    match signer.sign(doc.clone(), extension).await {
+    match signer.sign(doc.clone(), extension, takeover).await {
         Ok(outcome) => {
             debug!(node = %ctx.label, kind = %R::KIND, chain = %doc.chain_id, hrs = %doc.hrs,
                    micros = started.elapsed().as_micros() as u64, "signed");
             req.signed(outcome).into()
         }
-        Err(e) => refused_sign(ctx, R::KIND, &doc, e, signer),
+        Err(e) => refused_sign(ctx, R::KIND, &doc, e),
     }
 }
 
@@ -373,22 +390,16 @@ fn refused(
     refusal(kind, reason)
 }
 
-/// A refusal is answered; a threshold signing that found no quorum is not (see the module
-/// doc): the node's retry then reaches a cosigner that can sign.
-fn refused_sign(
-    ctx: &SessionContext,
-    kind: RequestKind,
-    doc: &SignDoc,
-    error: SignError,
-    signer: &Signer,
-) -> Reply {
-    match (error, signer) {
-        (SignError::Unavailable(reason), Signer::Threshold(_)) => {
+/// A refusal is answered; a signing this cosigner gave up so that another may do it is not
+/// (see the module doc): the node's retry then reaches a cosigner that can sign.
+fn refused_sign(ctx: &SessionContext, kind: RequestKind, doc: &SignDoc, error: SignError) -> Reply {
+    match error {
+        SignError::GiveWay(reason) => {
             warn!(node = %ctx.label, %kind, chain = %doc.chain_id, hrs = %doc.hrs,
                   "not signed, giving way so the node retries elsewhere: {reason}");
             Reply::GiveWay(reason)
         }
-        (error, _) => refused(ctx, kind, Some(doc), error.to_string()).into(),
+        error => refused(ctx, kind, Some(doc), error.to_string()).into(),
     }
 }
 

@@ -11,9 +11,6 @@ pub mod aggregate;
 pub mod inventory;
 pub mod session;
 
-use std::collections::BTreeSet;
-use std::time::Duration;
-
 pub use aggregate::{aggregate, AggregateError};
 pub use inventory::{CommitmentInventory, DEFAULT_MAX_PER_PARTICIPANT};
 pub use session::{
@@ -21,58 +18,12 @@ pub use session::{
     UPCOMING_PER_PARTICIPANT,
 };
 
-use super::messages::PeerId;
-
-/// A peer the coordinator could ask, with what it knows about it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Candidate {
-    pub id: PeerId,
-    /// Recent round-trip time; zero for ourselves.
-    pub rtt: Duration,
-    /// Commitments of this peer in our inventory.
-    pub available: usize,
-}
-
-/// Ourselves plus the `threshold - 1` fastest other candidates that have enough commitments
-/// (one, or two with a vote extension) and are not excluded; ourselves first. `None` if
-/// we are excluded, lack commitments ourselves (we must be among `candidates`), or too few
-/// peers qualify.
-pub fn choose_participants(
-    self_id: PeerId,
-    threshold: u16,
-    candidates: &[Candidate],
-    excluded: &BTreeSet<PeerId>,
-    with_extension: bool,
-) -> Option<Vec<PeerId>> {
-    let needed = if with_extension { 2 } else { 1 };
-    let usable = |c: &&Candidate| c.available >= needed && !excluded.contains(&c.id);
-    let threshold = usize::from(threshold);
-    if threshold == 0 {
-        return None;
-    }
-    candidates.iter().filter(usable).find(|c| c.id == self_id)?;
-    let mut peers: Vec<&Candidate> = candidates
-        .iter()
-        .filter(usable)
-        .filter(|c| c.id != self_id)
-        .collect();
-    peers.sort_by_key(|c| (c.rtt, c.id));
-    let mut seen = BTreeSet::new();
-    peers.retain(|c| seen.insert(c.id));
-    if peers.len() < threshold - 1 {
-        return None;
-    }
-    let mut chosen = vec![self_id];
-    chosen.extend(peers.iter().take(threshold - 1).map(|c| c.id));
-    Some(chosen)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::consensus::Step;
-    use crate::threshold::messages::SignRequest;
     use crate::threshold::messages::{ClusterRequest, ClusterResponse, RefusalKind, Share};
+    use crate::threshold::messages::{PeerId, SignRequest};
     use crate::threshold::participant::testkit::*;
     use crate::threshold::participant::Participant;
     use frost_ed25519::keys::PublicKeyPackage;
@@ -101,22 +52,12 @@ mod tests {
         inventory
     }
 
-    fn candidates(
-        group: &[Participant],
-        inventory: &CommitmentInventory,
-        self_id: PeerId,
-    ) -> Vec<Candidate> {
-        group
-            .iter()
-            .map(|p| Candidate {
-                id: p.id(),
-                rtt: if p.id() == self_id {
-                    Duration::ZERO
-                } else {
-                    Duration::from_millis(u64::from(p.id()))
-                },
-                available: inventory.available(p.id()),
-            })
+    /// This coordinator and the first `t - 1` others: whom the engine would pick among
+    /// equally fast peers.
+    fn choose(group: &[Participant], self_id: PeerId, t: u16) -> Vec<PeerId> {
+        std::iter::once(self_id)
+            .chain(group.iter().map(|p| p.id()).filter(|p| *p != self_id))
+            .take(usize::from(t))
             .collect()
     }
 
@@ -161,8 +102,7 @@ mod tests {
         let watermarks: Vec<_> = (0..n).map(|_| RecordingWatermark::default()).collect();
         let mut inventory = fill(&group, self_id, 4);
         for height in 1..=3 {
-            let cands = candidates(&group, &inventory, self_id);
-            let chosen = choose_participants(self_id, t, &cands, &BTreeSet::new(), false).unwrap();
+            let chosen = choose(&group, self_id, t);
             assert_eq!(chosen.len(), usize::from(t));
             assert_eq!(chosen[0], self_id);
             let msg = vote_bytes(CHAIN, height, 0, Step::Prevote, Some("B"));
@@ -224,14 +164,7 @@ mod tests {
         let (group, pkp) = group(2, 3);
         let watermarks: Vec<_> = (0..3).map(|_| RecordingWatermark::default()).collect();
         let mut inventory = fill(&group, 1, 4);
-        let chosen = choose_participants(
-            1,
-            2,
-            &candidates(&group, &inventory, 1),
-            &BTreeSet::new(),
-            true,
-        )
-        .unwrap();
+        let chosen = choose(&group, 1, 2);
         let vote = vote_bytes(CHAIN, 5, 1, Step::Precommit, Some("B"));
         let ext = ext_bytes(CHAIN, 5, 1, "hello");
         let (request, mut session) =
@@ -333,47 +266,6 @@ mod tests {
         // The coordinator's inventory no longer holds them either.
         assert_eq!(inventory.available(1), 0);
         assert_eq!(inventory.available(2), 0);
-    }
-
-    #[test]
-    fn choose_prefers_fast_peers_with_commitments() {
-        let c = |id, ms, available| Candidate {
-            id,
-            rtt: Duration::from_millis(ms),
-            available,
-        };
-        let cands = [
-            c(1, 0, 5),
-            c(2, 30, 5),
-            c(3, 10, 0),
-            c(4, 20, 1),
-            c(5, 5, 3),
-        ];
-        let none = BTreeSet::new();
-        assert_eq!(
-            choose_participants(1, 3, &cands, &none, false),
-            Some(vec![1, 5, 4])
-        );
-        // With an extension, peer 4 (one commitment) no longer qualifies.
-        assert_eq!(
-            choose_participants(1, 3, &cands, &none, true),
-            Some(vec![1, 5, 2])
-        );
-        let excluded: BTreeSet<_> = [5].into();
-        assert_eq!(
-            choose_participants(1, 3, &cands, &excluded, false),
-            Some(vec![1, 4, 2])
-        );
-        assert_eq!(choose_participants(1, 4, &cands, &excluded, false), None);
-        // We must take part ourselves.
-        assert_eq!(choose_participants(1, 2, &cands, &[1].into(), false), None);
-        assert_eq!(choose_participants(9, 2, &cands, &none, false), None);
-        // A peer listed twice counts once.
-        let twice = [c(1, 0, 5), c(2, 1, 5), c(3, 9, 5), c(2, 5, 5)];
-        assert_eq!(
-            choose_participants(1, 3, &twice, &none, false),
-            Some(vec![1, 2, 3])
-        );
     }
 
     #[test]
