@@ -61,6 +61,8 @@ enum KeyPhase {
 
 /// The result: this cosigner's share and the group's key, proven by the test signature.
 pub struct Keys {
+    /// The generation number the share file gets.
+    pub epoch: u32,
     pub key_package: KeyPackage,
     pub public_key_package: PublicKeyPackage,
     pub group_key: [u8; 32],
@@ -539,6 +541,7 @@ impl Machine {
             id: self.me,
             threshold: self.threshold,
             shares: self.shares,
+            epoch: 0,
             key_package,
             public_key_package,
         };
@@ -560,6 +563,7 @@ impl Machine {
             }
         }
         self.keys = Some(Keys {
+            epoch: file.epoch,
             key_package: file.key_package.clone(),
             public_key_package: file.public_key_package.clone(),
             group_key,

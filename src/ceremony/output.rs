@@ -65,6 +65,7 @@ pub fn stage_share(
         id: me,
         threshold,
         shares,
+        epoch: keys.epoch,
         key_package: keys.key_package.clone(),
         public_key_package: keys.public_key_package.clone(),
     };
