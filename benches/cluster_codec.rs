@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cosigner::cluster::wire::{decode_body, decode_header, encode, HEADER_LEN};
+use cosigner::threshold::epoch::EpochId;
 use cosigner::threshold::messages::{
     ClusterRequest, ClusterResponse, Commitment, PeerId, Share, SignPart, SignRequest, SignResponse,
 };
@@ -52,12 +53,14 @@ fn bench_codec(c: &mut Criterion) {
     for t in [2u16, 3, 5] {
         let cs = commitments(t);
         let plain = ClusterRequest::Sign(SignRequest {
+            epoch: EpochId([0; 32]),
             vote: part(&cs),
             extension: None,
             upcoming: Default::default(),
         });
         let ext_cs = commitments(t);
         let with_ext = ClusterRequest::Sign(SignRequest {
+            epoch: EpochId([0; 32]),
             vote: part(&cs),
             extension: Some(part(&ext_cs)),
             upcoming: Default::default(),

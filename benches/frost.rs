@@ -90,7 +90,14 @@ fn request(group: &[Participant], t: u16, height: i64) -> (SignRequest, SigningS
         let c = p.handle_commitments(COORDINATOR, 1, &mut OsRng).unwrap();
         inventory.add(*s, &c).unwrap();
     }
-    build_request(&mut inventory, &signers, precommit(height), None).unwrap()
+    build_request(
+        &mut inventory,
+        group[0].epoch(),
+        &signers,
+        precommit(height),
+        None,
+    )
+    .unwrap()
 }
 
 const SIZES: [(u16, u16); 3] = [(2, 3), (3, 5), (5, 7)];
@@ -218,8 +225,14 @@ fn bench_whole_signing(c: &mut Criterion) {
         g.bench_function(format!("{t}-of-{n}"), |b| {
             b.iter(|| {
                 height += 1;
-                let (req, mut session) =
-                    build_request(&mut inventory, &signers, precommit(height), None).unwrap();
+                let (req, mut session) = build_request(
+                    &mut inventory,
+                    group[0].epoch(),
+                    &signers,
+                    precommit(height),
+                    None,
+                )
+                .unwrap();
                 let mut refills = BTreeMap::new();
                 for p in &signers {
                     let resp = group[usize::from(*p) - 1]

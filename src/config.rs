@@ -333,7 +333,7 @@ impl LoadedConfig {
     /// the same cosigner number and threshold.
     pub fn load_key_share(&self, th: &ThresholdConfig) -> Result<KeyShare, KeyShareLoadError> {
         let path = self.resolve(&th.key_share);
-        let share = key_share::load(&path)?;
+        let share = key_share::load(&path).map_err(|e| self.pending_ceremony(th, e))?;
         if share.index() != th.id || share.threshold() != th.threshold {
             return Err(KeyShareLoadError::Mismatch {
                 path,
@@ -347,11 +347,52 @@ impl LoadedConfig {
     }
 }
 
+impl LoadedConfig {
+    /// A missing share of a directory made for a key ceremony (`ceremony.json` beside the
+    /// config) is not lost: it was never made. The error says which command makes it; `start`
+    /// and `check-config` ask this first, before anything else can fail on such a directory.
+    pub fn check_no_pending_ceremony(&self, th: &ThresholdConfig) -> Result<(), KeyShareLoadError> {
+        let path = self.resolve(&th.key_share);
+        if path.symlink_metadata().is_ok() {
+            return Ok(());
+        }
+        let ceremony = self.resolve(Path::new(crate::ceremony::CEREMONY_FILE));
+        match crate::ceremony::CeremonyFile::load(&ceremony) {
+            Ok(file) => Err(KeyShareLoadError::PendingCeremony {
+                path,
+                command: format!(
+                    "{} --config {}",
+                    file.kind.command(),
+                    crate::shell::quote(&self.path)
+                ),
+            }),
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn pending_ceremony(
+        &self,
+        th: &ThresholdConfig,
+        e: key_share::KeyShareError,
+    ) -> KeyShareLoadError {
+        match self.check_no_pending_ceremony(th) {
+            Err(pending) => pending,
+            Ok(()) => KeyShareLoadError::Load(e),
+        }
+    }
+}
+
 /// Why the key share the config names cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyShareLoadError {
     #[error(transparent)]
     Load(#[from] key_share::KeyShareError),
+    #[error(
+        "{}: no key share yet: this directory is waiting for its key ceremony. Run `{command}` \
+         on every cosigner host (all within its --timeout of each other), then start",
+        path.display()
+    )]
+    PendingCeremony { path: PathBuf, command: String },
     #[error(
         "{}: the key share is cosigner {share_id} of a {share_threshold}-of-n cluster, but the \
          config says cosigner {config_id} with threshold {config_threshold}",

@@ -9,7 +9,8 @@
 //!
 //! The parts, one module each:
 //! - [`config`]: the `cosigner.toml` schema and its validation.
-//! - [`validator_key`]: reading CometBFT and tmkms key files.
+//! - [`validator_key`]: reading CometBFT and tmkms key files; [`key_forms`]: printing a
+//!   validator public key in every form.
 //! - [`layout`]: the files of a cosigner directory.
 //! - [`consensus`]: what a signature is for: canonical sign bytes and height/round/step.
 //! - [`sign_state`]: double-sign rules and the durable watermark.
@@ -17,6 +18,7 @@
 //! - [`threshold`]: FROST key shares, nonces, participant and coordinator logic.
 //! - [`cluster`]: the cosigner-to-cosigner transport (QUIC with mutual TLS).
 //! - [`signer`]: the signers a privval session can be served by (single key, threshold).
+//! - [`ceremony`]: key ceremonies among the cosigners (DKG, Horcrux import), over the cluster.
 //! - [`staged_dir`]: writing directories of secrets atomically.
 //! - [`secret_file`]: reading secret files: private modes only, wiped buffers.
 //! - `testkit` (cargo feature `testkit` only): the property checks of the fuzz targets.
@@ -24,10 +26,12 @@
 // Input decides whether these would panic; outside tests every failure is a typed error.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod ceremony;
 pub mod cluster;
 pub mod config;
 pub mod consensus;
 pub mod host_port;
+pub mod key_forms;
 pub mod layout;
 pub mod privval;
 pub mod secret_file;

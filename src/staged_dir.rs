@@ -5,6 +5,10 @@
 //! renamed into place and the parent directory fsynced. Until [`StagedDir::commit`] succeeds
 //! the destination does not exist, and dropping an uncommitted `StagedDir` removes the
 //! temporary directory, so an error at any point leaves nothing behind.
+//!
+//! [`StagedFile`] does the same for one new file in an existing directory, in two steps, so
+//! that a key ceremony can have the file on disk before it knows the others agree, and
+//! publish it with one atomic, durable link once they do.
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
@@ -152,6 +156,86 @@ impl Drop for StagedDir {
     }
 }
 
+/// One new secret file, written and fsynced under a temporary name in its destination's
+/// directory, mode 0600, and published by [`StagedFile::commit`]. Dropping it uncommitted
+/// removes the temporary file.
+pub struct StagedFile {
+    destination: PathBuf,
+    staging: PathBuf,
+    committed: bool,
+}
+
+impl StagedFile {
+    /// The prefix of the temporary names of `destination`'s staged copies: left behind only
+    /// by a process that died between writing and committing, and safe to delete then.
+    pub fn staging_prefix(destination: &Path) -> Option<String> {
+        let name = destination.file_name()?;
+        Some(format!(".{}.tmp-", name.to_string_lossy()))
+    }
+
+    /// Writes `contents` next to `destination`, which must not exist yet.
+    pub fn write(destination: &Path, contents: &[u8]) -> Result<StagedFile, StagedDirError> {
+        if destination.symlink_metadata().is_ok() {
+            return Err(StagedDirError::Exists(destination.to_path_buf()));
+        }
+        let prefix = StagedFile::staging_prefix(destination)
+            .ok_or_else(|| StagedDirError::BadRelativePath(destination.to_path_buf()))?;
+        let mut suffix = [0u8; 8];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut suffix);
+        let staging = parent_of(destination).join(format!("{prefix}{}", hex::encode(suffix)));
+        let staged = StagedFile {
+            destination: destination.to_path_buf(),
+            staging,
+            committed: false,
+        };
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&staged.staging)
+            .map_err(io_err(&staged.staging))?;
+        // On an error `staged` is dropped, which removes what was written.
+        file.write_all(contents)
+            .and_then(|()| file.sync_all())
+            .map_err(io_err(&staged.staging))?;
+        Ok(staged)
+    }
+
+    /// Publishes the file under its name, durably. A hard link, unlike a rename, fails if
+    /// the destination appeared meanwhile, so an existing file is never replaced.
+    pub fn commit(mut self) -> Result<PathBuf, StagedDirError> {
+        std::fs::hard_link(&self.staging, &self.destination).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => StagedDirError::Exists(self.destination.clone()),
+            _ => StagedDirError::Io {
+                path: self.destination.clone(),
+                source: e,
+            },
+        })?;
+        self.committed = true;
+        std::fs::remove_file(&self.staging).map_err(io_err(&self.staging))?;
+        let parent = parent_of(&self.destination);
+        File::open(&parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&parent))?;
+        Ok(self.destination.clone())
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.staging);
+        }
+    }
+}
+
+fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +278,37 @@ mod tests {
         ));
         let staged = StagedDir::create(&parent.path().join("other")).unwrap();
         assert!(staged.write_file(Path::new("../escape"), b"x").is_err());
+    }
+
+    #[test]
+    fn a_staged_file_appears_only_on_commit_and_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("key_share.json");
+        let staged = StagedFile::write(&dest, b"secret").unwrap();
+        assert!(!dest.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        staged.commit().unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"secret");
+        let mode = std::fs::metadata(&dest).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert!(matches!(
+            StagedFile::write(&dest, b"other"),
+            Err(StagedDirError::Exists(_))
+        ));
+
+        let other = dir.path().join("second.json");
+        let staged = StagedFile::write(&other, b"x").unwrap();
+        std::fs::write(&other, b"appeared meanwhile").unwrap();
+        assert!(matches!(staged.commit(), Err(StagedDirError::Exists(_))));
+        assert_eq!(std::fs::read(&other).unwrap(), b"appeared meanwhile");
+        // The uncommitted copy is gone too.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        drop(StagedFile::write(&dir.path().join("third"), b"x").unwrap());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        assert_eq!(
+            StagedFile::staging_prefix(&dest).unwrap(),
+            ".key_share.json.tmp-"
+        );
     }
 }

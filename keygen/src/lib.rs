@@ -2,6 +2,9 @@
 //! self-contained directory per cosigner (share, TLS identity, SecretConnection identity,
 //! every chain's initial sign state, `cosigner.toml`).
 //!
+//! With `--dkg` or `--horcrux-pubkey` it writes the same directories without a share, for
+//! the cosigners to make theirs in a key ceremony ([`layout`]).
+//!
 //! The validator key is only read. Every input is checked before anything is written; the
 //! output is built in a temporary directory next to the destination and renamed into place
 //! only once it is complete, synced and re-loaded the way a cosigner would load it, so a
@@ -11,20 +14,21 @@
 // Input decides whether these would panic; outside tests every failure is a typed error.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod layout;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use clap::Parser;
-use cosigner::cluster::identity::{issue_cluster, IssueError};
+use cosigner::cluster::identity::{issue_cluster, IssueError, IssuedCluster, IssuedIdentity};
 use cosigner::config::{
     ChainConfig, Config, Mode, NodeConfig, PeerConfig, ThresholdConfig, Timeouts,
 };
 use cosigner::host_port::split_host_port;
+use cosigner::key_forms::{Bech32Error, PublicKeyForms};
 use cosigner::layout::{
     CLUSTER_CA_FILE, CONFIG_FILE, IDENTITY_KEY_FILE, KEY_SHARE_FILE, STATE_DIR, TLS_CERT_FILE,
     TLS_KEY_FILE,
@@ -39,8 +43,8 @@ use cosigner::validator_key::{
 };
 use rand_core::{CryptoRng, RngCore};
 
-/// Amino prefix of an Ed25519 public key in `valconspub` bech32 strings.
-const AMINO_ED25519_PUBKEY_PREFIX: [u8; 5] = [0x16, 0x24, 0xde, 0x64, 0x20];
+pub use cosigner::key_forms::{valcons, valconspub};
+
 const DEFAULT_NODE: &str = "tcp://127.0.0.1:26659";
 const FIRST_DEFAULT_PORT: u16 = 7101;
 
@@ -53,8 +57,21 @@ const FIRST_DEFAULT_PORT: u16 = 7101;
 )]
 pub struct Args {
     /// The validator key: CometBFT priv_validator_key.json or a tmkms softsign key (base64 seed).
-    #[arg(value_name = "KEY_FILE")]
-    pub key_file: PathBuf,
+    #[arg(
+        value_name = "KEY_FILE",
+        required_unless_present_any = ["dkg", "horcrux_pubkey"]
+    )]
+    pub key_file: Option<PathBuf>,
+    /// No key: write the directories without shares, for the cosigners to make a new key by
+    /// distributed key generation (`cosigner dkg` on every host). Nobody ever holds the key.
+    #[arg(long, conflicts_with_all = ["key_file", "horcrux_pubkey", "states"])]
+    pub dkg: bool,
+    /// No key here: write the directories without shares, for importing the Horcrux shards of
+    /// the validator key PUBKEY (base64 or hex of the 32-byte key, or a Horcrux shard's
+    /// `pubKey`) on each Horcrux host (`cosigner import-horcrux`). Give the cosigners in
+    /// Horcrux's shard order: `--cosigner` number i gets Horcrux shard i.
+    #[arg(long, value_name = "PUBKEY", conflicts_with = "key_file")]
+    pub horcrux_pubkey: Option<String>,
     /// How many cosigners must take part in every signature (t > n/2).
     #[arg(long, value_name = "T")]
     pub threshold: u16,
@@ -111,6 +128,8 @@ pub enum SplitError {
     BadNode { address: String, problem: String },
     #[error("--bech32-prefix `{0}`: expected lowercase letters and digits, like `cosmos`")]
     BadPrefix(String),
+    #[error("--horcrux-pubkey `{0}`: expected base64 or hex of a 32-byte Ed25519 public key, or a Horcrux shard's pubKey")]
+    BadPublicKey(String),
     #[error("{}: already exists; refusing to overwrite (move it away or choose another --out)", .0.display())]
     OutputExists(PathBuf),
     #[error("{}: cannot write here: {problem}", path.display())]
@@ -132,8 +151,8 @@ pub enum SplitError {
     SeedState { chain: String, source: ImportError },
     #[error("written output failed its check: {0}")]
     Check(String),
-    #[error("bech32 encoding failed: {0}")]
-    Bech32(String),
+    #[error(transparent)]
+    Bech32(#[from] Bech32Error),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SplitError + '_ {
@@ -154,11 +173,24 @@ pub struct CosignerAddress {
     pub listen: SocketAddr,
 }
 
+/// Where the cosigners' shares come from.
+#[derive(Debug)]
+pub enum Source {
+    /// Deal this key now.
+    Split {
+        key_file: PathBuf,
+        key: Box<ValidatorKey>,
+    },
+    /// A new key, made by the cosigners (`cosigner dkg`).
+    Dkg,
+    /// The key with this public key, from its Horcrux shards (`cosigner import-horcrux`).
+    Horcrux { public_key: [u8; 32] },
+}
+
 /// Everything checked and ready to write; building a plan writes nothing.
 #[derive(Debug)]
 pub struct Plan {
-    pub key_file: PathBuf,
-    pub key: ValidatorKey,
+    pub source: Source,
     pub threshold: u16,
     pub shares: u16,
     pub out: PathBuf,
@@ -220,21 +252,31 @@ pub fn plan(args: &Args) -> Result<Plan, SplitError> {
     }
 
     if let Some(prefix) = &args.bech32_prefix {
-        let ok = !prefix.is_empty()
-            && prefix.len() <= 30
-            && prefix
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        if !ok {
+        if cosigner::key_forms::check_prefix(prefix).is_err() {
             return Err(SplitError::BadPrefix(prefix.clone()));
         }
     }
 
     let (out, parent) = output_location(&args.out)?;
-    let (key, _) = ValidatorKey::load_source(&args.key_file)?;
+    let source = match (&args.key_file, &args.horcrux_pubkey, args.dkg) {
+        (Some(key_file), None, false) => Source::Split {
+            key_file: key_file.clone(),
+            key: Box::new(ValidatorKey::load_source(key_file)?.0),
+        },
+        (None, Some(public_key), false) => Source::Horcrux {
+            public_key: layout::parse_public_key(public_key)
+                .ok_or_else(|| SplitError::BadPublicKey(public_key.clone()))?,
+        },
+        (None, None, true) => Source::Dkg,
+        // clap refuses these combinations; a library caller may not have used clap.
+        _ => {
+            return Err(SplitError::Check(
+                "give exactly one of KEY_FILE, --dkg and --horcrux-pubkey".into(),
+            ))
+        }
+    };
     Ok(Plan {
-        key_file: args.key_file.clone(),
-        key,
+        source,
         threshold: t,
         shares: n,
         out,
@@ -310,23 +352,6 @@ fn output_location(out: &Path) -> Result<(PathBuf, PathBuf), SplitError> {
     }
 }
 
-/// The bech32 `valconspub` string of an Ed25519 consensus key.
-pub fn valconspub(prefix: &str, public_key: &[u8; 32]) -> Result<String, SplitError> {
-    let mut data = AMINO_ED25519_PUBKEY_PREFIX.to_vec();
-    data.extend_from_slice(public_key);
-    bech32_encode(&format!("{prefix}valconspub"), &data)
-}
-
-/// The bech32 `valcons` address of a validator address.
-pub fn valcons(prefix: &str, address: &[u8; 20]) -> Result<String, SplitError> {
-    bech32_encode(&format!("{prefix}valcons"), address)
-}
-
-fn bech32_encode(hrp: &str, data: &[u8]) -> Result<String, SplitError> {
-    let hrp = bech32::Hrp::parse(hrp).map_err(|e| SplitError::Bech32(e.to_string()))?;
-    bech32::encode::<bech32::Bech32>(hrp, data).map_err(|e| SplitError::Bech32(e.to_string()))
-}
-
 /// What was written, for the operator.
 #[derive(Debug)]
 pub struct Report {
@@ -335,10 +360,7 @@ pub struct Report {
     pub threshold: u16,
     pub shares: u16,
     pub subsets_checked: usize,
-    pub address_hex: String,
-    pub public_key_base64: String,
-    pub valconspub: Option<String>,
-    pub valcons: Option<String>,
+    pub forms: PublicKeyForms,
     pub cosigners: Vec<CosignerAddress>,
     pub chain_ids: Vec<String>,
     pub nodes: Vec<NodeAddress>,
@@ -347,44 +369,102 @@ pub struct Report {
     pub seeded: Vec<(String, String)>,
 }
 
-/// Checks the inputs, deals the key and writes the cosigner directories.
-pub fn run<R: RngCore + CryptoRng>(args: &Args, rng: &mut R) -> Result<Report, SplitError> {
+/// What `split-key` wrote.
+#[derive(Debug)]
+pub enum Written {
+    /// A key dealt into shares.
+    Split(Report),
+    /// Directories for a key ceremony.
+    Layout(layout::Report),
+}
+
+impl fmt::Display for Written {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Written::Split(r) => r.fmt(f),
+            Written::Layout(r) => r.fmt(f),
+        }
+    }
+}
+
+/// Checks the inputs, deals the key (or prepares a ceremony) and writes the directories.
+pub fn run<R: RngCore + CryptoRng>(args: &Args, rng: &mut R) -> Result<Written, SplitError> {
     let plan = plan(args)?;
     write(&plan, rng)
 }
 
-/// Deals the key of a checked plan and writes the directories atomically.
-pub fn write<R: RngCore + CryptoRng>(plan: &Plan, rng: &mut R) -> Result<Report, SplitError> {
-    let (t, n) = (plan.threshold, plan.shares);
-    let dealt = key_share::deal(&plan.key, t, n, rng)?;
-    let address_hex = plan.key.address_hex();
-    let cluster = issue_cluster(n, &format!("validator {address_hex}"))?;
-    let (valconspub, valcons) = match &plan.bech32_prefix {
-        Some(prefix) => (
-            Some(valconspub(prefix, &plan.key.public_key())?),
-            Some(valcons(prefix, &plan.key.address())?),
-        ),
-        None => (None, None),
-    };
+/// Writes the directories of a checked plan atomically.
+pub fn write<R: RngCore + CryptoRng>(plan: &Plan, rng: &mut R) -> Result<Written, SplitError> {
+    match &plan.source {
+        Source::Split { key_file, key } => split(plan, key_file, key, rng).map(Written::Split),
+        Source::Dkg | Source::Horcrux { .. } => layout::write(plan, rng).map(Written::Layout),
+    }
+}
 
-    let configs: Vec<Config> = (1..=n)
-        .map(|id| cosigner_config(plan, id, &cluster))
+/// Every cosigner's config, checked as a cosigner would check it.
+pub(crate) fn checked_configs(
+    plan: &Plan,
+    cluster: &IssuedCluster,
+) -> Result<Vec<Config>, SplitError> {
+    let configs: Vec<Config> = (1..=plan.shares)
+        .map(|id| cosigner_config(plan, id, cluster))
         .collect();
     for (config, id) in configs.iter().zip(1u16..) {
         config.validate().map_err(|(field, problem)| {
             SplitError::Check(format!("cosigner-{id} config: {field}: {problem}"))
         })?;
     }
+    Ok(configs)
+}
 
-    // Built next to the destination and renamed into place; dropping it on any early
-    // return removes everything it holds.
-    let staged = StagedDir::create(&plan.out).map_err(|e| match e {
+/// Starts the output directory: built next to the destination and renamed into place;
+/// dropping it on any early return removes everything it holds.
+pub(crate) fn stage_output(plan: &Plan) -> Result<StagedDir, SplitError> {
+    StagedDir::create(&plan.out).map_err(|e| match e {
         StagedDirError::Exists(path) => SplitError::OutputExists(path),
         other => SplitError::OutputLocation {
             path: plan.out.clone(),
             problem: other.to_string(),
         },
-    })?;
+    })
+}
+
+/// Writes what every cosigner directory has whatever its share's origin: its TLS identity,
+/// the cluster CA, a fresh SecretConnection identity and `cosigner.toml`.
+pub(crate) fn write_identity<R: RngCore + CryptoRng>(
+    staged: &StagedDir,
+    dir: &Path,
+    identity: &IssuedIdentity,
+    cluster: &IssuedCluster,
+    config_text: &str,
+    rng: &mut R,
+) -> Result<(), SplitError> {
+    staged.write_file(&dir.join(TLS_CERT_FILE), identity.cert_pem.as_bytes())?;
+    staged.write_file(&dir.join(TLS_KEY_FILE), identity.key_pem.as_bytes())?;
+    staged.write_file(&dir.join(CLUSTER_CA_FILE), cluster.ca_cert_pem.as_bytes())?;
+    let session_key = ed25519_dalek::SigningKey::generate(rng);
+    staged.write_file(
+        &dir.join(IDENTITY_KEY_FILE),
+        identity_key_file_contents(&session_key).as_bytes(),
+    )?;
+    staged.write_file(&dir.join(CONFIG_FILE), config_text.as_bytes())?;
+    Ok(())
+}
+
+/// Deals `key` and writes the directories atomically.
+fn split<R: RngCore + CryptoRng>(
+    plan: &Plan,
+    key_file: &Path,
+    key: &ValidatorKey,
+    rng: &mut R,
+) -> Result<Report, SplitError> {
+    let (t, n) = (plan.threshold, plan.shares);
+    let dealt = key_share::deal(key, t, n, rng)?;
+    let address_hex = key.address_hex();
+    let cluster = issue_cluster(n, &format!("validator {address_hex}"))?;
+    let forms = PublicKeyForms::new(&key.public_key(), plan.bech32_prefix.as_deref())?;
+    let configs = checked_configs(plan, &cluster)?;
+    let staged = stage_output(plan)?;
     for ((identity, file), config) in cluster
         .identities
         .iter()
@@ -406,30 +486,26 @@ pub fn write<R: RngCore + CryptoRng>(plan: &Plan, rng: &mut R) -> Result<Report,
             .to_json()
             .map_err(|e| SplitError::Check(format!("cannot encode share {}: {e}", file.id)))?;
         staged.write_file(&dir.join(KEY_SHARE_FILE), share_json.as_bytes())?;
-        staged.write_file(&dir.join(TLS_CERT_FILE), identity.cert_pem.as_bytes())?;
-        staged.write_file(&dir.join(TLS_KEY_FILE), identity.key_pem.as_bytes())?;
-        staged.write_file(&dir.join(CLUSTER_CA_FILE), cluster.ca_cert_pem.as_bytes())?;
-        let session_key = ed25519_dalek::SigningKey::generate(rng);
-        staged.write_file(
-            &dir.join(IDENTITY_KEY_FILE),
-            identity_key_file_contents(&session_key).as_bytes(),
-        )?;
-        let text = format!("{}{}", config_header(plan, identity.id), config.to_toml());
-        staged.write_file(&dir.join(CONFIG_FILE), text.as_bytes())?;
+        let header = config_header(
+            identity.id,
+            &format!(
+                "share {} of a {t}-of-{n} FROST split of validator {address_hex}",
+                identity.id
+            ),
+        );
+        let text = format!("{header}{}", config.to_toml());
+        write_identity(&staged, &dir, identity, &cluster, &text, rng)?;
     }
-    check_written(staged.path(), plan, &dealt)?;
+    check_written(staged.path(), plan, key, &dealt)?;
     staged.commit()?;
 
     Ok(Report {
-        key_file: plan.key_file.clone(),
+        key_file: key_file.to_path_buf(),
         out: plan.out.clone(),
         threshold: t,
         shares: n,
         subsets_checked: dealt.subsets_checked(),
-        address_hex,
-        public_key_base64: BASE64.encode(plan.key.public_key()),
-        valconspub,
-        valcons,
+        forms,
         cosigners: plan.cosigners.clone(),
         chain_ids: plan.chain_ids.clone(),
         nodes: plan.nodes.clone(),
@@ -493,17 +569,15 @@ fn cosigner_config(
     }
 }
 
-fn config_header(plan: &Plan, id: u16) -> String {
+/// The comment at the top of a `cosigner.toml`; `what` says whose share it is.
+pub(crate) fn config_header(id: u16, what: &str) -> String {
     format!(
-        "# cosigner-{id}: share {id} of a {t}-of-{n} FROST split of validator {addr},\n\
+        "# cosigner-{id}: {what},\n\
          # written by split-key. Paths are relative to this file's directory.\n\
          #\n\
          # Each chain's sign state is in state/<chain-id>.state, written with this directory.\n\
          # A missing state file stops the start: it means lost history, and starting empty\n\
-         # could sign twice.\n\n",
-        t = plan.threshold,
-        n = plan.shares,
-        addr = plan.key.address_hex(),
+         # could sign twice.\n\n"
     )
 }
 
@@ -511,6 +585,7 @@ fn config_header(plan: &Plan, id: u16) -> String {
 fn check_written(
     root: &Path,
     plan: &Plan,
+    key: &ValidatorKey,
     dealt: &key_share::DealtShares,
 ) -> Result<(), SplitError> {
     let check = |what: String| SplitError::Check(what);
@@ -527,40 +602,54 @@ fn check_written(
         if share.index() != id
             || threshold.id != id
             || share.threshold() != plan.threshold
-            || share.group_public_key() != plan.key.public_key()
+            || share.group_public_key() != key.public_key()
             || share.public_key_package() != dealt.public_key_package()
         {
             return Err(check(format!(
                 "cosigner-{id}: share does not match what was dealt"
             )));
         }
-        load_identity_key(&loaded.resolve(&loaded.config.identity_key))
-            .map_err(|e| check(e.to_string()))?;
-        for path in [
-            &threshold.tls_cert,
-            &threshold.tls_key,
-            &threshold.cluster_ca,
-        ] {
-            let path = loaded.resolve(path);
-            let len = fs::metadata(&path).map_err(io_err(&path))?.len();
-            if len == 0 {
-                return Err(check(format!("{} is empty", path.display())));
-            }
+        check_identity_and_states(&loaded, threshold, plan, id, &plan.chain_ids)?;
+    }
+    Ok(())
+}
+
+/// Checks a written directory's identity files, and the sign state of `chains` against the
+/// plan's (seeded, or empty).
+pub(crate) fn check_identity_and_states(
+    loaded: &cosigner::config::LoadedConfig,
+    threshold: &ThresholdConfig,
+    plan: &Plan,
+    id: u16,
+    chains: &[String],
+) -> Result<(), SplitError> {
+    let check = |what: String| SplitError::Check(what);
+    load_identity_key(&loaded.resolve(&loaded.config.identity_key))
+        .map_err(|e| check(e.to_string()))?;
+    for path in [
+        &threshold.tls_cert,
+        &threshold.tls_key,
+        &threshold.cluster_ca,
+    ] {
+        let path = loaded.resolve(path);
+        let len = fs::metadata(&path).map_err(io_err(&path))?.len();
+        if len == 0 {
+            return Err(check(format!("{} is empty", path.display())));
         }
-        let state_dir = loaded.resolve(&loaded.config.state_dir);
-        for chain in &plan.chain_ids {
-            let expected = plan
-                .states
-                .iter()
-                .find(|(c, _)| c == chain)
-                .map_or_else(SignState::fresh, |(_, s)| s.clone());
-            let (_, state) = StateFile::open(&state_dir, chain)
-                .map_err(|e| check(format!("cosigner-{id}: {e}")))?;
-            if state != expected {
-                return Err(check(format!(
-                    "cosigner-{id}: the sign state of `{chain}` differs from what was written"
-                )));
-            }
+    }
+    let state_dir = loaded.resolve(&loaded.config.state_dir);
+    for chain in chains {
+        let expected = plan
+            .states
+            .iter()
+            .find(|(c, _)| c == chain)
+            .map_or_else(SignState::fresh, |(_, s)| s.clone());
+        let (_, state) =
+            StateFile::open(&state_dir, chain).map_err(|e| check(format!("cosigner-{id}: {e}")))?;
+        if state != expected {
+            return Err(check(format!(
+                "cosigner-{id}: the sign state of `{chain}` differs from what was written"
+            )));
         }
     }
     Ok(())
@@ -581,9 +670,67 @@ fn subsets_phrase(r: &Report) -> String {
     }
 }
 
+/// Chains, nodes, where each directory goes and which ports to open: printed alike for a
+/// split and for a ceremony's directories.
+pub(crate) fn write_deployment(
+    f: &mut fmt::Formatter<'_>,
+    out: &Path,
+    chain_ids: &[String],
+    nodes: &[NodeAddress],
+    protocol: ProtocolVersion,
+    cosigners: &[CosignerAddress],
+) -> fmt::Result {
+    let out = out.display();
+    writeln!(f, "chains:              {}", chain_ids.join(", "))?;
+    writeln!(
+        f,
+        "nodes (dialled by every cosigner, protocol {}): {}",
+        protocol.name(),
+        nodes
+            .iter()
+            .map(NodeAddress::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    writeln!(f)?;
+    writeln!(
+        f,
+        "Copy each directory to its host, keeping its permissions:"
+    )?;
+    for (i, c) in cosigners.iter().enumerate() {
+        writeln!(
+            f,
+            "  {out}/cosigner-{} -> the host at {} (listens on {})",
+            i + 1,
+            c.address,
+            c.listen
+        )?;
+    }
+    writeln!(f)?;
+    writeln!(
+        f,
+        "Open these UDP ports (QUIC) to the other cosigners, and nothing else to them:"
+    )?;
+    for (i, c) in cosigners.iter().enumerate() {
+        let others: Vec<&str> = cosigners
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, o)| o.host.as_str())
+            .collect();
+        writeln!(
+            f,
+            "  cosigner-{}: UDP {} from {}",
+            i + 1,
+            c.port,
+            others.join(", ")
+        )?;
+    }
+    writeln!(f)
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let out = self.out.display();
         writeln!(
             f,
             "Split {} into {} shares; any {} can sign ({}).",
@@ -593,59 +740,15 @@ impl fmt::Display for Report {
             subsets_phrase(self)
         )?;
         writeln!(f)?;
-        writeln!(f, "validator address:   {}", self.address_hex)?;
-        writeln!(f, "public key (base64): {}", self.public_key_base64)?;
-        if let (Some(pubkey), Some(address)) = (&self.valconspub, &self.valcons) {
-            writeln!(f, "valconspub:          {pubkey}")?;
-            writeln!(f, "valcons address:     {address}")?;
-        }
-        writeln!(f, "chains:              {}", self.chain_ids.join(", "))?;
-        writeln!(
+        write!(f, "{}", self.forms)?;
+        write_deployment(
             f,
-            "nodes (dialled by every cosigner, protocol {}): {}",
-            self.protocol.name(),
-            self.nodes
-                .iter()
-                .map(NodeAddress::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            &self.out,
+            &self.chain_ids,
+            &self.nodes,
+            self.protocol,
+            &self.cosigners,
         )?;
-        writeln!(f)?;
-        writeln!(
-            f,
-            "Copy each directory to its host, keeping its permissions:"
-        )?;
-        for (i, c) in self.cosigners.iter().enumerate() {
-            writeln!(
-                f,
-                "  {out}/cosigner-{} -> the host at {} (listens on {})",
-                i + 1,
-                c.address,
-                c.listen
-            )?;
-        }
-        writeln!(f)?;
-        writeln!(
-            f,
-            "Open these UDP ports (QUIC) to the other cosigners, and nothing else to them:"
-        )?;
-        for (i, c) in self.cosigners.iter().enumerate() {
-            let others: Vec<&str> = self
-                .cosigners
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, o)| o.host.as_str())
-                .collect();
-            writeln!(
-                f,
-                "  cosigner-{}: UDP {} from {}",
-                i + 1,
-                c.port,
-                others.join(", ")
-            )?;
-        }
-        writeln!(f)?;
         writeln!(
             f,
             "Next: remove {} from the validator host (any host holding it can sign alone and \
@@ -679,19 +782,6 @@ impl fmt::Display for Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn valconspub_uses_the_amino_prefix() {
-        let s = valconspub("cosmos", &[0; 32]).unwrap();
-        // Every Ed25519 valconspub starts like this: the amino prefix bytes in bech32.
-        assert!(s.starts_with("cosmosvalconspub1zcjduepq"), "{s}");
-        let (hrp, data) = bech32::decode(&s).unwrap();
-        assert_eq!(hrp.as_str(), "cosmosvalconspub");
-        assert_eq!(&data[..5], &AMINO_ED25519_PUBKEY_PREFIX);
-        assert!(valcons("cosmos", &[1; 20])
-            .unwrap()
-            .starts_with("cosmosvalcons1"));
-    }
 
     #[test]
     fn listens_on_ips_and_on_all_interfaces_for_names() {

@@ -11,6 +11,9 @@ use cosigner::validator_key::{self, ValidatorKey};
 
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
     let loaded = Config::load(config_path)?;
+    if let Some(th) = loaded.config.threshold() {
+        loaded.check_no_pending_ceremony(th)?;
+    }
     let config = &loaded.config;
     let identity = validator_key::load_identity_key(&loaded.resolve(&config.identity_key))?;
     println!("config:        {}", config_path.display());

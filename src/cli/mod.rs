@@ -1,6 +1,8 @@
 //! Command-line parsing and dispatch. Each subcommand lives in its own module.
 
 mod check_config;
+mod dkg;
+mod import_horcrux;
 mod init_single;
 mod start;
 mod state;
@@ -37,6 +39,13 @@ enum Command {
     /// Show or import the double-sign state.
     #[command(subcommand)]
     State(state::Command),
+    /// Make a new validator key with the other cosigners (distributed key generation), in a
+    /// directory from `split-key --dkg`. Run it on every host at about the same time.
+    Dkg(dkg::Args),
+    /// Turn this host's Horcrux shard and sign state into this cosigner's share and
+    /// watermark, with the other hosts, in a directory from `split-key --horcrux-pubkey`.
+    /// Run it on every Horcrux host (Horcrux stopped) at about the same time.
+    ImportHorcrux(import_horcrux::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -45,5 +54,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig { config } => check_config::run(&config),
         Command::InitSingle(args) => init_single::run(args),
         Command::State(cmd) => state::run(cmd),
+        Command::Dkg(args) => dkg::run(args),
+        Command::ImportHorcrux(args) => import_horcrux::run(args),
     }
+}
+
+/// A ceremony's `--timeout`: long enough to start every host by hand, bounded.
+fn ceremony_timeout(seconds: u64) -> anyhow::Result<std::time::Duration> {
+    anyhow::ensure!(
+        (1..=3600).contains(&seconds),
+        "--timeout {seconds}: expected 1 to 3600 seconds"
+    );
+    Ok(std::time::Duration::from_secs(seconds))
 }

@@ -19,6 +19,9 @@ use cosigner::validator_key::{self, ValidatorKey};
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
     init_tracing();
     let loaded = Config::load(config_path)?;
+    if let Some(th) = loaded.config.threshold() {
+        loaded.check_no_pending_ceremony(th)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -26,7 +29,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     runtime.block_on(serve(loaded))
 }
 
-fn init_tracing() {
+pub(super) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

@@ -24,8 +24,9 @@ use super::PeerId;
 
 /// The ALPN protocol of the cluster transport; a peer speaking anything else is refused by
 /// the TLS handshake itself ("no application protocol"). Version 2: every connection opens
-/// with a hello and carries heartbeat datagrams.
-pub const ALPN: &[u8] = b"cosigner/2";
+/// with a hello and carries heartbeat datagrams. Version 3: signing requests carry the key
+/// epoch, and key ceremonies (DKG, Horcrux import, refresh) run over the same transport.
+pub const ALPN: &[u8] = b"cosigner/3";
 
 /// Keep-alives make a silent peer visible within the idle timeout, so a dead connection is
 /// replaced quickly instead of swallowing requests until their deadlines, and a coordinator

@@ -19,6 +19,8 @@ use frost_ed25519::keys::{generate_with_dealer, IdentifierList, KeyPackage, Publ
 use frost_ed25519::{round1, Identifier, SigningPackage};
 use rand_core::OsRng;
 
+use crate::threshold::epoch::EpochId;
+
 use super::fuzz::{sign_bytes, SignBytesOutcome};
 use super::{open_state, scratch_dir, watermarks, CHAIN};
 use crate::cluster::wire;
@@ -207,6 +209,8 @@ impl Run<'_> {
             ClusterRequest::Signed(report) => self.reported(&report),
             // Answered from memory: nothing to check beyond decoding.
             ClusterRequest::HighestSigned => {}
+            // Not for a signing participant, which refuses it without looking inside.
+            ClusterRequest::Ceremony(_) => {}
         }
     }
 
@@ -253,6 +257,11 @@ impl Run<'_> {
 
     /// Replaces references by real commitments (see the module doc).
     fn splice(&self, request: &mut SignRequest) {
+        // An all-zero epoch stands for the group's (which is random per run); any other is
+        // kept, and refused.
+        if request.epoch == EpochId([0; 32]) {
+            request.epoch = self.participant.epoch();
+        }
         let real = |owner: PeerId, c: &mut Commitment| {
             let pool = if owner == OWN_ID {
                 &self.ours[..]

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512};
 use zeroize::{Zeroize, Zeroizing};
 
+use super::epoch::KeyEpoch;
 pub use super::quorum::{check_threshold, ThresholdError, MAX_COSIGNERS};
 use crate::secret_file::{self, LooseMode, SecretFileProblem};
 use crate::validator_key::ValidatorKey;
@@ -88,6 +89,10 @@ pub struct KeyShareFile {
     pub id: u16,
     pub threshold: u16,
     pub shares: u16,
+    /// Which generation of shares of the key this is: 0 from a split or a DKG, one more at
+    /// every refresh ([`super::epoch`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u32,
     /// Secret: this cosigner's signing share.
     pub key_package: KeyPackage,
     pub public_key_package: PublicKeyPackage,
@@ -173,6 +178,10 @@ impl KeyShareFile {
     }
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// Counts what is written and keeps nothing.
 struct ByteCounter(usize);
 
@@ -193,6 +202,7 @@ pub struct KeyShare {
     file: KeyShareFile,
     id: Identifier,
     group_public_key: [u8; 32],
+    epoch: KeyEpoch,
 }
 
 impl KeyShare {
@@ -200,10 +210,12 @@ impl KeyShare {
     pub fn from_file(file: KeyShareFile) -> Result<KeyShare, KeyShareProblem> {
         let id = file.validate()?;
         let group_public_key = group_key_bytes(&file.public_key_package)?;
+        let epoch = KeyEpoch::of(file.epoch, &file.public_key_package);
         Ok(KeyShare {
             file,
             id,
             group_public_key,
+            epoch,
         })
     }
 
@@ -229,6 +241,14 @@ impl KeyShare {
     }
     pub fn shares(&self) -> u16 {
         self.file.shares
+    }
+    /// Which generation of shares this is.
+    pub fn epoch(&self) -> KeyEpoch {
+        self.epoch
+    }
+    /// The file as loaded.
+    pub fn file(&self) -> &KeyShareFile {
+        &self.file
     }
 }
 
@@ -361,6 +381,7 @@ pub fn deal<R: RngCore + CryptoRng>(
             id: index,
             threshold,
             shares,
+            epoch: 0,
             key_package: key_package.clone(),
             public_key_package: public_key_package.clone(),
         };

@@ -14,6 +14,8 @@ use frost_ed25519::round2::SignatureShare;
 use frost_ed25519::Identifier;
 use serde::{Deserialize, Serialize};
 
+use super::epoch::EpochId;
+
 /// A cosigner's number in the cluster, as in `cosigner.toml` and the key share: 1..=n. It is
 /// also its FROST identifier (the dealer splits with `IdentifierList::Default`).
 pub type PeerId = u16;
@@ -137,6 +139,9 @@ pub struct SignPart {
 /// "Sign this with the nonces behind these commitments."
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignRequest {
+    /// The coordinator's generation of shares: a participant of another refuses
+    /// ([`RefusalKind::Epoch`]), so a signing never mixes shares of two generations.
+    pub epoch: EpochId,
     /// The vote or proposal.
     pub vote: SignPart,
     /// The vote extension of a non-nil precommit: same participants, different commitments.
@@ -197,6 +202,9 @@ pub enum RefusalKind {
     /// cosigner directory) and serves neither until one is gone; the reason names both
     /// addresses. The requester is one of the two: it has a twin.
     Duplicate,
+    /// The coordinator and this participant hold shares of different generations (one of
+    /// them missed a refresh, or runs on a restored backup).
+    Epoch,
 }
 
 /// A participant's "no", with a reason the coordinator can log.
@@ -272,6 +280,9 @@ pub enum ClusterRequest {
     Signed(ValidatorSignature),
     /// "What are the highest signatures of the validator you know, per chain?"
     HighestSigned,
+    /// A key ceremony's request (`cosigner dkg`, `cosigner import-horcrux`). A signing
+    /// cosigner refuses it; a cosigner in a ceremony refuses everything else.
+    Ceremony(crate::ceremony::CeremonyRequest),
 }
 
 /// A peer's answer.
@@ -285,11 +296,14 @@ pub enum ClusterResponse {
     Noted,
     /// The answer to [`ClusterRequest::HighestSigned`]: at most one per chain.
     HighestSigned(Vec<ValidatorSignature>),
+    /// The answer to [`ClusterRequest::Ceremony`].
+    Ceremony(crate::ceremony::CeremonyResponse),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::threshold::epoch::EpochId;
     use rand_core::OsRng;
 
     #[test]
@@ -346,14 +360,15 @@ mod tests {
             commitments: [(1, c), (2, c)].into(),
         };
         let req = ClusterRequest::Sign(SignRequest {
+            epoch: EpochId([0; 32]),
             vote: part,
             extension: None,
             upcoming: Default::default(),
         });
-        // 150 B of sign bytes plus two 64-byte commitments plus small framing; frost's stock
-        // SigningPackage encoding of the same is 360 B.
+        // 150 B of sign bytes plus two 64-byte commitments, the 32-byte key epoch, plus
+        // small framing; frost's stock SigningPackage encoding of the same is 360 B.
         let len = bincode::serialize(&req).unwrap().len();
-        assert!(len <= 150 + 2 * 66 + 32, "{len} bytes");
+        assert!(len <= 150 + 2 * 66 + 32 + 32, "{len} bytes");
         let resp = ClusterResponse::Signed(SignResponse {
             share: Share([3; 32]),
             extension_share: None,

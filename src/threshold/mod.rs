@@ -1,5 +1,6 @@
 //! FROST threshold signing, kept free of network I/O:
 //! - [`key_share`]: importing the validator's seed, dealing shares, share files.
+//! - [`epoch`]: which generation of shares a cosigner holds (a refresh makes a new one).
 //! - [`nonces`]: this cosigner's secret nonces, in memory only, each used at most once.
 //! - [`participant`]: deciding on a peer's sign request and producing a share.
 //! - [`coordinator`]: choosing participants, building requests, aggregating shares.
@@ -9,6 +10,7 @@
 //! - [`health`]: round-trip estimates and suspicion of silent peers.
 
 pub mod coordinator;
+pub mod epoch;
 pub mod health;
 pub mod key_share;
 pub mod messages;

@@ -21,6 +21,7 @@ use frost_ed25519::round1::{SigningCommitments, SigningNonces};
 use frost_ed25519::{round2, Identifier, SigningPackage};
 
 use super::coordinator::UPCOMING_PER_PARTICIPANT;
+use super::epoch::EpochId;
 use super::messages::{
     identifier_of, peer_of, Commitment, DecodedPart, DecodedRequest, PeerId, Refusal, RefusalKind,
     Share, SignPart, SignRequest, SignResponse, MAX_COMMITMENTS_PER_MESSAGE, MAX_SIGN_BYTES,
@@ -72,6 +73,8 @@ pub struct Participant {
     key_package: KeyPackage,
     public_key_package: PublicKeyPackage,
     threshold: u16,
+    /// Our generation of shares; requests of another are refused.
+    epoch: EpochId,
     /// Every cosigner of the group (ourselves included), from the public key package.
     members: BTreeMap<PeerId, Identifier>,
     nonces: Mutex<NoncePool>,
@@ -178,6 +181,7 @@ impl Participant {
         Ok(Participant {
             own_id,
             key_package,
+            epoch: EpochId::of(&public_key_package),
             public_key_package,
             threshold,
             members,
@@ -194,6 +198,11 @@ impl Participant {
 
     pub fn id(&self) -> PeerId {
         self.own_id
+    }
+
+    /// Our generation of shares.
+    pub fn epoch(&self) -> EpochId {
+        self.epoch
     }
 
     pub fn threshold(&self) -> u16 {
@@ -301,6 +310,15 @@ impl Participant {
         req: &SignRequest,
     ) -> Result<DecodedRequest, Refusal> {
         self.check_coordinator(coordinator)?;
+        if req.epoch != self.epoch {
+            return Err(Refusal::new(
+                RefusalKind::Epoch,
+                format!(
+                    "coordinator {coordinator} signs with key epoch {}, cosigner {} holds key                      epoch {}: shares of two generations do not combine (one of the two missed                      a refresh or runs on a restored backup; `cosigner start` on it reports                      its epoch)",
+                    req.epoch, self.own_id, self.epoch
+                ),
+            ));
+        }
         Ok(DecodedRequest {
             vote: self.decode_part(coordinator, "vote", &req.vote)?,
             extension: req
@@ -755,6 +773,7 @@ mod tests {
 
     fn vote_request(group: &[Participant], coordinator: PeerId, signers: &[PeerId]) -> SignRequest {
         SignRequest {
+            epoch: group[0].epoch(),
             vote: part(group, coordinator, signers, precommit()),
             extension: None,
             upcoming: Default::default(),
@@ -797,6 +816,30 @@ mod tests {
         let authorized = wm.authorized.lock().unwrap();
         assert_eq!(authorized.len(), 1);
         assert_eq!(authorized[0].hrs.height, 10);
+    }
+
+    #[test]
+    fn a_request_of_another_key_epoch_is_refused_before_its_nonce_is_used() {
+        let (other, _) = group(2, 3);
+        let (group, _) = group(2, 3);
+        let wm = RecordingWatermark::default();
+        let mut req = vote_request(&group, 1, &[1, 2]);
+        req.epoch = other[0].epoch();
+        let refused = group[1]
+            .handle_sign(1, &wire(&req), &wm, &mut OsRng)
+            .unwrap_err();
+        assert_eq!(refused.kind, RefusalKind::Epoch);
+        assert!(
+            refused.reason.contains(&group[1].epoch().to_string())
+                && refused.reason.contains(&other[0].epoch().to_string()),
+            "{refused}"
+        );
+        assert!(wm.authorized.lock().unwrap().is_empty());
+        // The nonce is still there: the same request of the right epoch signs.
+        req.epoch = group[0].epoch();
+        group[1]
+            .handle_sign(1, &wire(&req), &wm, &mut OsRng)
+            .unwrap();
     }
 
     #[test]
@@ -913,6 +956,7 @@ mod tests {
             commitments: vote.commitments.clone(),
         };
         let req = SignRequest {
+            epoch: group[0].epoch(),
             vote,
             extension: Some(extension),
             upcoming: Default::default(),
@@ -975,6 +1019,7 @@ mod tests {
         let (group, _) = group(2, 3);
         let wm = RecordingWatermark::default();
         let req = SignRequest {
+            epoch: group[0].epoch(),
             vote: part(&group, 1, &[1, 2], b"not sign bytes".to_vec()),
             extension: None,
             upcoming: Default::default(),
@@ -1003,6 +1048,7 @@ mod tests {
         ];
         for (vote, ext) in cases {
             let req = SignRequest {
+                epoch: group[0].epoch(),
                 vote: part(&group, 1, &[1, 2], vote),
                 extension: Some(part(&group, 1, &[1, 2], ext)),
                 upcoming: Default::default(),
@@ -1018,6 +1064,7 @@ mod tests {
         let (group, _) = group(2, 3);
         let wm = RecordingWatermark::default();
         let req = SignRequest {
+            epoch: group[0].epoch(),
             vote: part(&group, 1, &[1, 2], precommit()),
             extension: Some(part(&group, 1, &[2, 3], ext_bytes(CHAIN, 10, 0, "x"))),
             upcoming: Default::default(),

@@ -213,6 +213,34 @@ impl Cluster {
             .unwrap_or_else(|why| panic!("a loopback cluster needs nothing more: {why}"))
     }
 
+    /// A loopback cluster of directories made elsewhere (by a key ceremony, see
+    /// [`crate::common::ceremony`]), serving one node at `node_port`, whose validator key is
+    /// `public_key`. No key file exists: `key.path` is empty.
+    pub fn adopt(
+        dir: tempfile::TempDir,
+        cosigner_dirs: Vec<PathBuf>,
+        public_key: [u8; 32],
+        node_port: u16,
+        protocol: &str,
+    ) -> Cluster {
+        let shares = cosigner_dirs.len();
+        Cluster {
+            procs: (0..shares).map(|_| None).collect(),
+            relay: None,
+            disks: Vec::new(),
+            key: ValidatorKeyFile {
+                path: PathBuf::new(),
+                public_key,
+            },
+            cosigner_dirs,
+            nodes: vec![("127.0.0.1".to_string(), node_port)],
+            protocol: protocol.to_string(),
+            launchers: vec![Vec::new(); shares],
+            starts: (0..shares).map(|_| AtomicU32::new(0)).collect(),
+            dir,
+        }
+    }
+
     /// A cluster to be set up; see [`ClusterBuilder`].
     pub fn builder(name: &str, threshold: u16, shares: u16) -> ClusterBuilder {
         ClusterBuilder {

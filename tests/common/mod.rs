@@ -7,6 +7,7 @@
 //! fails the test instead of hanging it.
 //!
 //! - [`cluster`]: the one cluster fixture (a split key, its cosigners, the node they serve).
+//! - [`ceremony`]: directories for a key ceremony, and the ceremony run on every host.
 //! - [`sim`]: the validator simulator and its typed report.
 //! - [`prereq`]: what a test does when the machine lacks something it needs.
 //! - [`disk`], [`relay`]: loop-mounted filesystems and the UDP relay, for fault tests.
@@ -19,6 +20,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
+pub mod ceremony;
 pub mod cluster;
 pub mod disk;
 pub mod logs;

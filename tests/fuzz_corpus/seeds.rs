@@ -16,6 +16,7 @@ use cosigner::testkit::fuzz::{
     StreamEnd, COMPACT, FIX_CHECKSUM_0, FIX_CHECKSUM_1, OWN_ID,
 };
 use cosigner::testkit::CHAIN;
+use cosigner::threshold::epoch::EpochId;
 use cosigner::threshold::messages::{
     ClusterRequest, Commitment, PeerId, RefusalKind, SignPart, SignRequest,
 };
@@ -474,6 +475,7 @@ fn part(bytes: Vec<u8>, signers: &[(PeerId, u8)]) -> SignPart {
 
 fn sign(vote: SignPart, extension: Option<SignPart>) -> ClusterRequest {
     ClusterRequest::Sign(SignRequest {
+        epoch: EpochId([0; 32]),
         vote,
         extension,
         upcoming: BTreeMap::new(),
@@ -523,6 +525,7 @@ fn cluster() -> Vec<Seed> {
         None,
     );
     let mut upcoming = SignRequest {
+        epoch: EpochId([0; 32]),
         vote: part(
             vote_bytes(CHAIN, 5, 0, Prevote, Some("A"), SECONDS),
             &[(1, 0), (OWN_ID, 0)],

@@ -178,6 +178,7 @@ impl Run {
             };
             build_request(
                 &mut inventory,
+                inner.participant.epoch(),
                 members,
                 self.vote.clone(),
                 self.extension.clone(),
@@ -284,7 +285,7 @@ impl Run {
                     inner.clear_commitments(peer);
                     Answer::Stale(refusal.reason)
                 }
-                RefusalKind::Storage => {
+                RefusalKind::Storage | RefusalKind::Epoch => {
                     inner.avoid(peer);
                     Answer::Broken(refusal.reason)
                 }

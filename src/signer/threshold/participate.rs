@@ -63,6 +63,7 @@ impl Inner {
             ClusterRequest::HighestSigned => {
                 Ok(ClusterResponse::HighestSigned(self.highest_signed()))
             }
+            ClusterRequest::Ceremony(_) => Err(crate::ceremony::run::refuse_while_signing()),
         };
         result.unwrap_or_else(ClusterResponse::Refused)
     }

@@ -107,7 +107,8 @@ mod tests {
             assert_eq!(chosen[0], self_id);
             let msg = vote_bytes(CHAIN, height, 0, Step::Prevote, Some("B"));
             let (request, mut session) =
-                build_request(&mut inventory, &chosen, msg.clone(), None).unwrap();
+                build_request(&mut inventory, group[0].epoch(), &chosen, msg.clone(), None)
+                    .unwrap();
             run(
                 &group,
                 self_id,
@@ -136,8 +137,10 @@ mod tests {
         let mut inventory = fill(&group, 1, 4);
         let chosen = vec![1, 2];
         let msg = vote_bytes(CHAIN, 4, 0, Step::Prevote, Some("B"));
-        let (first, _) = build_request(&mut inventory, &chosen, msg.clone(), None).unwrap();
-        let (second, _) = build_request(&mut inventory, &chosen, msg, None).unwrap();
+        let (first, _) =
+            build_request(&mut inventory, group[0].epoch(), &chosen, msg.clone(), None).unwrap();
+        let (second, _) =
+            build_request(&mut inventory, group[0].epoch(), &chosen, msg, None).unwrap();
         for p in &chosen {
             assert_eq!(first.upcoming[p].len(), UPCOMING_PER_PARTICIPANT);
             assert_eq!(first.upcoming[p][0], second.vote.commitments[p]);
@@ -167,8 +170,14 @@ mod tests {
         let chosen = choose(&group, 1, 2);
         let vote = vote_bytes(CHAIN, 5, 1, Step::Precommit, Some("B"));
         let ext = ext_bytes(CHAIN, 5, 1, "hello");
-        let (request, mut session) =
-            build_request(&mut inventory, &chosen, vote.clone(), Some(ext.clone())).unwrap();
+        let (request, mut session) = build_request(
+            &mut inventory,
+            group[0].epoch(),
+            &chosen,
+            vote.clone(),
+            Some(ext.clone()),
+        )
+        .unwrap();
         let ext_part = request.extension.as_ref().unwrap();
         for p in &chosen {
             assert_ne!(request.vote.commitments[p], ext_part.commitments[p]);
@@ -196,7 +205,8 @@ mod tests {
         let mut inventory = fill(&group, 1, 2);
         let chosen = vec![1, 3, 4];
         let msg = vote_bytes(CHAIN, 7, 0, Step::Prevote, Some("B"));
-        let (request, mut session) = build_request(&mut inventory, &chosen, msg, None).unwrap();
+        let (request, mut session) =
+            build_request(&mut inventory, group[0].epoch(), &chosen, msg, None).unwrap();
         for p in &chosen {
             let i = usize::from(*p) - 1;
             let mut resp = group[i]
@@ -227,10 +237,11 @@ mod tests {
         let mut inventory = fill(&group, 1, 4);
         let chosen = vec![1, 2];
         let first = vote_bytes(CHAIN, 8, 0, Step::Prevote, Some("B"));
-        let (_, other) = build_request(&mut inventory, &chosen, first, None).unwrap();
+        let (_, other) =
+            build_request(&mut inventory, group[0].epoch(), &chosen, first, None).unwrap();
         let msg = vote_bytes(CHAIN, 9, 0, Step::Prevote, Some("B"));
         let (request, mut session) =
-            build_request(&mut inventory, &chosen, msg.clone(), None).unwrap();
+            build_request(&mut inventory, group[0].epoch(), &chosen, msg.clone(), None).unwrap();
         run(
             &group,
             1,
@@ -253,6 +264,7 @@ mod tests {
         let mut inventory = fill(&group, 1, 1);
         let (request, _) = build_request(
             &mut inventory,
+            group[0].epoch(),
             &[1, 2],
             vote_bytes(CHAIN, 1, 0, Step::Prevote, Some("B")),
             None,
@@ -292,6 +304,7 @@ mod tests {
         let mut inventory = fill(&group, 1, 1);
         let err = build_request(
             &mut inventory,
+            group[0].epoch(),
             &[1, 2],
             vote_bytes(CHAIN, 1, 0, Step::Precommit, Some("B")),
             Some(ext_bytes(CHAIN, 1, 0, "x")),
@@ -300,7 +313,7 @@ mod tests {
         assert_eq!(err, BuildError::NotEnoughCommitments(1));
         assert_eq!(inventory.available(1), 1);
         assert_eq!(
-            build_request(&mut inventory, &[1, 1], vec![], None).unwrap_err(),
+            build_request(&mut inventory, group[0].epoch(), &[1, 1], vec![], None).unwrap_err(),
             BuildError::Duplicate(1)
         );
     }
@@ -312,6 +325,7 @@ mod tests {
         let mut inventory = fill(&group, 1, 2);
         let (request, mut session) = build_request(
             &mut inventory,
+            group[0].epoch(),
             &[1, 2],
             vote_bytes(CHAIN, 1, 0, Step::Precommit, Some("B")),
             Some(ext_bytes(CHAIN, 1, 0, "x")),

@@ -9,6 +9,7 @@ use frost_ed25519::round2::SignatureShare;
 
 use super::aggregate::{aggregate, assemble, group_commitment, group_key, AggregateError};
 use super::inventory::CommitmentInventory;
+use crate::threshold::epoch::EpochId;
 use crate::threshold::messages::{
     identifier_of, Commitment, DecodeError, DecodedPart, DecodedRequest, PeerId, SignPart,
     SignRequest, SignResponse,
@@ -36,6 +37,7 @@ pub enum BuildError {
 /// Takes nothing unless every participant has enough commitments.
 pub fn build_request(
     inventory: &mut CommitmentInventory,
+    epoch: EpochId,
     participants: &[PeerId],
     vote_sign_bytes: Vec<u8>,
     extension_sign_bytes: Option<Vec<u8>>,
@@ -76,6 +78,7 @@ pub fn build_request(
         .map(|p| (*p, inventory.upcoming(*p, UPCOMING_PER_PARTICIPANT)))
         .collect();
     let request = SignRequest {
+        epoch,
         vote: vote.part(),
         extension: extension.as_ref().map(Half::part),
         upcoming,

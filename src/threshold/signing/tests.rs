@@ -17,6 +17,7 @@ use super::*;
 use crate::consensus::{canonical, SignDoc};
 use crate::sign_state::{check, Recorded, SignState, Verdict};
 use crate::threshold::coordinator::{build_request, CommitmentInventory, SigningSession};
+use crate::threshold::epoch::EpochId;
 use crate::threshold::messages::{Refusal, RefusalKind, SignRequest, SignResponse};
 use crate::threshold::participant::testkit::{group, vote_bytes, Step};
 use crate::threshold::participant::{Participant, Watermark};
@@ -252,8 +253,13 @@ impl Sim {
             let c = &mut self.coords[coord];
             match action {
                 Action::Start { session, members } => {
-                    let built =
-                        build_request(&mut c.inventory, &members, c.sign_bytes.clone(), None);
+                    let built = build_request(
+                        &mut c.inventory,
+                        EpochId::of(&self.pkp),
+                        &members,
+                        c.sign_bytes.clone(),
+                        None,
+                    );
                     let (request, signing) = match built {
                         Ok(built) => built,
                         Err(e) => panic!("the engine asked for commitments it does not have: {e}"),

@@ -1,0 +1,454 @@
+//! The network edge of a ceremony: checks the directory, binds the cluster transport with
+//! the cosigner's own identity, answers peers from the [`Machine`], asks each peer for what
+//! the machine needs (retrying "not yet" and unreachable peers), stages and publishes the
+//! share, and keeps one deadline for all of it.
+//!
+//! Every wait is bounded: each request by [`REQUEST_TIMEOUT`], the ceremony by the caller's
+//! timeout, the time spent answering peers afterwards by [`LINGER_AFTER_SUCCESS`] or
+//! [`LINGER_AFTER_FAILURE`]. Memory is bounded by the cluster size: one request in flight
+//! per peer, and the machine holds one value per peer and step.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand_core::OsRng;
+use tokio::task::JoinSet;
+use tokio::time::{sleep, sleep_until, Instant};
+use tracing::{info, warn};
+
+use super::abort::Abort;
+use super::file::{session_id, CeremonyFile, CeremonyKind, SessionId, CEREMONY_FILE};
+use super::machine::{KeySource, Machine, Progress, Setup};
+use super::messages::{Ask, CeremonyRequest};
+use super::output::{self, Report, StatePlan};
+use crate::cluster::tls::TlsIdentity;
+use crate::cluster::{Cluster, ClusterConfig, ClusterError, PeerId};
+use crate::config::LoadedConfig;
+use crate::key_forms::PublicKeyForms;
+use crate::staged_dir::StagedFile;
+use crate::threshold::messages::{ClusterRequest, ClusterResponse, Refusal, RefusalKind};
+
+/// The default deadline of a whole ceremony: every host must be started within it.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// One request and its answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Asking again after "not yet".
+const RETRY_NOT_YET: Duration = Duration::from_millis(100);
+/// Asking again after no answer (a peer not started yet, or unreachable).
+const RETRY_UNREACHABLE: Duration = Duration::from_millis(250);
+/// How often the loop looks at the machine when no answer arrives.
+const TICK: Duration = Duration::from_millis(25);
+/// After publishing: how long we keep answering peers that have not fetched our
+/// confirmation (they publish only once they have every cosigner's).
+pub const LINGER_AFTER_SUCCESS: Duration = Duration::from_secs(30);
+/// After a failure: how long we keep telling peers why, so they stop at once.
+pub const LINGER_AFTER_FAILURE: Duration = Duration::from_secs(2);
+
+/// What a signing cosigner answers a ceremony request.
+pub fn refuse_while_signing() -> Refusal {
+    Refusal::new(
+        RefusalKind::BadRequest,
+        "this cosigner is signing (`cosigner start`), not running a key ceremony: stop it first",
+    )
+}
+
+/// What a cosigner in a ceremony answers a signing request.
+fn refuse_while_in_ceremony(kind: CeremonyKind) -> Refusal {
+    Refusal::new(
+        RefusalKind::Internal,
+        format!(
+            "this cosigner is running a key ceremony (`{}`), not signing",
+            kind.command()
+        ),
+    )
+}
+
+/// Why a ceremony did not complete on this host.
+#[derive(Debug, thiserror::Error)]
+pub enum CeremonyError {
+    #[error("{0}")]
+    Setup(String),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("`{command}` stopped: {abort}. Nothing was written on this host.")]
+    Aborted { command: &'static str, abort: Abort },
+    #[error(
+        "`{command}` timed out after {}s, still waiting for:\n{}\nNothing was written on this \
+         host. Run `{command}` again on every host, all of them started within the timeout \
+         (--timeout) of each other.",
+        after.as_secs(),
+        waiting.iter().map(|w| format!("  - {w}")).collect::<Vec<_>>().join("\n")
+    )]
+    TimedOut {
+        command: &'static str,
+        after: Duration,
+        /// One line per cosigner that was waited for, naming it.
+        waiting: Vec<String>,
+    },
+    #[error(
+        "every cosigner verified the new key, but this host could not write its share: {0}. \
+         The others have theirs; this cosigner's share is lost and must be recovered (repair) \
+         before it can sign"
+    )]
+    Publish(String),
+}
+
+/// A checked cosigner directory, ready for its ceremony.
+pub struct Prepared {
+    pub kind: CeremonyKind,
+    pub file: CeremonyFile,
+    pub me: PeerId,
+    pub session: SessionId,
+    pub key_share: PathBuf,
+    pub state_dir: PathBuf,
+    pub cluster: ClusterConfig,
+    pub addresses: BTreeMap<PeerId, String>,
+    pub config_path: PathBuf,
+}
+
+/// Checks that `loaded` is a directory waiting for a `kind` ceremony, and derives the
+/// session. Writes nothing (but removes a staged share a killed ceremony left behind).
+pub fn prepare(loaded: &LoadedConfig, kind: CeremonyKind) -> Result<Prepared, CeremonyError> {
+    let setup = |m: String| CeremonyError::Setup(m);
+    let config_path = loaded.path.clone();
+    let th = loaded.config.threshold().ok_or_else(|| {
+        setup(format!(
+            "{}: a key ceremony needs a threshold cosigner ([threshold]), not a single-key \
+             signer",
+            config_path.display()
+        ))
+    })?;
+    let ceremony_path = loaded.resolve(std::path::Path::new(CEREMONY_FILE));
+    let file = CeremonyFile::load(&ceremony_path).map_err(|e| {
+        setup(format!(
+            "{e}. A directory for a key ceremony comes from `split-key --dkg` (a new key) or \
+             `split-key --horcrux-pubkey` (a Horcrux import)"
+        ))
+    })?;
+    if file.kind != kind {
+        return Err(setup(format!(
+            "{}: this directory is for `{}`, not `{}`",
+            ceremony_path.display(),
+            file.kind.command(),
+            kind.command()
+        )));
+    }
+    let shares = u16::try_from(th.peers.len() + 1).unwrap_or(u16::MAX);
+    if th.threshold != file.threshold || shares != file.shares {
+        return Err(setup(format!(
+            "{}: the config says {}-of-{}, but {} says {}-of-{}",
+            config_path.display(),
+            th.threshold,
+            shares,
+            ceremony_path.display(),
+            file.threshold,
+            file.shares
+        )));
+    }
+    let key_share = loaded.resolve(&th.key_share);
+    output::prepare_share_path(&key_share, kind).map_err(setup)?;
+    let cluster = loaded.cluster_config(th);
+    let identity = TlsIdentity::load(&cluster.tls).map_err(|e| setup(e.to_string()))?;
+    let own_pin = identity.fingerprint().ok_or_else(|| {
+        setup(format!(
+            "{}: no certificate found",
+            cluster.tls.cert.display()
+        ))
+    })?;
+    let mut pins: BTreeMap<PeerId, String> = th
+        .peers
+        .iter()
+        .map(|p| (p.id, p.cert_sha256.clone()))
+        .collect();
+    pins.insert(th.id, own_pin);
+    let session =
+        session_id(&file, &pins).map_err(|e| setup(format!("{}: {e}", config_path.display())))?;
+    Ok(Prepared {
+        kind,
+        me: th.id,
+        session,
+        key_share,
+        state_dir: loaded.resolve(&loaded.config.state_dir),
+        addresses: th.peers.iter().map(|p| (p.id, p.address.clone())).collect(),
+        cluster,
+        config_path,
+        file,
+    })
+}
+
+fn lock(machine: &Mutex<Machine>) -> MutexGuard<'_, Machine> {
+    // The machine is plain data changed in small steps; a panic elsewhere leaves it usable.
+    machine.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What we last heard from one peer, for the timeout message.
+#[derive(Default)]
+struct Track {
+    busy: bool,
+    next: Option<Instant>,
+    answered: bool,
+    last: Option<String>,
+}
+
+/// Runs the ceremony: all of it within `timeout`. On success the share (and any states) are
+/// published and the report says what to do next.
+pub async fn run(
+    prepared: Prepared,
+    source: KeySource,
+    states: Vec<StatePlan>,
+    timeout: Duration,
+) -> Result<Report, CeremonyError> {
+    let command = prepared.kind.command();
+    let me = prepared.me;
+    let (threshold, shares) = (prepared.file.threshold, prepared.file.shares);
+    let deadline = Instant::now() + timeout;
+    let setup = Setup {
+        me,
+        threshold,
+        shares,
+        session: prepared.session,
+        source,
+    };
+    let machine = Machine::new(setup, &mut OsRng)
+        .map_err(|abort| CeremonyError::Aborted { command, abort })?;
+    let machine = Arc::new(Mutex::new(machine));
+    let cluster = Arc::new(Cluster::bind(prepared.cluster.clone()).await?);
+    let served = machine.clone();
+    let kind = prepared.kind;
+    cluster.serve(move |peer, request: ClusterRequest| {
+        let machine = served.clone();
+        async move {
+            match request {
+                ClusterRequest::Ceremony(r) => {
+                    ClusterResponse::Ceremony(lock(&machine).answer(peer, &r))
+                }
+                _ => ClusterResponse::Refused(refuse_while_in_ceremony(kind)),
+            }
+        }
+    });
+    info!(
+        cosigner = me,
+        threshold, shares, "{command}: waiting for every cosigner"
+    );
+
+    let mut tracks: BTreeMap<PeerId, Track> = lock(&machine)
+        .peers()
+        .into_iter()
+        .map(|p| (p, Track::default()))
+        .collect();
+    let mut tasks: JoinSet<(PeerId, Ask, Result<ClusterResponse, ClusterError>)> = JoinSet::new();
+    let mut staged: Option<StagedFile> = None;
+    let mut timed_out = false;
+    loop {
+        {
+            let mut m = lock(&machine);
+            if let Some(keys) = m.needs_staging() {
+                match output::stage_share(&prepared.key_share, me, threshold, shares, keys) {
+                    Ok(file) => {
+                        staged = Some(file);
+                        m.mark_staged();
+                        info!("{command}: test signature verified, share staged");
+                    }
+                    Err(abort) => m.fail(abort),
+                }
+            }
+            if m.failed().is_some() || m.complete() {
+                break;
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            timed_out = true;
+            break;
+        }
+        for (&peer, track) in tracks.iter_mut() {
+            if track.busy || track.next.is_some_and(|t| t > now) {
+                continue;
+            }
+            let Some(ask) = lock(&machine).next_ask(peer) else {
+                continue;
+            };
+            track.busy = true;
+            let cluster = cluster.clone();
+            let request = ClusterRequest::Ceremony(CeremonyRequest {
+                session: prepared.session,
+                ask,
+            });
+            let limit = REQUEST_TIMEOUT.min(deadline.saturating_duration_since(now));
+            tasks.spawn(async move {
+                let result = cluster.request(peer, &request, limit).await;
+                (peer, ask, result)
+            });
+        }
+        let joined = tokio::select! {
+            joined = tasks.join_next(), if !tasks.is_empty() => joined,
+            _ = sleep(TICK) => None,
+            _ = sleep_until(deadline) => None,
+        };
+        let Some(joined) = joined else {
+            continue;
+        };
+        let (peer, ask, result) = match joined {
+            Ok(done) => done,
+            Err(e) => {
+                lock(&machine).fail(Abort::local(format!("a ceremony task failed: {e}")));
+                continue;
+            }
+        };
+        let Some(track) = tracks.get_mut(&peer) else {
+            continue;
+        };
+        track.busy = false;
+        let now = Instant::now();
+        match result {
+            Ok(ClusterResponse::Ceremony(response)) => {
+                track.answered = true;
+                match lock(&machine).absorb(peer, ask, response, &mut OsRng) {
+                    Ok(Progress::Got) => track.next = None,
+                    Ok(Progress::NotYet(reason)) => {
+                        track.last = Some(format!("it is running, but {reason}"));
+                        track.next = Some(now + RETRY_NOT_YET);
+                    }
+                    // Remembered by the machine; the loop ends above.
+                    Err(_) => {}
+                }
+            }
+            Ok(ClusterResponse::Refused(refusal)) => lock(&machine).fail(Abort::Peer {
+                peer,
+                reason: refusal.reason,
+            }),
+            Ok(_) => lock(&machine).fail(Abort::culprit(
+                peer,
+                format!("asked for {}, it sent a signing answer", ask.describe()),
+            )),
+            Err(e) => {
+                track.last = Some(e.to_string());
+                track.next = Some(now + RETRY_UNREACHABLE);
+            }
+        }
+    }
+    tasks.abort_all();
+
+    if timed_out {
+        let waiting = waiting_lines(
+            &lock(&machine),
+            &tracks,
+            &cluster,
+            &prepared.addresses,
+            command,
+        );
+        lock(&machine).fail(Abort::local(format!(
+            "cosigner {me} timed out after {}s",
+            timeout.as_secs()
+        )));
+        drop(staged);
+        linger_failed(&cluster).await;
+        return Err(CeremonyError::TimedOut {
+            command,
+            after: timeout,
+            waiting,
+        });
+    }
+    let failed = lock(&machine).failed().cloned();
+    if let Some(abort) = failed {
+        warn!("{command}: stopped: {abort}");
+        // The staged copy was never published; dropping it removes it.
+        drop(staged);
+        linger_failed(&cluster).await;
+        return Err(CeremonyError::Aborted { command, abort });
+    }
+
+    let Some(staged) = staged else {
+        return Err(CeremonyError::Publish("no share was staged".into()));
+    };
+    let state_dir = prepared.state_dir.clone();
+    let published = tokio::task::spawn_blocking(move || {
+        output::publish(staged, &state_dir, &states).map(|p| (p, states))
+    })
+    .await
+    .map_err(|e| CeremonyError::Publish(e.to_string()))?;
+    let (key_share, states) = match published {
+        Ok(done) => done,
+        Err(e) => {
+            linger_until_fetched(&machine).await;
+            cluster.shutdown().await;
+            return Err(CeremonyError::Publish(e));
+        }
+    };
+    info!("{command}: share published at {}", key_share.display());
+    let unconfirmed = linger_until_fetched(&machine).await;
+    cluster.shutdown().await;
+    let group_key = lock(&machine)
+        .keys()
+        .map(|k| k.group_key)
+        .ok_or_else(|| CeremonyError::Publish("the keys are gone".into()))?;
+    let forms = PublicKeyForms::new(&group_key, prepared.file.bech32_prefix.as_deref())
+        .map_err(|e| CeremonyError::Setup(e.to_string()))?;
+    Ok(Report {
+        kind,
+        me,
+        threshold,
+        shares,
+        key_share,
+        config: prepared.config_path,
+        forms,
+        states,
+        unconfirmed,
+    })
+}
+
+/// Keeps answering until every peer has fetched our confirmation, at most
+/// [`LINGER_AFTER_SUCCESS`]; returns the peers that did not.
+async fn linger_until_fetched(machine: &Mutex<Machine>) -> Vec<PeerId> {
+    let until = Instant::now() + LINGER_AFTER_SUCCESS;
+    loop {
+        let missing = lock(machine).unconfirmed_peers();
+        if missing.is_empty() || Instant::now() >= until {
+            return missing;
+        }
+        sleep(TICK).await;
+    }
+}
+
+/// Keeps telling peers why we stopped for a moment, then closes.
+async fn linger_failed(cluster: &Cluster) {
+    sleep(LINGER_AFTER_FAILURE).await;
+    cluster.shutdown().await;
+}
+
+/// One line per peer we still needed something from, naming it, its address, what we
+/// asked for and what we last heard.
+fn waiting_lines(
+    machine: &Machine,
+    tracks: &BTreeMap<PeerId, Track>,
+    cluster: &Cluster,
+    addresses: &BTreeMap<PeerId, String>,
+    command: &str,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (&peer, track) in tracks {
+        let Some(ask) = machine.next_ask(peer) else {
+            continue;
+        };
+        let address = addresses.get(&peer).map_or("?", String::as_str);
+        let connected = cluster.peer_status(peer).is_some_and(|s| s.connected);
+        let heard = match (&track.last, track.answered || connected) {
+            (Some(last), true) => last.clone(),
+            (_, false) => format!(
+                "never reached: is `{command}` running there, and is its UDP port open to this \
+                 host?"
+            ),
+            (None, true) => "no answer yet".to_string(),
+        };
+        lines.push(format!(
+            "cosigner {peer} at {address} ({}): {heard}",
+            ask.describe()
+        ));
+    }
+    if lines.is_empty() {
+        lines.push(machine.waiting_for());
+    }
+    lines
+}
