@@ -1,6 +1,7 @@
 //! `split-key`: deals an existing CometBFT validator key into FROST shares and writes one
 //! self-contained directory per cosigner (share, TLS identity, SecretConnection identity,
-//! every chain's initial sign state, `cosigner.toml`).
+//! every chain's initial sign state, `cosigner.toml`). `split-key combine` ([`combine`])
+//! goes the other way, for leaving the cluster.
 //!
 //! The validator key is only read. Every input is checked before anything is written; the
 //! output is built in a temporary directory next to the destination and renamed into place
@@ -32,6 +33,8 @@ use cosigner::validator_key::{
 };
 use rand_core::{CryptoRng, RngCore};
 
+pub mod combine;
+
 /// Amino prefix of an Ed25519 public key in `valconspub` bech32 strings.
 const AMINO_ED25519_PUBKEY_PREFIX: [u8; 5] = [0x16, 0x24, 0xde, 0x64, 0x20];
 const DEFAULT_NODE: &str = "tcp://127.0.0.1:26659";
@@ -50,7 +53,9 @@ const CONFIG_FILE: &str = "cosigner.toml";
 #[command(
     name = "split-key",
     version,
-    about = "Deal an existing CometBFT validator key into FROST shares, one directory per cosigner"
+    about = "Deal an existing CometBFT validator key into FROST shares, one directory per cosigner",
+    after_help = "To leave the cluster again: split-key combine COSIGNER_DIR... --out DIR \
+                  (see split-key combine --help)."
 )]
 pub struct Args {
     /// The validator key: CometBFT priv_validator_key.json or a tmkms softsign key (base64 seed).
@@ -289,7 +294,7 @@ fn cosigner_addresses(given: &[String], n: u16) -> Result<Vec<CosignerAddress>, 
     Ok(out)
 }
 
-fn output_location(out: &Path) -> Result<(PathBuf, PathBuf), SplitError> {
+pub(crate) fn output_location(out: &Path) -> Result<(PathBuf, PathBuf), SplitError> {
     let bad = |problem: &str| SplitError::OutputLocation {
         path: out.to_path_buf(),
         problem: problem.to_string(),
@@ -530,6 +535,11 @@ fn check_written(
             || share.threshold() != plan.threshold
             || share.group_public_key() != plan.key.public_key()
             || share.public_key_package() != dealt.public_key_package()
+            || share.seed_escrow().is_none()
+            || share.seed_escrow()
+                != dealt.share_files()[usize::from(id - 1)]
+                    .seed_escrow
+                    .as_ref()
         {
             return Err(check(format!(
                 "cosigner-{id}: share does not match what was dealt"

@@ -1,5 +1,6 @@
 //! FROST threshold signing, kept free of network I/O:
 //! - [`key_share`]: importing the validator's seed, dealing shares, share files.
+//! - [`seed_escrow`]: the seed encrypted to the validator key, for leaving the cluster.
 //! - [`nonces`]: this cosigner's secret nonces, in memory only, each used at most once.
 //! - [`participant`]: deciding on a peer's sign request and producing a share.
 //! - [`coordinator`]: choosing participants, building requests, aggregating shares.
@@ -11,4 +12,5 @@ pub mod key_share;
 pub mod messages;
 pub mod nonces;
 pub mod participant;
+pub mod seed_escrow;
 pub mod signing;
