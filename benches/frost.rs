@@ -9,8 +9,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use cosigner::consensus::{sign_bytes, SignDoc};
-use cosigner::privval::messages::{self, BlockId, PartSetHeader, SignedMsgType, Vote};
+use cosigner::consensus::SignDoc;
+use cosigner::privval::messages::{
+    self, SignedMsgType, Vote, WireBlockId as BlockId, WirePartSetHeader as PartSetHeader,
+};
+use cosigner::privval::sign_doc;
 use cosigner::sign_state::{ChainSignState, Recorded, SignState, StateFile};
 use cosigner::threshold::coordinator::{build_request, CommitmentInventory, SigningSession};
 use cosigner::threshold::messages::{peer_of, PeerId, Refusal, RefusalKind, SignRequest};
@@ -75,7 +78,7 @@ fn precommit(height: i64) -> Vec<u8> {
         }),
         ..Default::default()
     };
-    sign_bytes::vote_sign_doc(CHAIN, &vote).unwrap().sign_bytes
+    sign_doc::vote_sign_doc(CHAIN, &vote).unwrap().sign_bytes
 }
 
 /// The coordinator's request to the first `t` cosigners, with fresh commitments.

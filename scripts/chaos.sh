@@ -7,7 +7,15 @@
 # simulator from every signature it received, keyed by chain/height/round/step).
 # Exits non-zero if there was a double sign, or if nothing was signed at all.
 #
-#   scripts/chaos.sh [SECONDS] [T N]      defaults: 20 2 3   (CI runs the short default)
+#   scripts/chaos.sh [SECONDS] [T N] [SEED]     defaults: 20 2 3, a fresh seed
+#                                               (CI runs the short default)
+#
+# Every random choice (which event, which cosigners, which fault, every duration and pause)
+# comes from one generator seeded with SEED (or $CHAOS_SEED), printed at the start and in the
+# summary: `CHAOS_SEED=S scripts/chaos.sh ...` replays a run's schedule of events. What it
+# cannot replay is the processes' own timing (when a signing or a reconnection happens
+# relative to an event, how long a start takes, where the run's end cuts the last event), so
+# the same seed reproduces the faults, not every interleaving.
 #
 # Partitions and slow links come from scripts/udp_relay.py: every cosigner listens on its
 # own port, its peers dial a relay front for it, and the relay drops or delays that
@@ -18,7 +26,35 @@ cd "$(dirname "$0")/.."
 seconds=${1:-20}
 threshold=${2:-2}
 shares=${3:-3}
+seed=${4:-${CHAOS_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}}
+if ! [[ $seed =~ ^[0-9]+$ ]]; then
+    echo "the seed must be a non-negative integer, not \`$seed\`" >&2
+    exit 2
+fi
 chain=chaos-chain
+
+# The run's random numbers: a 31-bit linear congruential generator (glibc's constants) in
+# shell arithmetic, seeded with the seed. Not bash's $RANDOM: a command substitution reseeds
+# that from the clock and the pid, and its algorithm differs between bash versions.
+rng_state=$(( seed % 2147483648 ))
+# Sets r to a random integer in [0, $1) (from the generator's high bits; the low ones of an
+# LCG are weak).
+rand_below() {
+    rng_state=$(( (rng_state * 1103515245 + 12345) % 2147483648 ))
+    r=$(( (rng_state >> 8) % $1 ))
+}
+# Sets r to a random duration in milliseconds, between $1 and $2.
+rand_ms() { rand_below $(( $2 - $1 )); r=$(( $1 + r )); }
+# Sets victims to $1 distinct cosigners out of 1..$shares (a partial Fisher-Yates shuffle).
+pick_victims() {
+    local all=() i j t
+    for i in $(seq "$shares"); do all+=("$i"); done
+    for (( i = 0; i < $1; i++ )); do
+        rand_below $(( shares - i )); j=$(( i + r ))
+        t=${all[i]}; all[i]=${all[j]}; all[j]=$t
+    done
+    victims=("${all[@]:0:$1}")
+}
 
 cargo build -q -p cosigner -p split-key -p validator-sim --bins
 bin=${CARGO_TARGET_DIR:-target}/debug
@@ -98,7 +134,8 @@ start() {
 }
 stop() { kill -9 "${pid[$1]}" 2>/dev/null || true; wait "${pid[$1]}" 2>/dev/null || true; }
 
-echo "==> chaos: $threshold-of-$shares for ${seconds}s (files in $work)"
+echo "==> chaos: $threshold-of-$shares for ${seconds}s, seed $seed (files in $work)"
+echo "    replay this run's events: CHAOS_SEED=$seed scripts/chaos.sh $seconds $threshold $shares"
 "$bin/validator-sim" --listen "127.0.0.1:$node_port" --chain-id "$chain" --duration "$seconds" \
     --expect-pubkey "$pubkey" --block-time-ms 50 --nil-round-every 7 \
     --json "$work/report.json" --progress > "$work/sim.out" 2>&1 &
@@ -109,8 +146,6 @@ for i in $(seq "$shares"); do start "$i"; done
 join() { local sep=$1 out=$2; shift 2; for x in "$@"; do out+="$sep$x"; done; echo "$out"; }
 elapsed() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 log_event() { printf '[%5ss] %s\n' "$(elapsed)" "$*" | tee -a "$work/events.log"; }
-# A random duration in milliseconds, between $1 and $2.
-rand_ms() { echo $(( $1 + (RANDOM * 32768 + RANDOM) % ($2 - $1) )); }
 # Milliseconds left of the run.
 left_ms() { awk -v a="$t0" -v b="$(date +%s.%N)" -v s="$seconds" 'BEGIN { printf "%d", (a + s - b) * 1000 }'; }
 # Waits out a fault's duration (milliseconds), cut short when the run ends, so the script
@@ -126,10 +161,11 @@ running() { kill -0 "$sim_pid" 2>/dev/null && (( $(left_ms) > 0 )); }
 
 kills=0 all_kills=0 partitions=0 slowdowns=0
 while running; do
-    hold "$(rand_ms 800 2500)"
+    rand_ms 800 2500; hold "$r"
     running || break
-    if (( RANDOM % 8 == 0 )); then
-        ms=$(rand_ms 100 600)
+    rand_below 8
+    if (( r == 0 )); then
+        rand_ms 100 600; ms=$r
         log_event "kill all $shares cosigners for ${ms} ms"
         for i in $(seq "$shares"); do stop "$i"; done
         all_kills=$((all_kills + 1))
@@ -141,24 +177,25 @@ while running; do
     # quorum always remains (the whole-cluster kills above test losing it). A partition outlasting the transport's 2 s idle timeout
     # makes everyone notice the loss (a partitioned coordinator gives way); a shorter one is
     # ridden out by retransmission.
-    victims=$(shuf -i 1-"$shares" -n $(( 1 + RANDOM % (shares - threshold) )))
+    rand_below $(( shares - threshold )); pick_victims $(( 1 + r ))
     killed=() what=() ms=0
-    for i in $victims; do
-        case $(( RANDOM % 3 )) in
+    for i in "${victims[@]}"; do
+        rand_below 3
+        case $r in
             0)
                 stop "$i"; killed+=("$i"); kills=$((kills + 1))
                 what+=("kill $i")
-                d=$(rand_ms 200 1500)
+                rand_ms 200 1500; d=$r
                 ;;
             1)
                 dropped[$i]=1; partitions=$((partitions + 1))
                 what+=("partition $i")
-                d=$(rand_ms 1000 7000)
+                rand_ms 1000 7000; d=$r
                 ;;
             2)
-                delayed[$i]=$(rand_ms 50 200); slowdowns=$((slowdowns + 1))
+                rand_ms 50 200; delayed[$i]=$r; slowdowns=$((slowdowns + 1))
                 what+=("slow $i (+${delayed[$i]} ms each way)")
-                d=$(rand_ms 1000 4000)
+                rand_ms 1000 4000; d=$r
                 ;;
         esac
         if (( d > ms )); then ms=$d; fi
@@ -172,14 +209,23 @@ while running; do
         apply_faults
     fi
 done
+# The simulator stops at its --duration; wait for it, bounded, in case it hangs.
+for _ in $(seq 600); do kill -0 "$sim_pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$sim_pid" 2>/dev/null; then
+    echo "the simulator did not finish within 60 s of its time (seed $seed):" >&2
+    tail -20 "$work/sim.out" >&2
+    exit 1
+fi
 wait "$sim_pid" || true
 sim_pid=
 kill -0 "$relay_pid" 2>/dev/null || { echo "the relay died during the run:" >&2; cat "$work/relay.log" >&2; exit 1; }
 
-python3 - "$work/report.json" "$work/relay.log" "$kills" "$all_kills" "$partitions" "$slowdowns" <<'PY'
+python3 - "$work/report.json" "$work/relay.log" "$kills" "$all_kills" "$partitions" "$slowdowns" "$seed" <<'PY'
 import json, re, sys
+# Fields by their names in validator-sim's Report (a missing one is a KeyError, not a 0).
 report = json.load(open(sys.argv[1]))
-kills, all_kills, partitions, slowdowns = map(int, sys.argv[3:7])
+kills, all_kills, partitions, slowdowns, seed = map(int, sys.argv[3:8])
+print(f"seed: {seed} (CHAOS_SEED={seed} replays the events)")
 print(f"events: {kills} cosigner kills, {all_kills} whole-cluster kills, "
       f"{partitions} partitions, {slowdowns} slow links")
 # The relay's own count of what it did, so a fault that never bit would show.
@@ -189,13 +235,14 @@ delayed = sum(int(n) for n in re.findall(r"(\d+) delayed", relay))
 print(f"relay: {dropped} datagrams dropped, {delayed} delayed")
 committed, missed = report["heights_committed"], report["heights_missed"]
 print(f"heights signed: {committed - missed} of {committed}, missed: {missed}")
-print(f"requests signed: {report['passed']}, without a valid signature: {report['failed']} {report.get('failures', {})}")
-print("refusals by reason:" if report.get("refusals") else "refusals: none")
-for reason, n in sorted(report.get("refusals", {}).items(), key=lambda kv: -kv[1]):
+print(f"requests signed: {report['passed']}, without a valid signature: {report['failed']} {report['failures']}")
+print("refusals by reason:" if report["refusals"] else "refusals: none")
+for reason, n in sorted(report["refusals"].items(), key=lambda kv: -kv[1]):
     print(f"  {n:6}  {reason[:160]}")
 print(f"longest gap: {report['longest_gap_ms']:.0f} ms ({report['longest_gap_request']})")
 print(f"double signs: {report['double_signs']}")
 if report["double_signs"] != 0:
+    print(f"DOUBLE SIGN: replay the events with CHAOS_SEED={seed}", file=sys.stderr)
     sys.exit(1)
 if committed - missed == 0:
     print("nothing was signed: the run tested nothing", file=sys.stderr)

@@ -11,77 +11,110 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::tls::TlsPaths;
+use crate::cluster::transport::{ClusterConfig, PeerAddr};
+use crate::consensus::ChainId;
+use crate::host_port::split_host_port;
+use crate::privval::dialer::NodeTimeouts;
+use crate::privval::{NodeAddress, ProtocolVersion};
 use crate::sign_state::DEFAULT_MAX_HEIGHT_JUMP;
-
-/// The largest cluster `split-key` deals and a cosigner accepts.
-pub const MAX_COSIGNERS: u16 = 32;
-
-/// The privval protocol a node speaks; it changes the wire format of a few messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ProtocolVersion {
-    #[serde(rename = "v0.34")]
-    V0_34,
-    #[serde(rename = "v0.37")]
-    V0_37,
-    #[serde(rename = "v0.38")]
-    V0_38,
-    #[serde(rename = "v1")]
-    V1,
-}
-
-impl ProtocolVersion {
-    /// Whether votes of this version carry vote extensions (v0.38 and later).
-    pub fn has_vote_extensions(self) -> bool {
-        matches!(self, ProtocolVersion::V0_38 | ProtocolVersion::V1)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ProtocolVersion::V0_34 => "v0.34",
-            ProtocolVersion::V0_37 => "v0.37",
-            ProtocolVersion::V0_38 => "v0.38",
-            ProtocolVersion::V1 => "v1",
-        }
-    }
-}
-
-impl std::str::FromStr for ProtocolVersion {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "v0.34" => Ok(ProtocolVersion::V0_34),
-            "v0.37" => Ok(ProtocolVersion::V0_37),
-            "v0.38" => Ok(ProtocolVersion::V0_38),
-            "v1" | "v1.0" => Ok(ProtocolVersion::V1),
-            other => Err(format!(
-                "unknown protocol `{other}`: expected v0.34, v0.37, v0.38 or v1"
-            )),
-        }
-    }
-}
+use crate::signer::threshold::SignTimeouts;
+use crate::threshold::key_share::{self, KeyShare};
+use crate::threshold::quorum::{check_threshold, ThresholdError};
 
 /// The whole `cosigner.toml`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawConfig", into = "RawConfig")]
 pub struct Config {
     /// Where the per-chain sign state files live.
     pub state_dir: PathBuf,
     /// This cosigner's SecretConnection identity key (base64 of a 32-byte Ed25519 seed).
     pub identity_key: PathBuf,
     /// Chains this signer signs for; a request for any other chain ID is refused.
-    #[serde(rename = "chain", default)]
     pub chains: Vec<ChainConfig>,
     /// The nodes to dial (each node's `priv_validator_laddr`).
-    #[serde(rename = "node", default)]
     pub nodes: Vec<NodeConfig>,
-    /// Exactly one of `single` and `threshold` is present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub single: Option<SingleConfig>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threshold: Option<ThresholdConfig>,
-    #[serde(default)]
+    pub mode: Mode,
     pub timeouts: Timeouts,
+}
+
+/// Whose key this signer signs with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The whole key on this host (`[single]`).
+    Single(SingleConfig),
+    /// A share of it, with the cluster (`[threshold]`).
+    Threshold(ThresholdConfig),
+}
+
+/// `cosigner.toml` as written: the mode is whichever of `[single]` and `[threshold]` is
+/// present, and exactly one must be.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    state_dir: PathBuf,
+    identity_key: PathBuf,
+    #[serde(rename = "chain", default)]
+    chains: Vec<ChainConfig>,
+    #[serde(rename = "node", default)]
+    nodes: Vec<NodeConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    single: Option<SingleConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    threshold: Option<ThresholdConfig>,
+    #[serde(default)]
+    timeouts: Timeouts,
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = String;
+
+    fn try_from(raw: RawConfig) -> Result<Config, String> {
+        let mode = match (raw.single, raw.threshold) {
+            (Some(single), None) => Mode::Single(single),
+            (None, Some(threshold)) => Mode::Threshold(threshold),
+            (Some(_), Some(_)) => {
+                return Err("give either [single] or [threshold], not both".into())
+            }
+            (None, None) => return Err("one of [single] or [threshold] is required".into()),
+        };
+        Ok(Config {
+            state_dir: raw.state_dir,
+            identity_key: raw.identity_key,
+            chains: raw.chains,
+            nodes: raw.nodes,
+            mode,
+            timeouts: raw.timeouts,
+        })
+    }
+}
+
+impl From<Config> for RawConfig {
+    fn from(c: Config) -> RawConfig {
+        let (single, threshold) = match c.mode {
+            Mode::Single(s) => (Some(s), None),
+            Mode::Threshold(t) => (None, Some(t)),
+        };
+        RawConfig {
+            state_dir: c.state_dir,
+            identity_key: c.identity_key,
+            chains: c.chains,
+            nodes: c.nodes,
+            single,
+            threshold,
+            timeouts: c.timeouts,
+        }
+    }
+}
+
+impl Config {
+    /// The `[threshold]` section, in threshold mode.
+    pub fn threshold(&self) -> Option<&ThresholdConfig> {
+        match &self.mode {
+            Mode::Threshold(th) => Some(th),
+            Mode::Single(_) => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,7 +163,7 @@ fn retired_key(text: &str) -> Option<(String, String)> {
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// `tcp://[NODE_ID@]HOST:PORT`.
-    pub address: String,
+    pub address: NodeAddress,
     pub protocol: ProtocolVersion,
     /// Answer v1 SignBytes requests (never for bytes that decode as a vote or proposal).
     #[serde(default)]
@@ -161,6 +194,11 @@ pub struct ThresholdConfig {
     pub cluster_ca: PathBuf,
     #[serde(rename = "peer", default)]
     pub peers: Vec<PeerConfig>,
+    /// Source networks (`ADDR/PREFIX` or an address) cluster handshakes are accepted from
+    /// besides the peers' own addresses: for a peer that sends from another address than
+    /// the one configured for it (NAT, a multi-homed host).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_sources: Vec<crate::cluster::IpNet>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,102 +247,24 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
-    pub fn node_handshake(&self) -> Duration {
-        Duration::from_millis(self.node_handshake_ms)
-    }
-    pub fn node_idle(&self) -> Duration {
-        Duration::from_millis(self.node_idle_ms)
-    }
-    pub fn node_write(&self) -> Duration {
-        Duration::from_millis(self.node_write_ms)
-    }
-    pub fn redial(&self) -> Duration {
-        Duration::from_millis(self.redial_ms)
-    }
-    pub fn sign_attempt(&self) -> Duration {
-        Duration::from_millis(self.sign_attempt_ms)
-    }
-    pub fn sign_total(&self) -> Duration {
-        Duration::from_millis(self.sign_total_ms)
-    }
-    pub fn catch_up(&self) -> Duration {
-        Duration::from_millis(self.catch_up_ms)
-    }
-}
-
-/// A node address from the config: `tcp://[NODE_ID@]HOST:PORT`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeAddress {
-    /// Lowercase hex node ID to pin, if given.
-    pub node_id: Option<String>,
-    pub host: String,
-    pub port: u16,
-}
-
-impl NodeAddress {
-    pub fn parse(s: &str) -> Result<NodeAddress, String> {
-        let rest = s
-            .strip_prefix("tcp://")
-            .ok_or_else(|| format!("`{s}` must start with tcp://"))?;
-        let (node_id, host_port) = match rest.split_once('@') {
-            Some((id, hp)) => {
-                let id = id.to_ascii_lowercase();
-                if id.len() != 40 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(format!("node ID `{id}` in `{s}` is not 40 hex digits"));
-                }
-                (Some(id), hp)
-            }
-            None => (None, rest),
-        };
-        let (host, port) = split_host_port(host_port).map_err(|e| format!("`{s}`: {e}"))?;
-        Ok(NodeAddress {
-            node_id,
-            host,
-            port,
-        })
-    }
-
-    /// `host:port`, with IPv6 hosts bracketed, for `TcpStream::connect`.
-    pub fn host_port(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
+    /// The deadlines of node connections.
+    pub fn node(&self) -> NodeTimeouts {
+        NodeTimeouts {
+            handshake: Duration::from_millis(self.node_handshake_ms),
+            idle: Duration::from_millis(self.node_idle_ms),
+            write: Duration::from_millis(self.node_write_ms),
+            redial: Duration::from_millis(self.redial_ms),
         }
     }
-}
 
-/// Whether `id` is a chain ID this signer accepts. CometBFT allows up to 50 bytes of any
-/// kind; we also restrict the characters because the ID names the chain's state file.
-pub fn valid_chain_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 50
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && id != "."
-        && id != ".."
-}
-
-/// Splits `HOST:PORT` (or `[V6]:PORT`) and checks both parts.
-pub fn split_host_port(s: &str) -> Result<(String, u16), String> {
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (host, port) = rest
-            .split_once("]:")
-            .ok_or_else(|| "expected [IPV6]:PORT".to_string())?;
-        (host, port)
-    } else {
-        s.rsplit_once(':')
-            .ok_or_else(|| "expected HOST:PORT".to_string())?
-    };
-    if host.is_empty() || host.contains(['/', ' ', '@']) {
-        return Err(format!("invalid host `{host}`"));
+    /// The deadlines of threshold signings.
+    pub fn signing(&self) -> SignTimeouts {
+        SignTimeouts {
+            attempt: Duration::from_millis(self.sign_attempt_ms),
+            total: Duration::from_millis(self.sign_total_ms),
+            catch_up: Duration::from_millis(self.catch_up_ms),
+        }
     }
-    let port: u16 = port.parse().map_err(|_| format!("invalid port `{port}`"))?;
-    if port == 0 {
-        return Err("port 0 is not a valid address".to_string());
-    }
-    Ok((host.to_string(), port))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -332,7 +292,6 @@ pub enum ConfigError {
 pub struct LoadedConfig {
     pub path: PathBuf,
     pub config: Config,
-    pub nodes: Vec<NodeAddress>,
 }
 
 impl LoadedConfig {
@@ -341,6 +300,70 @@ impl LoadedConfig {
         let base = self.path.parent().unwrap_or_else(|| Path::new("."));
         base.join(p)
     }
+
+    /// The cluster identity's files, resolved.
+    pub fn tls_paths(&self, th: &ThresholdConfig) -> TlsPaths {
+        TlsPaths {
+            cert: self.resolve(&th.tls_cert),
+            key: self.resolve(&th.tls_key),
+            ca: self.resolve(&th.cluster_ca),
+        }
+    }
+
+    /// What the cluster transport needs, from the `[threshold]` section.
+    pub fn cluster_config(&self, th: &ThresholdConfig) -> ClusterConfig {
+        ClusterConfig {
+            id: th.id,
+            listen: th.listen,
+            peers: th
+                .peers
+                .iter()
+                .map(|p| PeerAddr {
+                    id: p.id,
+                    address: p.address.clone(),
+                    cert_sha256: p.cert_sha256.clone(),
+                })
+                .collect(),
+            tls: self.tls_paths(th),
+            allowed_sources: th.allowed_sources.clone(),
+        }
+    }
+
+    /// Loads this cosigner's key share and checks that it is the share the config says:
+    /// the same cosigner number and threshold.
+    pub fn load_key_share(&self, th: &ThresholdConfig) -> Result<KeyShare, KeyShareLoadError> {
+        let path = self.resolve(&th.key_share);
+        let share = key_share::load(&path)?;
+        if share.index() != th.id || share.threshold() != th.threshold {
+            return Err(KeyShareLoadError::Mismatch {
+                path,
+                share_id: share.index(),
+                share_threshold: share.threshold(),
+                config_id: th.id,
+                config_threshold: th.threshold,
+            });
+        }
+        Ok(share)
+    }
+}
+
+/// Why the key share the config names cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyShareLoadError {
+    #[error(transparent)]
+    Load(#[from] key_share::KeyShareError),
+    #[error(
+        "{}: the key share is cosigner {share_id} of a {share_threshold}-of-n cluster, but the \
+         config says cosigner {config_id} with threshold {config_threshold}",
+        path.display()
+    )]
+    Mismatch {
+        path: PathBuf,
+        share_id: u16,
+        share_threshold: u16,
+        config_id: u16,
+        config_threshold: u16,
+    },
 }
 
 impl Config {
@@ -361,7 +384,7 @@ impl Config {
                 source: Box::new(source),
             },
         })?;
-        let nodes = config
+        config
             .validate()
             .map_err(|(field, problem)| ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -371,7 +394,6 @@ impl Config {
         Ok(LoadedConfig {
             path: path.to_path_buf(),
             config,
-            nodes,
         })
     }
 
@@ -381,9 +403,9 @@ impl Config {
         toml::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// Checks everything that can be checked without touching other files. Returns the
-    /// parsed node addresses, or the offending field and what is wrong with it.
-    pub fn validate(&self) -> Result<Vec<NodeAddress>, (String, String)> {
+    /// Checks everything that can be checked without touching other files: the offending
+    /// field and what is wrong with it.
+    pub fn validate(&self) -> Result<(), (String, String)> {
         let bad = |field: &str, problem: String| Err((field.to_string(), problem));
         if self.chains.is_empty() {
             return bad(
@@ -392,7 +414,7 @@ impl Config {
             );
         }
         for (i, chain) in self.chains.iter().enumerate() {
-            if !valid_chain_id(&chain.id) {
+            if !ChainId::is_valid(&chain.id) {
                 return bad(
                     &format!("chain[{i}].id"),
                     format!(
@@ -420,11 +442,13 @@ impl Config {
                 "at least one [[node]] with an `address` is required".into(),
             );
         }
-        let mut nodes = Vec::with_capacity(self.nodes.len());
         for (i, node) in self.nodes.iter().enumerate() {
-            let addr =
-                NodeAddress::parse(&node.address).map_err(|e| (format!("node[{i}].address"), e))?;
-            nodes.push(addr);
+            if self.nodes[..i].iter().any(|n| n.address == node.address) {
+                return bad(
+                    &format!("node[{i}].address"),
+                    format!("node `{}` is listed twice", node.address),
+                );
+            }
         }
         let t = &self.timeouts;
         for (field, value) in [
@@ -446,45 +470,25 @@ impl Config {
                 "must not exceed timeouts.sign_total_ms".into(),
             );
         }
-        match (&self.single, &self.threshold) {
-            (Some(_), Some(_)) => {
-                return bad(
-                    "single",
-                    "give either [single] or [threshold], not both".into(),
-                )
-            }
-            (None, None) => {
-                return bad(
-                    "threshold",
-                    "one of [single] or [threshold] is required".into(),
-                )
-            }
-            (Some(_), None) => {}
-            (None, Some(th)) => th.validate()?,
+        match &self.mode {
+            Mode::Single(_) => Ok(()),
+            Mode::Threshold(th) => th.validate(),
         }
-        Ok(nodes)
     }
 }
 
 impl ThresholdConfig {
     fn validate(&self) -> Result<(), (String, String)> {
         let bad = |field: &str, problem: String| Err((field.to_string(), problem));
-        let n = self.peers.len() + 1;
-        if n > MAX_COSIGNERS as usize {
-            return bad(
-                "threshold.peer",
-                format!("{n} cosigners exceed the maximum of {MAX_COSIGNERS}"),
-            );
-        }
-        let n = n as u16;
-        if self.threshold < 2 || self.threshold > n || self.threshold as usize * 2 <= n as usize {
-            return bad(
-                "threshold.threshold",
-                format!(
-                    "{} of {n} is not allowed: need 2 <= t <= n and t > n/2",
-                    self.threshold
-                ),
-            );
+        let Ok(n) = u16::try_from(self.peers.len() + 1) else {
+            return bad("threshold.peer", "too many peers".into());
+        };
+        match check_threshold(self.threshold, n) {
+            Ok(()) => {}
+            Err(e @ ThresholdError::TooManyShares { .. }) => {
+                return bad("threshold.peer", e.to_string())
+            }
+            Err(e) => return bad("threshold.threshold", e.to_string()),
         }
         if self.id == 0 || self.id > n {
             return bad("threshold.id", format!("{} is outside 1..={n}", self.id));
@@ -529,12 +533,11 @@ mod tests {
                 max_height_jump: None,
             }],
             nodes: vec![NodeConfig {
-                address: "tcp://127.0.0.1:26659".into(),
+                address: "tcp://127.0.0.1:26659".parse().unwrap(),
                 protocol: ProtocolVersion::V0_38,
                 allow_sign_bytes: false,
             }],
-            single: None,
-            threshold: Some(ThresholdConfig {
+            mode: Mode::Threshold(ThresholdConfig {
                 id: 1,
                 threshold: 2,
                 listen: "127.0.0.1:7101".parse().unwrap(),
@@ -549,6 +552,7 @@ mod tests {
                         cert_sha256: "ab".repeat(32),
                     })
                     .collect(),
+                allowed_sources: vec!["10.1.0.0/16".parse().unwrap()],
             }),
             timeouts: Timeouts::default(),
         }
@@ -559,13 +563,17 @@ mod tests {
         let c = sample();
         let back: Config = toml::from_str(&c.to_toml()).unwrap();
         assert_eq!(back, c);
-        assert_eq!(back.validate().unwrap()[0].port, 26659);
+        assert_eq!(back.validate(), Ok(()));
+        assert_eq!(back.nodes[0].address.port, 26659);
     }
 
     #[test]
     fn refuses_a_threshold_that_lets_two_quorums_sign() {
         let mut c = sample();
-        c.threshold.as_mut().unwrap().peers.push(PeerConfig {
+        let Mode::Threshold(th) = &mut c.mode else {
+            unreachable!("a threshold sample")
+        };
+        th.peers.push(PeerConfig {
             id: 4,
             address: "127.0.0.1:7104".into(),
             cert_sha256: "cd".repeat(32),
@@ -573,30 +581,6 @@ mod tests {
         let (field, problem) = c.validate().unwrap_err();
         assert_eq!(field, "threshold.threshold");
         assert!(problem.contains("t > n/2"), "{problem}");
-    }
-
-    #[test]
-    fn parses_node_addresses() {
-        let a = NodeAddress::parse("tcp://ABCDEF0123456789abcdef0123456789ABCDEF01@10.0.0.1:26659")
-            .unwrap();
-        assert_eq!(
-            a.node_id.as_deref(),
-            Some("abcdef0123456789abcdef0123456789abcdef01")
-        );
-        assert_eq!(a.host_port(), "10.0.0.1:26659");
-        assert_eq!(
-            NodeAddress::parse("tcp://[::1]:26659").unwrap().host_port(),
-            "[::1]:26659"
-        );
-        for bad in [
-            "127.0.0.1:1",
-            "tcp://host",
-            "tcp://abc@h:1",
-            "tcp://h:99999",
-            "tcp://h:0",
-        ] {
-            assert!(NodeAddress::parse(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]
@@ -640,13 +624,21 @@ mod tests {
     fn names_file_and_field_on_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cosigner.toml");
-        let mut c = sample();
-        c.nodes[0].address = "http://x:1".into();
-        std::fs::write(&path, c.to_toml()).unwrap();
+        let text = sample()
+            .to_toml()
+            .replace("tcp://127.0.0.1:26659", "http://x:1");
+        std::fs::write(&path, text).unwrap();
         let msg = Config::load(&path).unwrap_err().to_string();
         assert!(
-            msg.contains("cosigner.toml") && msg.contains("node[0].address"),
+            msg.contains("cosigner.toml")
+                && msg.contains("address = \"http://x:1\"")
+                && msg.contains("must start with tcp://"),
             "{msg}"
         );
+        // Both modes, or neither, are refused by name.
+        let both = format!("{}\n[single]\nkey_file = \"k.json\"\n", sample().to_toml());
+        std::fs::write(&path, both).unwrap();
+        let msg = Config::load(&path).unwrap_err().to_string();
+        assert!(msg.contains("either [single] or [threshold]"), "{msg}");
     }
 }

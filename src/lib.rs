@@ -18,16 +18,20 @@
 //! - [`signer`]: the signers a privval session can be served by (single key, threshold).
 //! - [`staged_dir`]: writing directories of secrets atomically.
 //! - [`secret_file`]: reading secret files: private modes only, wiped buffers.
+//! - `testkit` (cargo feature `testkit` only): the property checks of the fuzz targets.
 #![forbid(unsafe_code)]
 
 pub mod cluster;
 pub mod config;
 pub mod consensus;
+pub mod host_port;
 pub mod privval;
 pub mod secret_file;
 pub mod shell;
 pub mod sign_state;
 pub mod signer;
 pub mod staged_dir;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod threshold;
 pub mod validator_key;

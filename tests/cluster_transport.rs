@@ -1,6 +1,7 @@
 //! The cluster transport over real loopback UDP: request/response in all directions,
-//! concurrency, deadlines, peer restarts, and refusal of every identity that is not a
-//! configured cluster member.
+//! concurrency, deadlines, peer restarts, refusal of every identity that is not a
+//! configured cluster member, the hello and heartbeats, restarts told from twins, the
+//! per-peer request bound and the handshake admission rules.
 
 #[path = "common/ports.rs"]
 mod ports;
@@ -12,7 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cosigner::cluster::identity::{cert_fingerprint, issue_cluster, IssuedCluster};
-use cosigner::cluster::wire::{WireError, MAX_FRAME_LEN};
+use cosigner::cluster::tls::TlsIdentity;
+use cosigner::cluster::transport::hello::{Hello, InstanceId};
+use cosigner::cluster::wire::{self, WireError, MAX_FRAME_LEN};
 use cosigner::cluster::{Cluster, ClusterConfig, ClusterError, PeerAddr, PeerId, TlsPaths};
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +89,7 @@ fn configs(dir: &Path, cluster: &IssuedCluster, addrs: &[SocketAddr]) -> Vec<Clu
                 &me.key_pem,
                 &cluster.ca_cert_pem,
             ),
+            allowed_sources: Vec::new(),
         })
         .collect()
 }
@@ -516,4 +520,578 @@ async fn a_crashed_peer_is_reachable_again_soon_after_it_comes_back() {
     // connection.
     assert!(took < Duration::from_millis(1500), "took {took:?}");
     assert_eq!(ask(&b, 1, 4, T).await.unwrap().from, 1);
+}
+
+// ---- Instances, heartbeats, duplicates, admission and the per-peer request bound ----
+
+/// A raw QUIC endpoint holding a cluster identity: a peer that does exactly what a test
+/// says, including what a well-behaved cosigner never does.
+struct RawPeer {
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+}
+
+impl RawPeer {
+    fn new(bind: SocketAddr, tls: &TlsPaths) -> RawPeer {
+        let identity = TlsIdentity::load(tls).unwrap();
+        RawPeer {
+            endpoint: quinn::Endpoint::client(bind).unwrap(),
+            config: identity.client_config().unwrap(),
+        }
+    }
+
+    async fn connect(
+        &self,
+        to: SocketAddr,
+        server: PeerId,
+    ) -> Result<quinn::Connection, quinn::ConnectionError> {
+        self.endpoint
+            .connect_with(self.config.clone(), to, &format!("cosigner-{server}"))
+            .unwrap()
+            .await
+    }
+}
+
+async fn read_raw_frame(recv: &mut quinn::RecvStream) -> Result<Vec<u8>, quinn::ReadExactError> {
+    let mut header = [0u8; wire::HEADER_LEN];
+    recv.read_exact(&mut header).await?;
+    let mut body = vec![0u8; wire::decode_header(header).unwrap()];
+    recv.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+/// The dialer's half of the hello, done by hand; the instance the other side announced.
+async fn raw_hello(conn: &quinn::Connection, instance: InstanceId) -> InstanceId {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&wire::encode(&Hello { instance }).unwrap())
+        .await
+        .unwrap();
+    send.finish().unwrap();
+    // To the end: a stream left unread keeps holding a stream credit.
+    let bytes = recv.read_to_end(1024).await.unwrap();
+    let (header, body) = bytes.split_at(wire::HEADER_LEN);
+    assert_eq!(
+        wire::decode_header(header.try_into().unwrap()).unwrap(),
+        body.len()
+    );
+    wire::decode_body::<Hello>(body).unwrap().instance
+}
+
+/// Opens a stream on `conn` and sends one `Ping` request on it.
+async fn raw_request(conn: &quinn::Connection, n: u64) -> (quinn::SendStream, quinn::RecvStream) {
+    let (mut send, recv) = conn.open_bi().await.unwrap();
+    send.write_all(&wire::encode(&ping(n)).unwrap())
+        .await
+        .unwrap();
+    send.finish().unwrap();
+    (send, recv)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hello_names_each_process_and_heartbeats_measure_the_link() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let issued = issue_cluster(2, "test").unwrap();
+    let addrs: Vec<_> = (0..2).map(|_| free_addr()).collect();
+    let cfgs = configs(dir.path(), &issued, &addrs);
+    let (a, a_seen) = start(cfgs[0].clone()).await;
+    let (b, b_seen) = start(cfgs[1].clone()).await;
+    assert_ne!(a.instance_id(), b.instance_id());
+    assert_eq!(ask(&a, 2, 1, T).await.unwrap().from, 2);
+    // Each side knows the other's process, and the hellos never reached a handler.
+    assert!(
+        eventually(T, || {
+            a.peer_status(2).unwrap().instance == Some(b.instance_id())
+                && b.peer_status(1).unwrap().instance == Some(a.instance_id())
+        })
+        .await
+    );
+    assert_eq!(
+        (a_seen.load(Ordering::SeqCst), b_seen.load(Ordering::SeqCst)),
+        (0, 1)
+    );
+    // Heartbeats run without any request.
+    let samples = |c: &Cluster, p| c.peer_status(p).unwrap().rtt_samples;
+    let before = samples(&a, 2);
+    assert!(
+        eventually(T, || samples(&a, 2) >= before + 3 && samples(&b, 1) >= 3).await,
+        "no heartbeats: {:?}",
+        a.peer_status(2)
+    );
+    let status = a.peer_status(2).unwrap();
+    assert!(status.connected && status.connections >= 1);
+    assert!(status.duplicate.is_none());
+    let heard = status.last_heard.unwrap().elapsed();
+    assert!(heard < Duration::from_secs(1), "last heard {heard:?} ago");
+    let rtt = status.rtt_smoothed.unwrap();
+    assert!(rtt < Duration::from_millis(100), "loopback rtt {rtt:?}");
+    assert!(status.rtt_latest.is_some());
+    assert!(a.peer_status(9).is_none());
+}
+
+/// A connection that authenticates but never says hello is closed, and never used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_a_hello_is_closed() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let issued = issue_cluster(2, "test").unwrap();
+    let addrs: Vec<_> = (0..2).map(|_| free_addr()).collect();
+    let mut cfgs = configs(dir.path(), &issued, &addrs);
+    // Cosigner 2 cannot dial 1 (nothing listens there), so the raw client's connection is
+    // the only one.
+    cfgs[1].peers[0].address = free_addr().to_string();
+    let (b, b_seen) = start(cfgs[1].clone()).await;
+    let raw = RawPeer::new("127.0.0.1:0".parse().unwrap(), &cfgs[0].tls);
+    let conn = raw.connect(addrs[1], 2).await.unwrap();
+    let started = Instant::now();
+    let reason = tokio::time::timeout(T, conn.closed()).await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "closed after {took:?}: {reason}"
+    );
+    assert!(reason.to_string().contains("no hello"), "{reason}");
+    assert_eq!(b.stats().hello_failed, 1);
+    assert!(b.connected_peers().is_empty());
+    assert_eq!(b_seen.load(Ordering::SeqCst), 0);
+}
+
+/// A peer still speaking the protocol before hellos (ALPN cosigner/1) fails the TLS
+/// handshake with a clear reason instead of being half served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_of_the_previous_protocol_is_refused_in_the_handshake() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let issued = issue_cluster(2, "test").unwrap();
+    let addrs: Vec<_> = (0..2).map(|_| free_addr()).collect();
+    let cfgs = configs(dir.path(), &issued, &addrs);
+    let (b, _) = start(cfgs[1].clone()).await;
+    let identity = TlsIdentity::load(&cfgs[0].tls).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(identity.ca.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(identity.cert_chain.clone(), identity.key.clone_key())
+        .unwrap();
+    tls.alpn_protocols = vec![b"cosigner/1".to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let r = endpoint
+        .connect_with(
+            quinn::ClientConfig::new(Arc::new(quic)),
+            addrs[1],
+            "cosigner-2",
+        )
+        .unwrap()
+        .await;
+    let e = r.expect_err("an old-protocol peer connected");
+    assert!(e.to_string().contains("protocol"), "{e}");
+    assert!(b.connected_peers().is_empty());
+}
+
+const CHILD_ENV: &str = "COSIGNER_TEST_CHILD_SPEC";
+
+/// What a child cosigner runs: a config written as `key value` lines.
+fn write_child_spec(path: &Path, cfg: &ClusterConfig, tag: u64) {
+    let mut text = format!(
+        "id {}\nlisten {}\ncert {}\nkey {}\nca {}\ntag {tag}\n",
+        cfg.id,
+        cfg.listen,
+        cfg.tls.cert.display(),
+        cfg.tls.key.display(),
+        cfg.tls.ca.display()
+    );
+    for p in &cfg.peers {
+        text.push_str(&format!("peer {} {} {}\n", p.id, p.address, p.cert_sha256));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn read_child_spec(text: &str) -> (ClusterConfig, u64) {
+    let mut cfg = ClusterConfig {
+        id: 0,
+        listen: free_addr(),
+        peers: Vec::new(),
+        tls: TlsPaths {
+            cert: Default::default(),
+            key: Default::default(),
+            ca: Default::default(),
+        },
+        allowed_sources: Vec::new(),
+    };
+    let mut tag = 0;
+    for line in text.lines() {
+        let words: Vec<&str> = line.split(' ').collect();
+        match words[..] {
+            ["id", v] => cfg.id = v.parse().unwrap(),
+            ["listen", v] => cfg.listen = v.parse().unwrap(),
+            ["cert", v] => cfg.tls.cert = v.into(),
+            ["key", v] => cfg.tls.key = v.into(),
+            ["ca", v] => cfg.tls.ca = v.into(),
+            ["tag", v] => tag = v.parse().unwrap(),
+            ["peer", id, address, fp] => cfg.peers.push(PeerAddr {
+                id: id.parse().unwrap(),
+                address: address.into(),
+                cert_sha256: fp.into(),
+            }),
+            _ => panic!("bad child spec line `{line}`"),
+        }
+    }
+    (cfg, tag)
+}
+
+/// Not a test on its own: the body of the child process that
+/// `a_peer_killed_and_started_again_at_once_is_used_again_and_not_flagged` starts and kills
+/// with SIGKILL. It answers `Ping { n }` with `n + tag` and runs until killed.
+#[test]
+#[ignore = "runs only as a child process of another test"]
+fn child_cosigner() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (cfg, tag) = read_child_spec(&std::fs::read_to_string(spec).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let me = cfg.id;
+        let cluster = Cluster::bind(cfg).await.unwrap();
+        cluster.serve(move |requester: PeerId, req: Ping| async move {
+            Pong {
+                from: me,
+                requester,
+                n: req.n + tag,
+            }
+        });
+        println!("CHILD-READY {}", cluster.instance_id());
+        std::future::pending::<()>().await;
+    });
+}
+
+/// A child process running [`child_cosigner`], killed with SIGKILL when dropped.
+struct ChildCosigner {
+    child: std::process::Child,
+    instance: String,
+}
+
+impl ChildCosigner {
+    fn spawn(spec: &Path) -> ChildCosigner {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["child_cosigner", "--exact", "--ignored", "--nocapture"])
+            .env(CHILD_ENV, spec)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Some(instance) = line.strip_prefix("CHILD-READY ") {
+                    let _ = tx.send(instance.to_string());
+                }
+            }
+        });
+        let instance = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the child cosigner did not start");
+        ChildCosigner { child, instance }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildCosigner {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// kill -9 and start again at once, as an operator's restart or a crash loop does: the old
+/// process's connection is still open on our side (QUIC notices only at the 2 s idle
+/// timeout). The new process is used well before that, and never taken for a twin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_killed_and_started_again_at_once_is_used_again_and_not_flagged() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let issued = issue_cluster(2, "test").unwrap();
+    let addrs: Vec<_> = (0..2).map(|_| free_addr()).collect();
+    let cfgs = configs(dir.path(), &issued, &addrs);
+    let (a, _) = start(cfgs[0].clone()).await;
+    let spec = dir.path().join("child.spec");
+    let mut took = Vec::new();
+    let mut old = {
+        write_child_spec(&spec, &cfgs[1], 1000);
+        ChildCosigner::spawn(&spec)
+    };
+    assert_eq!(ask(&a, 2, 1, T).await.unwrap().n, 1001);
+    for generation in 2..=4u64 {
+        assert_eq!(
+            a.peer_status(2).unwrap().instance.map(|i| i.to_string()),
+            Some(old.instance.clone())
+        );
+        old.kill();
+        write_child_spec(&spec, &cfgs[1], generation * 1000);
+        let new = ChildCosigner::spawn(&spec);
+        let back = Instant::now();
+        let pong = loop {
+            assert!(
+                a.duplicate(2).is_none(),
+                "a restart taken for a twin: {:?}",
+                a.duplicate(2)
+            );
+            match ask(&a, 2, 1, Duration::from_millis(100)).await {
+                Ok(p) if p.n == generation * 1000 + 1 => break p,
+                _ => assert!(back.elapsed() < T, "the restarted peer was not used again"),
+            }
+        };
+        took.push(back.elapsed());
+        assert_eq!(pong.from, 2);
+        assert_eq!(
+            a.peer_status(2).unwrap().instance.map(|i| i.to_string()),
+            Some(new.instance.clone())
+        );
+        // The dead process's connection was closed, not left to time out.
+        assert!(
+            eventually(Duration::from_millis(500), || a
+                .peer_status(2)
+                .unwrap()
+                .connections
+                <= 2)
+            .await
+        );
+        assert!(a.duplicate(2).is_none());
+        old = new;
+    }
+    eprintln!("restarted peer used again after {took:?} (idle timeout 2 s)");
+    for t in &took {
+        assert!(*t < Duration::from_secs(1), "{took:?}");
+    }
+}
+
+/// Binds cosigner 2 twice at two addresses (one directory copied) next to cosigner 1, which
+/// knows 2 at the first address: both processes dial 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_live_instances_are_flagged_at_once_and_unflagged_when_one_goes() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let issued = issue_cluster(2, "test").unwrap();
+    let addrs: Vec<_> = (0..2).map(|_| free_addr()).collect();
+    let cfgs = configs(dir.path(), &issued, &addrs);
+    let (a, _) = start(cfgs[0].clone()).await;
+    let (b1, _) = start(cfgs[1].clone()).await;
+    assert_eq!(ask(&a, 2, 1, T).await.unwrap().from, 2);
+    let twin_cfg = ClusterConfig {
+        listen: free_addr(),
+        ..cfgs[1].clone()
+    };
+    let twin_addr = twin_cfg.listen;
+
+    for round in 0..2 {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (end_tx, end_rx) = std::sync::mpsc::channel::<bool>();
+        let cfg = twin_cfg.clone();
+        // On a runtime of its own, so that round 1 can end it as a crash would: dropping the
+        // runtime stops its endpoint driver, and no CONNECTION_CLOSE is ever sent.
+        let host = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let (twin, _) = rt.block_on(start(cfg));
+            ready_tx.send(twin.instance_id()).unwrap();
+            let graceful = end_rx.recv().unwrap();
+            if graceful {
+                rt.block_on(twin.shutdown());
+            }
+            drop(rt);
+            drop(twin);
+        });
+        let twin_instance = ready_rx.await.unwrap();
+        let started = Instant::now();
+        assert!(
+            eventually(T, || a.duplicate(2).is_some()).await,
+            "round {round}: the twin was not flagged"
+        );
+        let flagged = started.elapsed();
+        let dup = a.duplicate(2).unwrap();
+        let mut seen: Vec<(String, SocketAddr)> = dup
+            .instances
+            .iter()
+            .map(|i| (i.id.to_string(), i.address))
+            .collect();
+        seen.sort();
+        let mut expected = vec![
+            (b1.instance_id().to_string(), addrs[1]),
+            (twin_instance.to_string(), twin_addr),
+        ];
+        expected.sort();
+        assert_eq!(seen, expected, "round {round}");
+        assert_eq!(a.peer_status(2).unwrap().duplicate, Some(dup.clone()));
+        let text = dup.to_string();
+        assert!(
+            text.contains(&addrs[1].to_string()) && text.contains(&twin_addr.to_string()),
+            "{text}"
+        );
+        // Bounded by the hello and one probe of the old instance.
+        assert!(
+            flagged < Duration::from_secs(1),
+            "flagged after {flagged:?}"
+        );
+
+        let graceful = round == 0;
+        end_tx.send(graceful).unwrap();
+        tokio::task::spawn_blocking(move || host.join().unwrap())
+            .await
+            .unwrap();
+        let gone = Instant::now();
+        // A closed connection ends it at once; a crashed twin ends it when its connection
+        // stops answering (the idle timeout).
+        let limit = if graceful {
+            Duration::from_millis(500)
+        } else {
+            cosigner::cluster::tls::IDLE_TIMEOUT + Duration::from_secs(1)
+        };
+        assert!(
+            eventually(limit, || a.duplicate(2).is_none()).await,
+            "round {round}: still flagged {:?} after the twin went",
+            gone.elapsed()
+        );
+        eprintln!(
+            "round {round}: flagged after {flagged:?}, unflagged {:?} after the twin went ({})",
+            gone.elapsed(),
+            if graceful { "shut down" } else { "crashed" }
+        );
+        assert_eq!(
+            a.peer_status(2).unwrap().instance,
+            Some(b1.instance_id()),
+            "the remaining instance is the first"
+        );
+        assert_eq!(ask(&a, 2, 5, T).await.unwrap().from, 2);
+    }
+}
+
+/// A misbehaving peer (three connections at full stream credit) gets its requests beyond
+/// the per-peer bound reset as busy, not queued; the bound frees as requests end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_per_peer_bound_are_reset_as_busy() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let issued = issue_cluster(2, "test").unwrap();
+    let addrs: Vec<_> = (0..2).map(|_| free_addr()).collect();
+    let mut cfgs = configs(dir.path(), &issued, &addrs);
+    cfgs[1].peers[0].address = free_addr().to_string();
+    let (b, seen) = start(cfgs[1].clone()).await;
+    let raw = RawPeer::new("127.0.0.1:0".parse().unwrap(), &cfgs[0].tls);
+    let me = InstanceId::random();
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        let conn = raw.connect(addrs[1], 2).await.unwrap();
+        assert_eq!(raw_hello(&conn, me).await, b.instance_id());
+        conns.push(conn);
+    }
+    assert!(eventually(T, || b.peer_status(1).unwrap().connections == 3).await);
+    // The bound is two connections' stream credit. Each connection here has one less
+    // (the hello's stream; quinn announces freed credit in batches of an eighth), so
+    // filling the bound takes all three.
+    let credit = cosigner::cluster::tls::MAX_STREAMS_PER_CONNECTION as usize - 1;
+    let bound = 2 * cosigner::cluster::tls::MAX_STREAMS_PER_CONNECTION as usize;
+    let mut hanging = Vec::new();
+    for i in 0..bound {
+        hanging.push(raw_request(&conns[i / credit], N_HANG).await);
+    }
+    assert!(
+        eventually(T, || seen.load(Ordering::SeqCst) == bound).await,
+        "{} of {bound} requests reached the handler",
+        seen.load(Ordering::SeqCst)
+    );
+    let (_send, mut recv) = raw_request(&conns[2], 7).await;
+    let r = tokio::time::timeout(T, read_raw_frame(&mut recv))
+        .await
+        .expect("an excess request was queued instead of refused");
+    match r {
+        Err(quinn::ReadExactError::ReadError(quinn::ReadError::Reset(code))) => {
+            assert_eq!(code.into_inner(), 4, "reset code BUSY")
+        }
+        other => panic!("expected a busy reset, got {other:?}"),
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), bound);
+    assert_eq!(b.stats().requests_busy, 1);
+    // One request given up frees one place.
+    let (mut send, mut recv) = hanging.pop().unwrap();
+    // Its request is all sent: stopping our receiving half is what tells the server.
+    let _ = send.reset(0u32.into());
+    recv.stop(0u32.into()).unwrap();
+    let deadline = Instant::now() + T;
+    loop {
+        let (_send, mut recv) = raw_request(&conns[2], 8).await;
+        match read_raw_frame(&mut recv).await {
+            Ok(body) => {
+                let pong: Pong = wire::decode_body(&body).unwrap();
+                assert_eq!((pong.from, pong.requester, pong.n), (2, 1, 8));
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "never freed: {e:?}"),
+        }
+    }
+}
+
+/// Initials from an address that is not a configured peer's get no answer at all (not even
+/// a Retry); from a peer's address they are address-validated first, then accepted; an
+/// operator's `allowed_sources` lets another network in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initials_from_a_non_peer_address_are_ignored() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let issued = issue_cluster(2, "test").unwrap();
+    let addrs: Vec<_> = (0..2).map(|_| free_addr()).collect();
+    let mut cfgs = configs(dir.path(), &issued, &addrs);
+    // Peer 1 lives at 127.0.0.1 (nothing listens there: only the raw client connects).
+    cfgs[1].peers[0].address = free_addr().to_string();
+    let (b, b_seen) = start(cfgs[1].clone()).await;
+
+    // 127.0.0.2 is loopback too, but not peer 1's address.
+    let stranger = RawPeer::new("127.0.0.2:0".parse().unwrap(), &cfgs[0].tls);
+    let r = tokio::time::timeout(Duration::from_millis(1500), stranger.connect(addrs[1], 2)).await;
+    assert!(
+        !matches!(r, Ok(Ok(_))),
+        "a handshake from a non-peer address completed"
+    );
+    let s = b.stats();
+    assert!(s.ignored_not_peer >= 1, "{s:?}");
+    assert_eq!((s.retried, s.accepted), (0, 0), "{s:?}");
+    assert!(b.connected_peers().is_empty());
+
+    // The same identity from the peer's IP: a Retry first, then the handshake.
+    let peer = RawPeer::new("127.0.0.1:0".parse().unwrap(), &cfgs[0].tls);
+    let conn = peer.connect(addrs[1], 2).await.unwrap();
+    raw_hello(&conn, InstanceId::random()).await;
+    let s = b.stats();
+    assert_eq!((s.retried, s.accepted), (1, 1), "{s:?}");
+    assert!(eventually(T, || b.connected_peers() == vec![1]).await);
+    conn.close(0u32.into(), b"done");
+
+    // allowed_sources lets the other address in.
+    let mut open_cfg = cfgs[1].clone();
+    open_cfg.listen = free_addr();
+    open_cfg.allowed_sources = vec!["127.0.0.2/32".parse().unwrap()];
+    b.shutdown().await;
+    let (open, _) = start(open_cfg.clone()).await;
+    let conn = tokio::time::timeout(T, stranger.connect(open_cfg.listen, 2))
+        .await
+        .unwrap()
+        .unwrap();
+    raw_hello(&conn, InstanceId::random()).await;
+    assert_eq!(open.stats().ignored_not_peer, 0);
+    assert_eq!(b_seen.load(Ordering::SeqCst), 0);
 }

@@ -25,7 +25,7 @@ fn run_clean(name: &str, threshold: u16, shares: u16, protocol: &str, heights: &
     outcome.assert_clean(&cluster.running());
     // Every signature was verified by the simulator under the key from priv_validator_key.json.
     assert_eq!(
-        outcome.report["validator_pubkey"].as_str(),
+        outcome.report.validator_pubkey.as_deref(),
         Some(cluster.key.public_key_base64().as_str())
     );
 }
@@ -56,7 +56,8 @@ fn killing_a_cosigner_that_does_not_serve_the_node_loses_nothing() {
     let outcome = sim.outcome();
     outcome.assert_clean(&cluster.running());
     assert_eq!(
-        outcome.report["connections"]["accepted"], 1,
+        outcome.connections_accepted(),
+        1,
         "no reconnection was needed"
     );
 }
@@ -71,10 +72,10 @@ fn killing_the_coordinator_fails_over_to_another_cosigner() {
     cluster.kill(coordinator);
     let outcome = sim.outcome();
     outcome.assert_clean(&cluster.running());
-    assert!(outcome.report["connections"]["accepted"].as_u64() >= Some(2));
+    assert!(outcome.connections_accepted() >= 2);
     println!(
         "fail-over gap: longest request {} ms ({})",
-        outcome.report["longest_gap_ms"], outcome.report["longest_gap_request"]
+        outcome.report.longest_gap_ms, outcome.report.longest_gap_request
     );
 }
 
@@ -98,11 +99,7 @@ fn conflicting_request_is_refused_also_through_another_cosigner() {
     let outcome = sim.outcome();
     assert_eq!(outcome.double_signs(), 0, "{}", outcome.output);
     assert_eq!(outcome.failed(), 0, "{}", outcome.output);
-    assert_eq!(
-        outcome.report["by_type"]["conflict"]["passed"], 3,
-        "{}",
-        outcome.output
-    );
+    assert_eq!(outcome.of_type("conflict").passed, 3, "{}", outcome.output);
     assert!(
         outcome.refusals_containing("double signing refused") >= 1,
         "{}",
@@ -145,7 +142,7 @@ fn state_height(cosigner_dir: &Path) -> i64 {
     let out = Command::new(&bins().cosigner)
         .args(["state", "show", "--config"])
         .arg(cosigner_dir.join("cosigner.toml"))
-        .output()
+        .output_bounded()
         .expect("state show");
     let text = String::from_utf8_lossy(&out.stdout);
     text.split("height ")

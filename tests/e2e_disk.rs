@@ -12,213 +12,51 @@
 //! the disk is repaired, the cosigner resumes from a watermark no lower than its last share.
 //!
 //! Root only (mount, loop devices), with `mkfs.ext4`, `e2fsck` and `python3` (which issues
-//! the shutdown ioctl); otherwise every test prints why it is skipped and passes.
+//! the shutdown ioctl). Without them a test fails when `CI` is set, and otherwise prints
+//! why it is skipped and passes (`require!`).
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use cosigner::sign_state::StateFile;
 
+use common::cluster::{Cluster, CHAIN};
 use common::logs::*;
 use common::*;
 
-const CHAIN: &str = "test-chain";
 const PROTOCOL: &str = "v0.38";
 /// Ample for every wait below; a healthy run needs a fraction of it.
 const LIMIT: Duration = Duration::from_secs(15);
 
-/// A split 2-of-3 cluster whose cosigners each have their state directory on their own
-/// loop-mounted ext4.
-///
-/// Field order is drop order: the cosigners are killed before their filesystems are
-/// unmounted, and those are unmounted before the test directory (holding the images and
-/// the mount points) is removed, also when a test panics.
-struct DiskCluster {
-    procs: Vec<Option<Proc>>,
-    disks: Vec<LoopFs>,
-    cosigners: Vec<PathBuf>,
-    key: ValidatorKeyFile,
-    port: u16,
-    runs: Vec<usize>,
-    dir: tempfile::TempDir,
+/// A 2-of-3 cluster whose cosigners each have their state directory on their own
+/// loop-mounted ext4 (16 MiB: ext4's minimum comfortable size; filling it is quick), or the
+/// prerequisite that is missing.
+fn disk_cluster(name: &str) -> Result<Cluster, String> {
+    Cluster::builder(name, 2, 3)
+        .protocol(PROTOCOL)
+        .state_on_loop_mounts(16)
+        .build()
 }
 
-/// Sets up a [`DiskCluster`], or prints why the test is skipped and returns from it.
-macro_rules! cluster_or_skip {
-    ($name:expr) => {
-        match DiskCluster::new($name) {
-            Ok(cluster) => cluster,
-            Err(why) => {
-                eprintln!("SKIPPED {}::{}: {why}", module_path!(), $name);
-                return;
-            }
-        }
-    };
+/// A simulator for `heights` heights from `start`, 10 ms apart.
+fn start_sim(cluster: &Cluster, start: i64, heights: u64) -> Sim {
+    let (start, heights) = (start.to_string(), heights.to_string());
+    cluster.sim(&[
+        "--start-height",
+        &start,
+        "--heights",
+        &heights,
+        "--block-time-ms",
+        "10",
+    ])
 }
 
-impl DiskCluster {
-    fn new(name: &str) -> Result<DiskCluster, String> {
-        if let Some(why) = disk_faults_unavailable() {
-            return Err(why);
-        }
-        let dir = test_dir(name);
-        let key = write_validator_key(dir.path());
-        let port = free_tcp_port();
-        let cosigners = split_key(
-            dir.path(),
-            &key.path,
-            2,
-            3,
-            &[format!("tcp://127.0.0.1:{port}")],
-            &[CHAIN],
-            PROTOCOL,
-        );
-        let mut disks = Vec::new();
-        for (i, cosigner) in cosigners.iter().enumerate() {
-            let image = dir.path().join(format!("disk-{}.img", i + 1));
-            // 16 MiB: ext4's minimum comfortable size; filling it is quick.
-            disks.push(LoopFs::mount(&image, &cosigner.join("state"), 16)?);
-            // The new disk hides the state file split-key wrote; the key never signed, so
-            // an operator would create an empty one on the new disk the same way.
-            let out = state_init(cosigner, CHAIN);
-            if !out.status.success() {
-                return Err(format!(
-                    "state init: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
-        }
-        Ok(DiskCluster {
-            procs: (0..3).map(|_| None).collect(),
-            disks,
-            cosigners,
-            key,
-            port,
-            runs: vec![0; 3],
-            dir,
-        })
-    }
-
-    /// Starts cosigner `i` (0-based); every run gets a log of its own.
-    fn start(&mut self, i: usize) {
-        let name = format!("cosigner-{}-run{}", i + 1, self.runs[i]);
-        self.runs[i] += 1;
-        self.procs[i] = Some(start_cosigner(&self.cosigners[i], &name, self.dir.path()));
-    }
-
-    fn start_all(&mut self) {
-        for i in 0..3 {
-            self.start(i);
-        }
-    }
-
-    /// Kills (SIGKILL) cosigner `i` and reaps it, so that its files are closed.
-    fn kill(&mut self, i: usize) {
-        if let Some(mut p) = self.procs[i].take() {
-            p.kill();
-        }
-    }
-
-    fn proc(&self, i: usize) -> &Proc {
-        self.procs[i].as_ref().expect("cosigner is running")
-    }
-
-    fn running(&self) -> Vec<&Proc> {
-        self.procs.iter().flatten().collect()
-    }
-
-    /// A simulator for `heights` heights from `start`, 10 ms apart.
-    fn sim(&self, start: i64, heights: u64) -> Sim {
-        let (start, heights) = (start.to_string(), heights.to_string());
-        let pubkey = self.key.public_key_base64();
-        Sim::start_on(
-            self.dir.path(),
-            self.port,
-            PROTOCOL,
-            &[
-                "--chain-id",
-                CHAIN,
-                "--start-height",
-                &start,
-                "--heights",
-                &heights,
-                "--block-time-ms",
-                "10",
-                "--expect-pubkey",
-                &pubkey,
-            ],
-        )
-    }
-
-    fn state_dir(&self, i: usize) -> PathBuf {
-        self.cosigners[i].join("state")
-    }
-
-    fn state_file(&self, i: usize) -> PathBuf {
-        self.state_dir(i).join(format!("{CHAIN}.state"))
-    }
-
-    /// Cosigner `i`'s durable watermark, read as a restart would; it must not be running.
-    fn watermark(&self, i: usize) -> Hrs {
-        let (_, state) = StateFile::open(&self.state_dir(i), CHAIN)
-            .unwrap_or_else(|e| panic!("cosigner {}: {e}", i + 1));
-        (state.height, state.round, state.step)
-    }
-
-    /// Every signing any cosigner coordinated, from every log of this test (all runs).
-    fn signings(&self) -> Vec<Signing> {
-        let mut all = Vec::new();
-        for entry in std::fs::read_dir(self.dir.path()).expect("read test dir") {
-            let path = entry.expect("dir entry").path();
-            if path.extension().is_some_and(|e| e == "log") {
-                all.extend(signings(
-                    &std::fs::read_to_string(&path).unwrap_or_default(),
-                ));
-            }
-        }
-        all
-    }
-
-    /// Asserts that at least ten signings came after `since` and none of them used cosigner
-    /// `victim` (0-based); returns every signing.
-    fn signed_on_without(&self, victim: usize, since: &str) -> Vec<Signing> {
-        let signings = self.signings();
-        let after: Vec<&Signing> = signings.iter().filter(|s| s.at.as_str() > since).collect();
-        assert!(
-            after.len() >= 10,
-            "too few signings after the failure:\n{}",
-            self.logs()
-        );
-        for s in &after {
-            assert!(
-                !s.participants.contains(&(victim + 1)),
-                "cosigner {} took part after its disk died: {s:?}",
-                victim + 1
-            );
-        }
-        signings
-    }
-
-    /// Every log of this test, for a failure message.
-    fn logs(&self) -> String {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        paths.retain(|p| p.extension().is_some_and(|e| e == "log"));
-        paths.sort();
-        paths
-            .iter()
-            .map(|p| {
-                format!(
-                    "--- {} ---\n{}\n",
-                    p.display(),
-                    std::fs::read_to_string(p).unwrap_or_default()
-                )
-            })
-            .collect()
-    }
+/// Cosigner `i`'s durable watermark, read as a restart would; it must not be running.
+fn watermark_of(cluster: &Cluster, i: usize) -> Hrs {
+    let (_, state) = StateFile::open(&cluster.state_dir(i), CHAIN)
+        .unwrap_or_else(|e| panic!("cosigner {}: {e}", i + 1));
+    (state.height, state.round, state.step)
 }
 
 /// Waits until `proc`'s log has a line containing every needle; its timestamp. Panics with
@@ -235,7 +73,7 @@ fn wait_for_line_after(proc: &Proc, after: &str, needles: &[&str]) -> String {
 /// The cosigner serving the node and the peer it signed with last (0-based indices). The
 /// coordinator tends to keep the peer it has been using (it prefers the lowest measured
 /// round-trip time, which traffic keeps fresh), so that peer usually gets the next request.
-fn coordinator_and_peer(cluster: &DiskCluster) -> (usize, usize) {
+fn coordinator_and_peer(cluster: &Cluster) -> (usize, usize) {
     let coordinator = (0..3)
         .find(|&i| cluster.procs[i].as_ref().is_some_and(serves_node))
         .expect("a cosigner serves the node");
@@ -261,7 +99,8 @@ fn storage_refusal<'a>(state_file: &'a str, os_error: &'a str) -> [&'a str; 4] {
 fn worst_latency_ms(outcome: &Outcome) -> f64 {
     ["proposal", "prevote", "precommit"]
         .iter()
-        .filter_map(|t| outcome.report["by_type"][t]["total_latency"]["max_ms"].as_f64())
+        .filter_map(|t| outcome.report.by_type.get(*t))
+        .map(|t| t.total_latency.max_ms)
         .fold(0.0, f64::max)
 }
 
@@ -274,8 +113,8 @@ const GAVE_WAY_FOR_GOOD: &str = "giving way for good";
 /// watermark is no lower than the last share it released, and it signs again.
 #[test]
 fn dead_disk_on_a_participant_refuses_and_the_others_sign_on() {
-    let mut cluster = cluster_or_skip!("dead-disk-participant");
-    let mut sim = cluster.sim(1, 40);
+    let mut cluster = require!(disk_cluster("dead-disk-participant"));
+    let mut sim = start_sim(&cluster, 1, 40);
     cluster.start_all();
     sim.wait_for_height(5);
     let (coordinator, victim) = coordinator_and_peer(&cluster);
@@ -317,7 +156,7 @@ fn dead_disk_on_a_participant_refuses_and_the_others_sign_on() {
     }
 
     // No signing after its first refusal used it; the cluster signed on without it.
-    let signings = cluster.signed_on_without(victim, &refused_at);
+    let signings = cluster.signed_on_without(victim, &refused_at, "its disk died");
     let last_with_victim = signings
         .iter()
         .filter(|s| s.participants.contains(&(victim + 1)))
@@ -332,7 +171,7 @@ fn dead_disk_on_a_participant_refuses_and_the_others_sign_on() {
     disk.unmount().expect("unmount the dead disk");
     let report = disk.fsck().expect("e2fsck");
     disk.remount().expect("mount the repaired disk");
-    let watermark = cluster.watermark(victim);
+    let watermark = watermark_of(&cluster, victim);
     eprintln!(
         "after repair: watermark {watermark:?}, last share released {last_with_victim:?}, \
          cluster at {last_signed:?}; e2fsck: {}",
@@ -368,7 +207,7 @@ fn dead_disk_on_a_participant_refuses_and_the_others_sign_on() {
     );
     cluster.kill(other);
     let start = last_signed.0 + 1;
-    let sim = cluster.sim(start, 10);
+    let sim = start_sim(&cluster, start, 10);
     let outcome = sim.outcome();
     outcome.assert_clean(&cluster.running());
     let resumed: Vec<Signing> = cluster
@@ -385,7 +224,7 @@ fn dead_disk_on_a_participant_refuses_and_the_others_sign_on() {
     );
     let final_signed = resumed.iter().map(|s| s.hrs).max();
     cluster.kill(victim);
-    assert_eq!(Some(cluster.watermark(victim)), final_signed);
+    assert_eq!(Some(watermark_of(&cluster, victim)), final_signed);
 }
 
 /// The disk of the cosigner serving the node dies: its own share cannot be recorded, so it
@@ -394,8 +233,8 @@ fn dead_disk_on_a_participant_refuses_and_the_others_sign_on() {
 /// fail-overs never land on it.
 #[test]
 fn dead_disk_on_the_coordinator_gives_way_to_the_others() {
-    let mut cluster = cluster_or_skip!("dead-disk-coordinator");
-    let mut sim = cluster.sim(1, 40);
+    let mut cluster = require!(disk_cluster("dead-disk-coordinator"));
+    let mut sim = start_sim(&cluster, 1, 40);
     cluster.start_all();
     sim.wait_for_height(5);
     let (victim, _) = coordinator_and_peer(&cluster);
@@ -424,7 +263,7 @@ fn dead_disk_on_the_coordinator_gives_way_to_the_others() {
         !reconnected,
         "the cosigner with a dead disk took a node again:\n{log}"
     );
-    cluster.signed_on_without(victim, &refused_at);
+    cluster.signed_on_without(victim, &refused_at, "its disk died");
     let took_over: Vec<usize> = (0..3)
         .filter(|&i| i != victim && cluster.proc(i).log().contains("connected to node"))
         .map(|i| i + 1)
@@ -453,8 +292,8 @@ fn dead_disk_on_the_coordinator_gives_way_to_the_others() {
 /// the last thing the cluster signed.
 #[test]
 fn full_disk_on_a_participant_keeps_signing_and_restarts() {
-    let mut cluster = cluster_or_skip!("full-disk");
-    let mut sim = cluster.sim(1, 30);
+    let mut cluster = require!(disk_cluster("full-disk"));
+    let mut sim = start_sim(&cluster, 1, 30);
     cluster.start_all();
     sim.wait_for_height(5);
     let (coordinator, victim) = coordinator_and_peer(&cluster);
@@ -489,14 +328,14 @@ fn full_disk_on_a_participant_keeps_signing_and_restarts() {
     // Restart on the full disk: it starts, from the latest watermark.
     cluster.kill(victim);
     assert_eq!(cluster.disks[victim].is_full(), Ok(true));
-    assert_eq!(Some(cluster.watermark(victim)), last_signed);
+    assert_eq!(Some(watermark_of(&cluster, victim)), last_signed);
     cluster.start(victim);
     wait_for_line_with(cluster.proc(victim), &["threshold cosigner ready"]);
-    let sim = cluster.sim(31, 10);
+    let sim = start_sim(&cluster, 31, 10);
     let outcome = sim.outcome();
     outcome.assert_clean(&cluster.running());
     cluster.kill(victim);
-    assert_eq!(cluster.watermark(victim), (40, 0, 3));
+    assert_eq!(watermark_of(&cluster, victim), (40, 0, 3));
     let log = cluster.logs();
     assert!(!log.contains("kind=Storage"), "{log}");
 }
@@ -506,7 +345,7 @@ fn full_disk_on_a_participant_keeps_signing_and_restarts() {
 /// state file cannot be created on a full disk, which leaves nothing behind.
 #[test]
 fn a_cosigner_does_not_start_on_a_full_or_dead_disk() {
-    let cluster = cluster_or_skip!("start-on-bad-disk");
+    let cluster = require!(disk_cluster("start-on-bad-disk"));
     let state_file = |i: usize| cluster.state_file(i).display().to_string();
     // The message names the state file itself, and gives the reason once.
     let assert_names = |text: &str, named: &str, why: &str| {
@@ -521,11 +360,7 @@ fn a_cosigner_does_not_start_on_a_full_or_dead_disk() {
         );
     };
     let start_and_fail = |i: usize| -> String {
-        let mut p = start_cosigner(
-            &cluster.cosigners[i],
-            &format!("cosigner-{}", i + 1),
-            cluster.dir.path(),
-        );
+        let mut p = cluster.spawn(i);
         let status = p.wait_exit(LIMIT).expect("the cosigner must exit");
         let log = p.log();
         assert!(!status.success(), "{log}");
@@ -536,7 +371,7 @@ fn a_cosigner_does_not_start_on_a_full_or_dead_disk() {
     // written in full and synced before it is linked into place), and nothing is left.
     std::fs::remove_file(cluster.state_file(0)).expect("remove the state file");
     cluster.disks[0].fill().expect("fill the disk");
-    let out = state_init(&cluster.cosigners[0], CHAIN);
+    let out = state_init(&cluster.cosigner_dirs[0], CHAIN);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     let enospc = "No space left on device (os error 28)";

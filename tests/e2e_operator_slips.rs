@@ -15,128 +15,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::cluster::{Cluster, CHAIN};
 use common::logs::*;
 use common::*;
 
-const CHAIN: &str = "test-chain";
 const PROTOCOL: &str = "v0.38";
 /// Ample for every wait below; a healthy run needs a fraction of it.
 const LIMIT: Duration = Duration::from_secs(20);
 const GAVE_WAY_FOR_GOOD: &str = "giving way for good";
 
-/// A 2-of-3 split serving one simulated node.
-struct Split {
-    dir: tempfile::TempDir,
-    key: ValidatorKeyFile,
-    cosigners: Vec<PathBuf>,
-    port: u16,
+/// A 2-of-3 loopback cluster serving one simulated node.
+fn split(name: &str) -> Cluster {
+    Cluster::new(name, 2, 3, PROTOCOL)
 }
 
-impl Split {
-    fn new(name: &str) -> Split {
-        let dir = test_dir(name);
-        let key = write_validator_key(dir.path());
-        let port = free_tcp_port();
-        let cosigners = split_key(
-            dir.path(),
-            &key.path,
-            2,
-            3,
-            &[format!("tcp://127.0.0.1:{port}")],
-            &[CHAIN],
-            PROTOCOL,
-        );
-        Split {
-            dir,
-            key,
-            cosigners,
-            port,
-        }
-    }
-
-    fn start(&self, i: usize, run: u32) -> Proc {
-        start_cosigner(
-            &self.cosigners[i],
-            &format!("cosigner-{}-run{run}", i + 1),
-            self.dir.path(),
-        )
-    }
-
-    fn start_all(&self) -> Vec<Proc> {
-        (0..self.cosigners.len())
-            .map(|i| self.start(i, 0))
-            .collect()
-    }
-
-    /// A simulator for `heights` heights, 10 ms apart.
-    fn sim(&self, heights: u64) -> Sim {
-        let heights = heights.to_string();
-        let pubkey = self.key.public_key_base64();
-        Sim::start_on(
-            self.dir.path(),
-            self.port,
-            PROTOCOL,
-            &[
-                "--chain-id",
-                CHAIN,
-                "--heights",
-                &heights,
-                "--block-time-ms",
-                "10",
-                "--expect-pubkey",
-                &pubkey,
-            ],
-        )
-    }
-
-    fn config(&self, i: usize) -> PathBuf {
-        self.cosigners[i].join("cosigner.toml")
-    }
-
-    fn state_file(&self, i: usize) -> PathBuf {
-        self.cosigners[i]
-            .join("state")
-            .join(format!("{CHAIN}.state"))
-    }
-
-    /// Every signing any cosigner coordinated in this test.
-    fn signings(&self) -> Vec<Signing> {
-        let mut all = Vec::new();
-        for entry in std::fs::read_dir(self.dir.path()).expect("read test dir") {
-            let path = entry.expect("dir entry").path();
-            if path.extension().is_some_and(|e| e == "log") {
-                all.extend(signings(
-                    &std::fs::read_to_string(&path).unwrap_or_default(),
-                ));
-            }
-        }
-        all
-    }
-
-    /// Asserts that at least ten signings came after `since` and none of them used
-    /// cosigner `victim` (0-based).
-    fn signed_on_without(&self, victim: usize, since: &str, procs: &[Proc]) {
-        let signings = self.signings();
-        let after: Vec<&Signing> = signings.iter().filter(|s| s.at.as_str() > since).collect();
-        let logs = || {
-            procs
-                .iter()
-                .map(|p| format!("--- {} ---\n{}", p.name, p.log()))
-                .collect::<String>()
-        };
-        assert!(
-            after.len() >= 10,
-            "too few signings after {since}:\n{}",
-            logs()
-        );
-        for s in &after {
-            assert!(
-                !s.participants.contains(&(victim + 1)),
-                "cosigner {} took part after its state file was lost: {s:?}",
-                victim + 1
-            );
-        }
-    }
+/// A simulator for `heights` heights, 10 ms apart.
+fn sim(cluster: &Cluster, heights: u64) -> Sim {
+    let heights = heights.to_string();
+    cluster.sim(&["--heights", &heights, "--block-time-ms", "10"])
 }
 
 /// Runs `cosigner ARGS…` to completion.
@@ -145,7 +41,7 @@ fn cosigner(args: &[&str], config: &Path) -> Output {
         .args(args)
         .arg("--config")
         .arg(config)
-        .output()
+        .output_bounded()
         .expect("run cosigner")
 }
 
@@ -158,8 +54,8 @@ fn text(out: &Output) -> String {
 }
 
 /// Starts cosigner `i` and waits for it to exit, which it must, unsuccessfully; its log.
-fn start_and_fail(split: &Split, i: usize, run: u32) -> String {
-    let mut p = split.start(i, run);
+fn start_and_fail(cluster: &Cluster, i: usize) -> String {
+    let mut p = cluster.spawn(i);
     let status = p.wait_exit(LIMIT).expect("the cosigner must exit");
     let log = p.log();
     assert!(!status.success(), "{log}");
@@ -207,9 +103,9 @@ fn coordinator_and_peer(procs: &[Proc]) -> (usize, usize) {
 /// good, and the others sign every request. A restart then stops at the missing file.
 #[test]
 fn a_deleted_state_file_is_refused_at_the_next_write_and_the_others_sign_on() {
-    let split = Split::new("deleted-state");
-    let mut sim = split.sim(60);
-    let mut procs = split.start_all();
+    let split = split("deleted-state");
+    let mut sim = sim(&split, 60);
+    let mut procs = split.spawn_all();
     sim.wait_for_height(5);
     let victim = connected_cosigner(&procs).expect("a cosigner serves the node");
     let state_file = split.state_file(victim);
@@ -227,7 +123,7 @@ fn a_deleted_state_file_is_refused_at_the_next_write_and_the_others_sign_on() {
         victim + 1,
         outcome.connections_accepted()
     );
-    split.signed_on_without(victim, &refused_at, &procs);
+    split.signed_on_without(victim, &refused_at, "its state file was lost");
     // It did not quietly create a new file, and it took no node after giving way.
     assert!(!state_file.exists());
     let log = procs[victim].log();
@@ -239,7 +135,7 @@ fn a_deleted_state_file_is_refused_at_the_next_write_and_the_others_sign_on() {
 
     // Restarted, it does not start without the file.
     procs[victim].kill();
-    let log = start_and_fail(&split, victim, 1);
+    let log = start_and_fail(&split, victim);
     assert!(
         log.contains(&format!("no sign state at {named}")) && log.contains("cosigner state init"),
         "{log}"
@@ -251,9 +147,9 @@ fn a_deleted_state_file_is_refused_at_the_next_write_and_the_others_sign_on() {
 /// gives way, the others sign on, and the copy is left as the operator put it.
 #[test]
 fn a_state_file_overwritten_by_an_older_copy_is_refused_and_the_others_sign_on() {
-    let split = Split::new("replaced-state");
-    let mut sim = split.sim(60);
-    let procs = split.start_all();
+    let split = split("replaced-state");
+    let mut sim = sim(&split, 60);
+    let procs = split.spawn_all();
     sim.wait_for_height(3);
     let (coordinator, victim) = coordinator_and_peer(&procs);
     let other = 3 - coordinator - victim;
@@ -279,7 +175,7 @@ fn a_state_file_overwritten_by_an_older_copy_is_refused_and_the_others_sign_on()
         "cosigner {} (participant) had its state file overwritten; refused at {refused_at}",
         victim + 1
     );
-    split.signed_on_without(victim, &refused_at, &procs);
+    split.signed_on_without(victim, &refused_at, "its state file was lost");
     assert_eq!(
         std::fs::read(&state_file).expect("read the state file"),
         backup,
@@ -292,12 +188,12 @@ fn a_state_file_overwritten_by_an_older_copy_is_refused_and_the_others_sign_on()
 /// one (or a chain that is not configured) without touching anything.
 #[test]
 fn a_missing_state_file_stops_the_start_and_state_init_creates_only_a_missing_one() {
-    let split = Split::new("missing-state");
+    let split = split("missing-state");
     let config = split.config(0);
     let state_file = split.state_file(0);
     std::fs::remove_file(&state_file).expect("remove the state file");
 
-    let log = start_and_fail(&split, 0, 0);
+    let log = start_and_fail(&split, 0);
     let out = cosigner(&["check-config"], &config);
     assert!(!out.status.success(), "{}", text(&out));
     let init = format!(
@@ -351,7 +247,7 @@ fn a_missing_state_file_stops_the_start_and_state_init_creates_only_a_missing_on
     assert_eq!(std::fs::read(&state_file).expect("read"), created);
 
     // Now it starts.
-    let p = split.start(0, 1);
+    let p = split.spawn(0);
     wait_for_log_line(&p, "", &["threshold cosigner ready"], LIMIT);
     let out = cosigner(&["check-config"], &config);
     assert!(out.status.success(), "{}", text(&out));
@@ -362,7 +258,7 @@ fn a_missing_state_file_stops_the_start_and_state_init_creates_only_a_missing_on
 /// saying what to do, instead of the parser's bare "unknown field".
 #[test]
 fn an_old_config_with_allow_fresh_state_says_what_to_do() {
-    let split = Split::new("old-config");
+    let split = split("old-config");
     let config = split.config(0);
     let toml = std::fs::read_to_string(&config).expect("read config");
     let old = toml.replace(
@@ -372,7 +268,7 @@ fn an_old_config_with_allow_fresh_state_says_what_to_do() {
     assert_ne!(old, toml);
     std::fs::write(&config, old).expect("write config");
 
-    let log = start_and_fail(&split, 0, 0);
+    let log = start_and_fail(&split, 0);
     let out = cosigner(&["check-config"], &config);
     assert!(!out.status.success());
     for said in [log, text(&out)] {
@@ -398,11 +294,11 @@ fn an_old_config_with_allow_fresh_state_says_what_to_do() {
 /// signer's key file. Directories as written pass.
 #[test]
 fn loose_secret_files_are_refused_by_start_and_check_config() {
-    let split = Split::new("loose-secrets");
+    let split = split("loose-secrets");
     let config = split.config(0);
     let out = cosigner(&["check-config"], &config);
     assert!(out.status.success(), "{}", text(&out));
-    let refused = |file: &Path, run: u32| {
+    let refused = |file: &Path| {
         chmod(file, 0o644);
         let expect = [
             format!("{}: mode 0644", file.display()),
@@ -410,7 +306,7 @@ fn loose_secret_files_are_refused_by_start_and_check_config() {
         ];
         let out = cosigner(&["check-config"], &config);
         assert!(!out.status.success(), "{}", text(&out));
-        let log = start_and_fail(&split, 0, run);
+        let log = start_and_fail(&split, 0);
         for said in [text(&out), log] {
             for needle in &expect {
                 assert!(said.contains(needle), "`{needle}` missing:\n{said}");
@@ -418,12 +314,9 @@ fn loose_secret_files_are_refused_by_start_and_check_config() {
         }
         chmod(file, 0o600);
     };
-    let dir = &split.cosigners[0];
-    for (run, file) in ["key_share.json", "identity.key", "tls/key.pem"]
-        .iter()
-        .enumerate()
-    {
-        refused(&dir.join(file), run as u32);
+    let dir = &split.cosigner_dirs[0];
+    for file in ["key_share.json", "identity.key", "tls/key.pem"] {
+        refused(&dir.join(file));
     }
     let out = cosigner(&["check-config"], &config);
     assert!(out.status.success(), "{}", text(&out));
@@ -441,7 +334,7 @@ fn loose_secret_files_are_refused_by_start_and_check_config() {
         .arg("--out")
         .arg(&single)
         .args(["--chain-id", CHAIN])
-        .output()
+        .output_bounded()
         .expect("run init-single");
     assert!(out.status.success(), "{}", text(&out));
     let kept = single.join("priv_validator_key.json");
@@ -494,7 +387,7 @@ fn split_key_output_holds_every_chain_state_and_signs_with_no_extra_step() {
     for _ in 0..3 {
         cmd.args(["--cosigner", &format!("127.0.0.1:{}", free_udp_port())]);
     }
-    let out = cmd.output().expect("run split-key");
+    let out = cmd.output_bounded().expect("run split-key");
     assert!(out.status.success(), "{}", text(&out));
     let cosigners: Vec<PathBuf> = (1..=3)
         .map(|i| out_dir.join(format!("cosigner-{i}")))

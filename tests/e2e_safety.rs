@@ -9,10 +9,9 @@ mod common;
 use std::path::Path;
 
 use common::cluster::Cluster;
+use common::logs::signings;
 
 use validator_sim::doublesign::{conflicts, LoggedSignature};
-
-const CHAIN: &str = "test-chain";
 
 /// Every signature the simulators of a test logged.
 fn logged(path: &Path) -> Vec<LoggedSignature> {
@@ -25,22 +24,13 @@ fn logged(path: &Path) -> Vec<LoggedSignature> {
 
 /// The participants of the last signing a coordinator's log reports, as indexes 0..n.
 fn last_participants(log: &str) -> Vec<usize> {
-    let line = log
-        .lines()
-        .rfind(|l| l.contains(" signed ") && l.contains("participants="))
-        .expect("a signing in the log");
-    let list = line
-        .split("participants=[")
-        .nth(1)
-        .and_then(|rest| rest.split(']').next())
-        .expect("a participant list");
-    list.split(',')
-        .map(|id| id.trim().parse::<usize>().expect("a cosigner id") - 1)
+    signings(log)
+        .pop()
+        .expect("a signing in the log")
+        .participants
+        .iter()
+        .map(|id| id - 1)
         .collect()
-}
-
-fn state_file(dir: &Path) -> std::path::PathBuf {
-    dir.join("state").join(format!("{CHAIN}.state"))
 }
 
 /// With 2-of-3, {A, B} sign up to height X while C takes no part at X. Then A is killed and B
@@ -58,14 +48,12 @@ fn a_rolled_back_state_cannot_form_a_second_quorum() {
     sim.wait_for_height(10);
     let a = cluster.connected();
     // An old copy of every state (one will be "B"'s backup), taken while they run.
-    let backups: Vec<Vec<u8>> = cluster
-        .cosigner_dirs
-        .iter()
-        .map(|d| std::fs::read(state_file(d)).expect("read a state file"))
+    let backups: Vec<Vec<u8>> = (0..3)
+        .map(|i| std::fs::read(cluster.state_file(i)).expect("read a state file"))
         .collect();
     let outcome = sim.outcome();
     outcome.assert_clean(&cluster.running());
-    let last = outcome.count("heights_committed");
+    let last = outcome.report.heights_committed;
     assert_eq!(last, 40);
 
     let log_a = cluster.procs[a].as_ref().unwrap().log();
@@ -76,7 +64,7 @@ fn a_rolled_back_state_cannot_form_a_second_quorum() {
     // C took no part in the last signing, so only the shared signature tells it of height X.
     cluster.kill(a);
     cluster.kill(b);
-    std::fs::write(state_file(&cluster.cosigner_dirs[b]), &backups[b]).unwrap();
+    std::fs::write(cluster.state_file(b), &backups[b]).unwrap();
     cluster.start(b);
 
     // The second node: the same heights, other blocks; whichever of B and C it reaches

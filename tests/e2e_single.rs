@@ -26,7 +26,7 @@ fn init_single(dir: &Path, node: &str, protocol: &str) -> (std::path::PathBuf, V
             "--protocol",
             protocol,
         ])
-        .output()
+        .output_bounded()
         .expect("run init-single");
     assert!(
         status.status.success(),
@@ -64,14 +64,10 @@ fn run_protocol(protocol: &str) {
     let outcome = sim.outcome();
     outcome.assert_clean(&[&cosigner]);
     // Every conflicting request was refused by double-sign protection.
-    assert_eq!(
-        outcome.report["by_type"]["conflict"]["passed"], 3,
-        "{}",
-        outcome.output
-    );
+    assert_eq!(outcome.of_type("conflict").passed, 3, "{}", outcome.output);
     // A request differing only in timestamp got the stored signature and timestamp (FilePV).
     assert_eq!(
-        outcome.report["timestamp_replay"]["returned_stored"], 1,
+        outcome.report.timestamp_replay.returned_stored, 1,
         "{}",
         outcome.output
     );
@@ -125,7 +121,7 @@ fn watermark_survives_a_restart() {
     let show = Command::new(&bins().cosigner)
         .args(["state", "show", "--config"])
         .arg(signer_dir.join("cosigner.toml"))
-        .output()
+        .output_bounded()
         .unwrap();
     let shown = String::from_utf8_lossy(&show.stdout);
     assert!(
@@ -199,7 +195,7 @@ fn imported_state_is_respected() {
         .arg("--config")
         .arg(signer_dir.join("cosigner.toml"))
         .args(["--chain-id", "test-chain"])
-        .output()
+        .output_bounded()
         .unwrap();
     assert!(
         import.status.success(),
@@ -225,9 +221,9 @@ fn imported_state_is_respected() {
     );
     let outcome = sim.outcome();
     // Heights 29 and 30 are at or below the imported watermark: refused. 31 and 32 sign.
-    assert_eq!(outcome.count("failed"), 6, "{}", outcome.output);
+    assert_eq!(outcome.failed(), 6, "{}", outcome.output);
     assert_eq!(
-        outcome.report["by_type"]["precommit"]["passed"],
+        outcome.of_type("precommit").passed,
         2,
         "{}\n{}",
         outcome.output,
@@ -241,7 +237,16 @@ fn imported_state_is_respected() {
 fn hostile_node_session(listener: &std::net::TcpListener, payload: &[u8], hang_up: bool) -> bool {
     use std::io::{Read, Write};
     use tendermint_p2p::secret_connection::{SecretConnection, Version};
-    let (stream, _) = listener.accept().expect("cosigner dials");
+    // Accepted on a thread, so that a cosigner that never dials fails the test in time.
+    let accepting = listener.try_clone().expect("clone listener");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(accepting.accept());
+    });
+    let (stream, _) = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the cosigner dials within 30 s")
+        .expect("accept the cosigner");
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .unwrap();

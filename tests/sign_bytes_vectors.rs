@@ -2,15 +2,14 @@
 //! independent encoder of the `tendermint` crate for many random votes and proposals; the
 //! superset privval schema against `tendermint-proto`'s v0.34 and v0.38 messages.
 
-use cosigner::config::ProtocolVersion;
-use cosigner::consensus::sign_bytes::{
-    extension_sign_doc, parse, parse_extension, proposal_sign_doc, vote_sign_doc,
-};
+use cosigner::consensus::canonical::{parse, parse_extension};
 use cosigner::consensus::{BlockId, Step, Timestamp};
 use cosigner::privval::messages::{
     self, decode_delimited, encode_delimited, message::Sum, pubkey_response, public_key,
-    signed_vote_response, PartSetHeader, Proposal, Vote,
+    signed_vote_response, Proposal, Vote, WirePartSetHeader,
 };
+use cosigner::privval::sign_doc::{extension_sign_doc, proposal_sign_doc, vote_sign_doc};
+use cosigner::privval::ProtocolVersion;
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 
@@ -22,17 +21,17 @@ fn hex(s: &str) -> Vec<u8> {
     hex::decode(s.replace(' ', "")).unwrap()
 }
 
-fn example_block() -> messages::BlockId {
-    messages::BlockId {
+fn example_block() -> messages::WireBlockId {
+    messages::WireBlockId {
         hash: Sha256::digest(b"example block").to_vec(),
-        part_set_header: Some(PartSetHeader {
+        part_set_header: Some(WirePartSetHeader {
             total: 1,
             hash: Sha256::digest(b"example parts").to_vec(),
         }),
     }
 }
 
-fn example_vote(r#type: messages::SignedMsgType, block_id: messages::BlockId) -> Vote {
+fn example_vote(r#type: messages::SignedMsgType, block_id: messages::WireBlockId) -> Vote {
     Vote {
         r#type: r#type as i32,
         height: 12,
@@ -48,10 +47,10 @@ fn example_vote(r#type: messages::SignedMsgType, block_id: messages::BlockId) ->
     }
 }
 
-fn nil_block() -> messages::BlockId {
-    messages::BlockId {
+fn nil_block() -> messages::WireBlockId {
+    messages::WireBlockId {
         hash: vec![],
-        part_set_header: Some(PartSetHeader::default()),
+        part_set_header: Some(WirePartSetHeader::default()),
     }
 }
 
@@ -219,12 +218,12 @@ fn tm_block(b: &([u8; 32], u32, [u8; 32])) -> tendermint::block::Id {
     }
 }
 
-fn our_block(b: &Option<([u8; 32], u32, [u8; 32])>) -> messages::BlockId {
+fn our_block(b: &Option<([u8; 32], u32, [u8; 32])>) -> messages::WireBlockId {
     match b {
         None => nil_block(),
-        Some((hash, total, parts)) => messages::BlockId {
+        Some((hash, total, parts)) => messages::WireBlockId {
             hash: hash.to_vec(),
-            part_set_header: Some(PartSetHeader {
+            part_set_header: Some(WirePartSetHeader {
                 total: *total,
                 hash: parts.to_vec(),
             }),

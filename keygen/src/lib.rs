@@ -21,9 +21,10 @@ use base64::Engine as _;
 use clap::Parser;
 use cosigner::cluster::identity::{issue_cluster, IssueError};
 use cosigner::config::{
-    split_host_port, valid_chain_id, ChainConfig, Config, NodeAddress, NodeConfig, PeerConfig,
-    ProtocolVersion, ThresholdConfig, Timeouts,
+    ChainConfig, Config, Mode, NodeConfig, PeerConfig, ThresholdConfig, Timeouts,
 };
+use cosigner::host_port::split_host_port;
+use cosigner::privval::{NodeAddress, ProtocolVersion};
 use cosigner::sign_state::import::{read_state_args, write_initial_states, ImportError};
 use cosigner::sign_state::{SignState, StateFile};
 use cosigner::staged_dir::{StagedDir, StagedDirError};
@@ -172,7 +173,7 @@ pub struct Plan {
     pub parent: PathBuf,
     pub chain_ids: Vec<String>,
     pub cosigners: Vec<CosignerAddress>,
-    pub nodes: Vec<String>,
+    pub nodes: Vec<NodeAddress>,
     pub protocol: ProtocolVersion,
     pub bech32_prefix: Option<String>,
     /// Imported sign states, by chain.
@@ -189,7 +190,7 @@ pub fn plan(args: &Args) -> Result<Plan, SplitError> {
     }
     let mut chain_ids: Vec<String> = Vec::new();
     for id in &args.chain_ids {
-        if !valid_chain_id(id) {
+        if !cosigner::consensus::ChainId::is_valid(id) {
             return Err(SplitError::BadChainId(id.clone()));
         }
         if chain_ids.contains(id) {
@@ -209,7 +210,7 @@ pub fn plan(args: &Args) -> Result<Plan, SplitError> {
     } else {
         args.nodes.clone()
     };
-    let mut nodes: Vec<String> = Vec::new();
+    let mut nodes: Vec<NodeAddress> = Vec::new();
     let mut seen_nodes = BTreeSet::new();
     for address in given_nodes {
         let parsed = NodeAddress::parse(&address).map_err(|problem| SplitError::BadNode {
@@ -222,7 +223,7 @@ pub fn plan(args: &Args) -> Result<Plan, SplitError> {
                 problem: "this node is given twice".into(),
             });
         }
-        nodes.push(address);
+        nodes.push(parsed);
     }
 
     if let Some(prefix) = &args.bech32_prefix {
@@ -347,7 +348,7 @@ pub struct Report {
     pub valcons: Option<String>,
     pub cosigners: Vec<CosignerAddress>,
     pub chain_ids: Vec<String>,
-    pub nodes: Vec<String>,
+    pub nodes: Vec<NodeAddress>,
     pub protocol: ProtocolVersion,
     /// Chains whose sign state was seeded from --state, with the watermark.
     pub seeded: Vec<(String, String)>,
@@ -484,8 +485,7 @@ fn cosigner_config(
                 allow_sign_bytes: false,
             })
             .collect(),
-        single: None,
-        threshold: Some(ThresholdConfig {
+        mode: Mode::Threshold(ThresholdConfig {
             id,
             threshold: plan.threshold,
             listen: me.listen,
@@ -494,6 +494,7 @@ fn cosigner_config(
             tls_key: TLS_KEY_FILE.into(),
             cluster_ca: CLUSTER_CA_FILE.into(),
             peers,
+            allowed_sources: Vec::new(),
         }),
         timeouts: Timeouts::default(),
     }
@@ -525,10 +526,10 @@ fn check_written(
         let loaded = Config::load(&dir.join(CONFIG_FILE)).map_err(|e| check(e.to_string()))?;
         let threshold = loaded
             .config
-            .threshold
-            .as_ref()
+            .threshold()
             .ok_or_else(|| check(format!("cosigner-{id}: no [threshold]")))?;
-        let share = key_share::load(&loaded.resolve(&threshold.key_share))
+        let share = loaded
+            .load_key_share(threshold)
             .map_err(|e| check(e.to_string()))?;
         if share.index() != id
             || threshold.id != id
@@ -615,7 +616,11 @@ impl fmt::Display for Report {
             f,
             "nodes (dialled by every cosigner, protocol {}): {}",
             self.protocol.name(),
-            self.nodes.join(", ")
+            self.nodes
+                .iter()
+                .map(NodeAddress::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         )?;
         writeln!(f)?;
         writeln!(

@@ -48,7 +48,7 @@ fn load_cluster(out: &Path, t: u16, n: u16, public_key: [u8; 32], chains: &[&str
         let dir = out.join(format!("cosigner-{id}"));
         let loaded = Config::load(&dir.join("cosigner.toml")).unwrap();
         let config = &loaded.config;
-        let th = config.threshold.as_ref().unwrap();
+        let th = config.threshold().unwrap();
         assert_eq!((th.id, th.threshold), (id, t));
         assert_eq!(
             config
@@ -308,13 +308,13 @@ fn fresh_key_3_of_5_two_chains_and_nodes() {
         &["chain-a", "chain-b"],
     );
     let config = Config::load(&dir.path().join("cluster/cosigner-4/cosigner.toml")).unwrap();
-    assert_eq!(config.nodes.len(), 2);
-    assert_eq!(config.nodes[1].host, "sentry.example");
+    assert_eq!(config.config.nodes.len(), 2);
+    assert_eq!(config.config.nodes[1].address.host, "sentry.example");
     assert!(config
         .config
         .nodes
         .iter()
-        .all(|n| n.protocol == cosigner::config::ProtocolVersion::V0_34));
+        .all(|n| n.protocol == cosigner::privval::ProtocolVersion::V0_34));
     check_signing(&loaded, 3, public_key);
 }
 
@@ -378,7 +378,7 @@ fn cosigner_addresses_set_listen_and_peers_in_order() {
     );
     let listen = |id: u16| {
         let c = Config::load(&dir.path().join(format!("c/cosigner-{id}/cosigner.toml"))).unwrap();
-        let th = c.config.threshold.unwrap();
+        let th = c.config.threshold().unwrap().clone();
         (th.listen.to_string(), th.peers)
     };
     assert_eq!(listen(1).0, "10.1.0.1:9000");

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use cosigner::config::Config;
+use cosigner::config::{Config, Mode};
 use cosigner::sign_state::store::{missing_state_help, state_path};
 use cosigner::validator_key::{self, ValidatorKey};
 
@@ -18,24 +18,14 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         "identity:      node-facing key {}",
         hex::encode(identity.verifying_key().to_bytes())
     );
-    if let Some(single) = &config.single {
+    if let Mode::Single(single) = &config.mode {
         let key = ValidatorKey::load(&loaded.resolve(&single.key_file))?;
         println!("mode:          single key (no fault tolerance)");
         println!("validator:     {}", key.address_hex());
     }
-    if let Some(th) = &config.threshold {
-        let share = cosigner::threshold::key_share::load(&loaded.resolve(&th.key_share))?;
-        anyhow::ensure!(
-            share.index() == th.id && share.threshold() == th.threshold,
-            "{}: the key share is cosigner {} of a {}-of-n cluster, but the config says cosigner {} with threshold {}",
-            loaded.resolve(&th.key_share).display(),
-            share.index(),
-            share.threshold(),
-            th.id,
-            th.threshold
-        );
-        let tls_paths = cosigner::cluster::tls::TlsPaths::from_threshold(th, |p| loaded.resolve(p));
-        let tls = cosigner::cluster::tls::TlsIdentity::load(&tls_paths)
+    if let Mode::Threshold(th) = &config.mode {
+        let share = loaded.load_key_share(th)?;
+        let tls = cosigner::cluster::tls::TlsIdentity::load(&loaded.tls_paths(th))
             .context("cluster TLS identity")?;
         let own = th
             .peers
@@ -59,8 +49,8 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             println!("peer {:>3}:      {}", peer.id, peer.address);
         }
     }
-    for node in &loaded.nodes {
-        println!("node:          {}", node.host_port());
+    for node in &config.nodes {
+        println!("node:          {}", node.address);
     }
     let state_dir = loaded.resolve(&config.state_dir);
     for chain in &config.chains {

@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use cosigner::config::{ChainConfig, Config, NodeConfig, ProtocolVersion, SingleConfig, Timeouts};
+use cosigner::config::{ChainConfig, Config, Mode, NodeConfig, SingleConfig, Timeouts};
+use cosigner::privval::{NodeAddress, ProtocolVersion};
 use cosigner::sign_state::import::{read_state_args, write_initial_states};
 use cosigner::staged_dir::StagedDir;
 use cosigner::validator_key::{self, ValidatorKey};
@@ -19,7 +20,7 @@ pub struct Args {
     chain_ids: Vec<String>,
     /// A node's priv_validator_laddr, tcp://[NODE_ID@]HOST:PORT (repeatable).
     #[arg(long = "node", default_value = "tcp://127.0.0.1:26659")]
-    nodes: Vec<String>,
+    nodes: Vec<NodeAddress>,
     /// The privval protocol the nodes speak.
     #[arg(long, default_value = "v0.38")]
     protocol: ProtocolVersion,
@@ -56,10 +57,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 allow_sign_bytes: false,
             })
             .collect(),
-        single: Some(SingleConfig {
+        mode: Mode::Single(SingleConfig {
             key_file: KEY_FILE.into(),
         }),
-        threshold: None,
         timeouts: Timeouts::default(),
     };
     config

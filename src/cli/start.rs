@@ -8,10 +8,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use tracing::{info, warn};
 
-use cosigner::config::{Config, LoadedConfig};
+use cosigner::config::{Config, LoadedConfig, Mode};
 use cosigner::privval::{dialer, session::SessionContext};
 use cosigner::sign_state::ChainSignState;
-use cosigner::signer::{single::SingleSigner, threshold::ThresholdSigner, Signer};
+use cosigner::signer::single::SingleSigner;
+use cosigner::signer::threshold::{ThresholdSetup, ThresholdSigner};
+use cosigner::signer::Signer;
 use cosigner::validator_key::{self, ValidatorKey};
 
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
@@ -51,8 +53,8 @@ async fn serve(loaded: LoadedConfig) -> anyhow::Result<()> {
     let config = &loaded.config;
     let identity = validator_key::load_identity_key(&loaded.resolve(&config.identity_key))?;
     let states = open_chain_states(&loaded)?;
-    let signer = match (&config.single, &config.threshold) {
-        (Some(single), _) => {
+    let signer = match &config.mode {
+        Mode::Single(single) => {
             let key = ValidatorKey::load(&loaded.resolve(&single.key_file))?;
             warn!(
                 "SINGLE-KEY MODE: the whole validator key is on this host. It is a single point \
@@ -63,11 +65,14 @@ async fn serve(loaded: LoadedConfig) -> anyhow::Result<()> {
                 states,
             )))
         }
-        (None, Some(_)) => Signer::Threshold(ThresholdSigner::start(&loaded, states).await?),
-        (None, None) => anyhow::bail!(
-            "{}: neither [single] nor [threshold]",
-            loaded.path.display()
-        ),
+        Mode::Threshold(th) => {
+            let setup = ThresholdSetup {
+                share: loaded.load_key_share(th)?,
+                cluster: loaded.cluster_config(th),
+                timeouts: config.timeouts.signing(),
+            };
+            Signer::Threshold(ThresholdSigner::start(setup, states).await?)
+        }
     };
     let signer = Arc::new(signer);
     info!(
@@ -77,19 +82,18 @@ async fn serve(loaded: LoadedConfig) -> anyhow::Result<()> {
         "cosigner started"
     );
     let identity = Arc::new(identity);
-    for (node, node_config) in loaded.nodes.iter().zip(&config.nodes) {
+    for node in &config.nodes {
         let ctx = SessionContext {
-            protocol: node_config.protocol,
-            allow_sign_bytes: node_config.allow_sign_bytes,
-            label: node.host_port(),
-            timeouts: config.timeouts.clone(),
+            protocol: node.protocol,
+            allow_sign_bytes: node.allow_sign_bytes,
+            label: node.address.host_port(),
+            timeouts: config.timeouts.node(),
         };
         tokio::spawn(dialer::run(
-            node.clone(),
+            node.address.clone(),
             ctx,
             identity.clone(),
             signer.clone(),
-            config.timeouts.clone(),
         ));
     }
     shutdown_signal().await;

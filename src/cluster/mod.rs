@@ -14,4 +14,7 @@ pub mod wire;
 pub type PeerId = u16;
 
 pub use tls::TlsPaths;
-pub use transport::{Cluster, ClusterConfig, ClusterError, PeerAddr, ResetReason};
+pub use transport::{
+    Cluster, ClusterConfig, ClusterError, Duplicate, Instance, IpNet, PeerAddr, PeerStatus,
+    ResetReason, TransportStats,
+};

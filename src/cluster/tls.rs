@@ -22,8 +22,10 @@ use super::identity::cert_fingerprint;
 use super::wire::MAX_FRAME_LEN;
 use super::PeerId;
 
-/// The ALPN protocol of the cluster transport; a peer speaking anything else is refused.
-pub const ALPN: &[u8] = b"cosigner/1";
+/// The ALPN protocol of the cluster transport; a peer speaking anything else is refused by
+/// the TLS handshake itself ("no application protocol"). Version 2: every connection opens
+/// with a hello and carries heartbeat datagrams.
+pub const ALPN: &[u8] = b"cosigner/2";
 
 /// Keep-alives make a silent peer visible within the idle timeout, so a dead connection is
 /// replaced quickly instead of swallowing requests until their deadlines, and a coordinator
@@ -31,10 +33,18 @@ pub const ALPN: &[u8] = b"cosigner/1";
 /// fit in the timeout, so a lost datagram or two does not end a healthy connection.
 pub const KEEP_ALIVE: Duration = Duration::from_millis(500);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Concurrent requests a peer may have open on one connection.
-pub const MAX_STREAMS_PER_CONNECTION: u32 = 128;
+/// Concurrent requests a peer may have open on one connection. A coordinator has one request
+/// per signing in flight with each participant, plus a commitment refill; a few concurrent
+/// signings (two sentries, several chains) need a handful. More wait for stream credit
+/// within their own deadline.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 16;
 /// Handshakes in progress at once; bounds what unauthenticated senders can make us hold.
 pub const MAX_INCOMING: usize = 64;
+/// How long the token of a QUIC Retry proves a client's address. quinn stores the issue
+/// time in whole seconds, so a token lives between this less one second and this: two
+/// seconds at least, enough for the client's answer and a few retransmissions of it, and
+/// little for anyone replaying a captured validated Initial.
+pub const RETRY_TOKEN_LIFETIME: Duration = Duration::from_secs(3);
 
 /// Where a cosigner's TLS material lives (paths already resolved against the config file).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,21 +52,6 @@ pub struct TlsPaths {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub ca: PathBuf,
-}
-
-impl TlsPaths {
-    /// The `[threshold]` section's TLS paths, resolved with `resolve` (normally
-    /// [`crate::config::LoadedConfig::resolve`]).
-    pub fn from_threshold(
-        th: &crate::config::ThresholdConfig,
-        resolve: impl Fn(&Path) -> PathBuf,
-    ) -> TlsPaths {
-        TlsPaths {
-            cert: resolve(&th.tls_cert),
-            key: resolve(&th.tls_key),
-            ca: resolve(&th.cluster_ca),
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +153,12 @@ impl TlsIdentity {
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
         config.transport_config(transport_config()?);
         config.max_incoming(MAX_INCOMING);
+        config.retry_token_lifetime(RETRY_TOKEN_LIFETIME);
+        // Only Retry tokens validate an address: NEW_TOKEN tokens live for weeks and bind
+        // only the IP, so a captured Initial carrying one could be replayed.
+        let mut tokens = quinn::ValidationTokenConfig::default();
+        tokens.sent(0).log(Arc::new(quinn::NoneTokenLog));
+        config.validation_token_config(tokens);
         // Incoming data buffered before a handshake completes; a few Initial packets suffice.
         config.incoming_buffer_size(64 * 1024);
         config.incoming_buffer_size_total(MAX_INCOMING as u64 * 16 * 1024);
@@ -179,6 +180,7 @@ impl TlsIdentity {
         let quic = QuicClientConfig::try_from(tls).map_err(|e| TlsError::Config(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
         config.transport_config(transport_config()?);
+        config.token_store(Arc::new(quinn::NoneTokenStore));
         Ok(config)
     }
 }
@@ -191,7 +193,9 @@ fn transport_config() -> Result<Arc<TransportConfig>, TlsError> {
     ));
     t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS_PER_CONNECTION));
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
-    t.datagram_receive_buffer_size(None);
+    // Heartbeats are datagrams; nothing else is.
+    t.datagram_receive_buffer_size(Some(super::transport::health::DATAGRAM_BUFFER));
+    t.datagram_send_buffer_size(super::transport::health::DATAGRAM_BUFFER);
     // One frame plus its header per stream; the connection window caps the sum.
     t.stream_receive_window(VarInt::from_u32(MAX_FRAME_LEN + 64));
     t.receive_window(VarInt::from_u32(4 * 1024 * 1024));

@@ -10,8 +10,9 @@ use bincode::Options;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// The only frame version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 2;
+/// The only frame version this build speaks. Version 3: a connection's first stream carries
+/// the hello (see `transport::hello`), not a request.
+pub const PROTOCOL_VERSION: u8 = 3;
 /// The largest body a frame may carry. Signing packages and shares are a few KiB at most.
 pub const MAX_FRAME_LEN: u32 = 64 * 1024;
 /// Version byte plus length.

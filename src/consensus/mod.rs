@@ -2,11 +2,16 @@
 //!
 //! CometBFT signs canonical protobuf encodings of votes and proposals ("sign bytes"). This
 //! module owns the types that describe one such signature (chain, height, round, step, block,
-//! timestamp) and, in [`sign_bytes`], the encoding of requests into sign bytes and the strict
-//! parsing of sign bytes back into those facts. Participants derive everything they check from
-//! the bytes they are asked to sign, never from metadata sent alongside them.
+//! timestamp), their protobuf shapes ([`proto`]) and, in [`canonical`], the encoding of those
+//! facts into sign bytes and the strict parsing of sign bytes back into them. It is pure and
+//! knows nothing of how requests arrive (`privval::sign_doc` turns a node's request into a
+//! [`SignDoc`]). Participants derive everything they check from the bytes they are asked to
+//! sign, never from metadata sent alongside them.
 
-pub mod sign_bytes;
+pub mod canonical;
+pub mod proto;
+
+pub use proto::{SignedMsgType, Timestamp};
 
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +55,72 @@ impl std::fmt::Display for Step {
     }
 }
 
+/// A chain ID this signer accepts. CometBFT allows up to 50 bytes of any kind; we also
+/// restrict the characters (A-Z a-z 0-9 . _ -) because the ID names the chain's state file.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ChainId(String);
+
+/// Why a string is not a [`ChainId`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a chain ID: 1 to 50 characters of A-Z a-z 0-9 . _ -")]
+pub struct InvalidChainId(pub String);
+
+impl ChainId {
+    /// Whether `id` is a chain ID this signer accepts.
+    pub fn is_valid(id: &str) -> bool {
+        !id.is_empty()
+            && id.len() <= 50
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            && id != "."
+            && id != ".."
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ChainId {
+    type Error = InvalidChainId;
+
+    fn try_from(id: String) -> Result<ChainId, InvalidChainId> {
+        if ChainId::is_valid(&id) {
+            Ok(ChainId(id))
+        } else {
+            Err(InvalidChainId(id))
+        }
+    }
+}
+
+impl std::str::FromStr for ChainId {
+    type Err = InvalidChainId;
+
+    fn from_str(id: &str) -> Result<ChainId, InvalidChainId> {
+        ChainId::try_from(id.to_string())
+    }
+}
+
+impl From<ChainId> for String {
+    fn from(id: ChainId) -> String {
+        id.0
+    }
+}
+
+impl std::borrow::Borrow<str> for ChainId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ChainId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Height, round and step: the position of a signature in consensus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Hrs {
@@ -62,13 +133,6 @@ impl std::fmt::Display for Hrs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}/{}", self.height, self.round, self.step)
     }
-}
-
-/// A protobuf timestamp as it appears in sign bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Timestamp {
-    pub seconds: i64,
-    pub nanos: i32,
 }
 
 /// A block ID as it appears in canonical sign bytes. A nil vote has none.

@@ -12,45 +12,84 @@
 //! not be written stops dialing the same way, until it is restarted.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
+use super::address::NodeAddress;
 use super::secret_connection::{SecretConnection, SecretConnectionError};
 use super::session::{self, SessionContext, SessionError};
-use crate::config::{NodeAddress, Timeouts};
 use crate::signer::Signer;
+
+/// The deadlines of a node connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeTimeouts {
+    /// TCP connect plus SecretConnection handshake.
+    pub handshake: Duration,
+    /// A node that sends nothing for this long is dropped (it pings every ~3.3 s).
+    pub idle: Duration,
+    /// Writing one reply.
+    pub write: Duration,
+    /// Delay before redialling after a failure.
+    pub redial: Duration,
+}
+
+/// TCP keep-alive on node connections: a vanished node host is noticed within about 8 s.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_RETRIES: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
     #[error("cannot connect: {0}")]
     Connect(std::io::Error),
-    #[error("SecretConnection handshake did not finish in time (the node may be serving another signer)")]
-    HandshakeTimeout,
+    #[error("could not connect within {0:?}")]
+    ConnectTimeout(Duration),
     #[error("SecretConnection handshake failed: {0}")]
     Handshake(#[from] SecretConnectionError),
     #[error("node ID mismatch: expected {expected}, the node authenticated as {actual}")]
     NodeIdMismatch { expected: String, actual: String },
 }
 
-/// Connects to the node and completes the handshake, within the handshake timeout.
+/// Connects to the node (within the handshake timeout) and completes the handshake, however
+/// long the node takes to accept: until it does, this connection waits in its accept queue,
+/// which is where the next signer must be when the current one's connection dies. Abandoning
+/// it would leave a dead connection in that queue for the node to trip over.
 pub async fn connect(
     node: &NodeAddress,
     identity: &SigningKey,
-    timeouts: &Timeouts,
+    timeouts: &NodeTimeouts,
 ) -> Result<SecretConnection<TcpStream>, DialError> {
-    let attempt = async {
-        let tcp = TcpStream::connect(node.host_port())
-            .await
-            .map_err(DialError::Connect)?;
-        // Requests and replies are small and latency-bound.
-        let _ = tcp.set_nodelay(true);
-        Ok::<_, DialError>(SecretConnection::handshake(tcp, identity).await?)
-    };
-    let conn = tokio::time::timeout(timeouts.node_handshake(), attempt)
+    let tcp = tokio::time::timeout(timeouts.handshake, TcpStream::connect(node.host_port()))
         .await
-        .map_err(|_| DialError::HandshakeTimeout)??;
+        .map_err(|_| DialError::ConnectTimeout(timeouts.handshake))?
+        .map_err(DialError::Connect)?;
+    // Requests and replies are small and latency-bound.
+    let _ = tcp.set_nodelay(true);
+    // While queued nothing else would notice a node host that vanished.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    if let Err(e) = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive) {
+        debug!(node = %node, "no TCP keep-alive: {e}");
+    }
+    let handshake = SecretConnection::handshake(tcp, identity);
+    tokio::pin!(handshake);
+    let conn = tokio::select! {
+        done = &mut handshake => done?,
+        _ = tokio::time::sleep(timeouts.handshake) => {
+            info!(
+                node = %node,
+                "queued at the node: it has not accepted this cosigner yet, which is normal while \
+                 another signer serves it (if none does, check that this is the node's \
+                 priv_validator_laddr)"
+            );
+            handshake.await?
+        }
+    };
     if let Some(expected) = &node.node_id {
         let actual = conn.remote_node_id();
         if &actual != expected {
@@ -69,14 +108,10 @@ pub async fn run(
     ctx: SessionContext,
     identity: Arc<SigningKey>,
     signer: Arc<Signer>,
-    timeouts: Timeouts,
 ) {
     let label = node.host_port();
     let mut last_error: Option<String> = None;
-    let mut quorum = match signer.as_ref() {
-        Signer::Threshold(t) => Some(t.quorum_watch()),
-        Signer::Single(_) => None,
-    };
+    let mut quorum = signer.availability();
     loop {
         if let Some(rx) = quorum.as_mut() {
             if !*rx.borrow_and_update() {
@@ -88,7 +123,7 @@ pub async fn run(
             }
         }
         let dialed = tokio::select! {
-            dialed = connect(&node, &identity, &timeouts) => dialed,
+            dialed = connect(&node, &identity, &ctx.timeouts) => dialed,
             _ = session::quorum_lost(&mut quorum) => continue,
         };
         match dialed {
@@ -107,8 +142,6 @@ pub async fn run(
             Err(e) => {
                 let text = e.to_string();
                 match &e {
-                    // Expected while another cosigner serves this node.
-                    DialError::HandshakeTimeout => debug!(node = %label, "{text}"),
                     DialError::NodeIdMismatch { .. } => {
                         warn!(node = %label, "refusing node: {text}")
                     }
@@ -120,6 +153,6 @@ pub async fn run(
                 last_error = Some(text);
             }
         }
-        tokio::time::sleep(timeouts.redial()).await;
+        tokio::time::sleep(ctx.timeouts.redial).await;
     }
 }

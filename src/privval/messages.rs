@@ -13,7 +13,7 @@ pub use framing::{
     LengthPrefix, MAX_MESSAGE_LEN, MAX_PREFIX_LEN,
 };
 
-use crate::config::ProtocolVersion;
+use super::version::ProtocolVersion;
 
 /// One privval message (`tendermint.privval.Message` / `cometbft.privval.v1.Message`).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -163,15 +163,7 @@ pub struct SignBytesResponse {
     pub error: Option<RemoteSignerError>,
 }
 
-/// `SignedMsgType`: what a vote or proposal is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
-#[repr(i32)]
-pub enum SignedMsgType {
-    Unknown = 0,
-    Prevote = 1,
-    Precommit = 2,
-    Proposal = 32,
-}
+pub use crate::consensus::proto::{SignedMsgType, Timestamp};
 
 /// `tendermint.types.Vote`; `extension` and `extension_signature` exist from v0.38 on.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -183,7 +175,7 @@ pub struct Vote {
     #[prost(int32, tag = "3")]
     pub round: i32,
     #[prost(message, optional, tag = "4")]
-    pub block_id: Option<BlockId>,
+    pub block_id: Option<WireBlockId>,
     #[prost(message, optional, tag = "5")]
     pub timestamp: Option<Timestamp>,
     #[prost(bytes = "vec", tag = "6")]
@@ -210,7 +202,7 @@ pub struct Proposal {
     #[prost(int32, tag = "4")]
     pub pol_round: i32,
     #[prost(message, optional, tag = "5")]
-    pub block_id: Option<BlockId>,
+    pub block_id: Option<WireBlockId>,
     #[prost(message, optional, tag = "6")]
     pub timestamp: Option<Timestamp>,
     #[prost(bytes = "vec", tag = "7")]
@@ -220,46 +212,19 @@ pub struct Proposal {
 /// `tendermint.types.BlockID`. A Go node sends a nil block ID as an empty hash with an
 /// empty (but present) part-set header.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct BlockId {
+pub struct WireBlockId {
     #[prost(bytes = "vec", tag = "1")]
     pub hash: Vec<u8>,
     #[prost(message, optional, tag = "2")]
-    pub part_set_header: Option<PartSetHeader>,
+    pub part_set_header: Option<WirePartSetHeader>,
 }
 
 #[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct PartSetHeader {
+pub struct WirePartSetHeader {
     #[prost(uint32, tag = "1")]
     pub total: u32,
     #[prost(bytes = "vec", tag = "2")]
     pub hash: Vec<u8>,
-}
-
-/// `google.protobuf.Timestamp`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, prost::Message)]
-pub struct Timestamp {
-    #[prost(int64, tag = "1")]
-    pub seconds: i64,
-    #[prost(int32, tag = "2")]
-    pub nanos: i32,
-}
-
-impl From<Timestamp> for crate::consensus::Timestamp {
-    fn from(t: Timestamp) -> Self {
-        crate::consensus::Timestamp {
-            seconds: t.seconds,
-            nanos: t.nanos,
-        }
-    }
-}
-
-impl From<crate::consensus::Timestamp> for Timestamp {
-    fn from(t: crate::consensus::Timestamp) -> Self {
-        Timestamp {
-            seconds: t.seconds,
-            nanos: t.nanos,
-        }
-    }
 }
 
 /// The kinds of request a node sends; each has exactly one matching response type.

@@ -3,10 +3,18 @@
 //!
 //! - [`secret_connection`]: CometBFT's authenticated encryption over TCP.
 //! - [`messages`]: the privval protobuf messages of every supported CometBFT version.
+//! - [`sign_doc`]: from a vote or proposal request to the sign bytes and what they mean.
 //! - [`session`]: answering one node's requests.
 //! - [`dialer`]: dialling each node and redialling forever.
+//! - [`address`], [`version`]: where a node listens and which protocol it speaks.
 
+pub mod address;
 pub mod dialer;
 pub mod messages;
 pub mod secret_connection;
 pub mod session;
+pub mod sign_doc;
+pub mod version;
+
+pub use address::NodeAddress;
+pub use version::ProtocolVersion;

@@ -19,14 +19,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use super::dialer::NodeTimeouts;
 use super::messages::{
     self, decode_length_prefix, decode_message, encode_delimited, FrameError, LengthPrefix,
     Message, RemoteSignerError, Request, RequestError, RequestKind, MAX_PREFIX_LEN,
 };
 use super::secret_connection::{SecretConnection, SecretConnectionError};
-use crate::config::{ProtocolVersion, Timeouts};
-use crate::consensus::{sign_bytes, Step};
-use crate::signer::{SignError, Signer};
+use super::version::ProtocolVersion;
+use crate::consensus::{ExtensionDoc, SignDoc, Step};
+use crate::privval::sign_doc;
+use crate::signer::{SignError, SignOutcome, Signer};
 
 /// What a session needs to know about the node it serves.
 #[derive(Clone, Debug)]
@@ -35,7 +37,7 @@ pub struct SessionContext {
     pub allow_sign_bytes: bool,
     /// The node's address, for logs.
     pub label: String,
-    pub timeouts: Timeouts,
+    pub timeouts: NodeTimeouts,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,13 +72,12 @@ impl From<Message> for Reply {
     }
 }
 
-/// The quorum watch of a threshold signer; `None` (always able to sign) for a single key.
-fn quorum_watch(signer: &Signer) -> Option<watch::Receiver<bool>> {
-    match signer {
-        Signer::Threshold(t) => Some(t.quorum_watch()),
-        Signer::Single(_) => None,
-    }
-}
+/// How long after a node's first request on a connection this cosigner counts as having just
+/// taken over from another signer, which may have died a moment ago unnoticed by its peers:
+/// its signings then ask every reachable peer at once. Long enough for the node's retry of
+/// the request the dead signer held and the next step or two; after that the first signing
+/// has told the engine which peer is silent.
+const TAKEOVER_WINDOW: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Resolves when `quorum` says the quorum is lost; never for a single key or once the signer
 /// is gone.
@@ -96,7 +97,10 @@ fn has_quorum(quorum: &Option<watch::Receiver<bool>>) -> bool {
     quorum.as_ref().is_none_or(|rx| *rx.borrow())
 }
 
-/// Serves requests until the connection fails or goes idle.
+/// Serves requests until the connection fails or goes idle. A connection the node has not
+/// sent anything on yet is not idle but spare: the node holds it until its current signer's
+/// connection fails, and then needs it at once, so it is kept (TCP keep-alives tell whether
+/// the node is still there).
 pub async fn serve<S>(
     conn: &mut SecretConnection<S>,
     ctx: &SessionContext,
@@ -105,25 +109,35 @@ pub async fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let idle = ctx.timeouts.node_idle();
-    let write = ctx.timeouts.node_write();
+    let idle = ctx.timeouts.idle;
+    let write = ctx.timeouts.write;
     let mut out = Vec::with_capacity(512);
-    let mut quorum = quorum_watch(signer);
+    let mut quorum = signer.availability();
+    let mut first_request: Option<Instant> = None;
     loop {
         // A cancelled read leaves the stream mid-frame, but the connection is dropped then.
-        let message = tokio::select! {
-            read = tokio::time::timeout(idle, read_message(conn)) => {
-                read.map_err(|_| SessionError::Idle(idle))??
+        let serving = first_request.is_some();
+        let read = async {
+            if serving {
+                tokio::time::timeout(idle, read_message(conn))
+                    .await
+                    .map_err(|_| SessionError::Idle(idle))?
+            } else {
+                read_message(conn).await
             }
+        };
+        let message = tokio::select! {
+            read = read => read?,
             _ = quorum_lost(&mut quorum) => return Err(SessionError::NoQuorum),
         };
+        let takeover = first_request.get_or_insert_with(Instant::now).elapsed() < TAKEOVER_WINDOW;
         let request = Request::from_message(message)?;
         if matches!(request, Request::SignVote(_) | Request::SignProposal(_))
             && !has_quorum(&quorum)
         {
             return Err(SessionError::NoQuorum);
         }
-        let reply = match reply(request, ctx, signer).await {
+        let reply = match reply(request, ctx, signer, takeover).await {
             Reply::Send(message) => message,
             Reply::GiveWay(reason) => return Err(SessionError::GaveWay(reason)),
         };
@@ -135,12 +149,32 @@ where
     }
 }
 
-/// Reads one length-delimited message; the length is checked against the node's limit
-/// before anything is allocated.
-async fn read_message<S>(conn: &mut SecretConnection<S>) -> Result<Message, SessionError>
+/// The one thing [`read_message`] needs of a connection: the fuzz harness (feature
+/// `testkit`) feeds it bytes from memory, so that it reads them exactly as a session does.
+pub(crate) trait ReadExact {
+    fn read_exact(
+        &mut self,
+        buf: &mut [u8],
+    ) -> impl std::future::Future<Output = Result<(), SecretConnectionError>> + Send;
+}
+
+impl<S> ReadExact for SecretConnection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    fn read_exact(
+        &mut self,
+        buf: &mut [u8],
+    ) -> impl std::future::Future<Output = Result<(), SecretConnectionError>> + Send {
+        SecretConnection::read_exact(self, buf)
+    }
+}
+
+/// Reads one length-delimited message; the length is checked against the node's limit
+/// before anything is allocated.
+pub(crate) async fn read_message<C: ReadExact + Send>(
+    conn: &mut C,
+) -> Result<Message, SessionError> {
     let mut prefix = [0u8; MAX_PREFIX_LEN];
     let mut have = 0;
     let body_len = loop {
@@ -165,13 +199,13 @@ fn refusal(kind: RequestKind, description: impl Into<String>) -> Message {
 /// Answers one request. Never fails: anything we will not sign becomes an error reply.
 pub async fn answer(request: Request, ctx: &SessionContext, signer: &Signer) -> Message {
     let kind = request.kind();
-    match reply(request, ctx, signer).await {
+    match reply(request, ctx, signer, false).await {
         Reply::Send(message) => message,
         Reply::GiveWay(reason) => refusal(kind, reason),
     }
 }
 
-async fn reply(request: Request, ctx: &SessionContext, signer: &Signer) -> Reply {
+async fn reply(request: Request, ctx: &SessionContext, signer: &Signer, takeover: bool) -> Reply {
     let kind = request.kind();
     if let Some(chain_id) = request.chain_id() {
         if !signer.has_chain(chain_id) {
@@ -186,87 +220,130 @@ async fn reply(request: Request, ctx: &SessionContext, signer: &Signer) -> Reply
     match request {
         Request::Ping => messages::ping_response().into(),
         Request::PubKey(_) => messages::pubkey_response(ctx.protocol, &signer.public_key()).into(),
-        Request::SignVote(req) => sign_vote(req, ctx, signer).await,
-        Request::SignProposal(req) => sign_proposal(req, ctx, signer).await,
+        Request::SignVote(req) => sign(req, ctx, signer, takeover).await,
+        Request::SignProposal(req) => sign(req, ctx, signer, takeover).await,
         Request::SignBytes(req) => sign_raw(req, ctx, signer).await.into(),
     }
 }
 
-async fn sign_vote(req: messages::SignVoteRequest, ctx: &SessionContext, signer: &Signer) -> Reply {
-    let kind = RequestKind::SignVote;
-    let Some(mut vote) = req.vote else {
-        return refusal(kind, "SignVoteRequest carries no vote").into();
-    };
-    let doc = match sign_bytes::vote_sign_doc(&req.chain_id, &vote) {
-        Ok(doc) => doc,
-        Err(e) => return refused(ctx, kind, None, e.to_string()).into(),
-    };
-    let non_nil_precommit = doc.hrs.step == Step::Precommit && doc.block_id.is_some();
-    if !non_nil_precommit && !vote.extension.is_empty() {
-        return refused(
-            ctx,
-            kind,
-            Some(&doc),
-            "a vote extension on a prevote or nil precommit".to_string(),
-        )
-        .into();
-    }
-    // v0.38: every non-nil precommit gets an extension signature, even for an empty
-    // extension; a node with extensions disabled drops it. v1 says explicitly.
-    let sign_extension = non_nil_precommit
-        && match ctx.protocol {
-            ProtocolVersion::V0_34 | ProtocolVersion::V0_37 => false,
-            ProtocolVersion::V0_38 => true,
-            ProtocolVersion::V1 => !req.skip_extension_signing,
-        };
-    let extension = if sign_extension {
-        match sign_bytes::extension_sign_doc(&req.chain_id, &vote) {
-            Ok(ext) => Some(ext),
-            Err(e) => return refused(ctx, kind, Some(&doc), e.to_string()).into(),
+/// What the one signing path needs of a request to sign a vote or a proposal (tmkms's
+/// model: one `sign` over a request trait, not two copies of it).
+trait SignRequest: Sized {
+    const KIND: RequestKind;
+
+    /// Checks the request and computes what is signed: the document and, where the node
+    /// needs one, the vote extension's.
+    fn docs(&self, protocol: ProtocolVersion) -> Result<(SignDoc, Option<ExtensionDoc>), Rejected>;
+
+    /// The response: the vote or proposal with the signature(s) and the timestamp filled in.
+    fn signed(self, outcome: SignOutcome) -> Message;
+}
+
+/// Why a request was not passed to the signer, and what it was for if that much is known.
+struct Rejected {
+    doc: Option<Box<SignDoc>>,
+    reason: String,
+}
+
+impl Rejected {
+    fn new(doc: Option<&SignDoc>, reason: impl Into<String>) -> Rejected {
+        Rejected {
+            doc: doc.cloned().map(Box::new),
+            reason: reason.into(),
         }
-    } else {
-        None
-    };
-    let started = Instant::now();
-    match signer.sign(doc.clone(), extension).await {
-        Ok(outcome) => {
-            debug!(node = %ctx.label, chain = %doc.chain_id, hrs = %doc.hrs,
-                   micros = started.elapsed().as_micros() as u64, "signed vote");
-            vote.signature = outcome.signature.to_vec();
-            vote.timestamp = Some(outcome.timestamp.into());
-            vote.extension_signature = outcome
-                .extension_signature
-                .map(|s| s.to_vec())
-                .unwrap_or_default();
-            messages::signed_vote_response(vote).into()
-        }
-        Err(e) => refused_sign(ctx, kind, &doc, e, signer),
     }
 }
 
-async fn sign_proposal(
-    req: messages::SignProposalRequest,
+impl SignRequest for messages::SignVoteRequest {
+    const KIND: RequestKind = RequestKind::SignVote;
+
+    fn docs(&self, protocol: ProtocolVersion) -> Result<(SignDoc, Option<ExtensionDoc>), Rejected> {
+        let vote = self
+            .vote
+            .as_ref()
+            .ok_or_else(|| Rejected::new(None, "SignVoteRequest carries no vote"))?;
+        let doc = sign_doc::vote_sign_doc(&self.chain_id, vote)
+            .map_err(|e| Rejected::new(None, e.to_string()))?;
+        let non_nil_precommit = doc.hrs.step == Step::Precommit && doc.block_id.is_some();
+        if !non_nil_precommit && !vote.extension.is_empty() {
+            return Err(Rejected::new(
+                Some(&doc),
+                "a vote extension on a prevote or nil precommit",
+            ));
+        }
+        // v0.38: every non-nil precommit gets an extension signature, even for an empty
+        // extension; a node with extensions disabled drops it. v1 says explicitly.
+        let sign_extension = non_nil_precommit
+            && match protocol {
+                ProtocolVersion::V0_34 | ProtocolVersion::V0_37 => false,
+                ProtocolVersion::V0_38 => true,
+                ProtocolVersion::V1 => !self.skip_extension_signing,
+            };
+        let extension = sign_extension
+            .then(|| sign_doc::extension_sign_doc(&self.chain_id, vote))
+            .transpose()
+            .map_err(|e| Rejected::new(Some(&doc), e.to_string()))?;
+        Ok((doc, extension))
+    }
+
+    fn signed(self, outcome: SignOutcome) -> Message {
+        let Some(mut vote) = self.vote else {
+            return refusal(Self::KIND, "SignVoteRequest carries no vote");
+        };
+        vote.signature = outcome.signature.to_vec();
+        vote.timestamp = Some(outcome.timestamp);
+        vote.extension_signature = outcome
+            .extension_signature
+            .map(|s| s.to_vec())
+            .unwrap_or_default();
+        messages::signed_vote_response(vote)
+    }
+}
+
+impl SignRequest for messages::SignProposalRequest {
+    const KIND: RequestKind = RequestKind::SignProposal;
+
+    fn docs(&self, _: ProtocolVersion) -> Result<(SignDoc, Option<ExtensionDoc>), Rejected> {
+        let proposal = self
+            .proposal
+            .as_ref()
+            .ok_or_else(|| Rejected::new(None, "SignProposalRequest carries no proposal"))?;
+        let doc = sign_doc::proposal_sign_doc(&self.chain_id, proposal)
+            .map_err(|e| Rejected::new(None, e.to_string()))?;
+        Ok((doc, None))
+    }
+
+    fn signed(self, outcome: SignOutcome) -> Message {
+        let Some(mut proposal) = self.proposal else {
+            return refusal(Self::KIND, "SignProposalRequest carries no proposal");
+        };
+        proposal.signature = outcome.signature.to_vec();
+        proposal.timestamp = Some(outcome.timestamp);
+        messages::signed_proposal_response(proposal)
+    }
+}
+
+/// Signs a vote or a proposal: the one path both take.
+async fn sign<R: SignRequest>(
+    req: R,
     ctx: &SessionContext,
     signer: &Signer,
+    takeover: bool,
 ) -> Reply {
-    let kind = RequestKind::SignProposal;
-    let Some(mut proposal) = req.proposal else {
-        return refusal(kind, "SignProposalRequest carries no proposal").into();
-    };
-    let doc = match sign_bytes::proposal_sign_doc(&req.chain_id, &proposal) {
-        Ok(doc) => doc,
-        Err(e) => return refused(ctx, kind, None, e.to_string()).into(),
+    let (doc, extension) = match req.docs(ctx.protocol) {
+        Ok(docs) => docs,
+        Err(rejected) => {
+            return refused(ctx, R::KIND, rejected.doc.as_deref(), rejected.reason).into()
+        }
     };
     let started = Instant::now();
-    match signer.sign(doc.clone(), None).await {
+    match signer.sign(doc.clone(), extension, takeover).await {
         Ok(outcome) => {
-            debug!(node = %ctx.label, chain = %doc.chain_id, hrs = %doc.hrs,
-                   micros = started.elapsed().as_micros() as u64, "signed proposal");
-            proposal.signature = outcome.signature.to_vec();
-            proposal.timestamp = Some(outcome.timestamp.into());
-            messages::signed_proposal_response(proposal).into()
+            debug!(node = %ctx.label, kind = %R::KIND, chain = %doc.chain_id, hrs = %doc.hrs,
+                   micros = started.elapsed().as_micros() as u64, "signed");
+            req.signed(outcome).into()
         }
-        Err(e) => refused_sign(ctx, kind, &doc, e, signer),
+        Err(e) => refused_sign(ctx, R::KIND, &doc, e),
     }
 }
 
@@ -284,7 +361,7 @@ async fn sign_raw(
             "SignBytes is disabled for this node".into(),
         );
     }
-    if sign_bytes::looks_like_consensus_message(&req.value) {
+    if sign_doc::looks_like_consensus_message(&req.value) {
         return refused(
             ctx,
             kind,
@@ -301,7 +378,7 @@ async fn sign_raw(
 fn refused(
     ctx: &SessionContext,
     kind: RequestKind,
-    doc: Option<&crate::consensus::SignDoc>,
+    doc: Option<&SignDoc>,
     reason: String,
 ) -> Message {
     match doc {
@@ -313,22 +390,16 @@ fn refused(
     refusal(kind, reason)
 }
 
-/// A refusal is answered; a threshold signing that found no quorum is not (see the module
-/// doc): the node's retry then reaches a cosigner that can sign.
-fn refused_sign(
-    ctx: &SessionContext,
-    kind: RequestKind,
-    doc: &crate::consensus::SignDoc,
-    error: SignError,
-    signer: &Signer,
-) -> Reply {
-    match (error, signer) {
-        (SignError::Unavailable(reason), Signer::Threshold(_)) => {
+/// A refusal is answered; a signing this cosigner gave up so that another may do it is not
+/// (see the module doc): the node's retry then reaches a cosigner that can sign.
+fn refused_sign(ctx: &SessionContext, kind: RequestKind, doc: &SignDoc, error: SignError) -> Reply {
+    match error {
+        SignError::GiveWay(reason) => {
             warn!(node = %ctx.label, %kind, chain = %doc.chain_id, hrs = %doc.hrs,
                   "not signed, giving way so the node retries elsewhere: {reason}");
             Reply::GiveWay(reason)
         }
-        (error, _) => refused(ctx, kind, Some(doc), error.to_string()).into(),
+        error => refused(ctx, kind, Some(doc), error.to_string()).into(),
     }
 }
 
@@ -336,8 +407,8 @@ fn refused_sign(
 mod tests {
     use super::*;
     use crate::privval::messages::{
-        message::Sum, BlockId, PartSetHeader, SignBytesRequest, SignVoteRequest, SignedMsgType,
-        Timestamp, Vote,
+        message::Sum, SignBytesRequest, SignVoteRequest, SignedMsgType, Timestamp, Vote,
+        WireBlockId as BlockId, WirePartSetHeader as PartSetHeader,
     };
     use crate::sign_state::ChainSignState;
     use crate::signer::single::SingleSigner;
@@ -360,7 +431,7 @@ mod tests {
             protocol,
             allow_sign_bytes,
             label: "test".into(),
-            timeouts: Timeouts::default(),
+            timeouts: crate::config::Timeouts::default().node(),
         }
     }
 
@@ -500,7 +571,7 @@ mod tests {
             }
             other => panic!("unexpected reply {other:?}"),
         }
-        let vote_bytes = crate::consensus::sign_bytes::vote_sign_doc(
+        let vote_bytes = crate::privval::sign_doc::vote_sign_doc(
             CHAIN,
             &vote(SignedMsgType::Prevote, false, b""),
         )

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::rules::{LastSigned, Position, SignState};
 use super::store::{StateError, StateFile};
-use crate::consensus::sign_bytes::{self, SignBytesError};
+use crate::consensus::canonical::{self, SignBytesError};
 use crate::consensus::{SignDoc, Step, Timestamp};
 
 /// Why a state cannot be imported.
@@ -67,7 +67,7 @@ struct FilePvState {
 /// Parses CometBFT's `priv_validator_state.json`. The sign bytes are parsed strictly and
 /// must agree with the stated height, round and step.
 pub fn import_cometbft_state(json: &str) -> Result<SignState, ImportError> {
-    import_with(json, sign_bytes::parse)
+    import_with(json, canonical::parse)
 }
 
 fn import_with(

@@ -3,7 +3,7 @@
 
 use ed25519_dalek::{Signature, VerifyingKey};
 
-use crate::consensus::{sign_bytes, SignDoc};
+use crate::consensus::{canonical, SignDoc};
 
 /// Proof that the sign state authorized a document and that its watermark is on disk: the
 /// only thing that releases signature shares computed for it. Only [`super::ChainSignState`]
@@ -58,7 +58,7 @@ impl ValidatorSigned {
         signature: [u8; 64],
         key: &VerifyingKey,
     ) -> Result<ValidatorSigned, NotSigned> {
-        let doc = sign_bytes::parse(sign_bytes).map_err(|e| NotSigned::SignBytes(e.to_string()))?;
+        let doc = canonical::parse(sign_bytes).map_err(|e| NotSigned::SignBytes(e.to_string()))?;
         if doc.sign_bytes != sign_bytes {
             return Err(NotSigned::NotCanonical);
         }

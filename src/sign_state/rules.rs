@@ -6,7 +6,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use crate::consensus::sign_bytes::same_except_timestamp;
+use crate::consensus::canonical::same_except_timestamp;
 use crate::consensus::{Hrs, SignDoc, Step, Timestamp};
 
 /// The watermark of one chain: the highest position signed, and what was signed there.

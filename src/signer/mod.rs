@@ -24,16 +24,22 @@ pub struct SignOutcome {
     pub extension_signature: Option<[u8; 64]>,
 }
 
+/// Why a signer returned no signature; the session's answer follows from it alone.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
     /// Refused by the double-sign rules or by policy: answered with a RemoteSignerError, which
     /// the node does not retry.
     #[error("{0}")]
     Refused(String),
-    /// Could not be signed now (no quorum, disk failure, timeout). Also answered with an
-    /// error, so the node moves on instead of waiting on us.
+    /// Cannot be signed now, and no other signer would do better (a single key whose disk
+    /// failed): answered with an error, so the node moves on instead of waiting on us.
     #[error("{0}")]
     Unavailable(String),
+    /// This cosigner cannot sign now but another may (no quorum, its disk failed, no quorum
+    /// answered in time): the session gives way, dropping the connection unanswered, so that
+    /// the node's retry reaches the next cosigner in its accept queue.
+    #[error("{0}")]
+    GiveWay(String),
 }
 
 /// A signer for one validator key.
@@ -59,14 +65,26 @@ impl Signer {
         }
     }
 
+    /// Signs `doc` (and its extension). `takeover` says the node has only just connected,
+    /// so its previous signer may have died a moment ago.
     pub async fn sign(
         &self,
         doc: SignDoc,
         extension: Option<ExtensionDoc>,
+        takeover: bool,
     ) -> Result<SignOutcome, SignError> {
         match self {
             Signer::Single(s) => s.sign(&doc, extension.as_ref()),
-            Signer::Threshold(s) => s.sign(doc, extension).await,
+            Signer::Threshold(s) => s.sign(doc, extension, takeover).await,
+        }
+    }
+
+    /// Whether this signer can sign now, as it changes: `None` for a single key, which always
+    /// can. Node dialers and sessions follow it to give way to a cosigner that can.
+    pub fn availability(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        match self {
+            Signer::Single(_) => None,
+            Signer::Threshold(t) => Some(t.quorum_watch()),
         }
     }
 

@@ -19,6 +19,27 @@ pub const MIN_EXPECTED: Duration = Duration::from_millis(2);
 pub const MIN_SILENCE: Duration = Duration::from_millis(150);
 /// Round trips of silence (beyond the heartbeat interval) that make a peer suspect.
 const SILENT_ROUND_TRIPS: u32 = 4;
+/// A link is degraded at this many times its usual round trip, and never below the floor:
+/// a few milliseconds of scheduling noise on a fast network is no degradation.
+const SLOW_FACTOR: u32 = 4;
+const SLOW_FLOOR: Duration = Duration::from_millis(50);
+/// How much of the gap to a slower sample the baseline moves by: 1/256, so with heartbeats
+/// every 250 ms a lasting change is mostly absorbed within a minute.
+const BASELINE_DRIFT: u32 = 256;
+
+/// Whether this cosigner's own network is the slow part: every peer it reaches is degraded
+/// (see [`PeerHealth::is_degraded`]). One slow peer is routed around; all of them at once,
+/// with each usually fast, points at the link they share, this cosigner's.
+pub fn self_degraded<'a>(peers: impl IntoIterator<Item = &'a PeerHealth>) -> bool {
+    let mut any = false;
+    for p in peers.into_iter().filter(|p| p.is_connected()) {
+        if !p.is_degraded() {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
 
 /// A smoothed round-trip estimate.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -69,6 +90,10 @@ pub struct PeerHealth {
     share: Option<RttEstimate>,
     last_heard: Option<Instant>,
     connected: bool,
+    /// The network round trip this peer usually has: the lowest sample, drifting up slowly
+    /// towards later ones, so that a link that really moved (another region) is the new
+    /// normal within about a minute of heartbeats.
+    baseline: Option<Duration>,
 }
 
 impl Default for PeerHealth {
@@ -84,6 +109,7 @@ impl PeerHealth {
             share: None,
             last_heard: None,
             connected: false,
+            baseline: None,
         }
     }
 
@@ -107,7 +133,21 @@ impl PeerHealth {
     /// A heartbeat (or any plain request) answered after `rtt`.
     pub fn network_sample(&mut self, rtt: Duration, now: Instant) {
         update(&mut self.network, rtt);
+        self.baseline = Some(match self.baseline {
+            None => rtt,
+            Some(base) if rtt <= base => rtt,
+            Some(base) => base + (rtt - base) / BASELINE_DRIFT,
+        });
         self.heard(now);
+    }
+
+    /// Whether this link is now much slower than it usually is: its smoothed round trip is
+    /// [`SLOW_FACTOR`] times its baseline and at least [`SLOW_FLOOR`].
+    pub fn is_degraded(&self) -> bool {
+        match (self.network, self.baseline) {
+            (Some(net), Some(base)) => net.srtt() >= SLOW_FLOOR && net.srtt() >= base * SLOW_FACTOR,
+            _ => false,
+        }
     }
 
     /// A share arrived `latency` after its request was sent.
@@ -226,6 +266,48 @@ mod tests {
         gone.set_connected(false, t0);
         assert!(!gone.is_suspect(t0 + 10 * beat, beat));
         assert!(!PeerHealth::new().is_suspect(t0, beat));
+    }
+
+    #[test]
+    fn a_link_much_slower_than_usual_is_degraded_and_all_of_them_point_at_us() {
+        let t0 = Instant::now();
+        let mut fast = PeerHealth::new();
+        fast.set_connected(true, t0);
+        for _ in 0..10 {
+            fast.network_sample(Duration::from_micros(300), t0);
+        }
+        assert!(!fast.is_degraded());
+        let mut slowed = fast.clone();
+        for _ in 0..20 {
+            slowed.network_sample(200 * MS, t0);
+        }
+        assert!(slowed.is_degraded());
+        // A link that is always 100 ms (another region) is not degraded.
+        let mut far = PeerHealth::new();
+        far.set_connected(true, t0);
+        for _ in 0..20 {
+            far.network_sample(100 * MS, t0);
+        }
+        assert!(!far.is_degraded());
+        // A lasting change becomes the new normal.
+        let mut moved = slowed.clone();
+        for _ in 0..2000 {
+            moved.network_sample(200 * MS, t0);
+        }
+        assert!(!moved.is_degraded());
+
+        assert!(self_degraded([&slowed, &slowed.clone()]));
+        assert!(
+            !self_degraded([&slowed, &fast]),
+            "one slow peer is routed around"
+        );
+        assert!(!self_degraded([] as [&PeerHealth; 0]));
+        let mut gone = fast.clone();
+        gone.set_connected(false, t0);
+        assert!(
+            self_degraded([&slowed, &gone]),
+            "only reachable peers count"
+        );
     }
 
     #[test]

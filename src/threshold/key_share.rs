@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::config::MAX_COSIGNERS;
+pub use super::quorum::{check_threshold, ThresholdError, MAX_COSIGNERS};
 use crate::secret_file::{self, LooseMode, SecretFileProblem};
 use crate::threshold::seed_escrow::{self, SeedEscrow};
 use crate::validator_key::ValidatorKey;
@@ -43,37 +43,6 @@ pub const MAX_SUBSETS_CHECKED: usize = 2000;
 
 /// Share files hold two packages and a few numbers; anything much larger is not one.
 const MAX_SHARE_FILE_BYTES: usize = 256 * 1024;
-
-/// A threshold/share count that must not be dealt or loaded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ThresholdError {
-    #[error("threshold {t} is below 2: a single share would be the whole key")]
-    TooSmall { t: u16, n: u16 },
-    #[error("threshold {t} exceeds the number of shares {n}")]
-    AboveShares { t: u16, n: u16 },
-    #[error("{t} of {n} lets two disjoint groups of cosigners sign: need t > n/2")]
-    NoMajority { t: u16, n: u16 },
-    #[error("{n} shares exceed the maximum of {MAX_COSIGNERS} cosigners")]
-    TooManyShares { n: u16 },
-}
-
-/// Checks `t`-of-`n`: 2 <= t <= n, t > n/2 (so any two quorums share a cosigner, which is what
-/// makes each cosigner's own double-sign check sufficient), n <= [`MAX_COSIGNERS`].
-pub fn check_threshold(t: u16, n: u16) -> Result<(), ThresholdError> {
-    if n > MAX_COSIGNERS {
-        return Err(ThresholdError::TooManyShares { n });
-    }
-    if t < 2 {
-        return Err(ThresholdError::TooSmall { t, n });
-    }
-    if t > n {
-        return Err(ThresholdError::AboveShares { t, n });
-    }
-    if usize::from(t) * 2 <= usize::from(n) {
-        return Err(ThresholdError::NoMajority { t, n });
-    }
-    Ok(())
-}
 
 /// Why a key could not be dealt.
 #[derive(Debug, thiserror::Error)]

@@ -47,9 +47,10 @@ pub fn peer_of(id: &Identifier) -> Option<PeerId> {
     (identifier_of(peer).as_ref() == Some(id)).then_some(peer)
 }
 
-/// Why a wire value could not be turned into the frost value it stands for.
+/// Why a wire value could not be turned into the frost value it stands for (not a frame error:
+/// those are the cluster transport's `WireError`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WireError {
+pub enum DecodeError {
     #[error("invalid nonce commitment: {0}")]
     Commitment(String),
     #[error("invalid signature share: {0}")]
@@ -72,14 +73,14 @@ impl std::fmt::Debug for Commitment {
 }
 
 impl Commitment {
-    pub fn from_frost(c: &SigningCommitments) -> Result<Commitment, WireError> {
-        let point = |n: &NonceCommitment| -> Result<[u8; 32], WireError> {
+    pub fn from_frost(c: &SigningCommitments) -> Result<Commitment, DecodeError> {
+        let point = |n: &NonceCommitment| -> Result<[u8; 32], DecodeError> {
             let bytes = n
                 .serialize()
-                .map_err(|e| WireError::Commitment(e.to_string()))?;
+                .map_err(|e| DecodeError::Commitment(e.to_string()))?;
             bytes
                 .try_into()
-                .map_err(|_| WireError::Commitment("point is not 32 bytes".into()))
+                .map_err(|_| DecodeError::Commitment("point is not 32 bytes".into()))
         };
         Ok(Commitment {
             hiding: point(c.hiding())?,
@@ -88,9 +89,9 @@ impl Commitment {
     }
 
     /// Decodes and validates both points (about 80 µs).
-    pub fn to_frost(&self) -> Result<SigningCommitments, WireError> {
+    pub fn to_frost(&self) -> Result<SigningCommitments, DecodeError> {
         let point = |b: &[u8; 32]| {
-            NonceCommitment::deserialize(b).map_err(|e| WireError::Commitment(e.to_string()))
+            NonceCommitment::deserialize(b).map_err(|e| DecodeError::Commitment(e.to_string()))
         };
         Ok(SigningCommitments::new(
             point(&self.hiding)?,
@@ -110,16 +111,16 @@ impl std::fmt::Debug for Share {
 }
 
 impl Share {
-    pub fn from_frost(s: &SignatureShare) -> Result<Share, WireError> {
+    pub fn from_frost(s: &SignatureShare) -> Result<Share, DecodeError> {
         s.serialize()
             .try_into()
             .map(Share)
-            .map_err(|_| WireError::Share("share is not 32 bytes".into()))
+            .map_err(|_| DecodeError::Share("share is not 32 bytes".into()))
     }
 
     /// Decodes the scalar; rejects a non-canonical one.
-    pub fn to_frost(&self) -> Result<SignatureShare, WireError> {
-        SignatureShare::deserialize(&self.0).map_err(|e| WireError::Share(e.to_string()))
+    pub fn to_frost(&self) -> Result<SignatureShare, DecodeError> {
+        SignatureShare::deserialize(&self.0).map_err(|e| DecodeError::Share(e.to_string()))
     }
 }
 
@@ -192,6 +193,10 @@ pub enum RefusalKind {
     /// This cosigner has just started and has not yet learnt from its peers what the
     /// validator signed while it was away; it releases no share until it has.
     CatchingUp,
+    /// The participant sees two live processes with the requester's identity (a copied
+    /// cosigner directory) and serves neither until one is gone; the reason names both
+    /// addresses. The requester is one of the two: it has a twin.
+    Duplicate,
 }
 
 /// A participant's "no", with a reason the coordinator can log.
@@ -322,7 +327,7 @@ mod tests {
             hiding: identity,
             binding: wire.binding,
         };
-        assert!(matches!(bad.to_frost(), Err(WireError::Commitment(_))));
+        assert!(matches!(bad.to_frost(), Err(DecodeError::Commitment(_))));
         let not_a_point = Commitment {
             hiding: wire.hiding,
             binding: [0xff; 32],

@@ -5,6 +5,9 @@
 //! - [`participant`]: deciding on a peer's sign request and producing a share.
 //! - [`coordinator`]: choosing participants, building requests, aggregating shares.
 //! - [`messages`]: what cosigners say to each other.
+//! - [`quorum`]: how many must sign (t > n/2), once.
+//! - [`signing`]: whom a coordinator asks and when, as a pure state machine.
+//! - [`health`]: round-trip estimates and suspicion of silent peers.
 
 pub mod coordinator;
 pub mod health;
@@ -12,5 +15,6 @@ pub mod key_share;
 pub mod messages;
 pub mod nonces;
 pub mod participant;
+pub mod quorum;
 pub mod seed_escrow;
 pub mod signing;

@@ -22,7 +22,7 @@ use frost_ed25519::keys::SigningShare;
 use frost_ed25519::rand_core::{CryptoRng, RngCore};
 use frost_ed25519::round1::{self, SigningCommitments, SigningNonces};
 
-use super::messages::{Commitment, PeerId, WireError};
+use super::messages::{Commitment, DecodeError, PeerId};
 
 /// Outstanding nonces kept per coordinator unless configured otherwise: four times what a
 /// coordinator keeps ([`super::coordinator::DEFAULT_MAX_PER_PARTICIPANT`]). Commitments are
@@ -47,7 +47,7 @@ impl PooledNonce {
     pub fn generate<R: RngCore + CryptoRng>(
         signing_share: &SigningShare,
         rng: &mut R,
-    ) -> Result<PooledNonce, WireError> {
+    ) -> Result<PooledNonce, DecodeError> {
         let (nonces, commitments) = round1::commit(signing_share, rng);
         let nonces = Box::new(nonces);
         Ok(PooledNonce {
@@ -123,7 +123,7 @@ impl NoncePool {
         count: usize,
         signing_share: &SigningShare,
         rng: &mut R,
-    ) -> Result<Vec<(Commitment, SigningCommitments)>, WireError> {
+    ) -> Result<Vec<(Commitment, SigningCommitments)>, DecodeError> {
         let count = count.min(self.max_outstanding);
         let mut issued = Vec::with_capacity(count);
         for _ in 0..count {

@@ -26,7 +26,7 @@ use super::messages::{
     Share, SignPart, SignRequest, SignResponse, MAX_COMMITMENTS_PER_MESSAGE, MAX_SIGN_BYTES,
 };
 use super::nonces::{NoncePool, PooledNonce, DEFAULT_MAX_OUTSTANDING};
-use crate::consensus::sign_bytes;
+use crate::consensus::canonical;
 use crate::consensus::{ExtensionDoc, SignDoc};
 use crate::sign_state::Recorded;
 
@@ -357,7 +357,7 @@ impl Participant {
         };
 
         // 2. Learn what we are asked to sign from the bytes themselves.
-        let doc = sign_bytes::parse(&req.vote.sign_bytes)
+        let doc = canonical::parse(&req.vote.sign_bytes)
             .map_err(|e| sign_bytes_refusal(format!("vote sign bytes: {e}")))?;
         if doc.sign_bytes != req.vote.sign_bytes {
             return Err(sign_bytes_refusal(
@@ -365,7 +365,7 @@ impl Participant {
             ));
         }
         if let Some(part) = &req.extension {
-            let ext = sign_bytes::parse_extension(&part.sign_bytes)
+            let ext = canonical::parse_extension(&part.sign_bytes)
                 .map_err(|e| sign_bytes_refusal(format!("extension sign bytes: {e}")))?;
             check_extension_belongs(&doc, &ext, &part.sign_bytes)?;
         }
@@ -622,7 +622,10 @@ fn sign_bytes_refusal(reason: impl Into<String>) -> Refusal {
 pub(crate) mod testkit {
     use super::*;
     pub use crate::consensus::Step;
-    use crate::privval::messages::{self, BlockId, PartSetHeader, SignedMsgType, Vote};
+    use crate::privval::messages::{
+        self, SignedMsgType, Vote, WireBlockId as BlockId, WirePartSetHeader as PartSetHeader,
+    };
+    use crate::privval::sign_doc;
     use frost_ed25519::keys::{generate_with_dealer, IdentifierList};
     use rand_core::OsRng;
     use serde::{de::DeserializeOwned, Serialize};
@@ -667,7 +670,7 @@ pub(crate) mod testkit {
         step: Step,
         block: Option<&str>,
     ) -> Vec<u8> {
-        sign_bytes::vote_sign_doc(chain, &vote(height, round, step, block))
+        sign_doc::vote_sign_doc(chain, &vote(height, round, step, block))
             .unwrap()
             .sign_bytes
     }
@@ -676,9 +679,7 @@ pub(crate) mod testkit {
     pub fn ext_bytes(chain: &str, height: i64, round: i64, extension: &str) -> Vec<u8> {
         let mut v = vote(height, round, Step::Precommit, Some("B"));
         v.extension = extension.as_bytes().to_vec();
-        sign_bytes::extension_sign_doc(chain, &v)
-            .unwrap()
-            .sign_bytes
+        sign_doc::extension_sign_doc(chain, &v).unwrap().sign_bytes
     }
 
     /// Authorizes everything unless told to refuse; remembers what it authorized.

@@ -30,6 +30,14 @@ pub const MAX_SESSIONS: usize = 4;
 /// Sessions one signing may start in all; the deadline usually ends it long before.
 pub const MAX_TOTAL_SESSIONS: usize = 8;
 
+/// No member is late before this: a share's work (its fsync above all) varies by
+/// milliseconds on a loaded host, and a hedge costs every member of the new session a share.
+pub const MIN_HEDGE_DELAY: Duration = Duration::from_millis(10);
+/// A hedge takes a replacement at most this many times slower (typically) than the member
+/// it replaces, until the session has waited as long as the replacement typically takes:
+/// asking a peer known to answer in 200 ms because a 1 ms peer is 10 ms late buys nothing.
+const HEDGE_SLOWER_AT_MOST: u32 = 4;
+
 /// A session's number within its signing.
 pub type SessionId = u32;
 
@@ -131,6 +139,8 @@ struct Session {
     pending: BTreeMap<PeerId, Instant>,
     /// Whether this session's lateness was already answered with a hedge.
     hedged: bool,
+    /// Late, but no replacement is fast enough yet: look again then.
+    recheck_at: Option<Instant>,
     state: SessionState,
 }
 
@@ -285,7 +295,10 @@ impl Signing {
                     .peers
                     .get(p)
                     .map_or(self.params.attempt_timeout, |v| v.expected);
-                (*p, now + expected.min(self.params.attempt_timeout))
+                let late_after = expected
+                    .max(MIN_HEDGE_DELAY)
+                    .min(self.params.attempt_timeout);
+                (*p, now + late_after)
             })
             .chain(std::iter::once((
                 self.params.self_id,
@@ -301,6 +314,7 @@ impl Signing {
                 started: now,
                 pending,
                 hedged: false,
+                recheck_at: None,
                 state: SessionState::Open,
             },
         );
@@ -336,7 +350,7 @@ impl Signing {
             actions.push(Action::WakeAt(self.params.deadline));
             return actions;
         }
-        self.finish(Outcome::GaveUp(self.no_quorum()), actions)
+        self.finish(now, Outcome::GaveUp(self.no_quorum()), actions)
     }
 
     fn no_quorum(&self) -> String {
@@ -351,7 +365,14 @@ impl Signing {
         text
     }
 
-    fn finish(&mut self, outcome: Outcome, mut actions: Vec<Action>) -> Vec<Action> {
+    fn finish(&mut self, now: Instant, outcome: Outcome, mut actions: Vec<Action>) -> Vec<Action> {
+        // A member still pending past its expected time when another set finished the
+        // signing is suspect: the next signings should not wait on it before its heartbeats
+        // say it is fine. (It may be slow, not dead; then it is heard from at once.)
+        if matches!(outcome, Outcome::Signed { .. }) {
+            let late = self.late_members(now);
+            actions.extend(late.into_iter().map(|peer| Action::Suspect { peer }));
+        }
         for (id, s) in &mut self.sessions {
             if s.state == SessionState::Open {
                 s.state = SessionState::Failed;
@@ -396,7 +417,7 @@ impl Signing {
                 self.wake(&mut actions);
                 actions
             }
-            Answer::Refused(reason) => self.finish(Outcome::Refused(reason), actions),
+            Answer::Refused(reason) => self.finish(now, Outcome::Refused(reason), actions),
             Answer::Stale(reason) => {
                 self.problems.push(format!("cosigner {peer}: {reason}"));
                 if peer == self.params.self_id {
@@ -411,6 +432,7 @@ impl Signing {
             }
             Answer::Broken(reason) | Answer::Silent(reason) if peer == self.params.self_id => self
                 .finish(
+                    now,
                     Outcome::GaveUp(format!("this cosigner cannot sign: {reason}")),
                     actions,
                 ),
@@ -458,7 +480,7 @@ impl Signing {
         }
         if now >= self.params.deadline {
             let outcome = Outcome::GaveUp(format!("{} within the deadline", self.no_quorum()));
-            return self.finish(outcome, actions);
+            return self.finish(now, outcome, actions);
         }
         if self.sessions.len() < MAX_TOTAL_SESSIONS {
             if let Some(peers) = self.fastest(&BTreeSet::new()) {
@@ -487,7 +509,7 @@ impl Signing {
         match result {
             Ok(()) => {
                 let members = s.members.clone();
-                self.finish(Outcome::Signed { session, members }, actions)
+                self.finish(now, Outcome::Signed { session, members }, actions)
             }
             Err(culprits) => {
                 s.state = SessionState::Failed;
@@ -503,6 +525,7 @@ impl Signing {
                 };
                 if culprits.contains(&self.params.self_id) {
                     return self.finish(
+                        now,
                         Outcome::GaveUp("this cosigner's own share is invalid".into()),
                         actions,
                     );
@@ -515,7 +538,9 @@ impl Signing {
         }
     }
 
-    /// Commitments of `peer` arrived: `available` are held now.
+    /// Commitments of `peer` arrived: `available` are held now. If no session can still
+    /// complete in its expected time (none is open, or every open one waits on a late
+    /// member), another starts with them.
     pub fn on_commitments(&mut self, now: Instant, peer: PeerId, available: usize) -> Vec<Action> {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.available = available;
@@ -525,11 +550,91 @@ impl Signing {
             || self
                 .sessions
                 .values()
-                .any(|s| s.state != SessionState::Failed)
+                .any(|s| s.state == SessionState::Aggregating || self.on_time_yet(s, now))
         {
             return Vec::new();
         }
-        self.replace(now, Vec::new())
+        let live = self.live_sessions();
+        if live == 0 {
+            return self.replace(now, Vec::new());
+        }
+        let mut actions = Vec::new();
+        if live < MAX_SESSIONS && self.sessions.len() < MAX_TOTAL_SESSIONS {
+            if let Some(peers) = self.fastest(&self.late_members(now)) {
+                self.open(now, peers, &mut actions);
+            }
+        }
+        self.wake(&mut actions);
+        actions
+    }
+
+    /// Whether an open session's pending members are all still within their expected time.
+    fn on_time_yet(&self, s: &Session, now: Instant) -> bool {
+        s.state == SessionState::Open
+            && s.pending
+                .iter()
+                .all(|(p, late)| *p == self.params.self_id || now < *late)
+    }
+
+    /// Members pending past their expected time in any open session.
+    fn late_members(&self, now: Instant) -> BTreeSet<PeerId> {
+        self.sessions
+            .values()
+            .filter(|s| s.state == SessionState::Open)
+            .flat_map(|s| s.pending.iter())
+            .filter(|(p, late)| **p != self.params.self_id && now >= **late)
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// The coordinator's health records now say `suspects` are silent (their heartbeats
+    /// stopped): a session waiting only on suspects will not complete, so it is failed at once
+    /// instead of at its attempt timeout, and the signing goes on without them, or gives up
+    /// if nobody is left (so that a coordinator cut off from its peers gives way quickly).
+    pub fn on_suspects(&mut self, now: Instant, suspects: &BTreeSet<PeerId>) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.done {
+            return actions;
+        }
+        for p in suspects {
+            if let Some(view) = self.peers.get_mut(p) {
+                view.suspect = true;
+            }
+        }
+        let hopeless: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.state == SessionState::Open)
+            .filter(|(_, s)| {
+                let mut waiting = s.pending.keys().filter(|p| **p != self.params.self_id);
+                let mut any = false;
+                let all_suspect = waiting.all(|p| {
+                    any = true;
+                    suspects.contains(p)
+                });
+                any && all_suspect
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if hopeless.is_empty() {
+            return actions;
+        }
+        for id in hopeless {
+            let silent: Vec<PeerId> = self.sessions[&id]
+                .pending
+                .keys()
+                .copied()
+                .filter(|p| *p != self.params.self_id)
+                .collect();
+            for peer in silent {
+                if self.excluded.insert(peer) {
+                    self.problems
+                        .push(format!("cosigner {peer}: silent (no heartbeat answered)"));
+                }
+            }
+            self.fail_session(id, &mut actions);
+        }
+        self.replace(now, actions)
     }
 
     /// Time has come: hedge late sessions, give up on expired ones or on the signing.
@@ -540,7 +645,7 @@ impl Signing {
         }
         if now >= self.params.deadline {
             let outcome = Outcome::GaveUp(format!("{} within the deadline", self.no_quorum()));
-            return self.finish(outcome, actions);
+            return self.finish(now, outcome, actions);
         }
         // Sessions whose time is up: their silent members are taken for dead.
         let expired: Vec<SessionId> = self
@@ -587,11 +692,11 @@ impl Signing {
             }
         }
         for (id, late) in late_sessions {
-            // Hedged or not, this session's chance to hedge is now: never again.
-            if let Some(s) = self.sessions.get_mut(&id) {
-                s.hedged = true;
+            if self.sessions[&id].recheck_at.is_some_and(|at| now < at) {
+                continue;
             }
             if self.live_sessions() >= MAX_SESSIONS || self.sessions.len() >= MAX_TOTAL_SESSIONS {
+                self.mark_hedged(id, None);
                 continue;
             }
             let members = &self.sessions[&id].members;
@@ -602,24 +707,49 @@ impl Signing {
                 .collect();
             let mut avoid: BTreeSet<PeerId> = members.iter().copied().collect();
             avoid.extend(late_anywhere.iter().copied());
-            let replacements: Vec<PeerId> = self
+            let candidates: Vec<PeerView> = self
                 .usable(&avoid)
                 .into_iter()
                 .filter(|p| !p.suspect)
-                .map(|p| p.id)
-                .take(late.len())
                 .collect();
-            if replacements.len() == late.len() {
-                let mut peers = keep;
-                peers.extend(replacements);
-                self.open(now, peers, &mut actions);
+            if candidates.len() < late.len() {
+                // Nobody to ask instead: the session waits or expires.
+                self.mark_hedged(id, None);
+                continue;
             }
+            let waited = now.saturating_duration_since(self.sessions[&id].started);
+            let slowest_late = late
+                .iter()
+                .filter_map(|p| self.peers.get(p).map(|v| v.typical))
+                .max()
+                .unwrap_or(MIN_HEDGE_DELAY);
+            let acceptable = (slowest_late * HEDGE_SLOWER_AT_MOST).max(waited);
+            // Candidates are fastest first: the late.len()-th decides.
+            let needed = candidates[late.len() - 1].typical;
+            if needed > acceptable {
+                let recheck = self.sessions[&id].started + needed;
+                self.mark_hedged(id, Some(recheck));
+                continue;
+            }
+            self.mark_hedged(id, None);
+            let mut peers = keep;
+            peers.extend(candidates.iter().take(late.len()).map(|p| p.id));
+            self.open(now, peers, &mut actions);
         }
         if !actions.iter().any(|a| matches!(a, Action::Start { .. })) && self.live_sessions() == 0 {
             return self.replace(now, actions);
         }
         self.wake(&mut actions);
         actions
+    }
+
+    /// Records that a session's lateness was dealt with, or is to be looked at again at
+    /// `recheck` (a replacement becomes worth asking then).
+    fn mark_hedged(&mut self, id: SessionId, recheck: Option<Instant>) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.recheck_at = recheck;
+            s.hedged = recheck.is_none();
+        }
     }
 
     fn live_sessions(&self) -> usize {
@@ -639,7 +769,9 @@ impl Signing {
             .filter(|s| s.state == SessionState::Open)
         {
             at = at.min(s.started + self.params.attempt_timeout);
-            if !s.hedged {
+            if let Some(recheck) = s.recheck_at {
+                at = at.min(recheck);
+            } else if !s.hedged {
                 for (p, late) in &s.pending {
                     if *p != self.params.self_id {
                         at = at.min(*late);

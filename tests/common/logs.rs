@@ -15,6 +15,10 @@ pub struct Signing {
     pub at: String,
     pub hrs: Hrs,
     pub participants: Vec<usize>,
+    /// How long the signing took the coordinator.
+    pub micros: u64,
+    /// Remote shares asked for beyond the `t - 1` one set needs (hedges, fan-out).
+    pub extra_shares: u64,
 }
 
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
@@ -31,9 +35,9 @@ fn step_number(name: &str) -> Option<u8> {
     }
 }
 
-/// Parses the coordinator's `signed chain=… height=… round=… step=… participants=[…]`
-/// lines. A line that looks like one but does not parse fails the test: silently skipping
-/// it could hide exactly the signing an assertion is about.
+/// Parses the coordinator's `signed chain=… height=… round=… step=… participants=[…]
+/// extra_shares=… micros=…` lines. A line that looks like one but does not parse fails the test: silently
+/// skipping it could hide exactly the signing an assertion is about.
 pub fn signings(log: &str) -> Vec<Signing> {
     log.lines()
         .filter(|l| l.contains(" signed chain="))
@@ -50,10 +54,14 @@ pub fn signings(log: &str) -> Vec<Signing> {
                     .split(',')
                     .map(|p| p.trim().parse().ok())
                     .collect::<Option<Vec<usize>>>()?;
+                let micros = field(line, "micros")?.parse().ok()?;
+                let extra_shares = field(line, "extra_shares")?.parse().ok()?;
                 Some(Signing {
                     at,
                     hrs,
                     participants,
+                    micros,
+                    extra_shares,
                 })
             })();
             parsed.unwrap_or_else(|| panic!("unparsable signing line: {line}"))

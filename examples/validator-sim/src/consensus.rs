@@ -133,7 +133,7 @@ impl Plan {
             }
             round = 1;
         }
-        if self.cfg.proposal_every > 0 && offset % self.cfg.proposal_every == 0 {
+        if self.cfg.proposal_every > 0 && offset.is_multiple_of(self.cfg.proposal_every) {
             self.queue.push_back(Action::Proposal {
                 chain,
                 height,
@@ -151,7 +151,7 @@ impl Plan {
         }
         self.queue.push_back(Action::Committed { chain, height });
         self.completed_heights += 1;
-        if self.cfg.ping_every > 0 && self.completed_heights % self.cfg.ping_every == 0 {
+        if self.cfg.ping_every > 0 && self.completed_heights.is_multiple_of(self.cfg.ping_every) {
             self.queue.push_back(Action::Ping);
         }
         self.advance();

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a signature sits in consensus (step: 1 propose, 2 prevote, 3 precommit).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct HrsKey {
     pub chain_id: String,
     pub height: i64,
@@ -16,7 +16,7 @@ pub struct HrsKey {
 }
 
 /// Evidence of a double sign.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DoubleSign {
     pub key: HrsKey,
     /// Hex of the first sign bytes seen for this key.
@@ -26,7 +26,7 @@ pub struct DoubleSign {
 }
 
 /// One line of a signature log: where a signature sits and what it signed (timestamp aside).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoggedSignature {
     pub chain_id: String,
     pub height: i64,
@@ -34,6 +34,10 @@ pub struct LoggedSignature {
     pub step: u8,
     /// Hex of the timestamp-normalised digest of the sign bytes.
     pub normalized: String,
+    /// Hex of the exact sign bytes and of the signature over them, so that a reader can check
+    /// the signature and the document itself rather than trust the simulator's digest.
+    pub sign_bytes: String,
+    pub signature: String,
 }
 
 /// Appends a verified signature to a signature log.
@@ -41,6 +45,8 @@ pub fn write_signature(
     out: &mut impl std::io::Write,
     key: &HrsKey,
     normalized: &[u8; 32],
+    sign_bytes: &[u8],
+    signature: &[u8; 64],
 ) -> std::io::Result<()> {
     let line = LoggedSignature {
         chain_id: key.chain_id.clone(),
@@ -48,6 +54,8 @@ pub fn write_signature(
         round: key.round,
         step: key.step,
         normalized: to_hex(normalized),
+        sign_bytes: to_hex(sign_bytes),
+        signature: to_hex(signature),
     };
     let mut json = serde_json::to_vec(&line).map_err(std::io::Error::other)?;
     json.push(b'\n');

@@ -314,7 +314,13 @@ impl<'a> Driver<'a> {
         };
         let key = hrs_key(&req)?;
         if let Some(out) = self.signatures_out.as_mut() {
-            if let Err(e) = crate::doublesign::write_signature(out, &key, &verified.normalized) {
+            if let Err(e) = crate::doublesign::write_signature(
+                out,
+                &key,
+                &verified.normalized,
+                &verified.sign_bytes,
+                &verified.signature,
+            ) {
                 self.rec
                     .fail(kind, &what, "signature_log", &e.to_string(), answer.total);
             }

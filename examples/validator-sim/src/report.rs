@@ -1,12 +1,13 @@
 //! The run's results: latency percentiles per request type, pass/fail counts, refusals,
 //! double signs, connection statistics; rendered as text (ending in `N passed, M failed`)
-//! or serialised as JSON.
+//! or serialised as JSON. Tests read the JSON back through these same types, so a field
+//! renamed here fails to compile or to parse there instead of reading as a default.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::doublesign::DoubleSign;
 
@@ -14,7 +15,7 @@ use crate::doublesign::DoubleSign;
 const MAX_SAMPLES: usize = 50;
 
 /// Latency distribution in milliseconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
     pub count: u64,
     pub p50_ms: f64,
@@ -49,7 +50,7 @@ pub fn summarize(samples: &mut [u64]) -> LatencySummary {
 }
 
 /// Results for one request type.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TypeReport {
     pub requests: u64,
     pub passed: u64,
@@ -61,7 +62,7 @@ pub struct TypeReport {
 }
 
 /// Connection-level statistics.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ConnStats {
     pub accepted: u64,
     pub handshake_failures: u64,
@@ -74,7 +75,7 @@ pub struct ConnStats {
 }
 
 /// How a timestamp-only replay was answered.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TimestampReplay {
     /// With the timestamp of the original signature (FilePV behaviour).
     pub returned_stored: u64,
@@ -84,7 +85,7 @@ pub struct TimestampReplay {
 }
 
 /// The full report.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Report {
     pub protocol: String,
     pub chains: Vec<String>,

@@ -231,6 +231,10 @@ fn v0_34_honest_signer_passes_everything() {
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["passed"], r.passed);
     assert_eq!(json["protocol"], "v0.34");
+    // The end-to-end tests read the report back through the same types: nothing is lost.
+    let back: Report = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+    assert_eq!(back.render(), r.render());
+    assert_eq!(back.refusals, r.refusals);
 }
 
 #[test]

@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
 use super::{Inner, LastSigned};
-use crate::consensus::{sign_bytes, SignDoc};
+use crate::consensus::{canonical, SignDoc};
 use crate::sign_state::{NotSigned, Observed, SignStateError, ValidatorSigned};
 use crate::threshold::messages::{
     ClusterRequest, ClusterResponse, PeerId, ValidatorSignature, WireSignature,
@@ -60,7 +60,7 @@ pub(super) fn check(report: &ValidatorSignature, key: &VerifyingKey) -> Result<C
     let extension = match &report.extension {
         None => None,
         Some((bytes, signature)) => {
-            let ext = sign_bytes::parse_extension(bytes)
+            let ext = canonical::parse_extension(bytes)
                 .map_err(|e| Rejected::Extension(e.to_string()))?;
             ext.belongs_to(vote.doc())
                 .map_err(|e| Rejected::Extension(e.to_string()))?;
@@ -92,17 +92,25 @@ pub(super) fn report(
 
 /// When a starting cosigner has heard enough from its peers to release shares.
 ///
-/// It waits for every peer, but no longer than `window`; after that, for at least `t - 1` of
-/// them. A cosigner can take part in no signing before `t - 1` peers are up anyway, and every
-/// peer is asked as soon as it connects, so the wait costs nothing a quorum could have signed.
+/// It never releases a share before at least `t - 1` peers have answered: it can take part
+/// in no signing before that many are up anyway. Beyond that it waits for every peer, with
+/// two limits: a peer it cannot even connect to is not waited for once [`CONNECT_GRACE`] has
+/// passed (a host that is down would otherwise delay every restart by the whole window), and
+/// no peer is waited for beyond `window`. Every peer is asked again whenever it (re)connects,
+/// so a late peer's knowledge still arrives, just not before the first shares.
 #[derive(Debug)]
 pub(super) struct CatchUp {
     peers: BTreeSet<PeerId>,
     answered: BTreeSet<PeerId>,
     needed: usize,
+    started: Instant,
     deadline: Instant,
     done: bool,
 }
+
+/// How long after start a peer that is not connected is still waited for: connections to
+/// live peers form within a few round trips of the start.
+pub(super) const CONNECT_GRACE: Duration = Duration::from_millis(250);
 
 impl CatchUp {
     pub(super) fn new(
@@ -115,6 +123,7 @@ impl CatchUp {
             peers: peers.into_iter().collect(),
             answered: BTreeSet::new(),
             needed: usize::from(threshold.saturating_sub(1)),
+            started: now,
             deadline: now + window,
             done: false,
         }
@@ -126,11 +135,15 @@ impl CatchUp {
         }
     }
 
-    /// Whether enough peers answered by `now`; once true, it stays true.
-    pub(super) fn is_done(&mut self, now: Instant) -> bool {
+    /// Whether enough peers answered by `now`, `connected` being the peers connected now;
+    /// once true, it stays true.
+    pub(super) fn is_done(&mut self, now: Instant, connected: &BTreeSet<PeerId>) -> bool {
+        let enough = self.answered.len() >= self.needed;
+        let only_unreachable_missing = now >= self.started + CONNECT_GRACE
+            && self.missing().iter().all(|p| !connected.contains(p));
         self.done = self.done
             || self.answered.len() == self.peers.len()
-            || (now >= self.deadline && self.answered.len() >= self.needed);
+            || (enough && (only_unreachable_missing || now >= self.deadline));
         self.done
     }
 
@@ -308,7 +321,7 @@ impl Inner {
 /// Asks every peer that connects for the highest signatures it knows, and says when this
 /// cosigner has caught up.
 pub(super) async fn catch_up_loop(inner: std::sync::Weak<Inner>, mut catch_up: CatchUp) {
-    let mut tick = tokio::time::interval(super::QUORUM_POLL);
+    let mut tick = tokio::time::interval(super::health::POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Peers asked on their current connection, and answers coming back.
     let mut asked: BTreeSet<PeerId> = BTreeSet::new();
@@ -336,7 +349,7 @@ pub(super) async fn catch_up_loop(inner: std::sync::Weak<Inner>, mut catch_up: C
         }
         if !inner.caught_up() {
             let now = Instant::now();
-            if catch_up.is_done(now) {
+            if catch_up.is_done(now, &connected) {
                 inner.caught_up.store(true, Ordering::Release);
                 info!(
                     answered = catch_up.answered_count(),
@@ -373,7 +386,7 @@ mod tests {
             Step::Precommit,
             block,
         );
-        sign_bytes::parse(&bytes).unwrap()
+        canonical::parse(&bytes).unwrap()
     }
 
     fn key() -> SigningKey {
@@ -459,28 +472,47 @@ mod tests {
         let start = Instant::now();
         let window = Duration::from_secs(1);
         // 3-of-5: four peers, two needed after the window.
+        let all_up: BTreeSet<PeerId> = [2, 3, 4, 5].into();
         let mut c = CatchUp::new([2, 3, 4, 5], 3, start, window);
-        assert!(!c.is_done(start));
+        assert!(!c.is_done(start, &all_up));
         c.answered(2);
         assert!(
-            !c.is_done(start + window),
+            !c.is_done(start + window, &all_up),
             "one answer is not a quorum's worth"
         );
         c.answered(9); // not a peer
-        assert!(!c.is_done(start + window * 10));
+        assert!(!c.is_done(start + window * 10, &all_up));
         c.answered(4);
         assert!(
-            !c.is_done(start + window / 2),
-            "before the window, all are awaited"
+            !c.is_done(start + window / 2, &all_up),
+            "before the window, every connected peer is awaited"
         );
-        assert!(c.is_done(start + window));
+        assert!(c.is_done(start + window, &all_up));
         assert_eq!(c.missing(), vec![3, 5]);
         // Once caught up, it stays so.
-        assert!(c.is_done(start));
+        assert!(c.is_done(start, &all_up));
 
         let mut all = CatchUp::new([2, 3], 2, start, window);
         all.answered(2);
         all.answered(3);
-        assert!(all.is_done(start), "every peer answered: no need to wait");
+        assert!(
+            all.is_done(start, &all_up),
+            "every peer answered: no need to wait"
+        );
+
+        // A peer that is down is not waited for past the grace, once t - 1 answered.
+        let mut down = CatchUp::new([2, 3], 2, start, window);
+        down.answered(2);
+        let only_2: BTreeSet<PeerId> = [2].into();
+        assert!(
+            !down.is_done(start, &only_2),
+            "connections may still be forming"
+        );
+        assert!(down.is_done(start + CONNECT_GRACE, &only_2));
+        // But a connected one is, until the window.
+        let mut slow = CatchUp::new([2, 3], 2, start, window);
+        slow.answered(2);
+        assert!(!slow.is_done(start + CONNECT_GRACE, &all_up));
+        assert!(slow.is_done(start + window, &all_up));
     }
 }

@@ -1,206 +1,19 @@
-//! Canonical sign bytes: encoding requests into them and parsing them back, strictly.
-//!
-//! Sign bytes are `varint(len) ‖ protobuf(CanonicalVote | CanonicalProposal |
-//! CanonicalVoteExtension)`. [`parse`] accepts only bytes that are exactly the canonical
-//! encoding of a valid vote or proposal (it re-encodes what it decoded and demands equality),
-//! so any bytes we sign have exactly one reading, and every check a signer makes can be made
-//! on the bytes themselves. The encoders validate the request as CometBFT's `ValidateBasic`
-//! does and then derive their [`SignDoc`] by parsing their own output.
-//!
-//! The three canonical messages cannot be confused: a CanonicalVote or CanonicalProposal
-//! starts with field 1 as a varint (`0x08`, type 1, 2 or 32), a CanonicalVoteExtension with
-//! field 1 as bytes (`0x0A`) or, if the extension is empty, field 2 (`0x11`).
+//! From a node's request to what is signed: the checks CometBFT's `ValidateBasic` makes on a
+//! vote or proposal (those that concern what is signed, and a few stricter ones: height >= 1,
+//! a timestamp Go can represent, a chain ID we accept), then the canonical sign bytes, parsed
+//! back into the [`SignDoc`] every later check is made on.
 
 use prost::Message as _;
 
-use super::{BlockId, ExtensionDoc, Hrs, SignDoc, Step, Timestamp};
-use crate::privval::messages::{self, SignedMsgType};
-
-/// Why bytes are not the canonical sign bytes of a vote, proposal or vote extension, or why
-/// a request cannot be turned into them.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SignBytesError {
-    #[error("sign bytes are empty")]
-    Empty,
-    #[error("sign bytes do not start with a valid varint length prefix")]
-    BadLengthPrefix,
-    #[error("length prefix is not minimally encoded")]
-    NonMinimalLengthPrefix,
-    #[error("length prefix declares {declared} bytes but {actual} follow")]
-    LengthMismatch { declared: u64, actual: usize },
-    #[error("sign bytes do not start with a message type field")]
-    MissingType,
-    #[error("message type {0} is not prevote (1), precommit (2) or proposal (32)")]
-    UnknownType(u64),
-    #[error("expected a {expected}, got message type {got}")]
-    WrongType { expected: &'static str, got: i32 },
-    #[error("not a valid protobuf encoding: {0}")]
-    Decode(String),
-    #[error("bytes decode but are not the canonical encoding of what they decode to")]
-    NotCanonical,
-    #[error("height {0} is not positive")]
-    InvalidHeight(i64),
-    #[error("round {0} is negative or does not fit in int32")]
-    InvalidRound(i64),
-    #[error("proof-of-lock round {pol_round} is neither -1 nor in 0..{round}")]
-    InvalidPolRound { pol_round: i64, round: i64 },
-    #[error("block ID is missing or nil, but a {0} must name a block")]
-    MissingBlockId(&'static str),
-    #[error("block ID is neither nil nor complete: {0}")]
-    InvalidBlockId(&'static str),
-    #[error("timestamp is missing")]
-    MissingTimestamp,
-    #[error("timestamp ({seconds} s, {nanos} ns) is outside years 1..=9999 or has invalid nanos")]
-    InvalidTimestamp { seconds: i64, nanos: i32 },
-    #[error("chain ID {0:?} is not a valid chain ID")]
-    InvalidChainId(String),
-    #[error("a {0} carries a vote extension or extension signature; only a non-nil precommit may")]
-    UnexpectedExtension(&'static str),
-    #[error("only a non-nil precommit has a vote extension to sign, not a {0}")]
-    NoExtensionToSign(&'static str),
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct CanonicalPartSetHeader {
-    #[prost(uint32, tag = "1")]
-    total: u32,
-    #[prost(bytes = "vec", tag = "2")]
-    hash: Vec<u8>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct CanonicalBlockId {
-    #[prost(bytes = "vec", tag = "1")]
-    hash: Vec<u8>,
-    #[prost(message, optional, tag = "2")]
-    part_set_header: Option<CanonicalPartSetHeader>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct CanonicalVote {
-    #[prost(enumeration = "SignedMsgType", tag = "1")]
-    r#type: i32,
-    #[prost(sfixed64, tag = "2")]
-    height: i64,
-    #[prost(sfixed64, tag = "3")]
-    round: i64,
-    #[prost(message, optional, tag = "4")]
-    block_id: Option<CanonicalBlockId>,
-    #[prost(message, optional, tag = "5")]
-    timestamp: Option<messages::Timestamp>,
-    #[prost(string, tag = "6")]
-    chain_id: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct CanonicalProposal {
-    #[prost(enumeration = "SignedMsgType", tag = "1")]
-    r#type: i32,
-    #[prost(sfixed64, tag = "2")]
-    height: i64,
-    #[prost(sfixed64, tag = "3")]
-    round: i64,
-    #[prost(int64, tag = "4")]
-    pol_round: i64,
-    #[prost(message, optional, tag = "5")]
-    block_id: Option<CanonicalBlockId>,
-    #[prost(message, optional, tag = "6")]
-    timestamp: Option<messages::Timestamp>,
-    #[prost(string, tag = "7")]
-    chain_id: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct CanonicalVoteExtension {
-    #[prost(bytes = "vec", tag = "1")]
-    extension: Vec<u8>,
-    #[prost(sfixed64, tag = "2")]
-    height: i64,
-    #[prost(sfixed64, tag = "3")]
-    round: i64,
-    #[prost(string, tag = "4")]
-    chain_id: String,
-}
-
-const PREVOTE: i32 = SignedMsgType::Prevote as i32;
-const PRECOMMIT: i32 = SignedMsgType::Precommit as i32;
-const PROPOSAL: i32 = SignedMsgType::Proposal as i32;
-
-/// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, the range Go's `ptypes` accepts.
-const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
-const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
-
-fn check_height(height: i64) -> Result<(), SignBytesError> {
-    if height < 1 {
-        return Err(SignBytesError::InvalidHeight(height));
-    }
-    Ok(())
-}
-
-/// Rounds are int32 in votes and proposals even though canonical bytes widen them.
-fn check_round(round: i64) -> Result<(), SignBytesError> {
-    if !(0..=i64::from(i32::MAX)).contains(&round) {
-        return Err(SignBytesError::InvalidRound(round));
-    }
-    Ok(())
-}
-
-fn check_pol_round(pol_round: i64, round: i64) -> Result<(), SignBytesError> {
-    if pol_round != -1 && !(0..round).contains(&pol_round) {
-        return Err(SignBytesError::InvalidPolRound { pol_round, round });
-    }
-    Ok(())
-}
-
-fn check_timestamp(ts: Option<&messages::Timestamp>) -> Result<Timestamp, SignBytesError> {
-    let ts = ts.ok_or(SignBytesError::MissingTimestamp)?;
-    if !(MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&ts.seconds)
-        || !(0..1_000_000_000).contains(&ts.nanos)
-    {
-        return Err(SignBytesError::InvalidTimestamp {
-            seconds: ts.seconds,
-            nanos: ts.nanos,
-        });
-    }
-    Ok(Timestamp::from(*ts))
-}
-
-fn check_chain_id(chain_id: &str) -> Result<(), SignBytesError> {
-    if !crate::config::valid_chain_id(chain_id) {
-        return Err(SignBytesError::InvalidChainId(chain_id.to_owned()));
-    }
-    Ok(())
-}
-
-/// CometBFT's rule: a block ID is either entirely zero (nil) or complete. `Ok(None)` is nil.
-fn check_block_id(
-    hash: &[u8],
-    total: u32,
-    parts_hash: &[u8],
-) -> Result<Option<BlockId>, SignBytesError> {
-    if hash.is_empty() && total == 0 && parts_hash.is_empty() {
-        return Ok(None);
-    }
-    if hash.len() != 32 {
-        return Err(SignBytesError::InvalidBlockId("block hash is not 32 bytes"));
-    }
-    if total == 0 {
-        return Err(SignBytesError::InvalidBlockId("part set total is zero"));
-    }
-    if parts_hash.len() != 32 {
-        return Err(SignBytesError::InvalidBlockId(
-            "part set hash is not 32 bytes",
-        ));
-    }
-    Ok(Some(BlockId {
-        hash: hash.to_vec(),
-        part_set_total: total,
-        part_set_hash: parts_hash.to_vec(),
-    }))
-}
+use super::messages::{self, SignedMsgType};
+use crate::consensus::canonical::{
+    self, check_block_id, check_chain_id, check_height, check_pol_round, check_round,
+    check_timestamp, vote_step, SignBytesError, PROPOSAL,
+};
+use crate::consensus::{BlockId, ExtensionDoc, Hrs, SignDoc, Step};
 
 fn check_request_block_id(
-    b: Option<&messages::BlockId>,
+    b: Option<&messages::WireBlockId>,
 ) -> Result<Option<BlockId>, SignBytesError> {
     // An absent block ID means nil too: tendermint-rs omits it where Go sends it empty.
     let Some(b) = b else { return Ok(None) };
@@ -211,46 +24,8 @@ fn check_request_block_id(
     check_block_id(&b.hash, total, parts_hash)
 }
 
-/// Canonical bytes carry a nil block ID by omitting it, so a present one must be complete.
-fn check_canonical_block_id(
-    b: Option<&CanonicalBlockId>,
-) -> Result<Option<BlockId>, SignBytesError> {
-    let Some(b) = b else { return Ok(None) };
-    let Some(p) = b.part_set_header.as_ref() else {
-        return Err(SignBytesError::InvalidBlockId("part set header is missing"));
-    };
-    match check_block_id(&b.hash, p.total, &p.hash)? {
-        None => Err(SignBytesError::InvalidBlockId(
-            "a nil block ID must be omitted from sign bytes",
-        )),
-        some => Ok(some),
-    }
-}
-
-fn to_canonical_block_id(b: &BlockId) -> CanonicalBlockId {
-    CanonicalBlockId {
-        hash: b.hash.clone(),
-        part_set_header: Some(CanonicalPartSetHeader {
-            total: b.part_set_total,
-            hash: b.part_set_hash.clone(),
-        }),
-    }
-}
-
-fn vote_step(r#type: i32) -> Result<Step, SignBytesError> {
-    match r#type {
-        PREVOTE => Ok(Step::Prevote),
-        PRECOMMIT => Ok(Step::Precommit),
-        got => Err(SignBytesError::WrongType {
-            expected: "prevote or precommit",
-            got,
-        }),
-    }
-}
-
 /// The canonical sign bytes of `vote` on `chain_id`, after the checks of CometBFT's
-/// `Vote.ValidateBasic` that concern what is signed (and a few stricter ones: height >= 1,
-/// a timestamp that Go can represent, a chain ID we accept).
+/// `Vote.ValidateBasic` that concern what is signed.
 pub fn vote_sign_doc(chain_id: &str, vote: &messages::Vote) -> Result<SignDoc, SignBytesError> {
     let step = vote_step(vote.r#type)?;
     check_height(vote.height)?;
@@ -267,15 +42,17 @@ pub fn vote_sign_doc(chain_id: &str, vote: &messages::Vote) -> Result<SignDoc, S
         };
         return Err(SignBytesError::UnexpectedExtension(what));
     }
-    let canonical = CanonicalVote {
-        r#type: vote.r#type,
+    let hrs = Hrs {
         height: vote.height,
         round: i64::from(vote.round),
-        block_id: block_id.as_ref().map(to_canonical_block_id),
-        timestamp: Some(timestamp.into()),
-        chain_id: chain_id.to_owned(),
+        step,
     };
-    parse(&canonical.encode_length_delimited_to_vec())
+    canonical::parse(&canonical::vote_bytes(
+        chain_id,
+        hrs,
+        block_id.as_ref(),
+        timestamp,
+    ))
 }
 
 /// The canonical sign bytes of proposal `p` on `chain_id`, after the checks of CometBFT's
@@ -298,16 +75,14 @@ pub fn proposal_sign_doc(
         .ok_or(SignBytesError::MissingBlockId("proposal"))?;
     let timestamp = check_timestamp(p.timestamp.as_ref())?;
     check_chain_id(chain_id)?;
-    let canonical = CanonicalProposal {
-        r#type: PROPOSAL,
-        height: p.height,
+    canonical::parse(&canonical::proposal_bytes(
+        chain_id,
+        p.height,
         round,
-        pol_round: i64::from(p.pol_round),
-        block_id: Some(to_canonical_block_id(&block_id)),
-        timestamp: Some(timestamp.into()),
-        chain_id: chain_id.to_owned(),
-    };
-    parse(&canonical.encode_length_delimited_to_vec())
+        i64::from(p.pol_round),
+        &block_id,
+        timestamp,
+    ))
 }
 
 /// The canonical extension sign bytes of `vote` on `chain_id`. Only a valid non-nil
@@ -323,129 +98,12 @@ pub fn extension_sign_doc(
     if doc.block_id.is_none() {
         return Err(SignBytesError::NoExtensionToSign("nil precommit"));
     }
-    let canonical = CanonicalVoteExtension {
-        extension: vote.extension.clone(),
-        height: vote.height,
-        round: i64::from(vote.round),
-        chain_id: chain_id.to_owned(),
-    };
-    parse_extension(&canonical.encode_length_delimited_to_vec())
-}
-
-/// The message after a length prefix that must cover exactly the rest of `bytes`.
-fn strip_length_prefix(bytes: &[u8]) -> Result<&[u8], SignBytesError> {
-    if bytes.is_empty() {
-        return Err(SignBytesError::Empty);
-    }
-    let mut rest = bytes;
-    let declared =
-        prost::encoding::decode_varint(&mut rest).map_err(|_| SignBytesError::BadLengthPrefix)?;
-    // The body is checked by re-encoding; the prefix needs its own check.
-    if prost::encoding::encoded_len_varint(declared) != bytes.len() - rest.len() {
-        return Err(SignBytesError::NonMinimalLengthPrefix);
-    }
-    if usize::try_from(declared).ok() != Some(rest.len()) {
-        return Err(SignBytesError::LengthMismatch {
-            declared,
-            actual: rest.len(),
-        });
-    }
-    Ok(rest)
-}
-
-/// Decodes `body` as `M` and insists that `M` encodes back to exactly `body`.
-fn decode_canonical<M: prost::Message + Default>(body: &[u8]) -> Result<M, SignBytesError> {
-    let msg = M::decode(body).map_err(|e| SignBytesError::Decode(e.to_string()))?;
-    if msg.encode_to_vec() != body {
-        return Err(SignBytesError::NotCanonical);
-    }
-    Ok(msg)
-}
-
-/// Parses canonical vote or proposal sign bytes (varint length prefix included).
-pub fn parse(sign_bytes: &[u8]) -> Result<SignDoc, SignBytesError> {
-    let body = strip_length_prefix(sign_bytes)?;
-    if body.first() != Some(&0x08) {
-        return Err(SignBytesError::MissingType);
-    }
-    let mut after_tag = &body[1..];
-    let r#type = prost::encoding::decode_varint(&mut after_tag)
-        .map_err(|e| SignBytesError::Decode(e.to_string()))?;
-    match r#type {
-        1 | 2 => parse_vote(body, sign_bytes),
-        32 => parse_proposal(body, sign_bytes),
-        other => Err(SignBytesError::UnknownType(other)),
-    }
-}
-
-fn parse_vote(body: &[u8], sign_bytes: &[u8]) -> Result<SignDoc, SignBytesError> {
-    let v: CanonicalVote = decode_canonical(body)?;
-    let step = vote_step(v.r#type)?;
-    check_height(v.height)?;
-    check_round(v.round)?;
-    let block_id = check_canonical_block_id(v.block_id.as_ref())?;
-    let timestamp = check_timestamp(v.timestamp.as_ref())?;
-    check_chain_id(&v.chain_id)?;
-    Ok(SignDoc {
-        chain_id: v.chain_id,
-        hrs: Hrs {
-            height: v.height,
-            round: v.round,
-            step,
-        },
-        block_id,
-        timestamp,
-        pol_round: 0,
-        sign_bytes: sign_bytes.to_vec(),
-    })
-}
-
-fn parse_proposal(body: &[u8], sign_bytes: &[u8]) -> Result<SignDoc, SignBytesError> {
-    let p: CanonicalProposal = decode_canonical(body)?;
-    check_height(p.height)?;
-    check_round(p.round)?;
-    check_pol_round(p.pol_round, p.round)?;
-    let block_id = check_canonical_block_id(p.block_id.as_ref())?
-        .ok_or(SignBytesError::MissingBlockId("proposal"))?;
-    let timestamp = check_timestamp(p.timestamp.as_ref())?;
-    check_chain_id(&p.chain_id)?;
-    Ok(SignDoc {
-        chain_id: p.chain_id,
-        hrs: Hrs {
-            height: p.height,
-            round: p.round,
-            step: Step::Propose,
-        },
-        block_id: Some(block_id),
-        timestamp,
-        pol_round: p.pol_round,
-        sign_bytes: sign_bytes.to_vec(),
-    })
-}
-
-/// Parses canonical vote extension sign bytes (varint length prefix included).
-pub fn parse_extension(sign_bytes: &[u8]) -> Result<ExtensionDoc, SignBytesError> {
-    let body = strip_length_prefix(sign_bytes)?;
-    let e: CanonicalVoteExtension = decode_canonical(body)?;
-    check_height(e.height)?;
-    check_round(e.round)?;
-    check_chain_id(&e.chain_id)?;
-    Ok(ExtensionDoc {
-        chain_id: e.chain_id,
-        height: e.height,
-        round: e.round,
-        extension: e.extension,
-        sign_bytes: sign_bytes.to_vec(),
-    })
-}
-
-/// Whether two signatures at the same position differ only in their timestamp: same chain,
-/// height, round, step, block and proof-of-lock round.
-pub fn same_except_timestamp(a: &SignDoc, b: &SignDoc) -> bool {
-    a.chain_id == b.chain_id
-        && a.hrs == b.hrs
-        && a.block_id == b.block_id
-        && a.pol_round == b.pol_round
+    canonical::parse_extension(&canonical::extension_bytes(
+        chain_id,
+        vote.height,
+        i64::from(vote.round),
+        &vote.extension,
+    ))
 }
 
 /// Whether `bytes` might be taken for a vote, proposal or vote extension, so that a v1
@@ -453,7 +111,7 @@ pub fn same_except_timestamp(a: &SignDoc, b: &SignDoc) -> bool {
 /// anything that (with or without a leading varint) loosely decodes as a canonical or wire
 /// vote, proposal or extension with a plausible type, height or chain counts.
 pub fn looks_like_consensus_message(bytes: &[u8]) -> bool {
-    if parse(bytes).is_ok() || parse_extension(bytes).is_ok() {
+    if canonical::parse(bytes).is_ok() || canonical::parse_extension(bytes).is_ok() {
         return true;
     }
     if loosely_decodes(bytes) {
@@ -465,26 +123,31 @@ pub fn looks_like_consensus_message(bytes: &[u8]) -> bool {
 }
 
 fn loosely_decodes(body: &[u8]) -> bool {
-    let plausible = |t: i32| matches!(t, PREVOTE | PRECOMMIT | PROPOSAL);
-    CanonicalVote::decode(body).is_ok_and(|m| plausible(m.r#type))
-        || CanonicalProposal::decode(body).is_ok_and(|m| plausible(m.r#type))
+    let plausible = |t: i32| {
+        matches!(
+            SignedMsgType::try_from(t),
+            Ok(SignedMsgType::Prevote | SignedMsgType::Precommit | SignedMsgType::Proposal)
+        )
+    };
+    canonical::loosely_decodes(body)
         || messages::Vote::decode(body).is_ok_and(|m| plausible(m.r#type))
         || messages::Proposal::decode(body).is_ok_and(|m| plausible(m.r#type))
-        || CanonicalVoteExtension::decode(body)
-            .is_ok_and(|m| m.height != 0 || m.round != 0 || !m.chain_id.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use messages::{PartSetHeader, Proposal, Vote};
+    use crate::consensus::canonical::*;
+    use crate::consensus::proto::*;
+    use crate::consensus::BlockId;
+    use messages::{Proposal, Vote, WirePartSetHeader as PartSetHeader};
     use sha2::{Digest, Sha256};
 
     const CHAIN: &str = "example-chain";
     const PRECOMMIT_HEX: &str = "710802110C0000000000000022480A20A20082BBF9C7C0603767978E85A30D82D18FB7BFCB97741FA857B48621E17652122408011220F2258662FCC8D3F138B77FBC95747906611EF340294F1B86F615EE64CBB15EF12A0B08A5EBDCCA0610959AEF3A320D6578616D706C652D636861696E";
 
-    fn block() -> messages::BlockId {
-        messages::BlockId {
+    fn block() -> messages::WireBlockId {
+        messages::WireBlockId {
             hash: Sha256::digest(b"example block").to_vec(),
             part_set_header: Some(PartSetHeader {
                 total: 1,
@@ -493,8 +156,8 @@ mod tests {
         }
     }
 
-    fn nil_block() -> messages::BlockId {
-        messages::BlockId {
+    fn nil_block() -> messages::WireBlockId {
+        messages::WireBlockId {
             hash: vec![],
             part_set_header: Some(PartSetHeader::default()),
         }
@@ -507,7 +170,7 @@ mod tests {
         }
     }
 
-    fn vote(r#type: i32, block_id: messages::BlockId) -> Vote {
+    fn vote(r#type: i32, block_id: messages::WireBlockId) -> Vote {
         Vote {
             r#type,
             height: 12,
@@ -559,7 +222,7 @@ mod tests {
         );
         assert_eq!(doc.chain_id, CHAIN);
         assert_eq!(doc.pol_round, 0);
-        assert_eq!(doc.timestamp, Timestamp::from(ts()));
+        assert_eq!(doc.timestamp, ts());
         let b = doc.block_id.clone().unwrap();
         assert_eq!(b.part_set_total, 1);
         assert_eq!(parse(&doc.sign_bytes).unwrap(), doc);
@@ -574,7 +237,7 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.block_id, None);
         let mut v = vote(PREVOTE, nil_block());
-        v.block_id = Some(messages::BlockId::default());
+        v.block_id = Some(messages::WireBlockId::default());
         assert_eq!(vote_sign_doc(CHAIN, &v).unwrap(), a);
     }
 
@@ -613,30 +276,30 @@ mod tests {
 
     #[test]
     fn partial_block_ids_are_refused() {
-        let cases: Vec<(messages::BlockId, &str)> = vec![
+        let cases: Vec<(messages::WireBlockId, &str)> = vec![
             (
-                messages::BlockId {
+                messages::WireBlockId {
                     hash: vec![1; 31],
                     ..block()
                 },
                 "block hash is not 32 bytes",
             ),
             (
-                messages::BlockId {
+                messages::WireBlockId {
                     hash: vec![],
                     ..block()
                 },
                 "block hash is not 32 bytes",
             ),
             (
-                messages::BlockId {
+                messages::WireBlockId {
                     part_set_header: None,
                     ..block()
                 },
                 "part set total is zero",
             ),
             (
-                messages::BlockId {
+                messages::WireBlockId {
                     part_set_header: Some(PartSetHeader {
                         total: 0,
                         hash: vec![2; 32],
@@ -646,7 +309,7 @@ mod tests {
                 "part set total is zero",
             ),
             (
-                messages::BlockId {
+                messages::WireBlockId {
                     part_set_header: Some(PartSetHeader {
                         total: 1,
                         hash: vec![],
@@ -656,7 +319,7 @@ mod tests {
                 "part set hash is not 32 bytes",
             ),
             (
-                messages::BlockId {
+                messages::WireBlockId {
                     hash: vec![],
                     part_set_header: Some(PartSetHeader {
                         total: 1,
@@ -1123,14 +786,14 @@ mod tests {
 
     /// Rebuilds the request a SignDoc describes and encodes it again.
     fn reencode(doc: &SignDoc) -> Vec<u8> {
-        let block_id = doc.block_id.as_ref().map(|b| messages::BlockId {
+        let block_id = doc.block_id.as_ref().map(|b| messages::WireBlockId {
             hash: b.hash.clone(),
             part_set_header: Some(PartSetHeader {
                 total: b.part_set_total,
                 hash: b.part_set_hash.clone(),
             }),
         });
-        let timestamp = Some(messages::Timestamp::from(doc.timestamp));
+        let timestamp = Some(doc.timestamp);
         let round = i32::try_from(doc.hrs.round).unwrap();
         let again = match doc.hrs.step {
             Step::Propose => proposal_sign_doc(
