@@ -28,7 +28,7 @@ use cosigner::config::{Config, LoadedConfig};
 use cosigner::sign_state::import::{cometbft_state_json, describe, import_cometbft_state};
 use cosigner::sign_state::{StateError, StateFile};
 use cosigner::staged_dir::{StagedDir, StagedDirError};
-use cosigner::threshold::key_share::{self, KeyShare};
+use cosigner::threshold::key_share::KeyShare;
 use cosigner::threshold::seed_escrow::SeedEscrow;
 use cosigner::validator_key::{address_of, KeyFileError, ValidatorKey};
 use frost_ed25519 as frost;
@@ -116,7 +116,7 @@ pub fn run(args: &CombineArgs) -> Result<CombineReport, CombineError> {
         .map(|dir| load_member(dir))
         .collect::<Result<Vec<_>, _>>()?;
     let split = one_split(&members)?;
-    let held = open_states(&members)?;
+    let held = open_states(&members, split.threshold)?;
     let verifying_key = ed25519_dalek::VerifyingKey::from_bytes(&split.public_key)
         .map_err(|_| CombineError::RebuiltMismatch)?;
     let mut combined = Vec::with_capacity(held.len());
@@ -216,20 +216,10 @@ fn load_member(dir: &Path) -> Result<Member, CombineError> {
         dir: dir.to_path_buf(),
         source,
     })?;
-    let Some(th) = &config.config.threshold else {
+    let Some(th) = config.config.threshold() else {
         return Err(CombineError::NotThreshold(dir.to_path_buf()));
     };
-    let share_path = config.resolve(&th.key_share);
-    let share = key_share::load(&share_path)?;
-    if share.index() != th.id || share.threshold() != th.threshold {
-        return Err(CombineError::ShareConfigMismatch {
-            path: share_path,
-            share_id: share.index(),
-            share_t: share.threshold(),
-            config_id: th.id,
-            config_t: th.threshold,
-        });
-    }
+    let share = config.load_key_share(th)?;
     Ok(Member {
         dir: dir.to_path_buf(),
         config,
@@ -292,8 +282,11 @@ fn one_split(members: &[Member]) -> Result<Split, CombineError> {
 }
 
 /// Opens every configured chain's state file of every member, in the order chains first
-/// appear. A file a running cosigner holds is refused.
-fn open_states(members: &[Member]) -> Result<Vec<ChainStates>, CombineError> {
+/// appear. A file a running cosigner holds is refused, and so is a chain fewer than
+/// `threshold` members sign: only the highest of `t` states is sure to be at or above the
+/// cluster's last signature (any `t` of the cosigners that sign a chain include one that
+/// took part in it).
+fn open_states(members: &[Member], threshold: u16) -> Result<Vec<ChainStates>, CombineError> {
     let mut chains: Vec<ChainStates> = Vec::new();
     for (i, m) in members.iter().enumerate() {
         let state_dir = m.config.resolve(&m.config.config.state_dir);
@@ -316,6 +309,22 @@ fn open_states(members: &[Member]) -> Result<Vec<ChainStates>, CombineError> {
                 }),
             }
         }
+    }
+    if let Some(c) = chains
+        .iter()
+        .find(|c| c.states.len() < usize::from(threshold))
+    {
+        let ids: Vec<String> = c
+            .states
+            .iter()
+            .map(|(i, _, _)| members[*i].share.index().to_string())
+            .collect();
+        return Err(CombineError::ChainTooFew {
+            chain: c.chain.clone(),
+            have: c.states.len(),
+            ids: ids.join(", "),
+            threshold,
+        });
     }
     Ok(chains)
 }

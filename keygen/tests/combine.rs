@@ -482,3 +482,41 @@ fn a_missing_state_file_or_directory_is_refused() {
     std::fs::remove_file(split.path("cosigners/cosigner-2/state/c.state")).unwrap();
     split.refused(&[1, 2], &[], &["no sign state at", "c.state"]);
 }
+
+#[test]
+fn a_chain_fewer_than_t_directories_sign_is_refused() {
+    let split = Split::new(
+        &cometbft_key_file(&example_key()),
+        2,
+        3,
+        &["--chain-id", "chain-a", "--chain-id", "chain-b"],
+    );
+    // Cosigners 2 and 3 no longer sign chain-b (the operator dropped it from their configs).
+    for id in [2, 3] {
+        let path = split.path(&format!("{}/cosigner.toml", split.cosigner(id)));
+        let mut config: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap()).expect("cosigner.toml");
+        config["chain"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|c| c["id"].as_str() != Some("chain-b"));
+        std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    }
+    split.refused(
+        &[1, 2],
+        &[],
+        &[
+            "chain `chain-b` is configured in only 1 of the given directories (cosigner 1)",
+            "at least 2 directories that sign `chain-b`",
+        ],
+    );
+    split.refused(&[2, 1], &["--state-only"], &["chain `chain-b`"]);
+    // Cosigners 2 and 3 together never signed chain-b: only chain-a comes out.
+    let output = split.combine(&[2, 3], "combined", &[]);
+    assert_combined(
+        &split,
+        &output,
+        "combined",
+        &["priv_validator_key.json", "priv_validator_state.json"],
+    );
+}

@@ -112,7 +112,7 @@ impl SeedEscrow {
             }
         };
         let ephemeral = EdwardsPoint::mul_base(&r).compress().to_bytes();
-        let shared = Zeroizing::new(&a_point * &*r);
+        let shared = Zeroizing::new(a_point * *r);
         let (cipher, nonce) = key_schedule(&shared, &ephemeral, public_key)?;
         let mut buffer = Zeroizing::new(*seed);
         let tag = cipher
@@ -146,7 +146,7 @@ impl SeedEscrow {
             .decompress()
             .filter(|p| !p.is_small_order() && p.is_torsion_free())
             .ok_or(EscrowError::BadEphemeral)?;
-        let shared = Zeroizing::new(&e_point * secret);
+        let shared = Zeroizing::new(e_point * secret);
         let (cipher, nonce) = key_schedule(&shared, &self.ephemeral, public_key)?;
         let mut seed = Zeroizing::new([0u8; SEED_LEN]);
         seed.copy_from_slice(&self.ciphertext[..SEED_LEN]);

@@ -2,10 +2,9 @@
 
 use std::path::PathBuf;
 
-use cosigner::config::ConfigError;
+use cosigner::config::{ConfigError, KeyShareLoadError};
 use cosigner::sign_state::StateError;
 use cosigner::staged_dir::StagedDirError;
-use cosigner::threshold::key_share::KeyShareError;
 use cosigner::threshold::seed_escrow::EscrowError;
 use frost_ed25519 as frost;
 
@@ -25,19 +24,7 @@ pub enum CombineError {
     )]
     NotThreshold(PathBuf),
     #[error(transparent)]
-    Share(#[from] KeyShareError),
-    #[error(
-        "{}: the key share is cosigner {share_id} with threshold {share_t}, but the config \
-         says cosigner {config_id} with threshold {config_t}",
-        path.display()
-    )]
-    ShareConfigMismatch {
-        path: PathBuf,
-        share_id: u16,
-        share_t: u16,
-        config_id: u16,
-        config_t: u16,
-    },
+    Share(#[from] KeyShareLoadError),
     #[error(
         "{} holds a share of validator {first_address}, but {} one of validator \
          {other_address}: give directories of one cluster",
@@ -88,12 +75,25 @@ pub enum CombineError {
     #[error("{}: {source}", dir.display())]
     State { dir: PathBuf, source: StateError },
     #[error(
+        "chain `{chain}` is configured in only {have} of the given directories (cosigner \
+         {ids}), but this is a {threshold}-of-n cluster: the highest of fewer than \
+         {threshold} sign states may be below what the cluster last signed on that chain. \
+         Give at least {threshold} directories that sign `{chain}`"
+    )]
+    ChainTooFew {
+        chain: String,
+        have: usize,
+        ids: String,
+        threshold: u16,
+    },
+    #[error(
         "the share files hold no seed escrow: they were dealt by a split-key that did not \
-         write one (or the key was made without a seed). FROST shares rebuild only the secret \
-         scalar, and CometBFT's priv_validator_key.json holds the seed that scalar was derived \
-         from, which cannot be computed back, so no key file can be written from them. If you \
-         kept the original priv_validator_key.json (split-key advised one offline backup), use \
-         it, with the sign state from `split-key combine --state-only`"
+         write one, or the key never had a seed (made by a DKG, or imported from Horcrux \
+         shards). FROST shares rebuild only the secret scalar, and CometBFT's \
+         priv_validator_key.json holds the seed that scalar is derived from, which cannot be \
+         computed back, so no key file can be written from them. If you kept the original \
+         priv_validator_key.json, use it, with the sign state from `split-key combine \
+         --state-only`; a key that never had a seed can only go on signing as a cluster"
     )]
     NoEscrow,
     #[error(

@@ -39,7 +39,7 @@ pub fn highest(states: &[SignState], key: &VerifyingKey) -> Option<Highest> {
         let last = states[i].last.as_ref()?;
         let signature = last.signature?;
         let proven = ValidatorSigned::verify(&last.doc.sign_bytes, signature, key).ok()?;
-        (Position::of(&proven.doc().hrs) == top).then(|| (i, proven))
+        (Position::of(&proven.doc().hrs) == top).then_some((i, proven))
     });
     let (signed_by, last) = match signed {
         Some((i, proven)) => (
@@ -66,9 +66,9 @@ pub fn highest(states: &[SignState], key: &VerifyingKey) -> Option<Highest> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cosigner::consensus::sign_bytes::vote_sign_doc;
     use cosigner::consensus::SignDoc;
-    use cosigner::privval::messages::{BlockId, PartSetHeader, Timestamp, Vote};
+    use cosigner::privval::messages::{Timestamp, Vote, WireBlockId, WirePartSetHeader};
+    use cosigner::privval::sign_doc::vote_sign_doc;
     use ed25519_dalek::{Signer, SigningKey};
 
     const CHAIN: &str = "test-chain";
@@ -78,9 +78,9 @@ mod tests {
             r#type: if precommit { 2 } else { 1 },
             height,
             round,
-            block_id: Some(BlockId {
+            block_id: Some(WireBlockId {
                 hash: vec![block; 32],
-                part_set_header: Some(PartSetHeader {
+                part_set_header: Some(WirePartSetHeader {
                     total: 1,
                     hash: vec![block; 32],
                 }),
