@@ -25,7 +25,7 @@ fn combine(cwd: &Path, dirs: &[&PathBuf], out: &Path) -> Output {
         .args(dirs)
         .arg("--out")
         .arg(out)
-        .output()
+        .output_bounded()
         .expect("run split-key combine")
 }
 
@@ -146,7 +146,7 @@ fn single_from(dir: &Path, combined: &Path, port: u16) -> PathBuf {
             "{CHAIN}={}",
             combined.join("priv_validator_state.json").display()
         ))
-        .output()
+        .output_bounded()
         .expect("run init-single");
     assert!(
         output.status.success(),

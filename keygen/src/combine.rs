@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use clap::Parser;
-use cosigner::config::{Config, LoadedConfig};
+use cosigner::config::{Config, LoadedConfig, Mode};
 use cosigner::sign_state::import::{cometbft_state_json, describe, import_cometbft_state};
 use cosigner::sign_state::{StateError, StateFile};
 use cosigner::staged_dir::{StagedDir, StagedDirError};
@@ -66,6 +66,10 @@ pub struct CombineArgs {
     /// original priv_validator_key.json was kept.
     #[arg(long)]
     pub state_only: bool,
+    /// Which key, in directories with several (`[[key]]`): its name, or its validator
+    /// address (hex).
+    #[arg(long, value_name = "NAME|ADDRESS")]
+    pub key: Option<String>,
 }
 
 /// One cosigner directory, loaded.
@@ -74,6 +78,8 @@ struct Member {
     dir: PathBuf,
     config: LoadedConfig,
     share: KeyShare,
+    /// The chains the chosen key signs.
+    chains: Vec<String>,
 }
 
 /// What the members are shares of.
@@ -113,7 +119,7 @@ pub fn run(args: &CombineArgs) -> Result<CombineReport, CombineError> {
     let members = args
         .dirs
         .iter()
-        .map(|dir| load_member(dir))
+        .map(|dir| load_member(dir, args.key.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
     let split = one_split(&members)?;
     let held = open_states(&members, split.threshold)?;
@@ -206,7 +212,7 @@ fn state_file_name(chain: &str, chains: usize) -> String {
     }
 }
 
-fn load_member(dir: &Path) -> Result<Member, CombineError> {
+fn load_member(dir: &Path, wanted: Option<&str>) -> Result<Member, CombineError> {
     let config_path = if dir.is_dir() {
         dir.join(CONFIG_FILE)
     } else {
@@ -216,14 +222,50 @@ fn load_member(dir: &Path) -> Result<Member, CombineError> {
         dir: dir.to_path_buf(),
         source,
     })?;
-    let Some(th) = config.config.threshold() else {
+    if matches!(config.config.mode, Mode::Single(_)) {
         return Err(CombineError::NotThreshold(dir.to_path_buf()));
+    }
+    let keys = config
+        .load_key_shares()
+        .map_err(|source| CombineError::Shares {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+    let address = |share: &KeyShare| hex::encode_upper(address_of(&share.group_public_key()));
+    let chosen = match wanted {
+        None => (keys.len() == 1).then_some(0),
+        Some(wanted) => keys.iter().position(|(key, share)| {
+            key.name == Some(wanted) || address(share).eq_ignore_ascii_case(wanted)
+        }),
     };
-    let share = config.load_key_share(th)?;
+    let Some(chosen) = chosen else {
+        let listing: Vec<String> = keys
+            .iter()
+            .map(|(key, share)| {
+                let chains: Vec<&str> = key.chains.iter().map(|c| c.id.as_str()).collect();
+                format!(
+                    "{} (validator {}, chains {})",
+                    key.name.unwrap_or("[threshold]"),
+                    address(share),
+                    chains.join(", ")
+                )
+            })
+            .collect();
+        return Err(CombineError::WhichKey {
+            dir: dir.to_path_buf(),
+            wanted: wanted.map(str::to_string),
+            keys: listing.join("; "),
+        });
+    };
+    let Some((key, share)) = keys.into_iter().nth(chosen) else {
+        return Err(CombineError::Check("the chosen key vanished".into()));
+    };
+    let chains = key.chains.iter().map(|c| c.id.clone()).collect();
     Ok(Member {
         dir: dir.to_path_buf(),
-        config,
         share,
+        chains,
+        config,
     })
 }
 
@@ -290,8 +332,8 @@ fn open_states(members: &[Member], threshold: u16) -> Result<Vec<ChainStates>, C
     let mut chains: Vec<ChainStates> = Vec::new();
     for (i, m) in members.iter().enumerate() {
         let state_dir = m.config.resolve(&m.config.config.state_dir);
-        for chain in &m.config.config.chains {
-            let (file, state) = StateFile::open(&state_dir, &chain.id).map_err(|e| match e {
+        for chain in &m.chains {
+            let (file, state) = StateFile::open(&state_dir, chain).map_err(|e| match e {
                 StateError::Locked(path) => CombineError::StateInUse {
                     path,
                     dir: m.dir.clone(),
@@ -301,10 +343,10 @@ fn open_states(members: &[Member], threshold: u16) -> Result<Vec<ChainStates>, C
                     source,
                 },
             })?;
-            match chains.iter_mut().find(|c| c.chain == chain.id) {
+            match chains.iter_mut().find(|c| &c.chain == chain) {
                 Some(c) => c.states.push((i, file, state)),
                 None => chains.push(ChainStates {
-                    chain: chain.id.clone(),
+                    chain: chain.clone(),
                     states: vec![(i, file, state)],
                 }),
             }

@@ -474,6 +474,7 @@ fn cosigner_config(
             .map(|id| ChainConfig {
                 id: id.clone(),
                 max_height_jump: None,
+                key: None,
             })
             .collect(),
         nodes: plan
@@ -483,6 +484,7 @@ fn cosigner_config(
                 address: address.clone(),
                 protocol: plan.protocol,
                 allow_sign_bytes: false,
+                key: None,
             })
             .collect(),
         mode: Mode::Threshold(ThresholdConfig {

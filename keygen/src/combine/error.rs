@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use cosigner::config::{ConfigError, KeyShareLoadError};
+use cosigner::config::{ConfigError, KeySharesError};
 use cosigner::sign_state::StateError;
 use cosigner::staged_dir::StagedDirError;
 use cosigner::threshold::seed_escrow::EscrowError;
@@ -23,8 +23,25 @@ pub enum CombineError {
         .0.display()
     )]
     NotThreshold(PathBuf),
-    #[error(transparent)]
-    Share(#[from] KeyShareLoadError),
+    #[error("{}: {source}", dir.display())]
+    Shares {
+        dir: PathBuf,
+        source: KeySharesError,
+    },
+    #[error(
+        "{}: {}; the directory holds shares of these keys: {keys}. Give --key with a name or a \
+         validator address",
+        dir.display(),
+        match wanted {
+            Some(w) => format!("no key is named `{w}` or has that address"),
+            None => "which key to combine?".to_string(),
+        }
+    )]
+    WhichKey {
+        dir: PathBuf,
+        wanted: Option<String>,
+        keys: String,
+    },
     #[error(
         "{} holds a share of validator {first_address}, but {} one of validator \
          {other_address}: give directories of one cluster",
