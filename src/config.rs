@@ -8,7 +8,7 @@
 
 mod keys;
 
-pub use keys::{merge_key, KeySharesError, KeyView, MergeError, NamedKey, KEYS_DIR};
+pub use keys::{merge_key, KeySharesError, KeyView, MergeError, NamedKey};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

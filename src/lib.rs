@@ -10,6 +10,7 @@
 //! The parts, one module each:
 //! - [`config`]: the `cosigner.toml` schema and its validation.
 //! - [`validator_key`]: reading CometBFT and tmkms key files.
+//! - [`layout`]: the files of a cosigner directory.
 //! - [`consensus`]: what a signature is for: canonical sign bytes and height/round/step.
 //! - [`sign_state`]: double-sign rules and the durable watermark.
 //! - [`privval`]: the validator-facing side: SecretConnection, privval messages, sessions.
@@ -20,11 +21,14 @@
 //! - [`secret_file`]: reading secret files: private modes only, wiped buffers.
 //! - `testkit` (cargo feature `testkit` only): the property checks of the fuzz targets.
 #![forbid(unsafe_code)]
+// Input decides whether these would panic; outside tests every failure is a typed error.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cluster;
 pub mod config;
 pub mod consensus;
 pub mod host_port;
+pub mod layout;
 pub mod privval;
 pub mod secret_file;
 pub mod shell;

@@ -1,5 +1,7 @@
 //! The `cosigner` command: run a cosigner, check its directory, manage its sign state.
 #![forbid(unsafe_code)]
+// Input decides whether these would panic; outside tests every failure is a typed error.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod cli;
 

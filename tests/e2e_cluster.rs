@@ -58,7 +58,8 @@ fn killing_a_cosigner_that_does_not_serve_the_node_loses_nothing() {
     assert_eq!(
         outcome.connections_accepted(),
         1,
-        "no reconnection was needed"
+        "no reconnection was needed:\n{}",
+        cluster.logs()
     );
 }
 

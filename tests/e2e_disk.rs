@@ -404,11 +404,12 @@ fn a_cosigner_does_not_start_on_a_full_or_dead_disk() {
 #[test]
 fn signing_lines_parse() {
     let log = "2026-11-22T05:30:58.845575Z  INFO signed chain=test-chain height=19 round=0 \
-               step=proposal participants=[2, 1] micros=3048\n\
+               step=proposal participants=[2, 1] extra_shares=1 micros=3048\n\
                2026-11-22T05:30:58.845575Z  INFO cosigner started";
     let parsed = signings(log);
     assert_eq!(parsed.len(), 1);
     assert_eq!(parsed[0].hrs, (19, 0, 1));
     assert_eq!(parsed[0].participants, vec![2, 1]);
+    assert_eq!(parsed[0].extra_shares, 1);
     assert_eq!(parsed[0].at, "2026-11-22T05:30:58.845575Z");
 }

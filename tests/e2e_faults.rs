@@ -656,10 +656,19 @@ fn netns_coordinator_cut_off_from_peers_gives_way() {
     let procs = cluster.spawn_all();
     sim.wait_for_height(4);
     let coordinator = connected_cosigner(&procs).expect("a cosigner serves the node");
+    let isolated_at = Instant::now();
     net.isolate_from_peers(coordinator);
     assert_gives_way(&procs[coordinator]);
+    let gave_way = isolated_at.elapsed();
     let outcome = sim.outcome();
     outcome.assert_clean(&procs.iter().collect::<Vec<_>>());
+    eprintln!(
+        "coordinator {} cut off from its peers: no quorum logged after {gave_way:?}; the \
+         node's longest wait for a signature {:.0} ms ({})",
+        coordinator + 1,
+        outcome.report.longest_gap_ms,
+        outcome.report.longest_gap_request
+    );
     let others_served = procs
         .iter()
         .enumerate()
@@ -721,9 +730,11 @@ fn slow_peer_routed_around(mut sim: Sim, procs: &[Proc], slow_down: impl FnOnce(
         after.len()
     );
     // Once its round trips show it slow, the slow peer is simply not chosen: hedging is for
-    // the surprise, not for every signing.
+    // the surprise, not for every signing. Surprises grow with the host's load (7 in 225
+    // signings on a quiet machine, 35 under a load average of 16 from parallel builds), so
+    // the bound is loose; a signing that asked the slow peer every time would give ~225.
     assert!(
-        extra as usize * 10 <= after.len(),
+        extra as usize * 3 <= after.len(),
         "{extra} extra shares over {} signings",
         after.len()
     );

@@ -25,6 +25,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use clap::Parser;
 use cosigner::config::{Config, LoadedConfig, Mode};
+use cosigner::layout::{CONFIG_FILE, SINGLE_KEY_FILE as KEY_FILE};
 use cosigner::sign_state::import::{cometbft_state_json, describe, import_cometbft_state};
 use cosigner::sign_state::{StateError, StateFile};
 use cosigner::staged_dir::{StagedDir, StagedDirError};
@@ -38,8 +39,7 @@ pub use error::CombineError;
 pub use report::{ChainReport, CombineReport};
 pub use watermark::{highest, Highest};
 
-const CONFIG_FILE: &str = "cosigner.toml";
-const KEY_FILE: &str = "priv_validator_key.json";
+/// CometBFT's name for a sign state (with several chains, each file is prefixed by its chain).
 const STATE_FILE: &str = "priv_validator_state.json";
 
 /// Command-line arguments of `split-key combine`.

@@ -9,6 +9,8 @@
 //! failure leaves nothing behind.
 
 #![forbid(unsafe_code)]
+// Input decides whether these would panic; outside tests every failure is a typed error.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -24,6 +26,10 @@ use cosigner::config::{
     ChainConfig, Config, Mode, NodeConfig, PeerConfig, ThresholdConfig, Timeouts,
 };
 use cosigner::host_port::split_host_port;
+use cosigner::layout::{
+    CLUSTER_CA_FILE, CONFIG_FILE, IDENTITY_KEY_FILE, KEY_SHARE_FILE, STATE_DIR, TLS_CERT_FILE,
+    TLS_KEY_FILE,
+};
 use cosigner::privval::{NodeAddress, ProtocolVersion};
 use cosigner::sign_state::import::{read_state_args, write_initial_states, ImportError};
 use cosigner::sign_state::{SignState, StateFile};
@@ -40,14 +46,6 @@ pub mod combine;
 const AMINO_ED25519_PUBKEY_PREFIX: [u8; 5] = [0x16, 0x24, 0xde, 0x64, 0x20];
 const DEFAULT_NODE: &str = "tcp://127.0.0.1:26659";
 const FIRST_DEFAULT_PORT: u16 = 7101;
-
-const KEY_SHARE_FILE: &str = "key_share.json";
-const TLS_CERT_FILE: &str = "tls/cert.pem";
-const TLS_KEY_FILE: &str = "tls/key.pem";
-const CLUSTER_CA_FILE: &str = "tls/cluster-ca.pem";
-const IDENTITY_KEY_FILE: &str = "identity.key";
-const STATE_DIR: &str = "state";
-const CONFIG_FILE: &str = "cosigner.toml";
 
 /// Command-line arguments.
 #[derive(Parser, Debug, Clone)]

@@ -1,5 +1,7 @@
 //! The `split-key` command: argument parsing and exit status; the work is in the library.
 #![forbid(unsafe_code)]
+// Input decides whether these would panic; outside tests every failure is a typed error.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use cosigner::cluster::tls::TlsIdentity;
-use cosigner::config::{merge_key, Config, LoadedConfig, NamedKey, KEYS_DIR};
+use cosigner::config::{merge_key, Config, LoadedConfig, NamedKey};
+use cosigner::layout::{
+    CLUSTER_CA_FILE, CONFIG_FILE, KEYS_DIR, KEY_SHARE_FILE, TLS_CERT_FILE, TLS_KEY_FILE,
+};
 use cosigner::secret_file;
 use cosigner::sign_state::store::state_path;
 use cosigner::sign_state::{SignState, StateError, StateFile};
@@ -45,7 +48,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let live = Config::load(&args.config)?;
     let from = if args.from.is_dir() {
-        args.from.join("cosigner.toml")
+        args.from.join(CONFIG_FILE)
     } else {
         args.from.clone()
     };
@@ -204,10 +207,10 @@ fn install_key_files(
     }
     let staged = StagedDir::create(key_dir)?;
     for (from, to, secret) in [
-        (&th.key_share, "key_share.json", true),
-        (&th.tls_cert, "tls/cert.pem", false),
-        (&th.tls_key, "tls/key.pem", true),
-        (&th.cluster_ca, "tls/cluster-ca.pem", false),
+        (&th.key_share, KEY_SHARE_FILE, true),
+        (&th.tls_cert, TLS_CERT_FILE, false),
+        (&th.tls_key, TLS_KEY_FILE, true),
+        (&th.cluster_ca, CLUSTER_CA_FILE, false),
     ] {
         let path = addition.resolve(from);
         let bytes = if secret {

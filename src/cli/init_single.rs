@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use cosigner::config::{ChainConfig, Config, Mode, NodeConfig, SingleConfig, Timeouts};
+use cosigner::layout::{CONFIG_FILE, IDENTITY_KEY_FILE, SINGLE_KEY_FILE, STATE_DIR};
 use cosigner::privval::{NodeAddress, ProtocolVersion};
 use cosigner::sign_state::import::{read_state_args, write_initial_states};
 use cosigner::staged_dir::StagedDir;
@@ -30,16 +31,12 @@ pub struct Args {
     states: Vec<String>,
 }
 
-const KEY_FILE: &str = "priv_validator_key.json";
-const IDENTITY_FILE: &str = "identity.key";
-const STATE_DIR: &str = "state";
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     // Read once: the bytes are what the directory keeps, and they are wiped on drop.
     let (key, key_bytes) = ValidatorKey::load_source(&args.key_file)?;
     let config = Config {
         state_dir: STATE_DIR.into(),
-        identity_key: IDENTITY_FILE.into(),
+        identity_key: IDENTITY_KEY_FILE.into(),
         chains: args
             .chain_ids
             .iter()
@@ -60,7 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             })
             .collect(),
         mode: Mode::Single(SingleConfig {
-            key_file: KEY_FILE.into(),
+            key_file: SINGLE_KEY_FILE.into(),
         }),
         timeouts: Timeouts::default(),
     };
@@ -71,15 +68,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let identity = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
 
     let staged = StagedDir::create(&args.out)?;
-    staged.write_file(Path::new(KEY_FILE), &key_bytes)?;
+    staged.write_file(Path::new(SINGLE_KEY_FILE), &key_bytes)?;
     staged.write_file(
-        Path::new(IDENTITY_FILE),
+        Path::new(IDENTITY_KEY_FILE),
         validator_key::identity_key_file_contents(&identity).as_bytes(),
     )?;
     staged.create_dir(Path::new(STATE_DIR))?;
     write_initial_states(&staged.path().join(STATE_DIR), &args.chain_ids, &states)?;
     staged.write_file(
-        Path::new("cosigner.toml"),
+        Path::new(CONFIG_FILE),
         format!(
             "# Single-key signer for validator {}. The whole key is on this host: a single\n\
              # point of failure. Each chain's sign state is in state/<chain-id>.state, written\n\
@@ -102,13 +99,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "sign state of `{chain}`: empty. If this key has signed on it, import its last \
                  state before starting: cosigner state import priv_validator_state.json --config \
                  {} --chain-id {chain}",
-                out.join("cosigner.toml").display()
+                out.join(CONFIG_FILE).display()
             ),
         }
     }
     println!(
         "start it with: cosigner start --config {}",
-        out.join("cosigner.toml").display()
+        out.join(CONFIG_FILE).display()
     );
     println!("WARNING: single-key mode is a single point of failure; it exists for migration and as a baseline.");
     Ok(())

@@ -42,11 +42,8 @@ use serde::{Deserialize, Serialize};
 use super::{
     ChainConfig, Config, KeyShareLoadError, LoadedConfig, Mode, NodeConfig, ThresholdConfig,
 };
+use crate::layout::{CLUSTER_CA_FILE, KEYS_DIR, KEY_SHARE_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 use crate::threshold::key_share::KeyShare;
-
-/// Where `cosigner add-key` puts a key's files, relative to the cosigner directory:
-/// `keys/<name>/key_share.json` and `keys/<name>/tls/`.
-pub const KEYS_DIR: &str = "keys";
 
 /// One `[[key]]`: a share of one validator key and the cluster that signs with it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -381,10 +378,10 @@ pub fn merge_key(
     keys.push(NamedKey {
         name: name.to_string(),
         threshold: ThresholdConfig {
-            key_share: dir.join("key_share.json"),
-            tls_cert: dir.join("tls").join("cert.pem"),
-            tls_key: dir.join("tls").join("key.pem"),
-            cluster_ca: dir.join("tls").join("cluster-ca.pem"),
+            key_share: dir.join(KEY_SHARE_FILE),
+            tls_cert: dir.join(TLS_CERT_FILE),
+            tls_key: dir.join(TLS_KEY_FILE),
+            cluster_ca: dir.join(CLUSTER_CA_FILE),
             ..added.clone()
         },
     });
