@@ -216,7 +216,8 @@ fn two_keys_on_one_cluster_each_sign_their_chain() {
     for outcome in [sim_a.outcome(), sim_b.outcome()] {
         outcome.assert_clean(&running);
     }
-    // Every cosigner's log names only its own chains under each key's signings.
+    // The two cosigners left coordinated signings of both chains, and each chain's node got
+    // signatures of its own chain only, none conflicting.
     let logs: String = running.iter().map(|p| p.log()).collect();
     assert!(
         logs.contains("chain=chain-a") && logs.contains("chain=chain-b"),
@@ -265,8 +266,6 @@ fn two_keys_on_one_cluster_each_sign_their_chain() {
         assert!(state.height >= 30, "{chain}: {state:?}");
         assert!(text(&output).contains(&format!("chain `{chain}`")));
     }
-    // The second key's own directories are no longer needed once added.
-    assert!(keys.added.iter().all(|d| d.is_dir()));
 }
 
 fn sha2_address(public_key: &[u8; 32]) -> Vec<u8> {
