@@ -3,7 +3,12 @@
 //! A cosigner directory (written by `split-key` or `cosigner init-single`) holds one
 //! `cosigner.toml`. Relative paths in it are resolved against the directory that holds the
 //! file, so a directory can be copied to its host as it is. Every error names the file and
-//! the field that is wrong.
+//! the field that is wrong. A directory with shares of several validator keys is described
+//! in [`keys`].
+
+mod keys;
+
+pub use keys::{merge_key, KeySharesError, KeyView, MergeError, NamedKey};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -43,8 +48,11 @@ pub struct Config {
 pub enum Mode {
     /// The whole key on this host (`[single]`).
     Single(SingleConfig),
-    /// A share of it, with the cluster (`[threshold]`).
+    /// A share of it, with the cluster (`[threshold]`): one key for every chain.
     Threshold(ThresholdConfig),
+    /// Shares of several validator keys (`[[key]]`, at least one), each with a cluster of
+    /// its own; every chain and every node names its key ([`keys`]).
+    Keys(Vec<NamedKey>),
 }
 
 /// `cosigner.toml` as written: the mode is whichever of `[single]` and `[threshold]` is
@@ -64,19 +72,34 @@ struct RawConfig {
     threshold: Option<ThresholdConfig>,
     #[serde(default)]
     timeouts: Timeouts,
+    #[serde(rename = "key", default, skip_serializing_if = "Vec::is_empty")]
+    keys: Vec<NamedKey>,
 }
 
 impl TryFrom<RawConfig> for Config {
     type Error = String;
 
     fn try_from(raw: RawConfig) -> Result<Config, String> {
-        let mode = match (raw.single, raw.threshold) {
-            (Some(single), None) => Mode::Single(single),
-            (None, Some(threshold)) => Mode::Threshold(threshold),
-            (Some(_), Some(_)) => {
+        let mode = match (raw.single, raw.threshold, raw.keys.is_empty()) {
+            (Some(single), None, true) => Mode::Single(single),
+            (None, Some(threshold), true) => Mode::Threshold(threshold),
+            (None, None, false) => Mode::Keys(raw.keys),
+            (Some(_), Some(_), _) => {
                 return Err("give either [single] or [threshold], not both".into())
             }
-            (None, None) => return Err("one of [single] or [threshold] is required".into()),
+            (Some(_), None, false) => {
+                return Err("give either [single] or [[key]] entries, not both".into())
+            }
+            (None, Some(_), false) => {
+                return Err(
+                    "give either [threshold] (one key) or [[key]] entries (several \
+                     keys), not both; `cosigner add-key` moves [threshold] into a [[key]]"
+                        .into(),
+                )
+            }
+            (None, None, true) => {
+                return Err("one of [single], [threshold] or [[key]] is required".into())
+            }
         };
         Ok(Config {
             state_dir: raw.state_dir,
@@ -91,9 +114,10 @@ impl TryFrom<RawConfig> for Config {
 
 impl From<Config> for RawConfig {
     fn from(c: Config) -> RawConfig {
-        let (single, threshold) = match c.mode {
-            Mode::Single(s) => (Some(s), None),
-            Mode::Threshold(t) => (None, Some(t)),
+        let (single, threshold, keys) = match c.mode {
+            Mode::Single(s) => (Some(s), None, Vec::new()),
+            Mode::Threshold(t) => (None, Some(t), Vec::new()),
+            Mode::Keys(keys) => (None, None, keys),
         };
         RawConfig {
             state_dir: c.state_dir,
@@ -103,16 +127,17 @@ impl From<Config> for RawConfig {
             single,
             threshold,
             timeouts: c.timeouts,
+            keys,
         }
     }
 }
 
 impl Config {
-    /// The `[threshold]` section, in threshold mode.
+    /// The `[threshold]` section of a directory with one threshold key.
     pub fn threshold(&self) -> Option<&ThresholdConfig> {
         match &self.mode {
             Mode::Threshold(th) => Some(th),
-            Mode::Single(_) => None,
+            Mode::Single(_) | Mode::Keys(_) => None,
         }
     }
 }
@@ -125,6 +150,9 @@ pub struct ChainConfig {
     /// is known to have signed (default [`DEFAULT_MAX_HEIGHT_JUMP`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_height_jump: Option<u64>,
+    /// The `[[key]]` that signs this chain; only (and always) with several keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 impl ChainConfig {
@@ -168,6 +196,9 @@ pub struct NodeConfig {
     /// Answer v1 SignBytes requests (never for bytes that decode as a vote or proposal).
     #[serde(default)]
     pub allow_sign_bytes: bool,
+    /// The `[[key]]` whose cluster serves this node; only (and always) with several keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -511,40 +542,35 @@ impl Config {
                 "must not exceed timeouts.sign_total_ms".into(),
             );
         }
-        match &self.mode {
-            Mode::Single(_) => Ok(()),
-            Mode::Threshold(th) => th.validate(),
-        }
+        keys::validate(self)
     }
 }
 
 impl ThresholdConfig {
+    /// Checks the section on its own; field names are relative to it (`peer[0].id`).
     fn validate(&self) -> Result<(), (String, String)> {
         let bad = |field: &str, problem: String| Err((field.to_string(), problem));
         let Ok(n) = u16::try_from(self.peers.len() + 1) else {
-            return bad("threshold.peer", "too many peers".into());
+            return bad("peer", "too many peers".into());
         };
         match check_threshold(self.threshold, n) {
             Ok(()) => {}
-            Err(e @ ThresholdError::TooManyShares { .. }) => {
-                return bad("threshold.peer", e.to_string())
-            }
-            Err(e) => return bad("threshold.threshold", e.to_string()),
+            Err(e @ ThresholdError::TooManyShares { .. }) => return bad("peer", e.to_string()),
+            Err(e) => return bad("threshold", e.to_string()),
         }
         if self.id == 0 || self.id > n {
-            return bad("threshold.id", format!("{} is outside 1..={n}", self.id));
+            return bad("id", format!("{} is outside 1..={n}", self.id));
         }
         let mut seen = vec![self.id];
         for (i, peer) in self.peers.iter().enumerate() {
             if peer.id == 0 || peer.id > n || seen.contains(&peer.id) {
                 return bad(
-                    &format!("threshold.peer[{i}].id"),
+                    &format!("peer[{i}].id"),
                     format!("{} is outside 1..={n} or used twice", peer.id),
                 );
             }
             seen.push(peer.id);
-            split_host_port(&peer.address)
-                .map_err(|e| (format!("threshold.peer[{i}].address"), e))?;
+            split_host_port(&peer.address).map_err(|e| (format!("peer[{i}].address"), e))?;
             if peer.cert_sha256.len() != 64
                 || !peer
                     .cert_sha256
@@ -552,7 +578,7 @@ impl ThresholdConfig {
                     .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
             {
                 return bad(
-                    &format!("threshold.peer[{i}].cert_sha256"),
+                    &format!("peer[{i}].cert_sha256"),
                     "expected 64 lowercase hex digits".into(),
                 );
             }
@@ -572,11 +598,13 @@ mod tests {
             chains: vec![ChainConfig {
                 id: "test-chain".into(),
                 max_height_jump: None,
+                key: None,
             }],
             nodes: vec![NodeConfig {
                 address: "tcp://127.0.0.1:26659".parse().unwrap(),
                 protocol: ProtocolVersion::V0_38,
                 allow_sign_bytes: false,
+                key: None,
             }],
             mode: Mode::Threshold(ThresholdConfig {
                 id: 1,
@@ -632,6 +660,7 @@ mod tests {
         c.chains.push(ChainConfig {
             id: "second-chain".into(),
             max_height_jump: None,
+            key: None,
         });
         let text = c.to_toml().replace(
             "id = \"second-chain\"",

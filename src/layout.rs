@@ -17,5 +17,8 @@ pub const TLS_CERT_FILE: &str = "tls/cert.pem";
 pub const TLS_KEY_FILE: &str = "tls/key.pem";
 /// The certificate of the cluster's CA (whose key existed only while `split-key` ran).
 pub const CLUSTER_CA_FILE: &str = "tls/cluster-ca.pem";
+/// Where `cosigner add-key` puts each added key's files: `keys/<name>/` holds its
+/// [`KEY_SHARE_FILE`] and its `tls/` files under the same names as the first key's.
+pub const KEYS_DIR: &str = "keys";
 /// A single-key signer's whole validator key.
 pub const SINGLE_KEY_FILE: &str = "priv_validator_key.json";

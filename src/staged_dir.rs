@@ -148,6 +148,52 @@ fn sync_tree(dir: &Path) -> Result<(), StagedDirError> {
         .map_err(io_err(dir))
 }
 
+/// Replaces the existing file `path` with `contents` all at once: written and fsynced under a
+/// temporary name beside it (with the old file's permissions), renamed over it, the directory
+/// fsynced. A reader, or a crash at any point, sees the old file or the new one, never a mix.
+pub fn replace_file(path: &Path, contents: &[u8]) -> Result<(), StagedDirError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(io_err(path))?
+        .permissions()
+        .mode()
+        & 0o777;
+    let name = path
+        .file_name()
+        .ok_or_else(|| StagedDirError::BadRelativePath(path.to_path_buf()))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut suffix = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut suffix);
+    let tmp = parent.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        hex::encode(suffix)
+    ));
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(source) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(StagedDirError::Io {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
+    File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(parent))
+}
+
 impl Drop for StagedDir {
     fn drop(&mut self) {
         if !self.committed {
@@ -310,5 +356,22 @@ mod tests {
             StagedFile::staging_prefix(&dest).unwrap(),
             ".key_share.json.tmp-"
         );
+    }
+
+    #[test]
+    fn replacing_keeps_the_mode_and_leaves_no_temporary_file() {
+        let parent = tempfile::tempdir().unwrap();
+        let path = parent.path().join("cosigner.toml");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        replace_file(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 1);
+        // A file that is not there is not created.
+        let missing = parent.path().join("missing.toml");
+        assert!(replace_file(&missing, b"x").is_err());
+        assert!(!missing.exists());
     }
 }

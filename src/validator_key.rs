@@ -187,6 +187,44 @@ impl ValidatorKey {
     pub fn signing_key(&self) -> &SigningKey {
         &self.signing_key
     }
+
+    /// The key as CometBFT writes `priv_validator_key.json` (`cmtjson.MarshalIndent` with a
+    /// two-space indent, no trailing newline), so that a key that came from such a file is
+    /// written back byte for byte. The text holds the seed and is wiped on drop.
+    pub fn cometbft_json(&self) -> Zeroizing<String> {
+        let public = self.public_key();
+        let mut private = Zeroizing::new([0u8; 64]);
+        private[..32].copy_from_slice(self.signing_key.as_bytes());
+        private[32..].copy_from_slice(&public);
+        // Base64 of 64 bytes is 88 characters; encoded into a buffer of that size so that no
+        // reallocation leaves a copy.
+        let mut private_b64 = Zeroizing::new([0u8; 88]);
+        let len = BASE64
+            .encode_slice(private.as_slice(), private_b64.as_mut_slice())
+            .unwrap_or_default();
+        // Base64 is ASCII; a failed encoding leaves the value empty, which the caller's
+        // reload check refuses.
+        let private_text = std::str::from_utf8(&private_b64[..len]).unwrap_or_default();
+        let parts = [
+            "{\n  \"address\": \"",
+            &self.address_hex(),
+            "\",\n  \"pub_key\": {\n    \"type\": \"",
+            PUB_ED25519,
+            "\",\n    \"value\": \"",
+            &BASE64.encode(public),
+            "\"\n  },\n  \"priv_key\": {\n    \"type\": \"",
+            PRIV_ED25519,
+            "\",\n    \"value\": \"",
+            private_text,
+            "\"\n  }\n}",
+        ];
+        // Allocated once at its final size, for the same reason.
+        let mut text = Zeroizing::new(String::with_capacity(parts.iter().map(|p| p.len()).sum()));
+        for part in parts {
+            text.push_str(part);
+        }
+        text
+    }
 }
 
 /// The first 20 bytes of SHA-256(public key).
@@ -377,6 +415,20 @@ mod tests {
         );
         let seed: [u8; 32] = Sha256::digest(b"made-up example key -- do not use").into();
         assert_eq!(*key.seed(), seed);
+    }
+
+    #[test]
+    fn writes_the_key_file_as_cometbft_does() {
+        let key = load_text(EXAMPLE).unwrap();
+        let json = key.cometbft_json();
+        // The documented example is laid out as CometBFT writes it.
+        assert_eq!(json.as_str(), EXAMPLE);
+        assert_eq!(json.capacity(), json.len());
+        let other = ValidatorKey::from_seed(&[5; 32]);
+        assert_eq!(
+            load_text(&other.cometbft_json()).unwrap().public_key(),
+            other.public_key()
+        );
     }
 
     #[test]

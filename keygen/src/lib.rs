@@ -1,6 +1,7 @@
 //! `split-key`: deals an existing CometBFT validator key into FROST shares and writes one
 //! self-contained directory per cosigner (share, TLS identity, SecretConnection identity,
-//! every chain's initial sign state, `cosigner.toml`).
+//! every chain's initial sign state, `cosigner.toml`). `split-key combine` ([`combine`])
+//! goes the other way, for leaving the cluster.
 //!
 //! With `--dkg` or `--horcrux-pubkey` it writes the same directories without a share, for
 //! the cosigners to make theirs in a key ceremony ([`layout`]).
@@ -45,6 +46,8 @@ use rand_core::{CryptoRng, RngCore};
 
 pub use cosigner::key_forms::{valcons, valconspub};
 
+pub mod combine;
+
 const DEFAULT_NODE: &str = "tcp://127.0.0.1:26659";
 const FIRST_DEFAULT_PORT: u16 = 7101;
 
@@ -53,7 +56,9 @@ const FIRST_DEFAULT_PORT: u16 = 7101;
 #[command(
     name = "split-key",
     version,
-    about = "Deal an existing CometBFT validator key into FROST shares, one directory per cosigner"
+    about = "Deal an existing CometBFT validator key into FROST shares, one directory per cosigner",
+    after_help = "To leave the cluster again: split-key combine COSIGNER_DIR... --out DIR \
+                  (see split-key combine --help)."
 )]
 pub struct Args {
     /// The validator key: CometBFT priv_validator_key.json or a tmkms softsign key (base64 seed).
@@ -330,7 +335,7 @@ fn cosigner_addresses(given: &[String], n: u16) -> Result<Vec<CosignerAddress>, 
     Ok(out)
 }
 
-fn output_location(out: &Path) -> Result<(PathBuf, PathBuf), SplitError> {
+pub(crate) fn output_location(out: &Path) -> Result<(PathBuf, PathBuf), SplitError> {
     let bad = |problem: &str| SplitError::OutputLocation {
         path: out.to_path_buf(),
         problem: problem.to_string(),
@@ -543,6 +548,7 @@ fn cosigner_config(
             .map(|id| ChainConfig {
                 id: id.clone(),
                 max_height_jump: None,
+                key: None,
             })
             .collect(),
         nodes: plan
@@ -552,6 +558,7 @@ fn cosigner_config(
                 address: address.clone(),
                 protocol: plan.protocol,
                 allow_sign_bytes: false,
+                key: None,
             })
             .collect(),
         mode: Mode::Threshold(ThresholdConfig {
@@ -604,6 +611,11 @@ fn check_written(
             || share.threshold() != plan.threshold
             || share.group_public_key() != key.public_key()
             || share.public_key_package() != dealt.public_key_package()
+            || share.seed_escrow().is_none()
+            || share.seed_escrow()
+                != dealt.share_files()[usize::from(id - 1)]
+                    .seed_escrow
+                    .as_ref()
         {
             return Err(check(format!(
                 "cosigner-{id}: share does not match what was dealt"

@@ -544,6 +544,9 @@ impl Machine {
             epoch: 0,
             key_package,
             public_key_package,
+            // A DKG key never existed as a seed, and a Horcrux host holds only its shard:
+            // such a key can leave the cluster as a key share set, not as a key file.
+            seed_escrow: None,
         };
         file.validate()
             .map_err(|e| Abort::local(format!("the new key share does not check out: {e}")))?;

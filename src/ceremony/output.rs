@@ -68,6 +68,8 @@ pub fn stage_share(
         epoch: keys.epoch,
         key_package: keys.key_package.clone(),
         public_key_package: keys.public_key_package.clone(),
+        // Ceremonies make keys without a seed (see `machine`).
+        seed_escrow: None,
     };
     let json = file
         .to_json()

@@ -26,20 +26,24 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         println!("mode:          single key (no fault tolerance)");
         println!("validator:     {}", key.address_hex());
     }
-    if let Mode::Threshold(th) = &config.mode {
-        let share = loaded.load_key_share(th)?;
+    for (key, share) in loaded.load_key_shares()? {
+        let th = key.threshold;
+        let label = key.label();
         let tls = cosigner::cluster::tls::TlsIdentity::load(&loaded.tls_paths(th))
-            .context("cluster TLS identity")?;
+            .with_context(|| format!("{label}: cluster TLS identity"))?;
         let own = th
             .peers
             .iter()
             .find(|p| Some(&p.cert_sha256) == tls.fingerprint().as_ref());
         anyhow::ensure!(
             own.is_none(),
-            "{}: this cosigner's certificate is listed as peer {}",
+            "{}: {label}: this cosigner's certificate is listed as peer {}",
             loaded.path.display(),
             own.map(|p| p.id).unwrap_or_default()
         );
+        if let Some(name) = key.name {
+            println!("key:           {name}");
+        }
         println!(
             "mode:          threshold, cosigner {} of {}, threshold {}",
             th.id,
@@ -50,6 +54,13 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         println!("listen:        {} (UDP, QUIC)", th.listen);
         for peer in &th.peers {
             println!("peer {:>3}:      {}", peer.id, peer.address);
+        }
+        if key.name.is_some() {
+            let chains: Vec<&str> = key.chains.iter().map(|c| c.id.as_str()).collect();
+            println!("  chains:      {}", chains.join(", "));
+            for node in &key.nodes {
+                println!("  node:        {}", node.address);
+            }
         }
     }
     for node in &config.nodes {

@@ -43,6 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map(|id| ChainConfig {
                 id: id.clone(),
                 max_height_jump: None,
+                key: None,
             })
             .collect(),
         nodes: args
@@ -52,6 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 address: address.clone(),
                 protocol: args.protocol,
                 allow_sign_bytes: false,
+                key: None,
             })
             .collect(),
         mode: Mode::Single(SingleConfig {

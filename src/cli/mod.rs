@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch. Each subcommand lives in its own module.
 
+mod add_key;
 mod check_config;
 mod dkg;
 mod import_horcrux;
@@ -36,6 +37,9 @@ enum Command {
     },
     /// Write a single-key signer directory (the whole key on one host: no fault tolerance).
     InitSingle(init_single::Args),
+    /// Add another validator key's share to this cosigner directory, from the directory
+    /// split-key wrote for this host when it split that key. Run with the cosigner stopped.
+    AddKey(add_key::Args),
     /// Show or import the double-sign state.
     #[command(subcommand)]
     State(state::Command),
@@ -53,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Start { config } => start::run(&config),
         Command::CheckConfig { config } => check_config::run(&config),
         Command::InitSingle(args) => init_single::run(args),
+        Command::AddKey(args) => add_key::run(args),
         Command::State(cmd) => state::run(cmd),
         Command::Dkg(args) => dkg::run(args),
         Command::ImportHorcrux(args) => import_horcrux::run(args),

@@ -55,37 +55,48 @@ pub fn open_chain_states(loaded: &LoadedConfig) -> anyhow::Result<HashMap<String
 async fn serve(loaded: LoadedConfig) -> anyhow::Result<()> {
     let config = &loaded.config;
     let identity = validator_key::load_identity_key(&loaded.resolve(&config.identity_key))?;
-    let states = open_chain_states(&loaded)?;
-    let signer = match &config.mode {
-        Mode::Single(single) => {
-            let key = ValidatorKey::load(&loaded.resolve(&single.key_file))?;
-            warn!(
-                "SINGLE-KEY MODE: the whole validator key is on this host. It is a single point \
-                 of failure and offers no protection if this host is compromised."
-            );
-            Signer::Single(Box::new(SingleSigner::new(
-                key.signing_key().clone(),
-                states,
-            )))
+    let mut states = open_chain_states(&loaded)?;
+    // The signer of every node: the one key, or the node's `[[key]]`.
+    let mut node_signers: Vec<Arc<Signer>> = Vec::with_capacity(config.nodes.len());
+    let mut public_keys: Vec<String> = Vec::new();
+    if let Mode::Single(single) = &config.mode {
+        let key = ValidatorKey::load(&loaded.resolve(&single.key_file))?;
+        warn!(
+            "SINGLE-KEY MODE: the whole validator key is on this host. It is a single point \
+             of failure and offers no protection if this host is compromised."
+        );
+        let signer = Arc::new(Signer::Single(Box::new(SingleSigner::new(
+            key.signing_key().clone(),
+            states,
+        ))));
+        public_keys.push(hex::encode(signer.public_key()));
+        node_signers.resize(config.nodes.len(), signer);
+    } else {
+        let signers = start_threshold_keys(&loaded, &mut states).await?;
+        for (name, signer) in &signers {
+            public_keys.push(match name {
+                Some(name) => format!("{name}={}", hex::encode(signer.public_key())),
+                None => hex::encode(signer.public_key()),
+            });
         }
-        Mode::Threshold(th) => {
-            let setup = ThresholdSetup {
-                share: loaded.load_key_share(th)?,
-                cluster: loaded.cluster_config(th),
-                timeouts: config.timeouts.signing(),
-            };
-            Signer::Threshold(ThresholdSigner::start(setup, states).await?)
+        for node in &config.nodes {
+            // Validation bound every node to a key that exists (or there is only one).
+            let signer = signers
+                .iter()
+                .find(|(name, _)| *name == node.key.as_deref())
+                .map(|(_, signer)| signer.clone())
+                .with_context(|| format!("node {} names no key of this config", node.address))?;
+            node_signers.push(signer);
         }
-    };
-    let signer = Arc::new(signer);
+    }
     info!(
-        public_key = %hex::encode(signer.public_key()),
+        public_key = %public_keys.join(", "),
         chains = ?config.chains.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
         nodes = config.nodes.len(),
         "cosigner started"
     );
     let identity = Arc::new(identity);
-    for node in &config.nodes {
+    for (node, signer) in config.nodes.iter().zip(node_signers) {
         let ctx = SessionContext {
             protocol: node.protocol,
             allow_sign_bytes: node.allow_sign_bytes,
@@ -96,12 +107,40 @@ async fn serve(loaded: LoadedConfig) -> anyhow::Result<()> {
             node.address.clone(),
             ctx,
             identity.clone(),
-            signer.clone(),
+            signer,
         ));
     }
     shutdown_signal().await;
     info!("shutting down");
     Ok(())
+}
+
+/// Starts one threshold signer per key, each with the sign states of its own chains (taken
+/// out of `states`) and a cluster of its own: nothing of one key's signing is shared with
+/// another's.
+async fn start_threshold_keys<'a>(
+    loaded: &'a LoadedConfig,
+    states: &mut HashMap<String, ChainSignState>,
+) -> anyhow::Result<Vec<(Option<&'a str>, Arc<Signer>)>> {
+    let mut signers: Vec<(Option<&str>, Arc<Signer>)> = Vec::new();
+    for (key, share) in loaded.load_key_shares()? {
+        let label = key.label();
+        let key_states = key
+            .chains
+            .iter()
+            .filter_map(|c| states.remove_entry(&c.id))
+            .collect();
+        let setup = ThresholdSetup {
+            share,
+            cluster: loaded.cluster_config(key.threshold),
+            timeouts: loaded.config.timeouts.signing(),
+        };
+        let signer = ThresholdSigner::start(setup, key_states)
+            .await
+            .with_context(|| label.clone())?;
+        signers.push((key.name, Arc::new(Signer::Threshold(signer))));
+    }
+    Ok(signers)
 }
 
 async fn shutdown_signal() {

@@ -140,6 +140,32 @@ fn import_with(
     Ok(state)
 }
 
+/// `state` as FilePV writes `priv_validator_state.json` (`cmtjson.MarshalIndent` with a
+/// two-space indent, no trailing newline): the exact inverse of [`import_cometbft_state`].
+/// Sign bytes and signature are written together or not at all, because FilePV panics on
+/// sign bytes without a signature; without them (no signature stored, as a threshold
+/// participant keeps it), FilePV refuses anything at exactly this position and signs above
+/// it.
+pub fn cometbft_state_json(state: &SignState) -> String {
+    let mut out = format!(
+        "{{\n  \"height\": \"{}\",\n  \"round\": {},\n  \"step\": {}",
+        state.height, state.round, state.step
+    );
+    if let Some((last, signature)) = state
+        .last
+        .as_ref()
+        .and_then(|l| l.signature.map(|s| (l, s)))
+    {
+        out.push_str(&format!(
+            ",\n  \"signature\": \"{}\",\n  \"signbytes\": \"{}\"",
+            base64::engine::general_purpose::STANDARD.encode(signature),
+            hex::encode_upper(&last.doc.sign_bytes)
+        ));
+    }
+    out.push_str("\n}");
+    out
+}
+
 /// A `--state CHAIN_ID=PATH` argument (of `split-key` or `init-single`) that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("--state `{arg}`: {problem}")]
@@ -364,6 +390,29 @@ mod tests {
 
         let err = import_with(EXAMPLE, fake_parse(doc(12, 0, Prevote, Some(1), 5))).unwrap_err();
         assert!(matches!(err, ImportError::Disagrees { .. }), "{err}");
+    }
+
+    #[test]
+    fn exports_as_filepv_writes() {
+        let s = import_cometbft_state(EXAMPLE).unwrap();
+        assert_eq!(cometbft_state_json(&s), EXAMPLE);
+        let fresh = cometbft_state_json(&SignState::fresh());
+        assert_eq!(
+            fresh,
+            "{\n  \"height\": \"0\",\n  \"round\": 0,\n  \"step\": 0\n}"
+        );
+        assert_eq!(import_cometbft_state(&fresh).unwrap(), SignState::fresh());
+        // Without the signature the sign bytes are left out too: position only.
+        let mut unsigned = s.clone();
+        unsigned.last.as_mut().unwrap().signature = None;
+        let json = cometbft_state_json(&unsigned);
+        assert!(
+            !json.contains("signbytes") && !json.contains("signature"),
+            "{json}"
+        );
+        let back = import_cometbft_state(&json).unwrap();
+        assert_eq!(back.position(), s.position());
+        assert!(back.last.is_none());
     }
 
     #[test]

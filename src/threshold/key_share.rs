@@ -33,6 +33,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::epoch::KeyEpoch;
 pub use super::quorum::{check_threshold, ThresholdError, MAX_COSIGNERS};
 use crate::secret_file::{self, LooseMode, SecretFileProblem};
+use crate::threshold::seed_escrow::{self, SeedEscrow};
 use crate::validator_key::ValidatorKey;
 
 /// The `version` of the share files this code writes and reads.
@@ -56,6 +57,8 @@ pub enum DealError {
     /// The dealer's own output failed its self-check; nothing may be written.
     #[error("self-check of the dealt shares failed: {0}")]
     SelfCheck(String),
+    #[error("cannot escrow the seed: {0}")]
+    Escrow(seed_escrow::EscrowError),
 }
 
 /// The FROST signing key with the same public key as the Ed25519 key with this seed
@@ -96,6 +99,11 @@ pub struct KeyShareFile {
     /// Secret: this cosigner's signing share.
     pub key_package: KeyPackage,
     pub public_key_package: PublicKeyPackage,
+    /// The validator's seed encrypted to the group key (public; see [`seed_escrow`]), the
+    /// same in every share file of a split. Absent in files written before it existed, and
+    /// for a key that never had a seed; signing does not use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_escrow: Option<SeedEscrow>,
 }
 
 impl KeyShareFile {
@@ -250,6 +258,10 @@ impl KeyShare {
     pub fn file(&self) -> &KeyShareFile {
         &self.file
     }
+    /// The seed escrow, if the share file has one.
+    pub fn seed_escrow(&self) -> Option<&SeedEscrow> {
+        self.file.seed_escrow.as_ref()
+    }
 }
 
 /// A share file that cannot be used, and why.
@@ -358,9 +370,19 @@ pub fn deal<R: RngCore + CryptoRng>(
     let (secret_shares, public_key_package) =
         frost::keys::split(&secret, shares, threshold, IdentifierList::Default, rng)
             .map_err(DealError::Split)?;
-    drop(secret);
     let public_key = key.public_key();
     let self_check = |what: String| DealError::SelfCheck(what);
+    let escrow = SeedEscrow::seal(&key.seed(), &public_key, rng).map_err(DealError::Escrow)?;
+    // Opened once with the whole scalar before anything is written, so that an escrow that
+    // could not give the seed back is never dealt.
+    let scalar = Zeroizing::new(secret.to_scalar());
+    let opened = escrow
+        .open(&scalar, &public_key)
+        .map_err(|e| self_check(format!("the seed escrow does not open: {e}")))?;
+    if *opened != *key.seed() {
+        return Err(self_check("the seed escrow gives another seed".into()));
+    }
+    drop((opened, scalar));
     if group_key_bytes(&public_key_package).ok() != Some(public_key) {
         return Err(self_check(
             "the group key differs from the validator's public key".into(),
@@ -384,6 +406,7 @@ pub fn deal<R: RngCore + CryptoRng>(
             epoch: 0,
             key_package: key_package.clone(),
             public_key_package: public_key_package.clone(),
+            seed_escrow: Some(escrow.clone()),
         };
         file.validate()
             .map_err(|e| self_check(format!("share {index}: {e}")))?;
@@ -650,6 +673,32 @@ mod tests {
             assert_eq!(share.threshold(), 3);
             assert_eq!(share.id(), Identifier::try_from(file.id).unwrap());
         }
+    }
+
+    #[test]
+    fn every_share_file_carries_one_escrow_of_the_seed() {
+        let (key, dealt) = dealt(2, 3);
+        let escrow = dealt.share_files()[0].seed_escrow.clone().unwrap();
+        for f in dealt.share_files() {
+            assert_eq!(f.seed_escrow.as_ref(), Some(&escrow));
+        }
+        // t shares rebuild the scalar, which opens it.
+        let packages: Vec<_> = dealt.share_files()[1..]
+            .iter()
+            .map(|f| f.key_package.clone())
+            .collect();
+        let scalar = frost::keys::reconstruct(&packages).unwrap().to_scalar();
+        assert_eq!(
+            *escrow.open(&scalar, &key.public_key()).unwrap(),
+            *key.seed()
+        );
+        // A file without it, as split-key wrote them before, still loads.
+        let json = dealt.share_files()[0].to_json().unwrap();
+        assert!(json.contains("\"seed_escrow\""));
+        let mut value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        value.as_object_mut().unwrap().remove("seed_escrow");
+        let old: KeyShareFile = serde_json::from_value(value).unwrap();
+        assert!(KeyShare::from_file(old).unwrap().seed_escrow().is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! FROST threshold signing, kept free of network I/O:
 //! - [`key_share`]: importing the validator's seed, dealing shares, share files.
 //! - [`epoch`]: which generation of shares a cosigner holds (a refresh makes a new one).
+//! - [`seed_escrow`]: the seed encrypted to the validator key, for leaving the cluster.
 //! - [`nonces`]: this cosigner's secret nonces, in memory only, each used at most once.
 //! - [`participant`]: deciding on a peer's sign request and producing a share.
 //! - [`coordinator`]: choosing participants, building requests, aggregating shares.
@@ -17,4 +18,5 @@ pub mod messages;
 pub mod nonces;
 pub mod participant;
 pub mod quorum;
+pub mod seed_escrow;
 pub mod signing;

@@ -251,19 +251,23 @@ impl ValidatorKeyFile {
     }
 }
 
+/// Writes a fresh key as CometBFT does (`cmtjson.MarshalIndent`: fields in struct order,
+/// two-space indent, no trailing newline), so a test can compare a key written back with it
+/// byte for byte.
 pub fn write_validator_key(dir: &Path) -> ValidatorKeyFile {
     let key = SigningKey::generate(&mut rand_core::OsRng);
     let public = key.verifying_key().to_bytes();
     let mut private = key.to_bytes().to_vec();
     private.extend_from_slice(&public);
     let b64 = base64::engine::general_purpose::STANDARD;
-    let json = serde_json::json!({
-        "address": hex::encode_upper(&Sha256::digest(public)[..20]),
-        "pub_key": {"type": "tendermint/PubKeyEd25519", "value": b64.encode(public)},
-        "priv_key": {"type": "tendermint/PrivKeyEd25519", "value": b64.encode(&private)},
-    });
+    let text = format!(
+        "{{\n  \"address\": \"{}\",\n  \"pub_key\": {{\n    \"type\": \"tendermint/PubKeyEd25519\",\n    \"value\": \"{}\"\n  }},\n  \"priv_key\": {{\n    \"type\": \"tendermint/PrivKeyEd25519\",\n    \"value\": \"{}\"\n  }}\n}}",
+        hex::encode_upper(&Sha256::digest(public)[..20]),
+        b64.encode(public),
+        b64.encode(&private)
+    );
     let path = dir.join("priv_validator_key.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
     ValidatorKeyFile {
         path,
         public_key: public,
