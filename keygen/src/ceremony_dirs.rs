@@ -23,14 +23,13 @@ use cosigner::ceremony::{CeremonyFile, CeremonyKind, CEREMONY_FILE};
 use cosigner::cluster::identity::issue_cluster;
 use cosigner::config::Config;
 use cosigner::key_forms::PublicKeyForms;
-use cosigner::privval::{NodeAddress, ProtocolVersion};
 use cosigner::sign_state::import::write_initial_states;
 use cosigner::validator_key::address_of;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::{
-    check_identity_and_states, checked_configs, config_header, stage_output, write_deployment,
-    write_identity, CosignerAddress, Plan, Source, SplitError,
+    check_identity_and_states, checked_configs, config_header, stage_output, write_identity,
+    Deployment, Plan, Source, SplitError,
 };
 use cosigner::layout::{CONFIG_FILE, STATE_DIR};
 
@@ -54,17 +53,9 @@ pub fn parse_public_key(text: &str) -> Option<[u8; 32]> {
 #[derive(Debug)]
 pub struct Report {
     pub kind: CeremonyKind,
-    pub out: PathBuf,
-    pub threshold: u16,
-    pub shares: u16,
     /// The validator key, for an import.
     pub forms: Option<PublicKeyForms>,
-    pub cosigners: Vec<CosignerAddress>,
-    pub chain_ids: Vec<String>,
-    pub nodes: Vec<NodeAddress>,
-    pub protocol: ProtocolVersion,
-    /// Chains whose sign state was seeded from --state, with the watermark.
-    pub seeded: Vec<(String, String)>,
+    pub deployment: Deployment,
 }
 
 /// Writes the directories of a DKG or Horcrux-import plan atomically.
@@ -127,19 +118,8 @@ pub fn write<R: RngCore + CryptoRng>(plan: &Plan, rng: &mut R) -> Result<Report,
     staged.commit()?;
     Ok(Report {
         kind,
-        out: plan.out.clone(),
-        threshold: t,
-        shares: n,
         forms,
-        cosigners: plan.cosigners.clone(),
-        chain_ids: plan.chain_ids.clone(),
-        nodes: plan.nodes.clone(),
-        protocol: plan.protocol,
-        seeded: plan
-            .states
-            .iter()
-            .map(|(chain, state)| (chain.clone(), cosigner::sign_state::import::describe(state)))
-            .collect(),
+        deployment: Deployment::of(plan),
     })
 }
 
@@ -175,7 +155,7 @@ fn check_written(
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (t, n) = (self.threshold, self.shares);
+        let (t, n) = (self.deployment.threshold, self.deployment.shares);
         match (&self.kind, &self.forms) {
             (CeremonyKind::HorcruxImport, Some(forms)) => {
                 writeln!(
@@ -193,21 +173,9 @@ impl fmt::Display for Report {
                  whole."
             )?,
         }
-        write_deployment(
-            f,
-            &self.out,
-            &self.chain_ids,
-            &self.nodes,
-            self.protocol,
-            &self.cosigners,
-        )?;
-        for (chain, watermark) in &self.seeded {
-            writeln!(
-                f,
-                "Sign state of `{chain}` seeded on every cosigner: {watermark}."
-            )?;
-        }
-        let out = self.out.display();
+        write!(f, "{}", self.deployment)?;
+        self.deployment.write_seeded(f)?;
+        let out = self.deployment.out.display();
         match self.kind {
             CeremonyKind::Dkg => writeln!(
                 f,
