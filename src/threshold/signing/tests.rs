@@ -160,6 +160,17 @@ impl Sim {
         self.nodes.get_mut(&peer).unwrap().behaviour = behaviour;
     }
 
+    /// `peer` alive, doing its work quickly, `one_way` away.
+    fn delay(&mut self, peer: PeerId, one_way: Duration) {
+        self.set(
+            peer,
+            Behaviour::Alive {
+                one_way,
+                work: FAST_WORK,
+            },
+        );
+    }
+
     fn one_way(&self, a: PeerId, b: PeerId) -> Option<Duration> {
         if self.cut.contains(&(a, b)) || self.cut.contains(&(b, a)) {
             return None;
@@ -438,6 +449,14 @@ impl Sim {
             .0
     }
 
+    /// Who signed, failing the test if the signing did not end in a signature.
+    fn members(&self, coord: usize) -> &[PeerId] {
+        match self.outcome(coord) {
+            Outcome::Signed { members, .. } => members,
+            other => panic!("{other:?}"),
+        }
+    }
+
     fn took(&self, coord: usize) -> Duration {
         let c = &self.coords[coord];
         c.outcome.as_ref().expect("the signing ended").1 - c.started
@@ -505,21 +524,12 @@ fn with_every_peer_answering_one_session_signs_in_one_round_trip() {
 fn a_dead_peer_chosen_first_is_hedged_around_at_its_expected_time() {
     let mut sim = Sim::new(2, 3);
     // Peer 2 looks fastest, and was killed a moment ago.
-    sim.set(
-        3,
-        Behaviour::Alive {
-            one_way: Duration::from_micros(300),
-            work: FAST_WORK,
-        },
-    );
+    sim.delay(3, Duration::from_micros(300));
     let views = sim.views(1);
     sim.set(2, Behaviour::Dead);
     let c = sim.begin(1, precommit(5, "A"), Start::Normal, views);
     sim.run(Duration::from_secs(5));
-    match sim.outcome(c) {
-        Outcome::Signed { members, .. } => assert_eq!(members, &vec![1, 3]),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(sim.members(c), [1, 3]);
     // Hedged after peer 2's expected time (floored), not after the 800 ms attempt.
     assert!(sim.took(c) < MIN_HEDGE_DELAY + 5 * MS, "{:?}", sim.took(c));
     assert_eq!(sim.coords[c].engine.extra_requests(), 1);
@@ -547,10 +557,7 @@ fn a_takeover_with_the_old_coordinator_dead_and_the_other_peer_restarted_signs_a
     // Peer 3 restarted after handing out the commitments the requests carry.
     sim.restart(3);
     sim.run(Duration::from_secs(5));
-    match sim.outcome(c) {
-        Outcome::Signed { members, .. } => assert_eq!(members, &vec![2, 3]),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(sim.members(c), [2, 3]);
     // A refusal, a refill and one more session once the dead peer is late: not the attempt
     // timeout that the session waiting on it would take.
     assert!(sim.took(c) < MIN_HEDGE_DELAY + 5 * MS, "{:?}", sim.took(c));
@@ -559,47 +566,23 @@ fn a_takeover_with_the_old_coordinator_dead_and_the_other_peer_restarted_signs_a
 #[test]
 fn a_fast_peer_a_little_late_is_waited_for_rather_than_a_much_slower_one_asked() {
     let mut sim = Sim::new(2, 3);
-    sim.set(
-        3,
-        Behaviour::Alive {
-            one_way: 100 * MS,
-            work: FAST_WORK,
-        },
-    );
+    sim.delay(3, 100 * MS);
     let views = sim.views(1);
     // Peer 2 is usually fast; this time it takes 30 ms.
-    sim.set(
-        2,
-        Behaviour::Alive {
-            one_way: 15 * MS,
-            work: FAST_WORK,
-        },
-    );
+    sim.delay(2, 15 * MS);
     let c = sim.begin(1, precommit(5, "A"), Start::Normal, views);
     sim.run(Duration::from_secs(5));
-    match sim.outcome(c) {
-        Outcome::Signed { members, .. } => assert_eq!(members, &vec![1, 2]),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(sim.members(c), [1, 2]);
     assert_eq!(sim.coords[c].engine.extra_requests(), 0);
 
     // Dead, though, it is replaced once the slow peer's own time has passed.
     let mut sim = Sim::new(2, 3);
-    sim.set(
-        3,
-        Behaviour::Alive {
-            one_way: 100 * MS,
-            work: FAST_WORK,
-        },
-    );
+    sim.delay(3, 100 * MS);
     let views = sim.views(1);
     sim.set(2, Behaviour::Dead);
     let c = sim.begin(1, precommit(5, "A"), Start::Normal, views);
     sim.run(Duration::from_secs(5));
-    match sim.outcome(c) {
-        Outcome::Signed { members, .. } => assert_eq!(members, &vec![1, 3]),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(sim.members(c), [1, 3]);
     let took = sim.took(c);
     assert!(took >= 200 * MS && took < 500 * MS, "{took:?}");
 }
@@ -607,20 +590,12 @@ fn a_fast_peer_a_little_late_is_waited_for_rather_than_a_much_slower_one_asked()
 #[test]
 fn a_slow_peer_is_not_asked_and_costs_no_extra_share() {
     let mut sim = Sim::new(3, 5);
-    sim.set(
-        4,
-        Behaviour::Alive {
-            one_way: 100 * MS,
-            work: FAST_WORK,
-        },
-    );
+    sim.delay(4, 100 * MS);
     let views = sim.views(1);
     let c = sim.begin(1, precommit(9, "A"), Start::Normal, views);
     sim.run(Duration::from_secs(5));
-    match sim.outcome(c) {
-        Outcome::Signed { members, .. } => assert!(!members.contains(&4), "{members:?}"),
-        other => panic!("{other:?}"),
-    }
+    let members = sim.members(c);
+    assert!(!members.contains(&4), "{members:?}");
     assert_eq!(sim.coords[c].engine.extra_requests(), 0);
     assert!(sim.took(c) < 2 * MS);
 }
@@ -689,28 +664,13 @@ fn a_share_arriving_after_its_hedge_is_ignored() {
     let mut sim = Sim::new(2, 3);
     // Peer 2 looks fast but is slow this time: it answers well after the hedge.
     let views = sim.views(1);
-    sim.set(
-        2,
-        Behaviour::Alive {
-            one_way: 20 * MS,
-            work: FAST_WORK,
-        },
-    );
-    sim.set(
-        3,
-        Behaviour::Alive {
-            one_way: 40 * MS,
-            work: FAST_WORK,
-        },
-    );
+    sim.delay(2, 20 * MS);
+    sim.delay(3, 40 * MS);
     let c = sim.begin(1, precommit(5, "A"), Start::Normal, views);
     sim.run(Duration::from_secs(5));
     // The first session (1, 2) completes before the hedge (1, 3): its share came first,
     // and the hedge's late answers change nothing.
-    match sim.outcome(c) {
-        Outcome::Signed { members, .. } => assert_eq!(members, &vec![1, 2]),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(sim.members(c), [1, 2]);
     assert_eq!(sim.coords[c].engine.extra_requests(), 1);
     sim.assert_no_double_sign();
 }
