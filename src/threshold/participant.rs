@@ -12,7 +12,7 @@
 //! only for the [`Recorded`] proof of that very document. [`Participant::handle_sign`] runs the
 //! same steps one after the other.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use frost_ed25519::keys::{KeyPackage, PublicKeyPackage};
@@ -30,6 +30,9 @@ use super::nonces::{NoncePool, PooledNonce, DEFAULT_MAX_OUTSTANDING};
 use crate::consensus::canonical;
 use crate::consensus::{ExtensionDoc, SignDoc};
 use crate::sign_state::Recorded;
+use upcoming::Upcoming;
+
+mod upcoming;
 
 /// Double-sign protection as the participant needs it.
 pub trait Watermark {
@@ -78,14 +81,9 @@ pub struct Participant {
     /// Every cosigner of the group (ourselves included), from the public key package.
     members: BTreeMap<PeerId, Identifier>,
     nonces: Mutex<NoncePool>,
-    /// Per coordinator, others' commitments it announced as upcoming, validated ahead of
-    /// its requests, oldest first.
-    upcoming: Mutex<BTreeMap<PeerId, VecDeque<(Commitment, SigningCommitments)>>>,
+    /// Others' commitments that coordinators announced as upcoming, validated.
+    upcoming: Upcoming,
 }
-
-/// Validated upcoming commitments kept per coordinator: enough for the next few signings of
-/// the largest cluster, few enough that a coordinator cannot make us hoard.
-const UPCOMING_PER_COORDINATOR: usize = 32;
 
 impl std::fmt::Debug for Participant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -186,7 +184,7 @@ impl Participant {
             threshold,
             members,
             nonces: Mutex::new(NoncePool::new(DEFAULT_MAX_OUTSTANDING)),
-            upcoming: Mutex::new(BTreeMap::new()),
+            upcoming: Upcoming::default(),
         })
     }
 
@@ -492,7 +490,7 @@ impl Participant {
                     self.pool()
                         .find(coordinator, c)
                         .ok_or_else(unknown_commitment)?
-                } else if let Some(validated) = self.take_upcoming(coordinator, c) {
+                } else if let Some(validated) = self.upcoming.take(coordinator, c) {
                     validated
                 } else {
                     c.to_frost()
@@ -509,8 +507,7 @@ impl Participant {
 
     /// Validates the others' commitments `coordinator` announced as upcoming in a request,
     /// so that its next requests find them decoded. Call it after answering: it costs a point
-    /// validation (about 80 µs) per commitment not seen before. Invalid ones are skipped; a
-    /// request that uses one is refused when it comes.
+    /// validation per commitment not seen before.
     pub fn learn_upcoming(
         &self,
         coordinator: PeerId,
@@ -523,44 +520,7 @@ impl Participant {
             .iter()
             .filter(|(owner, _)| **owner != self.own_id && self.is_member(**owner))
             .flat_map(|(_, list)| list.iter().take(UPCOMING_PER_PARTICIPANT));
-        for wire in others.take(UPCOMING_PER_COORDINATOR) {
-            if self.has_upcoming(coordinator, wire) {
-                continue;
-            }
-            let Ok(decoded) = wire.to_frost() else {
-                continue;
-            };
-            let mut upcoming = self.upcoming_lock();
-            let queue = upcoming.entry(coordinator).or_default();
-            if queue.len() >= UPCOMING_PER_COORDINATOR {
-                queue.pop_front();
-            }
-            queue.push_back((*wire, decoded));
-        }
-    }
-
-    fn has_upcoming(&self, coordinator: PeerId, wire: &Commitment) -> bool {
-        self.upcoming_lock()
-            .get(&coordinator)
-            .is_some_and(|queue| queue.iter().any(|(w, _)| w == wire))
-    }
-
-    /// The validated form of `wire` if `coordinator` announced it, removed: a commitment
-    /// serves one signing.
-    fn take_upcoming(&self, coordinator: PeerId, wire: &Commitment) -> Option<SigningCommitments> {
-        let mut upcoming = self.upcoming_lock();
-        let queue = upcoming.get_mut(&coordinator)?;
-        let at = queue.iter().position(|(w, _)| w == wire)?;
-        queue.remove(at).map(|(_, decoded)| decoded)
-    }
-
-    fn upcoming_lock(
-        &self,
-    ) -> MutexGuard<'_, BTreeMap<PeerId, VecDeque<(Commitment, SigningCommitments)>>> {
-        // Entries are validated before they go in; a panic cannot leave a bad one behind.
-        self.upcoming
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.upcoming.learn(coordinator, others);
     }
 
     fn package(&self, part: &DecodedPart) -> Result<SigningPackage, Refusal> {
@@ -856,18 +816,18 @@ mod tests {
         let upcoming = BTreeMap::from([(1, vec![coordinators, garbage]), (2, vec![ours])]);
         // A stranger's announcements are ignored; ours and invalid points are not kept.
         group[1].learn_upcoming(9, &upcoming);
-        assert!(!group[1].has_upcoming(9, &coordinators));
+        assert!(!group[1].upcoming.has(9, &coordinators));
         group[1].learn_upcoming(1, &upcoming);
-        assert!(group[1].has_upcoming(1, &coordinators));
-        assert!(!group[1].has_upcoming(1, &garbage));
-        assert!(!group[1].has_upcoming(1, &ours));
+        assert!(group[1].upcoming.has(1, &coordinators));
+        assert!(!group[1].upcoming.has(1, &garbage));
+        assert!(!group[1].upcoming.has(1, &ours));
         // Only the coordinator that announced it finds it validated.
-        assert!(!group[1].has_upcoming(3, &coordinators));
+        assert!(!group[1].upcoming.has(3, &coordinators));
         group[1]
             .handle_sign(1, &wire(&req), &wm, &mut OsRng)
             .unwrap();
         assert!(
-            !group[1].has_upcoming(1, &coordinators),
+            !group[1].upcoming.has(1, &coordinators),
             "used once, then gone"
         );
     }
@@ -875,14 +835,11 @@ mod tests {
     #[test]
     fn upcoming_commitments_are_bounded_per_coordinator() {
         let (group, _) = group(2, 3);
-        for _ in 0..UPCOMING_PER_COORDINATOR {
+        for _ in 0..upcoming::UPCOMING_PER_COORDINATOR {
             let fresh = group[0].handle_commitments(1, 2, &mut OsRng).unwrap();
             group[1].learn_upcoming(1, &BTreeMap::from([(1, fresh)]));
         }
-        assert_eq!(
-            group[1].upcoming_lock().get(&1).map(VecDeque::len),
-            Some(UPCOMING_PER_COORDINATOR)
-        );
+        assert_eq!(group[1].upcoming.len(1), upcoming::UPCOMING_PER_COORDINATOR);
     }
 
     #[test]
