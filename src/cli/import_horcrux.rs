@@ -11,14 +11,14 @@ use anyhow::Context;
 use cosigner::ceremony::horcrux::{import, shard};
 use cosigner::ceremony::machine::KeySource;
 use cosigner::ceremony::output::plan_horcrux_states;
-use cosigner::ceremony::run::{self, DEFAULT_TIMEOUT};
 use cosigner::ceremony::CeremonyKind;
-use cosigner::config::Config;
+
+use super::ceremony::CeremonyArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    config: PathBuf,
+    #[command(flatten)]
+    ceremony: CeremonyArgs,
     /// Horcrux's home directory on this host, with its shard and `state/` (default
     /// `$HOME/.horcrux`).
     #[arg(long, value_name = "DIR")]
@@ -30,16 +30,11 @@ pub struct Args {
     /// Horcrux's state directory (default `<horcrux-home>/state`).
     #[arg(long, value_name = "DIR")]
     horcrux_state_dir: Option<PathBuf>,
-    /// Seconds to wait for every cosigner: start the command on every host within this.
-    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TIMEOUT.as_secs())]
-    timeout: u64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    super::start::init_tracing();
-    let timeout = super::ceremony_timeout(args.timeout)?;
-    let loaded = Config::load(&args.config)?;
-    let prepared = run::prepare(&loaded, CeremonyKind::HorcruxImport)?;
+    let ready = args.ceremony.prepare(CeremonyKind::HorcruxImport)?;
+    let (loaded, prepared) = (&ready.loaded, &ready.prepared);
     let home = match &args.horcrux_home {
         Some(home) => home.clone(),
         None => std::env::var_os("HOME")
@@ -78,13 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         key_package: Box::new(key_package),
         expected_key: expected,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let report = runtime.block_on(run::run(prepared, source, states, timeout))?;
-    print!("{report}");
-    Ok(())
+    ready.run(source, states)
 }
 
 /// Horcrux writes its PID to `horcrux.pid` in its home while it runs: its state files would

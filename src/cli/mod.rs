@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Each subcommand lives in its own module.
 
 mod add_key;
+mod ceremony;
 mod check_config;
 mod dkg;
 mod import_horcrux;
@@ -62,13 +63,4 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dkg(args) => dkg::run(args),
         Command::ImportHorcrux(args) => import_horcrux::run(args),
     }
-}
-
-/// A ceremony's `--timeout`: long enough to start every host by hand, bounded.
-fn ceremony_timeout(seconds: u64) -> anyhow::Result<std::time::Duration> {
-    anyhow::ensure!(
-        (1..=3600).contains(&seconds),
-        "--timeout {seconds}: expected 1 to 3600 seconds"
-    );
-    Ok(std::time::Duration::from_secs(seconds))
 }
