@@ -65,10 +65,7 @@ fn signs_under_the_printed_key(mut cluster: Cluster) {
     cluster.start_all();
     let outcome = sim.outcome();
     outcome.assert_clean(&cluster.running());
-    assert_eq!(
-        outcome.report.validator_pubkey.as_deref(),
-        Some(cluster.key.public_key_base64().as_str())
-    );
+    outcome.assert_key(&cluster.key.public_key_base64());
 }
 
 #[test]
@@ -303,8 +300,5 @@ fn a_horcrux_cluster_imports_its_shards_and_signs_under_the_original_key() {
     cluster.start_all();
     let outcome = sim.outcome();
     outcome.assert_clean(&cluster.running());
-    assert_eq!(
-        outcome.report.validator_pubkey.as_deref(),
-        Some(pubkey.as_str())
-    );
+    outcome.assert_key(&pubkey);
 }

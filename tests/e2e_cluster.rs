@@ -24,10 +24,7 @@ fn run_clean(name: &str, threshold: u16, shares: u16, protocol: &str, heights: &
     let outcome = sim.outcome();
     outcome.assert_clean(&cluster.running());
     // Every signature was verified by the simulator under the key from priv_validator_key.json.
-    assert_eq!(
-        outcome.report.validator_pubkey.as_deref(),
-        Some(cluster.key.public_key_base64().as_str())
-    );
+    outcome.assert_key(&cluster.key.public_key_base64());
 }
 
 #[test]

@@ -249,6 +249,17 @@ impl Outcome {
             .sum()
     }
 
+    /// Asserts that the signer presented `public_key_base64`, under which the simulator
+    /// verified every signature.
+    pub fn assert_key(&self, public_key_base64: &str) {
+        assert_eq!(
+            self.report.validator_pubkey.as_deref(),
+            Some(public_key_base64),
+            "{}",
+            self.output
+        );
+    }
+
     /// Signer connections the simulator accepted.
     pub fn connections_accepted(&self) -> u64 {
         self.report.connections.accepted
