@@ -23,6 +23,7 @@
 //! - [`secret_file`]: reading secret files: private modes only, wiped buffers.
 //! - `testkit` (cargo feature `testkit` only): the property checks of the fuzz targets.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 // Input decides whether these would panic; outside tests every failure is a typed error.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 

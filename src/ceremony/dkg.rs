@@ -28,7 +28,7 @@ fn blamed(culprit: &Identifier) -> PeerId {
 }
 
 /// Part 1: our secret polynomial and the round-1 package to broadcast (frost's encoding).
-pub fn part1<R: RngCore + CryptoRng>(
+pub(crate) fn part1<R: RngCore + CryptoRng>(
     me: PeerId,
     shares: u16,
     threshold: u16,
@@ -39,7 +39,7 @@ pub fn part1<R: RngCore + CryptoRng>(
 }
 
 /// frost's canonical encoding of a round-1 package.
-pub fn encode_round1(package: &round1::Package) -> Result<Vec<u8>, Abort> {
+pub(crate) fn encode_round1(package: &round1::Package) -> Result<Vec<u8>, Abort> {
     package
         .serialize()
         .map_err(|e| Abort::local(format!("cannot encode a round-1 package: {e}")))
@@ -48,7 +48,11 @@ pub fn encode_round1(package: &round1::Package) -> Result<Vec<u8>, Abort> {
 /// Decodes `from`'s round-1 package and checks what frost's part 2 would only report without
 /// naming the sender: its commitment has one point per coefficient of a degree `t - 1`
 /// polynomial.
-pub fn decode_round1(from: PeerId, bytes: &[u8], threshold: u16) -> Result<round1::Package, Abort> {
+pub(crate) fn decode_round1(
+    from: PeerId,
+    bytes: &[u8],
+    threshold: u16,
+) -> Result<round1::Package, Abort> {
     if bytes.len() > MAX_PACKAGE_BYTES {
         return Err(Abort::culprit(
             from,
@@ -70,7 +74,7 @@ pub fn decode_round1(from: PeerId, bytes: &[u8], threshold: u16) -> Result<round
 /// Part 2: checks every peer's proof of knowledge and makes each peer's secret round-2
 /// package (frost's encoding, in wiping buffers).
 #[allow(clippy::type_complexity)]
-pub fn part2(
+pub(crate) fn part2(
     secret: round1::SecretPackage,
     received: &BTreeMap<PeerId, round1::Package>,
 ) -> Result<(round2::SecretPackage, BTreeMap<PeerId, Zeroizing<Vec<u8>>>), Abort> {
@@ -94,7 +98,7 @@ pub fn part2(
 }
 
 /// Decodes the round-2 package `from` made for us.
-pub fn decode_round2(from: PeerId, bytes: &[u8]) -> Result<round2::Package, Abort> {
+pub(crate) fn decode_round2(from: PeerId, bytes: &[u8]) -> Result<round2::Package, Abort> {
     if bytes.len() > MAX_PACKAGE_BYTES {
         return Err(Abort::culprit(
             from,
@@ -107,7 +111,7 @@ pub fn decode_round2(from: PeerId, bytes: &[u8]) -> Result<round2::Package, Abor
 
 /// Part 3: checks every received share against its sender's commitment and computes our key
 /// package and the group's public key package.
-pub fn part3(
+pub(crate) fn part3(
     secret: &round2::SecretPackage,
     round1: &BTreeMap<PeerId, round1::Package>,
     round2: &BTreeMap<PeerId, round2::Package>,

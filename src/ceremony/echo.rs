@@ -16,7 +16,7 @@ use crate::cluster::PeerId;
 
 /// The digest of `sender`'s contribution, as canonically re-encoded after decoding (so two
 /// encodings of one value cannot differ), bound to the session and the sender.
-pub fn digest(session: &SessionId, sender: PeerId, canonical: &[u8]) -> Digest {
+pub(crate) fn digest(session: &SessionId, sender: PeerId, canonical: &[u8]) -> Digest {
     let mut h = Sha256::new();
     h.update(b"cosigner ceremony echo v1\x00");
     h.update(session);
@@ -34,7 +34,7 @@ pub fn digest(session: &SessionId, sender: PeerId, canonical: &[u8]) -> Digest {
 /// - otherwise the sender or the reporter lies, and both are named.
 ///
 /// `what` says what the values are ("round-1 package").
-pub fn compare<T: PartialEq>(
+pub(crate) fn compare<T: PartialEq>(
     me: PeerId,
     ours: &BTreeMap<PeerId, T>,
     reporter: PeerId,

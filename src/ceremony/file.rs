@@ -20,12 +20,12 @@ use crate::threshold::quorum::check_threshold;
 /// The file's name, in the directory of `cosigner.toml`.
 pub const CEREMONY_FILE: &str = "ceremony.json";
 /// The only version this build reads and writes.
-pub const CEREMONY_VERSION: u32 = 1;
+pub(crate) const CEREMONY_VERSION: u32 = 1;
 /// A ceremony file is a few hundred bytes.
 const MAX_CEREMONY_FILE_BYTES: u64 = 16 * 1024;
 
 /// A ceremony's session id: every request of the ceremony carries it.
-pub type SessionId = [u8; 32];
+pub(crate) type SessionId = [u8; 32];
 
 /// Which ceremony makes this directory's key share.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,7 +180,7 @@ impl CeremonyFile {
 /// The session id of a ceremony: SHA-256 over a domain tag, the ceremony file's fields and
 /// the certificate pin of every cosigner `1..=n`. Hosts agree on it exactly when their
 /// directories come from one `split-key` run and nobody edited a pin, a threshold or a key.
-pub fn session_id(
+pub(crate) fn session_id(
     file: &CeremonyFile,
     pins: &BTreeMap<PeerId, String>,
 ) -> Result<SessionId, String> {

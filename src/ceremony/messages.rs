@@ -16,12 +16,12 @@ use crate::threshold::messages::{Commitment, Share};
 
 /// Largest contribution or round-2 package accepted: a round-1 package of a 17-of-32 DKG is
 /// about 620 bytes.
-pub const MAX_PACKAGE_BYTES: usize = 4 * 1024;
+pub(crate) const MAX_PACKAGE_BYTES: usize = 4 * 1024;
 /// Longest reason a "not yet" or a refusal may carry.
-pub const MAX_REASON_BYTES: usize = 1024;
+pub(crate) const MAX_REASON_BYTES: usize = 1024;
 
 /// A SHA-256 digest.
-pub type Digest = [u8; 32];
+pub(crate) type Digest = [u8; 32];
 
 /// One request of a ceremony.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +87,7 @@ pub enum CeremonyResponse {
 }
 
 /// Cuts a reason to [`MAX_REASON_BYTES`] (on a character boundary).
-pub fn bounded_reason(reason: &str) -> String {
+pub(crate) fn bounded_reason(reason: &str) -> String {
     if reason.len() <= MAX_REASON_BYTES {
         return reason.to_string();
     }

@@ -65,16 +65,16 @@
 //! - [`run`]: the network edge: binds the cluster, drives the machine, keeps the deadline.
 //! - [`output`]: the disk edge: staging and publishing the share and sign states.
 
-pub mod abort;
-pub mod dkg;
-pub mod echo;
-pub mod file;
+pub(crate) mod abort;
+pub(crate) mod dkg;
+pub(crate) mod echo;
+pub(crate) mod file;
 pub mod horcrux;
 pub mod machine;
-pub mod messages;
+pub(crate) mod messages;
 pub mod output;
 pub mod run;
-pub mod test_sign;
+pub(crate) mod test_sign;
 
 pub use abort::Abort;
 pub use file::{CeremonyFile, CeremonyKind, CEREMONY_FILE};

@@ -26,7 +26,7 @@ use crate::threshold::messages::{identifier_of, peer_of, Commitment, Share};
 /// The message every cosigner signs: `0xff` first, so it can never be length-prefixed
 /// CometBFT sign bytes, then the session and the group key, so it is signed once per
 /// ceremony and means nothing elsewhere.
-pub fn message(session: &SessionId, group_key: &[u8; 32]) -> Vec<u8> {
+pub(crate) fn message(session: &SessionId, group_key: &[u8; 32]) -> Vec<u8> {
     let mut m = b"\xffcosigner key ceremony test signature\x00".to_vec();
     m.extend_from_slice(session);
     m.extend_from_slice(group_key);
@@ -34,7 +34,7 @@ pub fn message(session: &SessionId, group_key: &[u8; 32]) -> Vec<u8> {
 }
 
 /// One cosigner's part in the test signing.
-pub struct TestSigning {
+pub(crate) struct TestSigning {
     me: PeerId,
     shares_total: u16,
     message: Vec<u8>,
@@ -49,7 +49,7 @@ pub struct TestSigning {
 
 impl TestSigning {
     /// Commits (round 1 of signing) with our new share.
-    pub fn new<R: RngCore + CryptoRng>(
+    pub(crate) fn new<R: RngCore + CryptoRng>(
         me: PeerId,
         shares_total: u16,
         message: Vec<u8>,
@@ -71,16 +71,20 @@ impl TestSigning {
         })
     }
 
-    pub fn own_commitment(&self) -> Commitment {
+    pub(crate) fn own_commitment(&self) -> Commitment {
         self.own_commitment
     }
 
-    pub fn has_commitment(&self, from: PeerId) -> bool {
+    pub(crate) fn has_commitment(&self, from: PeerId) -> bool {
         self.commitments.contains_key(&from)
     }
 
     /// Takes `from`'s commitment; its points are validated by frost.
-    pub fn absorb_commitment(&mut self, from: PeerId, wire: Commitment) -> Result<(), Abort> {
+    pub(crate) fn absorb_commitment(
+        &mut self,
+        from: PeerId,
+        wire: Commitment,
+    ) -> Result<(), Abort> {
         let decoded = wire
             .to_frost()
             .map_err(|e| Abort::culprit(from, format!("its test commitment is invalid: {e}")))?;
@@ -89,7 +93,7 @@ impl TestSigning {
     }
 
     /// Signs once every commitment is in; later calls do nothing.
-    pub fn sign_when_ready(&mut self, key_package: &KeyPackage) -> Result<(), Abort> {
+    pub(crate) fn sign_when_ready(&mut self, key_package: &KeyPackage) -> Result<(), Abort> {
         if self.signed.is_some() || self.commitments.len() != usize::from(self.shares_total) {
             return Ok(());
         }
@@ -116,16 +120,16 @@ impl TestSigning {
     }
 
     /// Our share and the commitments it was made over, once signed.
-    pub fn own_share(&self) -> Option<(Share, Vec<Commitment>)> {
+    pub(crate) fn own_share(&self) -> Option<(Share, Vec<Commitment>)> {
         self.signed.as_ref().map(|(s, v, _)| (*s, v.clone()))
     }
 
-    pub fn has_share(&self, from: PeerId) -> bool {
+    pub(crate) fn has_share(&self, from: PeerId) -> bool {
         self.shares.contains_key(&from)
     }
 
     /// Takes `from`'s share after checking that it signed over the commitments we hold.
-    pub fn absorb_share(
+    pub(crate) fn absorb_share(
         &mut self,
         from: PeerId,
         share: Share,
@@ -152,7 +156,7 @@ impl TestSigning {
 
     /// Once every share is in: aggregates (frost verifies the result and names a wrong
     /// share) and verifies the signature strictly under `group_key`.
-    pub fn finish(
+    pub(crate) fn finish(
         &self,
         public_key_package: &PublicKeyPackage,
         group_key: &[u8; 32],

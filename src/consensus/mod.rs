@@ -9,7 +9,7 @@
 //! sign, never from metadata sent alongside them.
 
 pub mod canonical;
-pub mod proto;
+pub(crate) mod proto;
 
 pub use proto::{SignedMsgType, Timestamp};
 

@@ -6,7 +6,7 @@
 //! here take the [`ProtocolVersion`] where it matters. [`framing`] owns the varint length
 //! prefix around each message.
 
-pub mod framing;
+pub(crate) mod framing;
 
 pub use framing::{
     decode_delimited, decode_length_prefix, decode_message, encode_delimited, FrameError,

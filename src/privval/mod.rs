@@ -8,13 +8,13 @@
 //! - [`dialer`]: dialling each node and redialling forever.
 //! - [`address`], [`version`]: where a node listens and which protocol it speaks.
 
-pub mod address;
+pub(crate) mod address;
 pub mod dialer;
 pub mod messages;
 pub mod secret_connection;
 pub mod session;
 pub mod sign_doc;
-pub mod version;
+pub(crate) mod version;
 
 pub use address::NodeAddress;
 pub use version::ProtocolVersion;

@@ -8,10 +8,10 @@
 //! - [`proof`]: what the guard vouches for ([`Recorded`], [`ValidatorSigned`]).
 //! - [`import`]: reading CometBFT's `priv_validator_state.json`, and `cosigner state show`.
 
-pub mod guard;
+pub(crate) mod guard;
 pub mod import;
-pub mod proof;
-pub mod rules;
+pub(crate) mod proof;
+pub(crate) mod rules;
 pub mod store;
 
 pub use guard::{ChainSignState, Observed, DEFAULT_MAX_HEIGHT_JUMP};

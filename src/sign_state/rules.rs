@@ -207,7 +207,7 @@ pub fn check(state: &SignState, doc: &SignDoc) -> Result<Verdict, Refusal> {
 /// participant's watermark to an absurd height (2^62), after which no real vote is ever
 /// signed again. `anchor` is `None` for a key that never signed on this chain: a new
 /// validator joins a chain at whatever height it has reached.
-pub fn check_jump(anchor: Option<i64>, max_jump: u64, doc: &SignDoc) -> Result<(), Refusal> {
+pub(crate) fn check_jump(anchor: Option<i64>, max_jump: u64, doc: &SignDoc) -> Result<(), Refusal> {
     let Some(anchor) = anchor else {
         return Ok(());
     };

@@ -22,7 +22,7 @@ const NICE: i32 = 19;
 type Job = Box<dyn FnOnce() + Send>;
 
 /// A handle to the background thread; the thread ends when every handle is dropped.
-pub struct Background {
+pub(super) struct Background {
     jobs: SyncSender<Job>,
     /// Kinds of job queued, not yet started, through [`Background::run_unless_pending`].
     pending: Arc<Mutex<HashSet<&'static str>>>,
@@ -30,7 +30,7 @@ pub struct Background {
 
 impl Background {
     /// Starts the thread.
-    pub fn start() -> std::io::Result<Background> {
+    pub(super) fn start() -> std::io::Result<Background> {
         let (jobs, queue) = sync_channel::<Job>(QUEUE);
         std::thread::Builder::new()
             .name("cosigner-bg".into())
@@ -53,7 +53,11 @@ impl Background {
     /// work that tops something up, where one job that has not looked yet serves every
     /// request for it. (Once it starts, a new request queues another, which sees what the
     /// running one may have missed.)
-    pub fn run_unless_pending(&self, what: &'static str, job: impl FnOnce() + Send + 'static) {
+    pub(super) fn run_unless_pending(
+        &self,
+        what: &'static str,
+        job: impl FnOnce() + Send + 'static,
+    ) {
         if !pending(&self.pending).insert(what) {
             return;
         }
@@ -69,7 +73,7 @@ impl Background {
 
     /// Queues `job`, or drops it if the queue is full or the thread is gone; whether it was
     /// queued.
-    pub fn run(&self, what: &'static str, job: impl FnOnce() + Send + 'static) -> bool {
+    pub(super) fn run(&self, what: &'static str, job: impl FnOnce() + Send + 'static) -> bool {
         match self.jobs.try_send(Box::new(job)) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {

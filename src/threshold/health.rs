@@ -14,9 +14,9 @@ const ALPHA: f64 = 0.125;
 const BETA: f64 = 0.25;
 /// No expected time is shorter than this: a signing's work (share, fsync) alone takes
 /// hundreds of microseconds, and the scheduler of a loaded host adds as much.
-pub const MIN_EXPECTED: Duration = Duration::from_millis(2);
+pub(crate) const MIN_EXPECTED: Duration = Duration::from_millis(2);
 /// Silence shorter than this never makes a peer suspect, whatever its round trip.
-pub const MIN_SILENCE: Duration = Duration::from_millis(150);
+pub(crate) const MIN_SILENCE: Duration = Duration::from_millis(150);
 /// Round trips of silence (beyond the heartbeat interval) that make a peer suspect.
 const SILENT_ROUND_TRIPS: u32 = 4;
 /// A link is degraded at this many times its usual round trip, and never below the floor:
@@ -30,7 +30,7 @@ const BASELINE_DRIFT: u32 = 256;
 /// Whether this cosigner's own network is the slow part: every peer it reaches is degraded
 /// (see [`PeerHealth::is_degraded`]). One slow peer is routed around; all of them at once,
 /// with each usually fast, points at the link they share, this cosigner's.
-pub fn self_degraded<'a>(peers: impl IntoIterator<Item = &'a PeerHealth>) -> bool {
+pub(crate) fn self_degraded<'a>(peers: impl IntoIterator<Item = &'a PeerHealth>) -> bool {
     let mut any = false;
     for p in peers.into_iter().filter(|p| p.is_connected()) {
         if !p.is_degraded() {
@@ -43,14 +43,14 @@ pub fn self_degraded<'a>(peers: impl IntoIterator<Item = &'a PeerHealth>) -> boo
 
 /// A smoothed round-trip estimate.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RttEstimate {
+pub(crate) struct RttEstimate {
     srtt: Duration,
     rttvar: Duration,
 }
 
 impl RttEstimate {
     /// The estimate after the first sample, as RFC 6298 §2.2 starts it.
-    pub fn first(sample: Duration) -> RttEstimate {
+    pub(crate) fn first(sample: Duration) -> RttEstimate {
         RttEstimate {
             srtt: sample,
             rttvar: sample / 2,
@@ -58,7 +58,7 @@ impl RttEstimate {
     }
 
     /// Folds in one more sample (RFC 6298 §2.3).
-    pub fn update(&mut self, sample: Duration) {
+    pub(crate) fn update(&mut self, sample: Duration) {
         let srtt = self.srtt.as_secs_f64();
         let s = sample.as_secs_f64();
         let rttvar = (1.0 - BETA) * self.rttvar.as_secs_f64() + BETA * (srtt - s).abs();
@@ -66,24 +66,25 @@ impl RttEstimate {
         self.srtt = Duration::from_secs_f64((1.0 - ALPHA) * srtt + ALPHA * s);
     }
 
-    pub fn srtt(&self) -> Duration {
+    pub(crate) fn srtt(&self) -> Duration {
         self.srtt
     }
 
-    pub fn rttvar(&self) -> Duration {
+    #[cfg(test)]
+    pub(crate) fn rttvar(&self) -> Duration {
         self.rttvar
     }
 
     /// The time by which an answer is late: mean plus four deviations, at least
     /// [`MIN_EXPECTED`].
-    pub fn expected(&self) -> Duration {
+    pub(crate) fn expected(&self) -> Duration {
         (self.srtt + 4 * self.rttvar).max(MIN_EXPECTED)
     }
 }
 
 /// One peer as the coordinator sees it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct PeerHealth {
+pub(crate) struct PeerHealth {
     /// Heartbeat (and commitment request) round trips: the network.
     network: Option<RttEstimate>,
     /// Sign request to share: the network plus the peer's share and watermark write.
@@ -103,7 +104,7 @@ impl Default for PeerHealth {
 }
 
 impl PeerHealth {
-    pub fn new() -> PeerHealth {
+    pub(crate) fn new() -> PeerHealth {
         PeerHealth {
             network: None,
             share: None,
@@ -114,24 +115,24 @@ impl PeerHealth {
     }
 
     /// A connection to the peer came up (counts as hearing from it) or went down.
-    pub fn set_connected(&mut self, connected: bool, now: Instant) {
+    pub(crate) fn set_connected(&mut self, connected: bool, now: Instant) {
         self.connected = connected;
         if connected {
             self.heard(now);
         }
     }
 
-    pub fn is_connected(&self) -> bool {
+    pub(crate) fn is_connected(&self) -> bool {
         self.connected
     }
 
     /// Anything arrived from the peer.
-    pub fn heard(&mut self, now: Instant) {
+    pub(crate) fn heard(&mut self, now: Instant) {
         self.last_heard = Some(self.last_heard.map_or(now, |t| t.max(now)));
     }
 
     /// A heartbeat (or any plain request) answered after `rtt`.
-    pub fn network_sample(&mut self, rtt: Duration, now: Instant) {
+    pub(crate) fn network_sample(&mut self, rtt: Duration, now: Instant) {
         update(&mut self.network, rtt);
         self.baseline = Some(match self.baseline {
             None => rtt,
@@ -143,7 +144,7 @@ impl PeerHealth {
 
     /// Whether this link is now much slower than it usually is: its smoothed round trip is
     /// [`SLOW_FACTOR`] times its baseline and at least [`SLOW_FLOOR`].
-    pub fn is_degraded(&self) -> bool {
+    pub(crate) fn is_degraded(&self) -> bool {
         match (self.network, self.baseline) {
             (Some(net), Some(base)) => net.srtt() >= SLOW_FLOOR && net.srtt() >= base * SLOW_FACTOR,
             _ => false,
@@ -151,26 +152,18 @@ impl PeerHealth {
     }
 
     /// A share arrived `latency` after its request was sent.
-    pub fn share_sample(&mut self, latency: Duration, now: Instant) {
+    pub(crate) fn share_sample(&mut self, latency: Duration, now: Instant) {
         update(&mut self.share, latency);
         self.heard(now);
     }
 
-    pub fn network(&self) -> Option<RttEstimate> {
-        self.network
-    }
-
-    pub fn share(&self) -> Option<RttEstimate> {
-        self.share
-    }
-
-    pub fn last_heard(&self) -> Option<Instant> {
+    pub(crate) fn last_heard(&self) -> Option<Instant> {
         self.last_heard
     }
 
     /// By when a share requested now is late. Without share samples yet, the network
     /// estimate plus [`MIN_EXPECTED`] of work; without either, `fallback`.
-    pub fn expected_share(&self, fallback: Duration) -> Duration {
+    pub(crate) fn expected_share(&self, fallback: Duration) -> Duration {
         match (self.share, self.network) {
             (Some(share), _) => share.expected(),
             (None, Some(net)) => net.expected() + MIN_EXPECTED,
@@ -179,7 +172,7 @@ impl PeerHealth {
     }
 
     /// For ordering peers: the mean share latency, or the network's plus work, or `fallback`.
-    pub fn typical_share(&self, fallback: Duration) -> Duration {
+    pub(crate) fn typical_share(&self, fallback: Duration) -> Duration {
         match (self.share, self.network) {
             (Some(share), _) => share.srtt(),
             (None, Some(net)) => net.srtt() + MIN_EXPECTED,
@@ -191,7 +184,7 @@ impl PeerHealth {
     /// is taken for dead: more than the heartbeat interval plus several of its round trips,
     /// and at least [`MIN_SILENCE`] beyond the interval. A disconnected peer is unreachable,
     /// which is not the same thing: it is simply not asked.
-    pub fn is_suspect(&self, now: Instant, heartbeat: Duration) -> bool {
+    pub(crate) fn is_suspect(&self, now: Instant, heartbeat: Duration) -> bool {
         if !self.connected {
             return false;
         }

@@ -12,11 +12,11 @@
 
 pub mod coordinator;
 pub mod epoch;
-pub mod health;
+pub(crate) mod health;
 pub mod key_share;
 pub mod messages;
-pub mod nonces;
+pub(crate) mod nonces;
 pub mod participant;
-pub mod quorum;
+pub(crate) mod quorum;
 pub mod seed_escrow;
-pub mod signing;
+pub(crate) mod signing;

@@ -30,21 +30,22 @@ use super::messages::{Commitment, DecodeError, PeerId};
 /// coordinator (a response it stopped waiting for); with equal bounds the pool would evict
 /// nonces whose commitments the coordinator still holds, and every signing with them would
 /// fail as "unknown commitment".
-pub const DEFAULT_MAX_OUTSTANDING: usize = 4 * super::coordinator::DEFAULT_MAX_PER_PARTICIPANT;
+pub(crate) const DEFAULT_MAX_OUTSTANDING: usize =
+    4 * super::coordinator::DEFAULT_MAX_PER_PARTICIPANT;
 
 /// Spare nonces the pool asks to be kept: enough for the commitments a few concurrent sign
 /// responses hand out (two each with a vote extension).
-pub const SPARE_TARGET: usize = 8;
+pub(crate) const SPARE_TARGET: usize = 8;
 
 /// A nonce and its commitment in both forms: the wire form finds it without decoding points.
-pub struct PooledNonce {
+pub(crate) struct PooledNonce {
     wire: Commitment,
     nonces: Box<SigningNonces>,
 }
 
 impl PooledNonce {
     /// Makes a fresh nonce for `signing_share` (the expensive part, done outside any lock).
-    pub fn generate<R: RngCore + CryptoRng>(
+    pub(crate) fn generate<R: RngCore + CryptoRng>(
         signing_share: &SigningShare,
         rng: &mut R,
     ) -> Result<PooledNonce, DecodeError> {
@@ -58,7 +59,7 @@ impl PooledNonce {
 }
 
 /// Secret nonces issued to each coordinator, oldest first, and spare ones issued to nobody.
-pub struct NoncePool {
+pub(crate) struct NoncePool {
     max_outstanding: usize,
     // A few dozen entries per coordinator: a linear scan by commitment is cheaper than
     // maintaining an index next to the FIFO order.
@@ -89,7 +90,7 @@ impl Default for NoncePool {
 
 impl NoncePool {
     /// A pool keeping at most `max_outstanding` (at least 1) nonces per coordinator.
-    pub fn new(max_outstanding: usize) -> NoncePool {
+    pub(crate) fn new(max_outstanding: usize) -> NoncePool {
         NoncePool {
             max_outstanding: max_outstanding.max(1),
             by_coordinator: BTreeMap::new(),
@@ -97,17 +98,14 @@ impl NoncePool {
         }
     }
 
-    pub fn max_outstanding(&self) -> usize {
-        self.max_outstanding
-    }
 
     /// How many spare nonces the pool would like added.
-    pub fn spare_wanted(&self) -> usize {
+    pub(crate) fn spare_wanted(&self) -> usize {
         SPARE_TARGET.saturating_sub(self.spare.len())
     }
 
     /// Adds a nonce issued to nobody yet, unless enough are spare already.
-    pub fn add_spare(&mut self, nonce: PooledNonce) {
+    pub(crate) fn add_spare(&mut self, nonce: PooledNonce) {
         if self.spare.len() < SPARE_TARGET {
             self.spare.push(nonce);
         }
@@ -117,7 +115,7 @@ impl NoncePool {
     /// commitments in both forms. At most `max_outstanding` are issued; beyond the bound the
     /// oldest outstanding ones are evicted (the coordinator's inventory evicts in the same
     /// order).
-    pub fn issue<R: RngCore + CryptoRng>(
+    pub(crate) fn issue<R: RngCore + CryptoRng>(
         &mut self,
         coordinator: PeerId,
         count: usize,
@@ -143,7 +141,11 @@ impl NoncePool {
 
     /// The decoded commitments behind `wire` if it was issued to `coordinator` and not used
     /// yet, without decoding any point. Takes nothing.
-    pub fn find(&self, coordinator: PeerId, wire: &Commitment) -> Option<SigningCommitments> {
+    pub(crate) fn find(
+        &self,
+        coordinator: PeerId,
+        wire: &Commitment,
+    ) -> Option<SigningCommitments> {
         self.by_coordinator
             .get(&coordinator)?
             .iter()
@@ -154,7 +156,7 @@ impl NoncePool {
     /// Removes and returns the nonces behind `commitments` if they were issued to
     /// `coordinator` and not used yet. After this call the pool no longer knows them. They
     /// stay boxed: keep them so until they are dropped.
-    pub fn take(
+    pub(crate) fn take(
         &mut self,
         coordinator: PeerId,
         commitments: &SigningCommitments,
@@ -171,16 +173,12 @@ impl NoncePool {
     }
 
     /// How many nonces issued to `coordinator` are still unused.
-    pub fn outstanding(&self, coordinator: PeerId) -> usize {
+    pub(crate) fn outstanding(&self, coordinator: PeerId) -> usize {
         self.by_coordinator
             .get(&coordinator)
             .map_or(0, VecDeque::len)
     }
 
-    /// Forgets every nonce issued to `coordinator`, e.g. when it is removed from the cluster.
-    pub fn forget(&mut self, coordinator: PeerId) {
-        self.by_coordinator.remove(&coordinator);
-    }
 }
 
 #[cfg(test)]

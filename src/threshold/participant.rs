@@ -599,7 +599,7 @@ fn sign_bytes_refusal(reason: impl Into<String>) -> Refusal {
 #[cfg(test)]
 pub(crate) mod testkit {
     use super::*;
-    pub use crate::consensus::Step;
+    pub(crate) use crate::consensus::Step;
     use crate::privval::messages::{
         self, SignedMsgType, Vote, WireBlockId as BlockId, WirePartSetHeader as PartSetHeader,
     };
@@ -610,7 +610,7 @@ pub(crate) mod testkit {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     /// Passes a message through bincode, as the transport does.
-    pub fn wire<T: Serialize + DeserializeOwned>(value: &T) -> T {
+    pub(crate) fn wire<T: Serialize + DeserializeOwned>(value: &T) -> T {
         let bytes = bincode::serialize(value).unwrap();
         bincode::deserialize(&bytes).unwrap()
     }
@@ -641,7 +641,7 @@ pub(crate) mod testkit {
     }
 
     /// Canonical vote sign bytes (prevote or precommit; `None` is a nil vote).
-    pub fn vote_bytes(
+    pub(crate) fn vote_bytes(
         chain: &str,
         height: i64,
         round: i64,
@@ -654,7 +654,7 @@ pub(crate) mod testkit {
     }
 
     /// Canonical vote extension sign bytes.
-    pub fn ext_bytes(chain: &str, height: i64, round: i64, extension: &str) -> Vec<u8> {
+    pub(crate) fn ext_bytes(chain: &str, height: i64, round: i64, extension: &str) -> Vec<u8> {
         let mut v = vote(height, round, Step::Precommit, Some("B"));
         v.extension = extension.as_bytes().to_vec();
         sign_doc::extension_sign_doc(chain, &v).unwrap().sign_bytes
@@ -662,7 +662,7 @@ pub(crate) mod testkit {
 
     /// Authorizes everything unless told to refuse; remembers what it authorized.
     #[derive(Default)]
-    pub struct RecordingWatermark {
+    pub(crate) struct RecordingWatermark {
         pub refuse: AtomicBool,
         pub authorized: Mutex<Vec<SignDoc>>,
     }
@@ -682,7 +682,7 @@ pub(crate) mod testkit {
 
     /// A freshly dealt t-of-n group: one participant per cosigner (ids 1..=n) using the fake
     /// sign-bytes parser.
-    pub fn group(t: u16, n: u16) -> (Vec<Participant>, PublicKeyPackage) {
+    pub(crate) fn group(t: u16, n: u16) -> (Vec<Participant>, PublicKeyPackage) {
         let (shares, pkp) = generate_with_dealer(n, t, IdentifierList::Default, OsRng).unwrap();
         let participants = shares
             .into_iter()

@@ -209,14 +209,14 @@ mod hex_array {
 
     use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer, const N: usize>(
+    pub(super) fn serialize<S: Serializer, const N: usize>(
         bytes: &[u8; N],
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&hex::encode(bytes))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+    pub(super) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
         deserializer: D,
     ) -> Result<[u8; N], D::Error> {
         let text: Cow<'de, str> = Deserialize::deserialize(deserializer)?;

@@ -26,24 +26,24 @@ use std::time::{Duration, Instant};
 use super::messages::PeerId;
 
 /// Sessions of one signing that may run at once.
-pub const MAX_SESSIONS: usize = 4;
+pub(crate) const MAX_SESSIONS: usize = 4;
 /// Sessions one signing may start in all; the deadline usually ends it long before.
-pub const MAX_TOTAL_SESSIONS: usize = 8;
+pub(crate) const MAX_TOTAL_SESSIONS: usize = 8;
 
 /// No member is late before this: a share's work (its fsync above all) varies by
 /// milliseconds on a loaded host, and a hedge costs every member of the new session a share.
-pub const MIN_HEDGE_DELAY: Duration = Duration::from_millis(10);
+pub(crate) const MIN_HEDGE_DELAY: Duration = Duration::from_millis(10);
 /// A hedge takes a replacement at most this many times slower (typically) than the member
 /// it replaces, until the session has waited as long as the replacement typically takes:
 /// asking a peer known to answer in 200 ms because a 1 ms peer is 10 ms late buys nothing.
 const HEDGE_SLOWER_AT_MOST: u32 = 4;
 
 /// A session's number within its signing.
-pub type SessionId = u32;
+pub(crate) type SessionId = u32;
 
 /// A peer as the signing sees it when it starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerView {
+pub(crate) struct PeerView {
     pub id: PeerId,
     /// Typical time from request to share, for ordering.
     pub typical: Duration,
@@ -57,7 +57,7 @@ pub struct PeerView {
 
 /// What a participant's answer means for the signing.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// Its share(s) arrived and fit the session.
     Share,
     /// Double-sign protection refused: final for the whole signing.
@@ -74,7 +74,7 @@ pub enum Answer {
 
 /// What the engine wants done.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Build a request for these members (this cosigner first), taking one commitment of
     /// each (two with an extension), and send it to every member.
     Start {
@@ -97,7 +97,7 @@ pub enum Action {
 
 /// How a signing ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// This session's shares aggregated into the signature.
     Signed {
         session: SessionId,
@@ -111,7 +111,7 @@ pub enum Outcome {
 
 /// How a signing should start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Start {
+pub(crate) enum Start {
     /// One session with the fastest peers.
     Normal,
     /// Sessions covering every reachable peer at once.
@@ -120,7 +120,7 @@ pub enum Start {
 
 /// The fixed parameters of one signing.
 #[derive(Clone, Copy, Debug)]
-pub struct Params {
+pub(crate) struct Params {
     pub self_id: PeerId,
     pub threshold: u16,
     /// One commitment per member and session, or two with a vote extension.
@@ -153,7 +153,7 @@ enum SessionState {
 
 /// One signing's state.
 #[derive(Debug)]
-pub struct Signing {
+pub(crate) struct Signing {
     params: Params,
     peers: BTreeMap<PeerId, PeerView>,
     sessions: BTreeMap<SessionId, Session>,
@@ -171,7 +171,7 @@ pub struct Signing {
 impl Signing {
     /// A signing over `peers` (every other cosigner that is connected; this cosigner is not
     /// among them).
-    pub fn new(params: Params, peers: impl IntoIterator<Item = PeerView>) -> Signing {
+    pub(crate) fn new(params: Params, peers: impl IntoIterator<Item = PeerView>) -> Signing {
         Signing {
             params,
             peers: peers
@@ -194,17 +194,13 @@ impl Signing {
     }
 
     /// Remote requests beyond the first session's `t - 1`, so far.
-    pub fn extra_requests(&self) -> usize {
+    pub(crate) fn extra_requests(&self) -> usize {
         self.extra_requests
     }
 
-    /// What went wrong along the way, for the reason of a failure.
-    pub fn problems(&self) -> &[String] {
-        &self.problems
-    }
 
     /// Starts the signing at `now`.
-    pub fn start(&mut self, now: Instant, how: Start) -> Vec<Action> {
+    pub(crate) fn start(&mut self, now: Instant, how: Start) -> Vec<Action> {
         let mut actions = Vec::new();
         let groups = match how {
             Start::Normal => self.fastest(&BTreeSet::new()).into_iter().collect(),
@@ -384,13 +380,9 @@ impl Signing {
         actions
     }
 
-    /// Whether the signing is over.
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
 
     /// The answer of `peer` (this cosigner included) in `session`, at `now`.
-    pub fn on_answer(
+    pub(crate) fn on_answer(
         &mut self,
         now: Instant,
         session: SessionId,
@@ -493,7 +485,7 @@ impl Signing {
     }
 
     /// The aggregation of `session` succeeded, or named the members whose shares are invalid.
-    pub fn on_aggregated(
+    pub(crate) fn on_aggregated(
         &mut self,
         now: Instant,
         session: SessionId,
@@ -541,7 +533,12 @@ impl Signing {
     /// Commitments of `peer` arrived: `available` are held now. If no session can still
     /// complete in its expected time (none is open, or every open one waits on a late
     /// member), another starts with them.
-    pub fn on_commitments(&mut self, now: Instant, peer: PeerId, available: usize) -> Vec<Action> {
+    pub(crate) fn on_commitments(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        available: usize,
+    ) -> Vec<Action> {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.available = available;
         }

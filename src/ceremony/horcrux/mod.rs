@@ -50,6 +50,6 @@
 
 pub mod import;
 pub mod shard;
-pub mod state;
+pub(crate) mod state;
 
 pub use shard::HorcruxShard;

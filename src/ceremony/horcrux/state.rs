@@ -19,7 +19,7 @@ const MAX_STATE_FILE_BYTES: u64 = 64 * 1024;
 
 /// Which of Horcrux's two state files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HorcruxStateKind {
+pub(crate) enum HorcruxStateKind {
     /// `<chain-id>_share_sign_state.json`: what this cosigner released a share for.
     ShareSignState,
     /// `<chain-id>_priv_validator_state.json`: what the cluster signed.
@@ -27,13 +27,13 @@ pub enum HorcruxStateKind {
 }
 
 impl HorcruxStateKind {
-    pub const ALL: [HorcruxStateKind; 2] = [
+    pub(crate) const ALL: [HorcruxStateKind; 2] = [
         HorcruxStateKind::ShareSignState,
         HorcruxStateKind::PrivValidatorState,
     ];
 
     /// The file's path in Horcrux's state directory (`signer/config.go`).
-    pub fn path(self, state_dir: &Path, chain_id: &str) -> PathBuf {
+    pub(crate) fn path(self, state_dir: &Path, chain_id: &str) -> PathBuf {
         state_dir.join(match self {
             HorcruxStateKind::ShareSignState => format!("{chain_id}_share_sign_state.json"),
             HorcruxStateKind::PrivValidatorState => {
@@ -76,7 +76,7 @@ fn integer(field: &str, value: &serde_json::Value) -> Result<i64, String> {
 }
 
 /// Parses a Horcrux state file's contents for `chain_id`.
-pub fn parse(json: &str, chain_id: &str) -> Result<SignState, String> {
+pub(crate) fn parse(json: &str, chain_id: &str) -> Result<SignState, String> {
     let raw: StateJson =
         serde_json::from_str(json).map_err(|e| format!("not a Horcrux sign state: {e}"))?;
     let height = integer("height", &raw.height)?;
@@ -128,7 +128,7 @@ pub fn parse(json: &str, chain_id: &str) -> Result<SignState, String> {
 }
 
 /// Reads one Horcrux state file; `Ok(None)` if it does not exist.
-pub fn load(path: &Path, chain_id: &str) -> Result<Option<SignState>, String> {
+pub(crate) fn load(path: &Path, chain_id: &str) -> Result<Option<SignState>, String> {
     let len = match std::fs::metadata(path) {
         Ok(m) => m.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -146,7 +146,7 @@ pub fn load(path: &Path, chain_id: &str) -> Result<Option<SignState>, String> {
 
 /// The higher of Horcrux's two states. At one position, the one that records sign bytes
 /// wins; two that record sign bytes differing beyond the timestamp are a contradiction.
-pub fn higher(a: SignState, b: SignState) -> Result<SignState, String> {
+pub(crate) fn higher(a: SignState, b: SignState) -> Result<SignState, String> {
     match a.position().cmp(&b.position()) {
         std::cmp::Ordering::Greater => Ok(a),
         std::cmp::Ordering::Less => Ok(b),
@@ -169,7 +169,7 @@ pub fn higher(a: SignState, b: SignState) -> Result<SignState, String> {
 
 /// What to write for a chain: `Some(state)` to raise our watermark to, or `None` if the
 /// existing one is already as high (a watermark is never lowered).
-pub fn to_write(existing: Option<&SignState>, imported: SignState) -> Option<SignState> {
+pub(crate) fn to_write(existing: Option<&SignState>, imported: SignState) -> Option<SignState> {
     match existing {
         Some(have) if have.position() >= imported.position() => None,
         _ => Some(imported),

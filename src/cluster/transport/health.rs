@@ -16,16 +16,16 @@ use tokio::sync::watch;
 use tokio::time::{sleep, timeout_at};
 
 /// How often each side pings each connection.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(250);
+pub(crate) const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(250);
 /// A liveness probe waits this many smoothed round trips for an answer...
 const PROBE_ROUND_TRIPS: u32 = 3;
 /// ...but never less than this, so scheduling noise on a loaded host is not taken for death.
-pub const PROBE_FLOOR: Duration = Duration::from_millis(150);
+pub(crate) const PROBE_FLOOR: Duration = Duration::from_millis(150);
 /// Pings whose pong we still wait for; older ones are forgotten (their pongs are late).
 const PINGS_REMEMBERED: usize = 16;
 /// Bytes of datagrams quinn buffers per connection, each way: plenty for 9-byte pings read
 /// as they come, and a bound on what a peer can make us hold.
-pub const DATAGRAM_BUFFER: usize = 2048;
+pub(crate) const DATAGRAM_BUFFER: usize = 2048;
 
 const PING: u8 = 1;
 const PONG: u8 = 2;

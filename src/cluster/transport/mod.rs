@@ -33,7 +33,7 @@ use super::PeerId;
 
 mod accept;
 mod dial;
-pub mod health;
+pub(crate) mod health;
 pub mod hello;
 mod notices;
 mod peer;
@@ -74,22 +74,22 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// Stream reset codes, carried in RESET_STREAM / STOP_SENDING.
 mod code {
-    pub const CANCELLED: u32 = 0;
-    pub const BAD_FRAME: u32 = 1;
-    pub const HANDLER_GAVE_UP: u32 = 2;
-    pub const BAD_RESPONSE: u32 = 3;
-    pub const BUSY: u32 = 4;
+    pub(super) const CANCELLED: u32 = 0;
+    pub(super) const BAD_FRAME: u32 = 1;
+    pub(super) const HANDLER_GAVE_UP: u32 = 2;
+    pub(super) const BAD_RESPONSE: u32 = 3;
+    pub(super) const BUSY: u32 = 4;
 }
 
 /// Connection close codes.
 mod close {
-    pub const SHUTDOWN: u32 = 0;
-    pub const UNKNOWN_CERTIFICATE: u32 = 1;
-    pub const WRONG_PEER: u32 = 2;
-    pub const SUPERSEDED: u32 = 3;
-    pub const HELLO_FAILED: u32 = 4;
+    pub(super) const SHUTDOWN: u32 = 0;
+    pub(super) const UNKNOWN_CERTIFICATE: u32 = 1;
+    pub(super) const WRONG_PEER: u32 = 2;
+    pub(super) const SUPERSEDED: u32 = 3;
+    pub(super) const HELLO_FAILED: u32 = 4;
     /// The peer's process restarted: the connection to its previous instance is dead.
-    pub const RESTARTED: u32 = 5;
+    pub(super) const RESTARTED: u32 = 5;
 }
 
 /// One peer as the transport needs it.

@@ -16,7 +16,7 @@ use tracing::{debug, error, warn};
 use crate::cluster::PeerId;
 
 /// At most one line per cause per this interval.
-pub const LOG_INTERVAL: Duration = Duration::from_secs(5);
+pub(super) const LOG_INTERVAL: Duration = Duration::from_secs(5);
 /// Address validations (Retry) are part of every handshake; more than this many in one
 /// interval are worth a line, since peers need one each per connection.
 const RETRIES_WORTH_A_LINE: u64 = 16;

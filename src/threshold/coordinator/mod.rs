@@ -7,9 +7,9 @@
 //!
 //! Whom to ask and when is [`super::signing`]'s; sending and waiting belong to the caller.
 
-pub mod aggregate;
-pub mod inventory;
-pub mod session;
+pub(crate) mod aggregate;
+pub(crate) mod inventory;
+pub(crate) mod session;
 
 pub use aggregate::{aggregate, AggregateError};
 pub use inventory::{CommitmentInventory, DEFAULT_MAX_PER_PARTICIPANT};

@@ -33,7 +33,7 @@ impl Signing {
     /// stopped): a session waiting only on suspects will not complete, so it is failed at once
     /// instead of at its attempt timeout, and the signing goes on without them, or gives up
     /// if nobody is left (so that a coordinator cut off from its peers gives way quickly).
-    pub fn on_suspects(&mut self, now: Instant, suspects: &BTreeSet<PeerId>) -> Vec<Action> {
+    pub(crate) fn on_suspects(&mut self, now: Instant, suspects: &BTreeSet<PeerId>) -> Vec<Action> {
         let mut actions = Vec::new();
         if self.done {
             return actions;
@@ -80,7 +80,7 @@ impl Signing {
     }
 
     /// Time has come: hedge late sessions, give up on expired ones or on the signing.
-    pub fn on_time(&mut self, now: Instant) -> Vec<Action> {
+    pub(crate) fn on_time(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         if self.done {
             return actions;
