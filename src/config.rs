@@ -39,7 +39,9 @@ pub struct Config {
     pub chains: Vec<ChainConfig>,
     /// The nodes to dial (each node's `priv_validator_laddr`).
     pub nodes: Vec<NodeConfig>,
+    /// Whose key signs: one whole key, one threshold share, or several named shares.
     pub mode: Mode,
+    /// How long each network and signing step may take.
     pub timeouts: Timeouts,
 }
 
@@ -142,9 +144,11 @@ impl Config {
     }
 }
 
+/// A `[[chain]]`: one chain ID this signer signs for, and its safety margins.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
+    /// The chain ID exactly as the node sends it in each request (`cosmoshub-4`).
     pub id: String,
     /// Refuse a request more than this many heights above the highest height the validator
     /// is known to have signed (default [`DEFAULT_MAX_HEIGHT_JUMP`]).
@@ -156,6 +160,7 @@ pub struct ChainConfig {
 }
 
 impl ChainConfig {
+    /// The configured height jump limit, or [`DEFAULT_MAX_HEIGHT_JUMP`] when unset.
     pub fn max_height_jump(&self) -> u64 {
         self.max_height_jump.unwrap_or(DEFAULT_MAX_HEIGHT_JUMP)
     }
@@ -187,11 +192,13 @@ fn retired_key(text: &str) -> Option<(String, String)> {
     })
 }
 
+/// A `[[node]]`: one validator node to dial and the privval version it speaks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// `tcp://[NODE_ID@]HOST:PORT`.
     pub address: NodeAddress,
+    /// Which CometBFT privval version the node speaks; it decides the public key response.
     pub protocol: ProtocolVersion,
     /// Answer v1 SignBytes requests (never for bytes that decode as a vote or proposal).
     #[serde(default)]
@@ -201,6 +208,7 @@ pub struct NodeConfig {
     pub key: Option<String>,
 }
 
+/// `[single]`: this signer holds the whole validator key and signs alone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SingleConfig {
@@ -208,11 +216,13 @@ pub struct SingleConfig {
     pub key_file: PathBuf,
 }
 
+/// `[threshold]`: this cosigner holds one FROST share and signs with its peers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThresholdConfig {
     /// This cosigner's FROST identifier, 1..=n.
     pub id: u16,
+    /// How many cosigners must sign together (`t` of `n`); more than half of `n`.
     pub threshold: u16,
     /// Where this cosigner accepts QUIC connections from its peers.
     pub listen: SocketAddr,
@@ -221,8 +231,11 @@ pub struct ThresholdConfig {
     /// This cosigner's TLS certificate and key for the cluster, and the cluster's CA
     /// certificate (whose private key was destroyed by `split-key`).
     pub tls_cert: PathBuf,
+    /// The private key of `tls_cert`.
     pub tls_key: PathBuf,
+    /// The CA that issued every cosigner's certificate; a peer must present one it signed.
     pub cluster_ca: PathBuf,
+    /// The other cosigners of the cluster (`[[threshold.peer]]`), one each.
     #[serde(rename = "peer", default)]
     pub peers: Vec<PeerConfig>,
     /// Source networks (`ADDR/PREFIX` or an address) cluster handshakes are accepted from
@@ -232,9 +245,11 @@ pub struct ThresholdConfig {
     pub allowed_sources: Vec<crate::cluster::IpNet>,
 }
 
+/// A `[[threshold.peer]]`: another cosigner of this cluster and how to reach and trust it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerConfig {
+    /// The peer's FROST identifier, 1..=n, distinct from this cosigner's `id`.
     pub id: u16,
     /// `HOST:PORT` of the peer's QUIC listener.
     pub address: String,
@@ -298,22 +313,33 @@ impl Timeouts {
     }
 }
 
+/// Why a `cosigner.toml` cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("{path}: cannot read: {source}")]
     Read {
+        /// The config file.
         path: PathBuf,
+        /// What the read failed with.
         source: std::io::Error,
     },
+    /// The file is not valid TOML or does not match the schema.
     #[error("{path}: {source}")]
     Parse {
+        /// The config file.
         path: PathBuf,
+        /// The parser's error, with the line and column.
         source: Box<toml::de::Error>,
     },
+    /// The file parsed but a value is not acceptable.
     #[error("{path}: field `{field}`: {problem}")]
     Invalid {
+        /// The config file.
         path: PathBuf,
+        /// The offending key, as its TOML path (`threshold.peer[1].id`).
         field: String,
+        /// What is wrong with the value and what to do.
         problem: String,
     },
 }
@@ -321,7 +347,9 @@ pub enum ConfigError {
 /// A loaded config: the parsed file, where it came from, and its paths made absolute.
 #[derive(Clone, Debug)]
 pub struct LoadedConfig {
+    /// The config file, absolute; relative paths inside it were resolved against its folder.
     pub path: PathBuf,
+    /// The parsed config, its paths absolute.
     pub config: Config,
 }
 
@@ -416,24 +444,37 @@ impl LoadedConfig {
 /// Why the key share the config names cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyShareLoadError {
+    /// The key share file cannot be read or is not a key share.
     #[error(transparent)]
     Load(#[from] key_share::KeyShareError),
+    /// No key share yet: the directory was made for a key ceremony that has not run.
     #[error(
         "{}: no key share yet: this directory is waiting for its key ceremony. Run `{command}` \
          on every cosigner host (all within its --timeout of each other), then start",
         path.display()
     )]
-    PendingCeremony { path: PathBuf, command: String },
+    PendingCeremony {
+        /// Where the key share will be.
+        path: PathBuf,
+        /// The ceremony command to run on every cosigner host.
+        command: String,
+    },
+    /// The key share is another cosigner's, or of another threshold, than the config says.
     #[error(
         "{}: the key share is cosigner {share_id} of a {share_threshold}-of-n cluster, but the \
          config says cosigner {config_id} with threshold {config_threshold}",
         path.display()
     )]
     Mismatch {
+        /// The key share file.
         path: PathBuf,
+        /// The cosigner identifier in the key share.
         share_id: u16,
+        /// The threshold in the key share.
         share_threshold: u16,
+        /// The cosigner identifier in the config.
         config_id: u16,
+        /// The threshold in the config.
         config_threshold: u16,
     },
 }

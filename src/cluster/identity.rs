@@ -14,8 +14,11 @@ use sha2::{Digest, Sha256};
 
 /// One cosigner's TLS identity, PEM encoded.
 pub struct IssuedIdentity {
+    /// The cosigner the identity is for (its certificate names it).
     pub id: u16,
+    /// The cosigner's certificate, signed by the cluster CA.
     pub cert_pem: String,
+    /// The certificate's private key; it is secret and goes only to that cosigner.
     pub key_pem: String,
     /// Lowercase hex SHA-256 of the DER certificate.
     pub cert_sha256: String,
@@ -24,10 +27,13 @@ pub struct IssuedIdentity {
 /// A cluster's identities: the CA certificate (its key is already gone) and one identity per
 /// cosigner.
 pub struct IssuedCluster {
+    /// The CA certificate every cosigner trusts.
     pub ca_cert_pem: String,
+    /// One identity per cosigner, by identifier.
     pub identities: Vec<IssuedIdentity>,
 }
 
+/// rcgen could not make a key or certificate.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot issue cluster TLS identities: {0}")]
 pub struct IssueError(#[from] rcgen::Error);

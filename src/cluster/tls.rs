@@ -33,6 +33,7 @@ pub const ALPN: &[u8] = b"cosigner/3";
 /// that lost its quorum learns it (and gives way) within about two seconds. Four keep-alives
 /// fit in the timeout, so a lost datagram or two does not end a healthy connection.
 pub const KEEP_ALIVE: Duration = Duration::from_millis(500);
+/// A connection silent this long is closed; see [`KEEP_ALIVE`] for why it is short.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Concurrent requests a peer may have open on one connection. A coordinator has one request
 /// per signing in flight with each participant, plus a commitment refill; a few concurrent
@@ -50,28 +51,45 @@ pub const RETRY_TOKEN_LIFETIME: Duration = Duration::from_secs(3);
 /// Where a cosigner's TLS material lives (paths already resolved against the config file).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsPaths {
+    /// This cosigner's certificate, PEM.
     pub cert: PathBuf,
+    /// The private key of `cert`, PEM.
     pub key: PathBuf,
+    /// The cluster CA certificate, PEM; every peer's certificate must chain to it.
     pub ca: PathBuf,
 }
 
+/// Why the cluster TLS material cannot be loaded or turned into a QUIC configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A file could not be read.
     #[error("{path}: cannot read: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// What the read failed with.
         source: std::io::Error,
     },
+    /// A file was read but does not hold what it should.
     #[error("{path}: {problem}")]
-    Invalid { path: PathBuf, problem: String },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its contents.
+        problem: String,
+    },
+    /// rustls or quinn refused the configuration; carries their reason.
     #[error("cannot build the TLS configuration: {0}")]
     Config(String),
 }
 
 /// A loaded identity: our certificate chain and key, and the cluster CA.
 pub struct TlsIdentity {
+    /// Our certificate, leaf first.
     pub cert_chain: Vec<CertificateDer<'static>>,
+    /// The private key of the leaf certificate.
     pub key: PrivateKeyDer<'static>,
+    /// The cluster CA certificate peers must chain to.
     pub ca: CertificateDer<'static>,
 }
 
@@ -271,6 +289,7 @@ pub struct PeerPins {
 }
 
 impl PeerPins {
+    /// Pins from `(cosigner, SHA-256 fingerprint in hex)` pairs; the hex may be in either case.
     pub fn new(pins: impl IntoIterator<Item = (PeerId, String)>) -> PeerPins {
         PeerPins {
             pins: pins

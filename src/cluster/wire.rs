@@ -18,14 +18,25 @@ pub const MAX_FRAME_LEN: u32 = 64 * 1024;
 /// Version byte plus length.
 pub const HEADER_LEN: usize = 5;
 
+/// Why bytes are not a valid cluster frame, or a message could not be framed.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
+    /// The frame's version byte is not [`PROTOCOL_VERSION`].
     #[error("frame protocol version {got} is not supported (we speak {PROTOCOL_VERSION})")]
-    UnsupportedVersion { got: u8 },
+    UnsupportedVersion {
+        /// The version the frame carries.
+        got: u8,
+    },
+    /// The frame announces a body over [`MAX_FRAME_LEN`].
     #[error("frame body of {len} bytes exceeds the maximum of {MAX_FRAME_LEN}")]
-    TooLarge { len: u64 },
+    TooLarge {
+        /// The announced body length.
+        len: u64,
+    },
+    /// bincode could not encode the message.
     #[error("cannot encode message: {0}")]
     Encode(bincode::Error),
+    /// The body does not decode as the expected message.
     #[error("cannot decode message: {0}")]
     Decode(bincode::Error),
 }

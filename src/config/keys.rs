@@ -51,6 +51,7 @@ use crate::threshold::key_share::KeyShare;
 pub struct NamedKey {
     /// What chains and nodes call it (`key = "..."`): 1 to 50 of A-Z a-z 0-9 _ -.
     pub name: String,
+    /// The share of this key and the cluster that signs with it.
     pub threshold: ThresholdConfig,
 }
 
@@ -59,8 +60,11 @@ pub struct NamedKey {
 pub struct KeyView<'a> {
     /// `None` for the `[threshold]` key of a one-key directory.
     pub name: Option<&'a str>,
+    /// The share of this key and the cluster that signs with it.
     pub threshold: &'a ThresholdConfig,
+    /// The chains this key signs.
     pub chains: Vec<&'a ChainConfig>,
+    /// The nodes this key's cluster serves.
     pub nodes: Vec<&'a NodeConfig>,
 }
 
@@ -110,18 +114,25 @@ impl Config {
 /// Why the key shares of a directory cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeySharesError {
+    /// One key's share cannot be used.
     #[error("{label}: {source}")]
     Load {
+        /// Which key (`[threshold]` or `key[i]` with its name).
         label: String,
+        /// Why its share cannot be used.
         source: KeyShareLoadError,
     },
+    /// Two keys hold shares of one validator key; one validator key must be one `[[key]]`.
     #[error(
         "{first} and {second} are shares of the same validator key {public_key}: a validator \
          key is one [[key]], which may sign several chains"
     )]
     SameValidator {
+        /// The first key holding a share of it.
         first: String,
+        /// The second key holding a share of it.
         second: String,
+        /// The validator public key both are shares of.
         public_key: String,
     },
 }
@@ -311,30 +322,41 @@ fn distinct(i: usize, key: &NamedKey, j: usize, other: &NamedKey) -> Result<(), 
 /// Why [`merge_key`] made no config.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MergeError {
+    /// The directory holds a whole key; a threshold key cannot join it.
     #[error(
         "this is a single-key signer's directory: it holds the whole key, and a threshold \
          key cannot be added to it"
     )]
     LiveSingle,
+    /// The directory to add is not one cosigner directory of one key.
     #[error(
         "the directory to add must be one cosigner directory of one key, as split-key writes \
          it (with a [threshold] section)"
     )]
     AdditionNotOneKey,
+    /// The name given for the added key is taken.
     #[error("a key named `{0}` is already in this directory: choose another --name")]
     NameTaken(String),
+    /// The added key's chain is already signed by a key of this directory.
     #[error(
         "chain `{0}` is already signed by this directory: a chain is signed by one key \
          (split the new key for its own chains)"
     )]
     ChainTaken(String),
+    /// The added key's node is already served by this directory.
     #[error(
         "node {0} is already served by this directory: a node runs one chain with one key \
          (give the new key's split its own --node)"
     )]
     NodeTaken(String),
+    /// The merged config fails validation.
     #[error("the merged config is not valid: field `{field}`: {problem}")]
-    Invalid { field: String, problem: String },
+    Invalid {
+        /// The offending key, as its TOML path.
+        field: String,
+        /// What is wrong with its value.
+        problem: String,
+    },
 }
 
 /// `live` with the one key of `addition` (a directory `split-key` wrote for it) added as

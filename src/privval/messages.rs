@@ -18,28 +18,38 @@ use super::version::ProtocolVersion;
 /// One privval message (`tendermint.privval.Message` / `cometbft.privval.v1.Message`).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Message {
+    /// The one request or response this message carries (field 1-10, a proto oneof).
     #[prost(oneof = "message::Sum", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub sum: Option<message::Sum>,
 }
 
 /// The `sum` oneof of [`Message`].
 pub mod message {
+    /// Which request or response a [`Message`] carries; the variant is the oneof field number.
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Sum {
+        /// The node asks for the validator's public key (field 1).
         #[prost(message, tag = "1")]
         PubKeyRequest(super::PubKeyRequest),
+        /// The signer's public key, or why it has none (field 2).
         #[prost(message, tag = "2")]
         PubKeyResponse(super::PubKeyResponse),
+        /// The node asks for a vote to be signed (field 3).
         #[prost(message, tag = "3")]
         SignVoteRequest(super::SignVoteRequest),
+        /// The vote with its signature filled in, or a refusal (field 4).
         #[prost(message, tag = "4")]
         SignedVoteResponse(super::SignedVoteResponse),
+        /// The node asks for a proposal to be signed (field 5).
         #[prost(message, tag = "5")]
         SignProposalRequest(super::SignProposalRequest),
+        /// The proposal with its signature filled in, or a refusal (field 6).
         #[prost(message, tag = "6")]
         SignedProposalResponse(super::SignedProposalResponse),
+        /// The node checks that the signer is still there (field 7).
         #[prost(message, tag = "7")]
         PingRequest(super::PingRequest),
+        /// The signer's answer to a ping (field 8).
         #[prost(message, tag = "8")]
         PingResponse(super::PingResponse),
         /// CometBFT v1.0 only.
@@ -54,13 +64,16 @@ pub mod message {
 /// `RemoteSignerError`: a final refusal; the node does not retry and ignores the code.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct RemoteSignerError {
+    /// An error code; CometBFT neither defines codes nor reads them.
     #[prost(int32, tag = "1")]
     pub code: i32,
+    /// Why the signer refused, as the node logs it.
     #[prost(string, tag = "2")]
     pub description: String,
 }
 
 impl RemoteSignerError {
+    /// A refusal with `code` and a human-readable `description` for the node's log.
     pub fn new(code: i32, description: impl Into<String>) -> Self {
         RemoteSignerError {
             code,
@@ -69,8 +82,10 @@ impl RemoteSignerError {
     }
 }
 
+/// `PubKeyRequest`: the node asks which key signs for it on `chain_id`.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct PubKeyRequest {
+    /// The chain the node runs (field 1); a signer for another chain refuses.
     #[prost(string, tag = "1")]
     pub chain_id: String,
 }
@@ -78,16 +93,20 @@ pub struct PubKeyRequest {
 /// `tendermint.crypto.PublicKey`, as used by v0.34–v0.38 `PubKeyResponse.pub_key`.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct PublicKey {
+    /// The key, by algorithm (a proto oneof); v0.34–v0.38 read the key from here.
     #[prost(oneof = "public_key::Sum", tags = "1, 2")]
     pub sum: Option<public_key::Sum>,
 }
 
 /// The `sum` oneof of [`PublicKey`].
 pub mod public_key {
+    /// The key algorithm of a [`PublicKey`] and its bytes.
     #[derive(Clone, PartialEq, Eq, prost::Oneof)]
     pub enum Sum {
+        /// A 32-byte Ed25519 public key (field 1), the only kind this signer holds.
         #[prost(bytes, tag = "1")]
         Ed25519(Vec<u8>),
+        /// A 33-byte compressed secp256k1 public key (field 2); never sent, only decoded.
         #[prost(bytes, tag = "2")]
         Secp256k1(Vec<u8>),
     }
@@ -97,20 +116,27 @@ pub mod public_key {
 /// `pub_key_bytes` and `pub_key_type` (and reserves field 1).
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct PubKeyResponse {
+    /// The key for v0.34–v0.38 nodes (field 1); v1 reserves the number and leaves it unset.
     #[prost(message, optional, tag = "1")]
     pub pub_key: Option<PublicKey>,
+    /// Set instead of a key when the signer refuses (field 2).
     #[prost(message, optional, tag = "2")]
     pub error: Option<RemoteSignerError>,
+    /// The raw public key for v1 nodes (field 3).
     #[prost(bytes = "vec", tag = "3")]
     pub pub_key_bytes: Vec<u8>,
+    /// The key's algorithm name for v1 nodes (field 4), [`ED25519_KEY_TYPE`] here.
     #[prost(string, tag = "4")]
     pub pub_key_type: String,
 }
 
+/// `SignVoteRequest`: the node asks for a signature on one vote.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SignVoteRequest {
+    /// The vote to sign, its `signature` field empty (field 1).
     #[prost(message, optional, tag = "1")]
     pub vote: Option<Vote>,
+    /// The chain the vote is for (field 2); it is part of the sign bytes.
     #[prost(string, tag = "2")]
     pub chain_id: String,
     /// v1 only; always false from older nodes.
@@ -118,47 +144,62 @@ pub struct SignVoteRequest {
     pub skip_extension_signing: bool,
 }
 
+/// `SignedVoteResponse`: the answer to a [`SignVoteRequest`].
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SignedVoteResponse {
+    /// The vote as asked for, with `signature` (and `extension_signature`) filled in (field 1).
     #[prost(message, optional, tag = "1")]
     pub vote: Option<Vote>,
+    /// Set instead of a vote when the signer refuses (field 2).
     #[prost(message, optional, tag = "2")]
     pub error: Option<RemoteSignerError>,
 }
 
+/// `SignProposalRequest`: the node asks for a signature on one block proposal.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SignProposalRequest {
+    /// The proposal to sign, its `signature` field empty (field 1).
     #[prost(message, optional, tag = "1")]
     pub proposal: Option<Proposal>,
+    /// The chain the proposal is for (field 2); it is part of the sign bytes.
     #[prost(string, tag = "2")]
     pub chain_id: String,
 }
 
+/// `SignedProposalResponse`: the answer to a [`SignProposalRequest`].
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SignedProposalResponse {
+    /// The proposal as asked for, with `signature` filled in (field 1).
     #[prost(message, optional, tag = "1")]
     pub proposal: Option<Proposal>,
+    /// Set instead of a proposal when the signer refuses (field 2).
     #[prost(message, optional, tag = "2")]
     pub error: Option<RemoteSignerError>,
 }
 
+/// `PingRequest`: the node checks that the connection is alive; it carries nothing.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct PingRequest {}
 
+/// `PingResponse`: the answer to a [`PingRequest`]; it carries nothing.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct PingResponse {}
 
 /// v1: sign arbitrary bytes (FilePV signs them as they are).
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct SignBytesRequest {
+    /// The bytes to sign, exactly as given (field 1).
     #[prost(bytes = "vec", tag = "1")]
     pub value: Vec<u8>,
 }
 
+/// `SignBytesResponse` (v1): the answer to a [`SignBytesRequest`].
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct SignBytesResponse {
+    /// The Ed25519 signature over the request's `value` (field 1).
     #[prost(bytes = "vec", tag = "1")]
     pub signature: Vec<u8>,
+    /// Set instead of a signature when the signer refuses (field 2).
     #[prost(message, optional, tag = "2")]
     pub error: Option<RemoteSignerError>,
 }
@@ -168,24 +209,34 @@ pub use crate::consensus::proto::{SignedMsgType, Timestamp};
 /// `tendermint.types.Vote`; `extension` and `extension_signature` exist from v0.38 on.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Vote {
+    /// Prevote or precommit, as a [`SignedMsgType`] number (field 1).
     #[prost(enumeration = "SignedMsgType", tag = "1")]
     pub r#type: i32,
+    /// The block height voted at (field 2).
     #[prost(int64, tag = "2")]
     pub height: i64,
+    /// The consensus round within the height (field 3).
     #[prost(int32, tag = "3")]
     pub round: i32,
+    /// The block voted for; empty for a vote for nil (field 4).
     #[prost(message, optional, tag = "4")]
     pub block_id: Option<WireBlockId>,
+    /// The validator's local time when it voted (field 5); part of the sign bytes.
     #[prost(message, optional, tag = "5")]
     pub timestamp: Option<Timestamp>,
+    /// The validator's address, the first 20 bytes of SHA-256 of its public key (field 6).
     #[prost(bytes = "vec", tag = "6")]
     pub validator_address: Vec<u8>,
+    /// The validator's index in the height's validator set (field 7).
     #[prost(int32, tag = "7")]
     pub validator_index: i32,
+    /// The Ed25519 signature over the vote's canonical sign bytes (field 8).
     #[prost(bytes = "vec", tag = "8")]
     pub signature: Vec<u8>,
+    /// Application data a precommit carries (field 9, v0.38+), signed separately.
     #[prost(bytes = "vec", tag = "9")]
     pub extension: Vec<u8>,
+    /// The signature over the canonical vote extension (field 10, v0.38+).
     #[prost(bytes = "vec", tag = "10")]
     pub extension_signature: Vec<u8>,
 }
@@ -193,18 +244,25 @@ pub struct Vote {
 /// `tendermint.types.Proposal`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Proposal {
+    /// Always `Proposal` as a [`SignedMsgType`] number (field 1).
     #[prost(enumeration = "SignedMsgType", tag = "1")]
     pub r#type: i32,
+    /// The block height proposed at (field 2).
     #[prost(int64, tag = "2")]
     pub height: i64,
+    /// The consensus round within the height (field 3).
     #[prost(int32, tag = "3")]
     pub round: i32,
+    /// The round of the proof of lock the proposer relies on, -1 for none (field 4).
     #[prost(int32, tag = "4")]
     pub pol_round: i32,
+    /// The proposed block (field 5).
     #[prost(message, optional, tag = "5")]
     pub block_id: Option<WireBlockId>,
+    /// The proposer's local time (field 6); part of the sign bytes.
     #[prost(message, optional, tag = "6")]
     pub timestamp: Option<Timestamp>,
+    /// The Ed25519 signature over the proposal's canonical sign bytes (field 7).
     #[prost(bytes = "vec", tag = "7")]
     pub signature: Vec<u8>,
 }
@@ -213,16 +271,21 @@ pub struct Proposal {
 /// empty (but present) part-set header.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct WireBlockId {
+    /// The block's header hash (field 1); empty for nil.
     #[prost(bytes = "vec", tag = "1")]
     pub hash: Vec<u8>,
+    /// How the block was split into gossip parts (field 2).
     #[prost(message, optional, tag = "2")]
     pub part_set_header: Option<WirePartSetHeader>,
 }
 
+/// `tendermint.types.PartSetHeader`: the parts a block was split into for gossip.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct WirePartSetHeader {
+    /// How many parts (field 1).
     #[prost(uint32, tag = "1")]
     pub total: u32,
+    /// The Merkle root of the parts (field 2).
     #[prost(bytes = "vec", tag = "2")]
     pub hash: Vec<u8>,
 }
@@ -230,14 +293,20 @@ pub struct WirePartSetHeader {
 /// The kinds of request a node sends; each has exactly one matching response type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RequestKind {
+    /// `PubKeyRequest`.
     PubKey,
+    /// `SignVoteRequest`.
     SignVote,
+    /// `SignProposalRequest`.
     SignProposal,
+    /// `PingRequest`.
     Ping,
+    /// `SignBytesRequest` (v1 only).
     SignBytes,
 }
 
 impl RequestKind {
+    /// The proto message name, as logs and errors show it.
     pub fn name(self) -> &'static str {
         match self {
             RequestKind::PubKey => "PubKeyRequest",
@@ -258,18 +327,25 @@ impl std::fmt::Display for RequestKind {
 /// A request from the node, taken out of its [`Message`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
+    /// Which key signs for the chain.
     PubKey(PubKeyRequest),
+    /// Sign one vote.
     SignVote(SignVoteRequest),
+    /// Sign one proposal.
     SignProposal(SignProposalRequest),
+    /// Is the signer still there.
     Ping,
+    /// Sign arbitrary bytes (v1 only).
     SignBytes(SignBytesRequest),
 }
 
 /// Why a [`Message`] from the node is not a request we can serve.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
+    /// The oneof is unset.
     #[error("message carries no request (empty oneof)")]
     Empty,
+    /// A response arrived where a request belongs; carries the response's name.
     #[error("node sent a response message ({0}); only the node asks")]
     NotARequest(&'static str),
 }
@@ -297,6 +373,7 @@ impl Request {
         }
     }
 
+    /// Which kind of request this is, for logs and for the matching response type.
     pub fn kind(&self) -> RequestKind {
         match self {
             Request::PubKey(_) => RequestKind::PubKey,
@@ -354,6 +431,7 @@ pub fn signed_vote_response(vote: Vote) -> Message {
     }))
 }
 
+/// The signed proposal (its signature filled in).
 pub fn signed_proposal_response(proposal: Proposal) -> Message {
     wrap(message::Sum::SignedProposalResponse(
         SignedProposalResponse {
@@ -363,6 +441,7 @@ pub fn signed_proposal_response(proposal: Proposal) -> Message {
     ))
 }
 
+/// The signature over a [`SignBytesRequest`]'s bytes.
 pub fn sign_bytes_response(signature: Vec<u8>) -> Message {
     wrap(message::Sum::SignBytesResponse(SignBytesResponse {
         signature,
@@ -370,6 +449,7 @@ pub fn sign_bytes_response(signature: Vec<u8>) -> Message {
     }))
 }
 
+/// The answer to a ping.
 pub fn ping_response() -> Message {
     wrap(message::Sum::PingResponse(PingResponse {}))
 }

@@ -100,10 +100,12 @@ impl ChainSignState {
         self
     }
 
+    /// The chain whose watermark this guards.
     pub fn chain_id(&self) -> &str {
         &self.chain_id
     }
 
+    /// The state file behind it, for messages that name it.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -15,29 +15,55 @@ use crate::consensus::{SignDoc, Step, Timestamp};
 /// Why a state cannot be imported.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// The file is not the JSON FilePV writes; carries the parser's reason.
     #[error("not a CometBFT priv_validator_state.json: {0}")]
     Json(String),
+    /// One field's value cannot be used.
     #[error("invalid {field}: {reason}")]
-    Field { field: &'static str, reason: String },
+    Field {
+        /// The JSON field.
+        field: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
+    /// The `signbytes` field holds no vote or proposal.
     #[error("signbytes are not vote or proposal sign bytes: {0}")]
     SignBytes(#[from] SignBytesError),
+    /// The `signbytes` are at another position than the `height`/`round`/`step` fields.
     #[error("signbytes are for {found}, but the state says {stated}")]
-    Disagrees { stated: Position, found: Position },
+    Disagrees {
+        /// The position the fields give.
+        stated: Position,
+        /// The position the sign bytes encode.
+        found: Position,
+    },
+    /// The `signbytes` are for another chain than the one imported into.
     #[error("the state is for chain `{found}`, not `{expected}`")]
-    WrongChain { expected: String, found: String },
+    WrongChain {
+        /// The chain imported into.
+        expected: String,
+        /// The chain the sign bytes name.
+        found: String,
+    },
+    /// Importing would lower the watermark; refused without `--force`.
     #[error(
         "the existing state is at {existing}, above the imported {imported}; importing would \
          lower the watermark (use --force only if you are sure the existing state is wrong)"
     )]
     WouldLower {
+        /// The watermark on disk.
         existing: Position,
+        /// The watermark in the imported file.
         imported: Position,
     },
+    /// Same position, another signature: one of the two is not the validator's last; refused
+    /// without `--force`.
     #[error(
         "the existing state is at the same position {0} but records a different signature; \
          refusing to replace it without --force"
     )]
     DiffersAtSamePosition(Position),
+    /// The state file cannot be opened, read or written.
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -45,9 +71,15 @@ pub enum ImportError {
 /// What [`import_into`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ImportOutcome {
+    /// There was no state file; it now holds the imported state.
     Created,
+    /// The state file already held the imported state.
     Unchanged,
-    Replaced { previous: Box<SignState> },
+    /// The state file held another state, now replaced.
+    Replaced {
+        /// The state that was replaced, for the operator's record.
+        previous: Box<SignState>,
+    },
 }
 
 /// `priv_validator_state.json` as FilePV writes it: height a string, round and step numbers,
@@ -170,7 +202,9 @@ pub fn cometbft_state_json(state: &SignState) -> String {
 #[derive(Debug, thiserror::Error)]
 #[error("--state `{arg}`: {problem}")]
 pub struct StateArgError {
+    /// The argument as given.
     pub arg: String,
+    /// What is wrong with it.
     pub problem: String,
 }
 
@@ -227,7 +261,9 @@ pub fn write_initial_states(
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write the initial sign state of chain `{chain}`: {error}")]
 pub struct InitialStateError {
+    /// The chain whose state could not be written.
     pub chain: String,
+    /// Why it could not be written.
     pub error: ImportError,
 }
 

@@ -49,6 +49,7 @@ impl From<Refusal> for SignStateError {
 /// A signature made (or found) in single-key mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Signed {
+    /// The Ed25519 signature over the sign bytes (with the stored timestamp on a replay).
     pub signature: [u8; 64],
     /// The timestamp to return to the node: the stored one for a timestamp-only replay,
     /// since the node adopts it and it is what `signature` covers.

@@ -34,10 +34,13 @@ impl Recorded {
 /// Why a reported signature is not one the validator made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotSigned {
+    /// The sign bytes are neither a vote nor a proposal; carries why.
     #[error("the sign bytes do not parse: {0}")]
     SignBytes(String),
+    /// The sign bytes parse but are not the canonical encoding of what they hold.
     #[error("the sign bytes are not canonical")]
     NotCanonical,
+    /// The signature is not a strictly valid Ed25519 signature over the sign bytes.
     #[error("the signature does not verify under the validator key")]
     BadSignature,
 }
@@ -72,10 +75,12 @@ impl ValidatorSigned {
         ValidatorSigned { doc, signature }
     }
 
+    /// What was signed.
     pub fn doc(&self) -> &SignDoc {
         &self.doc
     }
 
+    /// The validator's signature over [`ValidatorSigned::doc`]'s sign bytes.
     pub fn signature(&self) -> [u8; 64] {
         self.signature
     }

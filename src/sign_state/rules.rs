@@ -12,7 +12,9 @@ use crate::consensus::{Hrs, SignDoc, Step, Timestamp};
 /// The watermark of one chain: the highest position signed, and what was signed there.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SignState {
+    /// The highest height signed (0 when nothing was).
     pub height: i64,
+    /// The round of the last signature at `height`.
     pub round: i64,
     /// 0 = nothing signed yet, else [`Step::number`].
     pub step: u8,
@@ -34,12 +36,16 @@ pub struct LastSigned {
 /// A `(height, round, step)` position as FilePV orders them, step 0 meaning "nothing yet".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Position {
+    /// The block height.
     pub height: i64,
+    /// The consensus round within the height.
     pub round: i64,
+    /// The step, by [`Step::number`]; 0 orders below every step.
     pub step: u8,
 }
 
 impl Position {
+    /// Where a request stands in FilePV's order.
     pub fn of(hrs: &Hrs) -> Position {
         Position {
             height: hrs.height,
@@ -65,6 +71,7 @@ impl SignState {
         SignState::default()
     }
 
+    /// The watermark as a position, for comparing a request with it.
     pub fn position(&self) -> Position {
         Position {
             height: self.height,
@@ -121,7 +128,10 @@ pub enum Verdict {
     Identical,
     /// The last signed document with another timestamp. FilePV returns the stored
     /// signature and the stored timestamp, which the node then adopts.
-    TimestampOnly { stored: Timestamp },
+    TimestampOnly {
+        /// The timestamp that was signed, to return in place of the requested one.
+        stored: Timestamp,
+    },
 }
 
 /// How a conflicting same-position request differs from what was signed.
@@ -155,20 +165,59 @@ impl fmt::Display for Difference {
 /// Why a request is refused. The messages are meant for a `RemoteSignerError` description.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// The request is below the watermark's height.
     #[error("height regression refused: asked to sign {requested}, already signed {signed}")]
-    HeightRegression { requested: Hrs, signed: Position },
+    HeightRegression {
+        /// The position asked for.
+        requested: Hrs,
+        /// The watermark.
+        signed: Position,
+    },
+    /// The request is at the watermark's height but a lower round.
     #[error("round regression refused: asked to sign {requested}, already signed {signed}")]
-    RoundRegression { requested: Hrs, signed: Position },
+    RoundRegression {
+        /// The position asked for.
+        requested: Hrs,
+        /// The watermark.
+        signed: Position,
+    },
+    /// The request is at the watermark's height and round but an earlier step.
     #[error("step regression refused: asked to sign {requested}, already signed {signed}")]
-    StepRegression { requested: Hrs, signed: Position },
+    StepRegression {
+        /// The position asked for.
+        requested: Hrs,
+        /// The watermark.
+        signed: Position,
+    },
+    /// The request is at the watermark's position and differs from what was signed there.
     #[error("double signing refused at {at}: {what}")]
-    Conflict { at: Hrs, what: Difference },
+    Conflict {
+        /// The position of both.
+        at: Hrs,
+        /// How the request differs.
+        what: Difference,
+    },
+    /// A same-position request, but the state (an import without sign bytes) cannot compare it.
     #[error("refused to sign again at {at}: the stored state has no sign bytes to compare with")]
-    NoStoredSignBytes { at: Hrs },
+    NoStoredSignBytes {
+        /// The position of the request and the watermark.
+        at: Hrs,
+    },
+    /// An identical request, but no signature is stored to answer it with.
     #[error("refused to sign again at {at}: no signature is stored to return")]
-    NoStoredSignature { at: Hrs },
+    NoStoredSignature {
+        /// The position of the request and the watermark.
+        at: Hrs,
+    },
+    /// The request is for another chain than the state's.
     #[error("chain ID `{requested}` does not match this signer's chain `{expected}`")]
-    ChainMismatch { expected: String, requested: String },
+    ChainMismatch {
+        /// The chain of this state.
+        expected: String,
+        /// The chain the request names.
+        requested: String,
+    },
+    /// The request is further above the highest known signed height than `max_height_jump`.
     #[error(
         "refused to jump to {requested}: {jump} heights above {anchor}, the highest height this \
          cosigner knows the validator signed, and the limit is {max_jump} (max_height_jump). If \
@@ -176,9 +225,13 @@ pub enum Refusal {
          `cosigner state import`"
     )]
     TooFarAhead {
+        /// The position asked for.
         requested: Hrs,
+        /// The highest height this cosigner knows the validator signed.
         anchor: i64,
+        /// How far above `anchor` the request is.
         jump: u64,
+        /// The configured limit, `max_height_jump`.
         max_jump: u64,
     },
 }

@@ -28,6 +28,7 @@ const MAX_HELLO_STREAM: usize = 256;
 pub struct InstanceId(pub [u8; 16]);
 
 impl InstanceId {
+    /// A fresh instance identifier from the OS random generator.
     pub fn random() -> InstanceId {
         let mut bytes = [0u8; 16];
         OsRng.fill_bytes(&mut bytes);
@@ -50,17 +51,23 @@ impl fmt::Debug for InstanceId {
 /// The first frame on a connection, in each direction.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
+    /// The sender's process; a peer with two live instances is a twin.
     pub instance: InstanceId,
 }
 
+/// Why a connection's hello did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum HelloError {
+    /// The peer sent no hello within [`HELLO_TIMEOUT`].
     #[error("no hello within {HELLO_TIMEOUT:?}")]
     Timeout,
+    /// The connection ended during the hello.
     #[error("connection lost during the hello: {0}")]
     Connection(#[from] quinn::ConnectionError),
+    /// The hello stream failed or ran past its bound; says how.
     #[error("hello stream failed: {0}")]
     Stream(String),
+    /// The hello frame is not valid.
     #[error("bad hello: {0}")]
     Wire(#[from] WireError),
 }

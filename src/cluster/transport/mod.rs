@@ -95,6 +95,7 @@ mod close {
 /// One peer as the transport needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerAddr {
+    /// The peer's cosigner identifier, its FROST identifier too.
     pub id: PeerId,
     /// `HOST:PORT`, resolved anew on every dial.
     pub address: String,
@@ -105,9 +106,13 @@ pub struct PeerAddr {
 /// Everything [`Cluster::bind`] needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterConfig {
+    /// This cosigner's identifier.
     pub id: PeerId,
+    /// Where this cosigner accepts QUIC connections from its peers.
     pub listen: SocketAddr,
+    /// Every other cosigner of the cluster.
     pub peers: Vec<PeerAddr>,
+    /// This cosigner's certificate and key, and the cluster CA.
     pub tls: TlsPaths,
     /// Source networks handshakes are accepted from besides the peers' resolved addresses.
     pub allowed_sources: Vec<IpNet>,
@@ -124,7 +129,9 @@ pub enum ResetReason {
     BadResponse,
     /// We had too many requests in flight with the peer; it did not queue this one.
     Busy,
+    /// The stream was given up (code 0): the requester's deadline passed, or it was dropped.
     Cancelled,
+    /// A code this version does not know (a newer peer's).
     Other(u64),
 }
 
@@ -141,32 +148,67 @@ impl ResetReason {
     }
 }
 
+/// Why a request to a peer, or the transport itself, failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
+    /// The TLS material cannot be loaded or used.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The cluster settings cannot make a transport; says which and why.
     #[error("cluster config: {0}")]
     Config(String),
+    /// The listen address cannot be bound.
     #[error("cannot listen for cluster peers on {addr}: {source}")]
     Bind {
+        /// The configured listen address.
         addr: SocketAddr,
+        /// What the bind failed with.
         source: std::io::Error,
     },
+    /// A request named a cosigner that is not a configured peer.
     #[error("cosigner {0} is not a configured peer")]
     UnknownPeer(PeerId),
+    /// The peer did not answer within the request's deadline.
     #[error("request to cosigner {peer} timed out after {timeout:?}")]
-    Timeout { peer: PeerId, timeout: Duration },
+    Timeout {
+        /// The peer asked.
+        peer: PeerId,
+        /// The deadline it missed.
+        timeout: Duration,
+    },
+    /// The peer's answer was not a valid frame.
     #[error("request to cosigner {peer}: {source}")]
-    Wire { peer: PeerId, source: WireError },
+    Wire {
+        /// The peer that answered.
+        peer: PeerId,
+        /// What is wrong with the frame.
+        source: WireError,
+    },
+    /// The peer reset the request stream instead of answering.
     #[error("cosigner {peer} reset the request: {reason:?}")]
-    Rejected { peer: PeerId, reason: ResetReason },
+    Rejected {
+        /// The peer that reset it.
+        peer: PeerId,
+        /// The reset code, as the peer gave it.
+        reason: ResetReason,
+    },
+    /// The connection the request went over ended.
     #[error("connection to cosigner {peer} lost: {source}")]
     ConnectionLost {
+        /// The peer it was to.
         peer: PeerId,
+        /// Why quinn says it ended.
         source: quinn::ConnectionError,
     },
+    /// The request stream failed before an answer was read.
     #[error("stream to cosigner {peer} failed: {detail}")]
-    Stream { peer: PeerId, detail: String },
+    Stream {
+        /// The peer it was to.
+        peer: PeerId,
+        /// What went wrong with the stream.
+        detail: String,
+    },
+    /// The transport was shut down while the request was open.
     #[error("the cluster transport is shut down")]
     Shutdown,
 }
@@ -397,6 +439,7 @@ impl Cluster {
 /// One peer as the transport sees it: [`Cluster::peer_status`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerStatus {
+    /// Whether a live connection to the peer carries our requests now.
     pub connected: bool,
     /// Live connections (at most one each way, plus a newcomer being told apart).
     pub connections: usize,
@@ -406,6 +449,7 @@ pub struct PeerStatus {
     pub last_heard: Option<std::time::Instant>,
     /// Heartbeat round trips on the connection that carries our requests.
     pub rtt_latest: Option<Duration>,
+    /// The smoothed heartbeat round trip on that connection, as QUIC estimates it.
     pub rtt_smoothed: Option<Duration>,
     /// Samples so far on that connection: a poller tells a new one by the count.
     pub rtt_samples: u64,

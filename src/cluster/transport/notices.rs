@@ -48,14 +48,21 @@ pub(super) enum Notice {
 /// refusals.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TransportStats {
+    /// Initials from addresses that are not a configured peer's, ignored.
     pub ignored_not_peer: u64,
+    /// Initials answered with a Retry to validate their address.
     pub retried: u64,
+    /// Handshakes refused because their source already had its share in progress.
     pub refused_source_busy: u64,
+    /// Handshakes refused because every handshake slot was taken.
     pub refused_saturated: u64,
     /// Handshakes begun (address validated, a slot taken).
     pub accepted: u64,
+    /// Handshakes that failed or timed out.
     pub failed: u64,
+    /// Handshakes completed with a certificate that is no configured peer's.
     pub unknown_certificate: u64,
+    /// Connections that did not complete the hello.
     pub hello_failed: u64,
     /// Requests reset because their peer had too many in flight.
     pub requests_busy: u64,

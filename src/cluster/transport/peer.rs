@@ -68,13 +68,16 @@ impl Link {
 /// One running process of a peer, as its connection shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Instance {
+    /// The process, as its hello named it.
     pub id: InstanceId,
+    /// The address its connection comes from.
     pub address: SocketAddr,
 }
 
 /// Two or more live processes with one peer's identity, in the order we met them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Duplicate {
+    /// The instances, first met first.
     pub instances: Vec<Instance>,
 }
 

@@ -34,6 +34,7 @@ pub struct IpNet {
 }
 
 impl IpNet {
+    /// Whether `ip` is in this network; an IPv4-mapped IPv6 address counts as its IPv4 address.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {

@@ -35,12 +35,19 @@ pub const MAX_PREFIX_LEN: usize = 2;
 /// Why bytes are not one acceptable length-delimited privval message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    /// The varint prefix runs on past [`MAX_PREFIX_LEN`] bytes.
     #[error("message length prefix needs more than {MAX_PREFIX_LEN} bytes, so the message exceeds {MAX_MESSAGE_LEN} bytes")]
     PrefixTooLong,
+    /// The prefix has superfluous trailing zero groups, so one length has two encodings.
     #[error("message length prefix is not minimally encoded")]
     NonMinimalPrefix,
+    /// The prefix announces a body over [`MAX_MESSAGE_LEN`].
     #[error("message of {len} bytes exceeds the {MAX_MESSAGE_LEN}-byte limit")]
-    Oversized { len: usize },
+    Oversized {
+        /// The announced body length.
+        len: usize,
+    },
+    /// The body is not a privval `Message`; carries the protobuf decoder's reason.
     #[error("message is not a valid privval protobuf: {0}")]
     Decode(String),
 }
@@ -51,7 +58,12 @@ pub enum LengthPrefix {
     /// One more byte is needed.
     Incomplete,
     /// The prefix is `prefix_len` bytes long and a body of `body_len` bytes follows.
-    Complete { body_len: usize, prefix_len: usize },
+    Complete {
+        /// The length of the message body the prefix announces.
+        body_len: usize,
+        /// How many bytes the prefix itself takes.
+        prefix_len: usize,
+    },
 }
 
 /// Decodes the varint length prefix at the start of `bytes` (which may hold more than the

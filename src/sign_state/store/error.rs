@@ -7,34 +7,63 @@ use std::path::{Path, PathBuf};
 /// operator has to act on it.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// The chain ID is not a valid one
+    /// ([`ChainId::is_valid`](crate::consensus::ChainId::is_valid)), so it cannot name a file.
     #[error("`{0}` is not a valid chain ID for a state file")]
     InvalidChainId(String),
+    /// The configured state directory is missing.
     #[error("state directory {} does not exist or is not a directory", .0.display())]
     NoStateDir(PathBuf),
+    /// The chain has no state file; the message says how to make one.
     #[error("{}", missing_state_help(path, chain_id, None))]
-    Missing { path: PathBuf, chain_id: String },
+    Missing {
+        /// Where the state file should be.
+        path: PathBuf,
+        /// The chain it is for.
+        chain_id: String,
+    },
+    /// The state file fails its checks.
     #[error("sign state {} is corrupt ({reason}); refusing to start. Restore it from a backup, \
              or move it aside and import a state at least as high as the last one signed \
              (`cosigner state import`)", path.display())]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        /// The state file.
+        path: PathBuf,
+        /// Which check failed.
+        reason: String,
+    },
+    /// The state file was written in a format version this cosigner does not know.
     #[error("sign state {} has format version {version}, which this cosigner does not know; \
              it was written by a newer version", path.display())]
-    UnsupportedVersion { path: PathBuf, version: u16 },
+    UnsupportedVersion {
+        /// The state file.
+        path: PathBuf,
+        /// The format version it carries.
+        version: u16,
+    },
+    /// Another process (or this one) holds the file's lock.
     #[error("sign state {} is in use by another process (or opened twice)", .0.display())]
     Locked(PathBuf),
+    /// A state was to be created where one already is.
     #[error("sign state {} already exists", .0.display())]
     AlreadyExists(PathBuf),
     // The OS error is in the message, which is also what a participant sends its
     // coordinator; it is deliberately not a `source` as well, or error chains print it twice.
+    /// An OS call on the state file failed.
     #[error("cannot {op} sign state {}: {error}", path.display())]
     Io {
+        /// The state file.
         path: PathBuf,
+        /// What was being done (`open`, `write`, `fdatasync`, ...).
         op: &'static str,
+        /// The OS error.
         error: io::Error,
     },
+    /// An earlier write failed or was refused; the file is not written again before a restart.
     #[error("sign state {} had a failed or refused write; what reached the disk is unknown, so \
              no further writes are attempted until the cosigner restarts", .0.display())]
     Poisoned(PathBuf),
+    /// The file was deleted or moved while in use, so its watermark would not survive a restart.
     #[error("sign state {} was deleted or moved away while in use: a watermark written on \
              would be lost at the next start, so nothing more is signed with it. Stop the \
              cosigner and put back a state at least as high as the last one signed (`cosigner \
@@ -42,14 +71,22 @@ pub enum StateError {
              starting it again; `cosigner state init` is only for a key that never signed on \
              this chain", .0.display())]
     Deleted(PathBuf),
+    /// Another file took the path while in use, so the watermark written is not the one read
+    /// at start.
     #[error("sign state {} was replaced or overwritten by another file while in use (a \
              restored backup or a copy?): it may hold a lower watermark than was signed, so \
              nothing more is signed with it. Stop the cosigner and make sure the file holds a \
              state at least as high as the last one signed (`cosigner state show`, `cosigner \
              state import`) before starting it again", .0.display())]
     Replaced(PathBuf),
+    /// The state cannot be encoded in the file's slot.
     #[error("cannot store this state in {}: {reason}", path.display())]
-    Unstorable { path: PathBuf, reason: String },
+    Unstorable {
+        /// The state file.
+        path: PathBuf,
+        /// Why it does not fit.
+        reason: String,
+    },
 }
 
 pub(super) fn io_err<'a>(

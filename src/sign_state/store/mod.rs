@@ -306,10 +306,12 @@ impl StateFile {
         Ok(())
     }
 
+    /// The file's path, as opened.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The chain the file is for.
     pub fn chain_id(&self) -> &str {
         &self.chain_id
     }
