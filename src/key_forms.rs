@@ -17,8 +17,10 @@ pub const AMINO_ED25519_PUBKEY_PREFIX: [u8; 5] = [0x16, 0x24, 0xde, 0x64, 0x20];
 /// A bech32 string could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Bech32Error {
+    /// The prefix is not a bech32 human-readable part a chain would use.
     #[error("bech32 prefix `{0}`: expected 1 to 30 lowercase letters and digits, like `cosmos`")]
     BadPrefix(String),
+    /// The bech32 encoder refused the data; carries its reason.
     #[error("bech32 encoding failed: {0}")]
     Encode(String),
 }
@@ -56,16 +58,20 @@ fn bech32_encode(hrp: &str, data: &[u8]) -> Result<String, Bech32Error> {
 /// Every printed form of one validator public key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublicKeyForms {
+    /// The raw 32-byte Ed25519 key.
     pub public_key: [u8; 32],
     /// Uppercase hex of the 20-byte address, as CometBFT prints it.
     pub address_hex: String,
+    /// Base64 of the key, as `priv_validator_key.json` holds it.
     pub base64: String,
+    /// Lowercase hex of the key.
     pub hex: String,
     /// `(valconspub, valcons)` with the bech32 prefix, if one was given.
     pub bech32: Option<(String, String)>,
 }
 
 impl PublicKeyForms {
+    /// Every form of `public_key`, the bech32 ones too when a chain's `prefix` is given.
     pub fn new(public_key: &[u8; 32], prefix: Option<&str>) -> Result<Self, Bech32Error> {
         let address = address_of(public_key);
         let bech32 = match prefix {

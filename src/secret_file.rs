@@ -22,11 +22,13 @@ const NOT_OWNER: u32 = 0o077;
 /// Why a secret file was not read.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretFileProblem {
+    /// The file could not be read.
     #[error("cannot read: {0}")]
     Read(io::Error),
     /// Larger than the caller's bound; the caller says what kind of file it expected.
     #[error("file is larger than {0} bytes")]
     TooLarge(usize),
+    /// Others can read or write the file.
     #[error(transparent)]
     Loose(#[from] LooseMode),
 }
@@ -39,6 +41,7 @@ pub enum SecretFileProblem {
     crate::shell::quote(path)
 )]
 pub struct LooseMode {
+    /// The file.
     pub path: PathBuf,
     /// The permission bits (`st_mode & 0o7777`).
     pub mode: u32,

@@ -15,15 +15,22 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
+/// Why a directory or file could not be written atomically.
 #[derive(Debug, thiserror::Error)]
 pub enum StagedDirError {
+    /// The destination exists; nothing is overwritten.
     #[error("{0}: already exists; refusing to overwrite it")]
     Exists(PathBuf),
+    /// A file system call failed.
     #[error("{path}: {source}")]
     Io {
+        /// The path it was for.
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
+    /// A path is not plain: a relative path to write inside the directory, or a destination,
+    /// has an empty, `.`, `..` or absolute part.
     #[error("{0}: not a plain relative path inside the output directory")]
     BadRelativePath(PathBuf),
 }
@@ -35,6 +42,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StagedDirError + '_ {
     }
 }
 
+/// A directory being built beside its destination, renamed into place on [`StagedDir::commit`].
 pub struct StagedDir {
     destination: PathBuf,
     staging: PathBuf,

@@ -34,43 +34,70 @@ const PUB_SECP256K1: &str = "tendermint/PubKeySecp256k1";
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {problem}", path.display())]
 pub struct KeyFileError {
+    /// The key file.
     pub path: PathBuf,
+    /// What is wrong with it.
     pub problem: KeyFileProblem,
 }
 
 /// What is wrong with a key file.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileProblem {
+    /// The file could not be read.
     #[error("cannot read: {0}")]
     Read(std::io::Error),
+    /// The file is larger than any key file, so it is not read whole.
     #[error("file is larger than {MAX_KEY_FILE_BYTES} bytes; not a key file")]
     TooLarge,
+    /// Others can read or write the file; a key must be private to its owner.
     #[error(transparent)]
     Loose(LooseMode),
+    /// The file is not the JSON of a key file; the reason never quotes its contents.
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
+    /// The key is secp256k1, which FROST Ed25519 cannot split.
     #[error("secp256k1 keys cannot be split: FROST Ed25519 only")]
     Secp256k1,
+    /// A `type` field names a key type other than Ed25519.
     #[error("unsupported key type `{found}` in `{field}`; expected `{expected}`")]
     UnsupportedType {
+        /// The JSON field.
         field: &'static str,
+        /// The type it names.
         found: String,
+        /// The type expected there.
         expected: &'static str,
     },
+    /// A key field is not base64.
     #[error("`{field}` is not valid base64")]
-    NotBase64 { field: &'static str },
+    NotBase64 {
+        /// The JSON field.
+        field: &'static str,
+    },
+    /// A key field decodes to the wrong number of bytes.
     #[error("`{field}` is {found} bytes; expected {expected}")]
     WrongLength {
+        /// The JSON field.
         field: &'static str,
+        /// How many bytes it holds.
         found: usize,
+        /// How many it should hold.
         expected: &'static str,
     },
+    /// The 64-byte private key's public half is not the key its seed derives.
     #[error("the public half of `priv_key.value` does not match the key derived from its seed")]
     PrivateHalvesDisagree,
+    /// `pub_key` is not the public key of the private key.
     #[error("`pub_key.value` does not match the public key of the private key")]
     PublicKeyMismatch,
+    /// `address` is not the address of the public key.
     #[error("`address` {found} does not match the public key (expected {expected})")]
-    WrongAddress { found: String, expected: String },
+    WrongAddress {
+        /// The address in the file.
+        found: String,
+        /// The address of the public key.
+        expected: String,
+    },
 }
 
 /// A validator's Ed25519 consensus key.

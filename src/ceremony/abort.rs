@@ -8,7 +8,12 @@ pub enum Abort {
     /// `culprit` provably misbehaved (an invalid package, a failed share check, an echo that
     /// contradicts what it sent us).
     #[error("cosigner {culprit} misbehaved: {what}")]
-    Culprit { culprit: PeerId, what: String },
+    Culprit {
+        /// The cosigner to blame.
+        culprit: PeerId,
+        /// What it did.
+        what: String,
+    },
     /// `sender`'s broadcast differs between our copy and `reporter`'s report of its copy:
     /// one of the two is lying, and without signatures over broadcasts we cannot say which.
     #[error(
@@ -17,19 +22,28 @@ pub enum Abort {
          {reporter} misreports what it received"
     )]
     Disagreement {
+        /// The cosigner whose message is in dispute.
         sender: PeerId,
+        /// The cosigner that reported receiving something else.
         reporter: PeerId,
+        /// What differs.
         what: String,
     },
     /// `peer` stopped the ceremony, or refused to take part, and said why.
     #[error("cosigner {peer} ended the ceremony: {reason}")]
-    Peer { peer: PeerId, reason: String },
+    Peer {
+        /// The cosigner that ended it.
+        peer: PeerId,
+        /// The reason it gave.
+        reason: String,
+    },
     /// Something on this host (bad local files, a failure of our own).
     #[error("{0}")]
     Local(String),
 }
 
 impl Abort {
+    /// A [`Abort::Culprit`] naming `culprit` for `what`.
     pub fn culprit(culprit: PeerId, what: impl Into<String>) -> Abort {
         Abort::Culprit {
             culprit,
@@ -37,6 +51,7 @@ impl Abort {
         }
     }
 
+    /// A [`Abort::Local`]: this host's own failure, no cosigner to blame.
     pub fn local(what: impl Into<String>) -> Abort {
         Abort::Local(what.into())
     }

@@ -58,11 +58,15 @@ impl CeremonyKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CeremonyFile {
+    /// The format version of `ceremony.json`; another is refused.
     pub version: u32,
+    /// Which ceremony the directories are made for.
     pub kind: CeremonyKind,
     /// 32 random bytes (hex) from `split-key`: one ceremony per set of directories.
     pub nonce: String,
+    /// How many cosigners must sign together (`t`).
     pub threshold: u16,
+    /// How many cosigners take part (`n`).
     pub shares: u16,
     /// The validator key (base64) the imported shards must add up to; Horcrux import only.
     #[serde(default, skip_serializing_if = "Option::is_none")]

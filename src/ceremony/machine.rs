@@ -29,17 +29,24 @@ pub enum KeySource {
     Dkg,
     /// This host's Horcrux shard, already turned into a key package ([`import`]).
     Horcrux {
+        /// This host's share as a FROST key package.
         key_package: Box<KeyPackage>,
+        /// The validator's public key, which the imported shares must make.
         expected_key: [u8; 32],
     },
 }
 
 /// What a ceremony starts from.
 pub struct Setup {
+    /// This cosigner's identifier.
     pub me: PeerId,
+    /// How many cosigners must sign together (`t`).
     pub threshold: u16,
+    /// How many cosigners take part (`n`).
     pub shares: u16,
+    /// The ceremony's identity, bound into every digest.
     pub session: SessionId,
+    /// A new key or an imported one.
     pub source: KeySource,
 }
 
@@ -63,8 +70,11 @@ enum KeyPhase {
 pub struct Keys {
     /// The generation number the share file gets.
     pub epoch: u32,
+    /// This cosigner's new signing share.
     pub key_package: KeyPackage,
+    /// Every cosigner's verifying share and the group key.
     pub public_key_package: PublicKeyPackage,
+    /// The validator public key the shares make.
     pub group_key: [u8; 32],
 }
 
@@ -77,6 +87,7 @@ pub enum Progress {
     NotYet(String),
 }
 
+/// One cosigner's ceremony: what it holds, what it still needs, and whether it failed.
 pub struct Machine {
     me: PeerId,
     threshold: u16,
@@ -163,6 +174,7 @@ impl Machine {
         (1..=self.shares).filter(|p| *p != self.me).collect()
     }
 
+    /// Why the ceremony stopped, once it has.
     pub fn failed(&self) -> Option<&Abort> {
         self.failed.as_ref()
     }

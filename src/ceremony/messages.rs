@@ -28,6 +28,7 @@ pub(crate) type Digest = [u8; 32];
 pub struct CeremonyRequest {
     /// Which ceremony the requester runs; any other is refused.
     pub session: SessionId,
+    /// Which step's message the requester wants.
     pub ask: Ask,
 }
 
@@ -65,12 +66,17 @@ impl Ask {
 /// The answer to a [`CeremonyRequest`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CeremonyResponse {
+    /// The answer to [`Ask::Contribution`]: a DKG round-1 package or an imported verifying share.
     Contribution(Vec<u8>),
     /// One digest per cosigner, in id order.
     Echo(Vec<Digest>),
+    /// The answer to [`Ask::Round2`]: the round-2 package for the requester alone.
     Round2(Vec<u8>),
+    /// The answer to [`Ask::Commitment`].
     Commitment(Commitment),
+    /// The answer to [`Ask::TestShare`].
     TestShare {
+        /// The answerer's share of the test signature.
         share: Share,
         /// Every cosigner's commitment as the answerer used it, in id order.
         commitments: Vec<Commitment>,

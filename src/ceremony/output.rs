@@ -84,6 +84,7 @@ pub fn stage_share(
 /// The watermark an imported chain is raised to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatePlan {
+    /// The chain whose watermark is raised.
     pub chain: String,
     /// What is written: `None` if this directory's state is already as high.
     pub write: Option<SignState>,
@@ -200,13 +201,21 @@ pub fn publish(
 /// What a finished ceremony tells the operator.
 #[derive(Debug)]
 pub struct Report {
+    /// Which ceremony ran.
     pub kind: CeremonyKind,
+    /// This cosigner's identifier.
     pub me: PeerId,
+    /// How many cosigners must sign together (`t`).
     pub threshold: u16,
+    /// How many cosigners hold shares (`n`).
     pub shares: u16,
+    /// Where the share was written.
     pub key_share: PathBuf,
+    /// The config file to start the cosigner with.
     pub config: PathBuf,
+    /// The validator public key in every form an operator needs.
     pub forms: PublicKeyForms,
+    /// The watermarks written, one per imported chain.
     pub states: Vec<StatePlan>,
     /// Peers that did not fetch our confirmation before we stopped waiting.
     pub unconfirmed: Vec<PeerId>,

@@ -68,12 +68,21 @@ fn refuse_while_in_ceremony(kind: CeremonyKind) -> Refusal {
 /// Why a ceremony did not complete on this host.
 #[derive(Debug, thiserror::Error)]
 pub enum CeremonyError {
+    /// The directory or config cannot run the ceremony; says what and what to do.
     #[error("{0}")]
     Setup(String),
+    /// The cluster transport failed to start or stopped.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// The ceremony stopped on a misbehaving or refusing cosigner, or a local failure.
     #[error("`{command}` stopped: {abort}. Nothing was written on this host.")]
-    Aborted { command: &'static str, abort: Abort },
+    Aborted {
+        /// The ceremony command, as the operator typed it.
+        command: &'static str,
+        /// Why it stopped, and who is to blame.
+        abort: Abort,
+    },
+    /// Not every cosigner answered within `--timeout`.
     #[error(
         "`{command}` timed out after {}s, still waiting for:\n{}\nNothing was written on this \
          host. Run `{command}` again on every host, all of them started within the timeout \
@@ -82,11 +91,14 @@ pub enum CeremonyError {
         waiting.iter().map(|w| format!("  - {w}")).collect::<Vec<_>>().join("\n")
     )]
     TimedOut {
+        /// The ceremony command, as the operator typed it.
         command: &'static str,
+        /// How long it waited.
         after: Duration,
         /// One line per cosigner that was waited for, naming it.
         waiting: Vec<String>,
     },
+    /// The cluster verified the key but this host's share could not be written.
     #[error(
         "every cosigner verified the new key, but this host could not write its share: {0}. \
          The others have theirs; this cosigner's share is lost and must be recovered (repair) \
@@ -97,14 +109,23 @@ pub enum CeremonyError {
 
 /// A checked cosigner directory, ready for its ceremony.
 pub struct Prepared {
+    /// Which ceremony the directory is made for.
     pub kind: CeremonyKind,
+    /// The directory's `ceremony.json`.
     pub file: CeremonyFile,
+    /// This cosigner's identifier.
     pub me: PeerId,
+    /// The ceremony's identity; peers in another ceremony are refused.
     pub session: SessionId,
+    /// Where the share will be written.
     pub key_share: PathBuf,
+    /// Where the sign states live (an import writes the chains' watermarks there).
     pub state_dir: PathBuf,
+    /// The transport settings for the ceremony's cluster.
     pub cluster: ClusterConfig,
+    /// Every peer's `HOST:PORT`, for messages that name them.
     pub addresses: BTreeMap<PeerId, String>,
+    /// The config file, for messages that name it.
     pub config_path: PathBuf,
 }
 

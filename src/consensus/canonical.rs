@@ -24,42 +24,81 @@ use super::{BlockId, ChainId, ExtensionDoc, Hrs, SignDoc, Step, Timestamp};
 /// a request cannot be turned into them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignBytesError {
+    /// No bytes at all.
     #[error("sign bytes are empty")]
     Empty,
+    /// The bytes do not begin with a varint.
     #[error("sign bytes do not start with a valid varint length prefix")]
     BadLengthPrefix,
+    /// The length varint has superfluous zero groups, so one length has two encodings.
     #[error("length prefix is not minimally encoded")]
     NonMinimalLengthPrefix,
+    /// The length prefix does not match the bytes after it.
     #[error("length prefix declares {declared} bytes but {actual} follow")]
-    LengthMismatch { declared: u64, actual: usize },
+    LengthMismatch {
+        /// The length the prefix declares.
+        declared: u64,
+        /// How many bytes follow it.
+        actual: usize,
+    },
+    /// The first field is not the message type (field 1).
     #[error("sign bytes do not start with a message type field")]
     MissingType,
+    /// The message type is not one that is signed.
     #[error("message type {0} is not prevote (1), precommit (2) or proposal (32)")]
     UnknownType(u64),
+    /// The message type is not the kind the caller expects.
     #[error("expected a {expected}, got message type {got}")]
-    WrongType { expected: &'static str, got: i32 },
+    WrongType {
+        /// The kind expected.
+        expected: &'static str,
+        /// The type the bytes carry.
+        got: i32,
+    },
+    /// The body is not valid protobuf for the canonical message; carries prost's reason.
     #[error("not a valid protobuf encoding: {0}")]
     Decode(String),
+    /// Re-encoding what was decoded does not give the same bytes, so the bytes are not signed.
     #[error("bytes decode but are not the canonical encoding of what they decode to")]
     NotCanonical,
+    /// A height of 0 or below.
     #[error("height {0} is not positive")]
     InvalidHeight(i64),
+    /// A round below 0 or above `i32::MAX`.
     #[error("round {0} is negative or does not fit in int32")]
     InvalidRound(i64),
+    /// A proposal's proof-of-lock round that is neither -1 nor an earlier round.
     #[error("proof-of-lock round {pol_round} is neither -1 nor in 0..{round}")]
-    InvalidPolRound { pol_round: i64, round: i64 },
+    InvalidPolRound {
+        /// The proof-of-lock round.
+        pol_round: i64,
+        /// The proposal's round.
+        round: i64,
+    },
+    /// A proposal without a block; names what lacks it.
     #[error("block ID is missing or nil, but a {0} must name a block")]
     MissingBlockId(&'static str),
+    /// A block ID with some of its parts empty.
     #[error("block ID is neither nil nor complete: {0}")]
     InvalidBlockId(&'static str),
+    /// A vote or proposal without a timestamp.
     #[error("timestamp is missing")]
     MissingTimestamp,
+    /// A timestamp CometBFT would not produce.
     #[error("timestamp ({seconds} s, {nanos} ns) is outside years 1..=9999 or has invalid nanos")]
-    InvalidTimestamp { seconds: i64, nanos: i32 },
+    InvalidTimestamp {
+        /// Seconds since the Unix epoch.
+        seconds: i64,
+        /// The fraction of a second, in nanoseconds.
+        nanos: i32,
+    },
+    /// The chain ID is not one a signer accepts ([`ChainId::is_valid`](super::ChainId::is_valid)).
     #[error("chain ID {0:?} is not a valid chain ID")]
     InvalidChainId(String),
+    /// A vote that is no non-nil precommit carries extension data.
     #[error("a {0} carries a vote extension or extension signature; only a non-nil precommit may")]
     UnexpectedExtension(&'static str),
+    /// An extension signature was asked for a vote that has none.
     #[error("only a non-nil precommit has a vote extension to sign, not a {0}")]
     NoExtensionToSign(&'static str),
 }

@@ -19,8 +19,11 @@ use serde::{Deserialize, Serialize};
 /// `(height, round, step)` orders signatures in the order a validator makes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Step {
+    /// Signing a block proposal (FilePV step 1).
     Propose = 1,
+    /// Signing a prevote (FilePV step 2).
     Prevote = 2,
+    /// Signing a precommit (FilePV step 3).
     Precommit = 3,
 }
 
@@ -40,6 +43,7 @@ impl Step {
         }
     }
 
+    /// How messages name the signed message: `proposal`, `prevote` or `precommit`.
     pub fn name(self) -> &'static str {
         match self {
             Step::Propose => "proposal",
@@ -78,6 +82,7 @@ impl ChainId {
             && id != ".."
     }
 
+    /// The chain ID as the node sends it.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -124,8 +129,11 @@ impl std::fmt::Display for ChainId {
 /// Height, round and step: the position of a signature in consensus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Hrs {
+    /// The block height.
     pub height: i64,
+    /// The consensus round within the height.
     pub round: i64,
+    /// Which message of the round.
     pub step: Step,
 }
 
@@ -138,8 +146,11 @@ impl std::fmt::Display for Hrs {
 /// A block ID as it appears in canonical sign bytes. A nil vote has none.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BlockId {
+    /// The block's header hash.
     pub hash: Vec<u8>,
+    /// How many gossip parts the block was split into.
     pub part_set_total: u32,
+    /// The Merkle root of the parts.
     pub part_set_hash: Vec<u8>,
 }
 
@@ -147,10 +158,13 @@ pub struct BlockId {
 /// derived from (and consistent with) `sign_bytes`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignDoc {
+    /// The chain the signature is for; part of the sign bytes, so a signature binds it.
     pub chain_id: String,
+    /// Where the signature stands in consensus.
     pub hrs: Hrs,
     /// `None` for a nil vote.
     pub block_id: Option<BlockId>,
+    /// The time the validator stamped on the vote or proposal.
     pub timestamp: Timestamp,
     /// For proposals: the proof-of-lock round (-1 if none). Zero for votes.
     pub pol_round: i64,
@@ -161,9 +175,13 @@ pub struct SignDoc {
 /// The vote extension of a non-nil precommit, as signed (CometBFT v0.38 and later).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExtensionDoc {
+    /// The chain of the precommit the extension belongs to.
     pub chain_id: String,
+    /// The precommit's height.
     pub height: i64,
+    /// The precommit's round.
     pub round: i64,
+    /// The application data, as signed.
     pub extension: Vec<u8>,
     /// The exact bytes that are signed (varint length prefix included).
     pub sign_bytes: Vec<u8>,
@@ -172,15 +190,23 @@ pub struct ExtensionDoc {
 /// Why a vote extension does not belong to a vote.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExtensionMismatch {
+    /// The vote is no non-nil precommit; names what it is.
     #[error("an extension comes only with a non-nil precommit, not a {0}")]
     NotANonNilPrecommit(String),
+    /// The extension and the vote are for different chains or positions.
     #[error("extension is for {ext_chain} {ext_height}/{ext_round}, the vote for {chain} {height}/{round}")]
     OtherVote {
+        /// The extension's chain.
         ext_chain: String,
+        /// The extension's height.
         ext_height: i64,
+        /// The extension's round.
         ext_round: i64,
+        /// The vote's chain.
         chain: String,
+        /// The vote's height.
         height: i64,
+        /// The vote's round.
         round: i64,
     },
 }

@@ -7,17 +7,23 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
 #[repr(i32)]
 pub enum SignedMsgType {
+    /// No type; never signed.
     Unknown = 0,
+    /// A prevote.
     Prevote = 1,
+    /// A precommit.
     Precommit = 2,
+    /// A block proposal.
     Proposal = 32,
 }
 
 /// A `google.protobuf.Timestamp`, as votes and proposals carry it and sign bytes encode it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, prost::Message)]
 pub struct Timestamp {
+    /// Seconds since the Unix epoch (field 1).
     #[prost(int64, tag = "1")]
     pub seconds: i64,
+    /// The fraction of a second, in nanoseconds, 0..=999,999,999 (field 2).
     #[prost(int32, tag = "2")]
     pub nanos: i32,
 }

@@ -8,11 +8,14 @@ use serde::{Deserialize, Serialize};
 pub struct NodeAddress {
     /// Lowercase hex node ID to pin, if given.
     pub node_id: Option<String>,
+    /// The node's host name or IP address.
     pub host: String,
+    /// The port of the node's `priv_validator_laddr`.
     pub port: u16,
 }
 
 impl NodeAddress {
+    /// Parses `tcp://[NODE_ID@]HOST:PORT`; the error says what is wrong with `s`.
     pub fn parse(s: &str) -> Result<NodeAddress, String> {
         let rest = s
             .strip_prefix("tcp://")

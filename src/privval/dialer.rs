@@ -41,16 +41,26 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 const KEEPALIVE_RETRIES: u32 = 3;
 
+/// Why a connection to a node could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
+    /// The TCP connect failed.
     #[error("cannot connect: {0}")]
     Connect(std::io::Error),
+    /// The TCP connect took longer than the dial timeout.
     #[error("could not connect within {0:?}")]
     ConnectTimeout(Duration),
+    /// The SecretConnection handshake failed.
     #[error("SecretConnection handshake failed: {0}")]
     Handshake(#[from] SecretConnectionError),
+    /// The node authenticated with another identity than the node ID pinned in its address.
     #[error("node ID mismatch: expected {expected}, the node authenticated as {actual}")]
-    NodeIdMismatch { expected: String, actual: String },
+    NodeIdMismatch {
+        /// The node ID in the config.
+        expected: String,
+        /// The node ID the node's identity key gives.
+        actual: String,
+    },
 }
 
 /// Connects to the node (within the handshake timeout) and completes the handshake, however

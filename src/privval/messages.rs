@@ -25,7 +25,7 @@ pub struct Message {
 
 /// The `sum` oneof of [`Message`].
 pub mod message {
-    /// Which request or response a [`Message`] carries; the variant is the oneof field number.
+    /// Which request or response a [`Message`](super::Message) carries, by its oneof field.
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Sum {
         /// The node asks for the validator's public key (field 1).
@@ -100,7 +100,7 @@ pub struct PublicKey {
 
 /// The `sum` oneof of [`PublicKey`].
 pub mod public_key {
-    /// The key algorithm of a [`PublicKey`] and its bytes.
+    /// The key algorithm of a [`PublicKey`](super::PublicKey) and its bytes.
     #[derive(Clone, PartialEq, Eq, prost::Oneof)]
     pub enum Sum {
         /// A 32-byte Ed25519 public key (field 1), the only kind this signer holds.

@@ -35,26 +35,37 @@ const MAX_AUTH_SIG_BODY_LEN: usize = 0x7f;
 /// Why a SecretConnection handshake or transfer failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretConnectionError {
+    /// Reading or writing the socket failed.
     #[error("SecretConnection I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The node closed the connection (at a frame boundary or within one).
     #[error("peer closed the connection")]
     Closed,
+    /// The node's ephemeral key is of low order, so the shared secret would be predictable.
     #[error("peer sent a low-order ephemeral key (or the shared secret is zero)")]
     LowOrderKey,
+    /// A handshake message does not decode; says which.
     #[error("malformed handshake: {0}")]
     MalformedHandshake(&'static str),
+    /// The node's identity key is not Ed25519.
     #[error("peer identity key is not Ed25519")]
     UnsupportedKeyType,
+    /// The node's signature over the challenge does not verify: it does not hold the key it claims.
     #[error("peer's signature over the handshake challenge does not verify")]
     BadSignature,
+    /// A frame's Poly1305 tag does not verify: it was altered or the keys disagree.
     #[error("frame failed authentication")]
     TagMismatch,
+    /// A frame declares more data than a frame holds.
     #[error("frame declares {0} data bytes, more than 1024")]
     FrameTooLong(usize),
+    /// The frame nonce counter ran out; the connection must be replaced.
     #[error("frame nonce counter exhausted")]
     NonceExhausted,
+    /// ChaCha20-Poly1305 refused to seal a frame.
     #[error("AEAD sealing failed")]
     Seal,
+    /// An earlier error or a cancelled read or write left the connection unusable.
     #[error("connection unusable after an earlier error or cancelled operation")]
     Poisoned,
 }

@@ -33,27 +33,39 @@ use crate::signer::{SignError, SignOutcome, Signer};
 /// What a session needs to know about the node it serves.
 #[derive(Clone, Debug)]
 pub struct SessionContext {
+    /// The privval version the node speaks.
     pub protocol: ProtocolVersion,
+    /// Whether to answer v1 SignBytes requests (`allow_sign_bytes` in the config).
     pub allow_sign_bytes: bool,
     /// The node's address, for logs.
     pub label: String,
+    /// How long the node may stay silent and a reply may take to write.
     pub timeouts: NodeTimeouts,
 }
 
+/// Why a session with a node ended.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
+    /// The node sent nothing within its idle timeout.
     #[error("the node sent nothing for {0:?}")]
     Idle(std::time::Duration),
+    /// A reply could not be written within the write timeout.
     #[error("writing the reply took longer than {0:?}")]
     WriteTimeout(std::time::Duration),
+    /// The SecretConnection failed.
     #[error(transparent)]
     Connection(#[from] SecretConnectionError),
+    /// The node sent a frame that is no privval message.
     #[error("malformed message: {0}")]
     Frame(#[from] FrameError),
+    /// The node sent a response where a request belongs, or no request at all.
     #[error("protocol violation: {0}")]
     Protocol(#[from] RequestError),
+    /// The cluster lost its quorum; the connection is dropped so the node retries elsewhere.
     #[error("giving way: this cosigner cannot reach a quorum of cosigners")]
     NoQuorum,
+    /// This cosigner cannot sign now but another may (its disk failed, no quorum answered in
+    /// time): the connection is dropped unanswered so that the node retries elsewhere.
     #[error("giving way: {0}")]
     GaveWay(String),
 }

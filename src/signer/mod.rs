@@ -16,11 +16,13 @@ use crate::consensus::{ExtensionDoc, SignDoc, Timestamp};
 /// What a signer returns for one vote or proposal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignOutcome {
+    /// The signature of the vote or proposal.
     pub signature: [u8; 64],
     /// The timestamp to return to the node. It differs from the request's when the signer
     /// returns an earlier signature for a request that differs only in timestamp; the node
     /// adopts it.
     pub timestamp: Timestamp,
+    /// The signature of the vote extension, when one was asked for.
     pub extension_signature: Option<[u8; 64]>,
 }
 
@@ -44,7 +46,9 @@ pub enum SignError {
 
 /// A signer for one validator key.
 pub enum Signer {
+    /// The whole key, in this process.
     Single(Box<single::SingleSigner>),
+    /// A share of the key, signing with the cluster.
     Threshold(threshold::ThresholdSigner),
 }
 

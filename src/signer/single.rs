@@ -10,20 +10,24 @@ use super::{SignError, SignOutcome};
 use crate::consensus::{ExtensionDoc, SignDoc};
 use crate::sign_state::{ChainSignState, SignStateError};
 
+/// The single-key signer: the whole validator key and a watermark per chain.
 pub struct SingleSigner {
     key: SigningKey,
     chains: HashMap<String, ChainSignState>,
 }
 
 impl SingleSigner {
+    /// A signer with `key` for the chains in `chains`, keyed by chain ID.
     pub fn new(key: SigningKey, chains: HashMap<String, ChainSignState>) -> SingleSigner {
         SingleSigner { key, chains }
     }
 
+    /// The validator public key.
     pub fn public_key(&self) -> [u8; 32] {
         self.key.verifying_key().to_bytes()
     }
 
+    /// Whether this signer signs for `chain_id`.
     pub fn has_chain(&self, chain_id: &str) -> bool {
         self.chains.contains_key(chain_id)
     }
@@ -56,6 +60,7 @@ impl SingleSigner {
         })
     }
 
+    /// Signs `bytes` as they are: for v1 SignBytes, which carry no position to guard.
     pub fn sign_raw(&self, bytes: &[u8]) -> [u8; 64] {
         self.key.sign(bytes).to_bytes()
     }

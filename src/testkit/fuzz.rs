@@ -36,6 +36,7 @@ pub use super::state_file::{
 pub enum SignBytesOutcome {
     /// Canonical prevote or precommit sign bytes.
     Vote,
+    /// Canonical proposal sign bytes.
     Proposal,
     /// Canonical vote extension sign bytes.
     Extension,
@@ -171,6 +172,7 @@ pub struct PrivvalSummary {
     pub canonical: usize,
     /// Sign documents derived from the requests (votes, proposals, extensions).
     pub sign_docs: usize,
+    /// How the stream ended.
     pub end: StreamEnd,
 }
 

@@ -111,9 +111,11 @@ pub struct ClusterSummary {
     pub requests: usize,
     /// Frame bodies that did not.
     pub undecodable: usize,
+    /// Commitments handed out in answer to commitment requests.
     pub commitments_issued: usize,
     /// Sign requests answered with a share, and those of them with an extension share.
     pub released: usize,
+    /// Of those, the ones that carried an extension share too.
     pub released_with_extension: usize,
     /// The refusals of sign requests, in order.
     pub refusals: Vec<RefusalKind>,

@@ -20,7 +20,9 @@ const MAGIC: &[u8; 8] = b"CSGNSTAT";
 /// [`state_file`] input flags: recompute slot 0's (1's) checksum over its declared length,
 /// so that the fuzzer reaches the payload decoder; the input is in the compact form.
 pub const FIX_CHECKSUM_0: u8 = 1;
+/// See [`FIX_CHECKSUM_0`]: the same for slot 1.
 pub const FIX_CHECKSUM_1: u8 = 2;
+/// The input is in the compact form described at [`state_input`].
 pub const COMPACT: u8 = 4;
 
 /// A [`state_file`] input. Raw: `flags ‖ file contents`. [`COMPACT`]: `flags ‖ n (u16 big
@@ -92,6 +94,7 @@ fn verified_sequence(slot: &[u8]) -> Option<u64> {
 /// What opening arbitrary state file contents did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StateOutcome {
+    /// Opened: the state it held was read.
     Loaded,
     /// Refused as corrupt or of an unknown format version, naming the file.
     Refused,

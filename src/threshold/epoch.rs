@@ -49,11 +49,14 @@ impl fmt::Debug for EpochId {
 /// A generation of shares: its number and its id.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct KeyEpoch {
+    /// The generation: 0 from a split or a DKG, one more at every refresh.
     pub number: u32,
+    /// The digest of the public key package, which tells two generations of one number apart.
     pub id: EpochId,
 }
 
 impl KeyEpoch {
+    /// The epoch `number` of the shares whose public key package is `pkp`.
     pub fn of(number: u32, pkp: &PublicKeyPackage) -> KeyEpoch {
         KeyEpoch {
             number,

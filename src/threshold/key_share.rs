@@ -48,15 +48,19 @@ const MAX_SHARE_FILE_BYTES: usize = 256 * 1024;
 /// Why a key could not be dealt.
 #[derive(Debug, thiserror::Error)]
 pub enum DealError {
+    /// The threshold and share count do not make a safe cluster.
     #[error(transparent)]
     Threshold(#[from] ThresholdError),
+    /// The validator key does not convert to a FROST signing key.
     #[error("cannot turn the validator key into a FROST key: {0}")]
     Key(frost::Error),
+    /// frost-ed25519's trusted-dealer split failed.
     #[error("FROST split failed: {0}")]
     Split(frost::Error),
     /// The dealer's own output failed its self-check; nothing may be written.
     #[error("self-check of the dealt shares failed: {0}")]
     SelfCheck(String),
+    /// The seed could not be encrypted to the validator key.
     #[error("cannot escrow the seed: {0}")]
     Escrow(seed_escrow::EscrowError),
 }
@@ -87,10 +91,13 @@ pub fn frost_signing_key(seed: &[u8; 32]) -> Result<frost::SigningKey, frost::Er
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyShareFile {
+    /// The file format version, [`KEY_SHARE_VERSION`]; another is refused.
     pub version: u32,
     /// This share's FROST identifier as a number, 1..=shares.
     pub id: u16,
+    /// How many cosigners must sign together (`t`).
     pub threshold: u16,
+    /// How many shares were dealt (`n`).
     pub shares: u16,
     /// Which generation of shares of the key this is: 0 from a split or a DKG, one more at
     /// every refresh ([`super::epoch`]).
@@ -98,6 +105,7 @@ pub struct KeyShareFile {
     pub epoch: u32,
     /// Secret: this cosigner's signing share.
     pub key_package: KeyPackage,
+    /// Public: every cosigner's verifying share and the group key, the same in every share file.
     pub public_key_package: PublicKeyPackage,
     /// The validator's seed encrypted to the group key (public; see [`seed_escrow`]), the
     /// same in every share file of a split. Absent in files written before it existed, and
@@ -227,6 +235,7 @@ impl KeyShare {
         })
     }
 
+    /// This share's FROST identifier.
     pub fn id(&self) -> Identifier {
         self.id
     }
@@ -234,9 +243,11 @@ impl KeyShare {
     pub fn index(&self) -> u16 {
         self.file.id
     }
+    /// Secret: this cosigner's signing share, with the group's public data.
     pub fn key_package(&self) -> &KeyPackage {
         &self.file.key_package
     }
+    /// Every cosigner's verifying share and the group key.
     pub fn public_key_package(&self) -> &PublicKeyPackage {
         &self.file.public_key_package
     }
@@ -244,9 +255,11 @@ impl KeyShare {
     pub fn group_public_key(&self) -> [u8; 32] {
         self.group_public_key
     }
+    /// How many cosigners must sign together (`t`).
     pub fn threshold(&self) -> u16 {
         self.file.threshold
     }
+    /// How many shares the key was dealt into (`n`).
     pub fn shares(&self) -> u16 {
         self.file.shares
     }
@@ -268,28 +281,48 @@ impl KeyShare {
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {problem}", path.display())]
 pub struct KeyShareError {
+    /// The share file.
     pub path: PathBuf,
+    /// What is wrong with it.
     pub problem: KeyShareProblem,
 }
 
+/// What is wrong with a share file.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyShareProblem {
+    /// The file could not be read.
     #[error("cannot read: {0}")]
     Read(std::io::Error),
+    /// The file is larger than any share file, so it is not read whole.
     #[error("file is larger than {MAX_SHARE_FILE_BYTES} bytes; not a key share")]
     TooLarge,
+    /// Others can read or write the file; a share must be private to its owner.
     #[error(transparent)]
     Loose(LooseMode),
+    /// The file is not the share JSON; the reason never quotes its contents.
     #[error("malformed key share JSON: {0}")]
     Malformed(String),
+    /// The file has a format version this build does not read.
     #[error("unsupported version {found}; this build reads version {KEY_SHARE_VERSION}")]
-    Version { found: u32 },
+    Version {
+        /// The version the file carries.
+        found: u32,
+    },
+    /// Its threshold and share count do not make a safe cluster.
     #[error("{0}")]
     Threshold(ThresholdError),
+    /// Its identifier is not one of the `shares` cosigners.
     #[error("id {id} is outside 1..={shares}")]
-    IdOutOfRange { id: u16, shares: u16 },
+    IdOutOfRange {
+        /// The identifier it carries.
+        id: u16,
+        /// How many shares it says were dealt.
+        shares: u16,
+    },
+    /// Its parts disagree (identifier, threshold or group key); says which.
     #[error("inconsistent key share: {0}")]
     Inconsistent(&'static str),
+    /// A package does not hold valid FROST key material.
     #[error("invalid key material: {0}")]
     Frost(frost::Error),
 }
@@ -325,9 +358,11 @@ pub struct DealtShares {
 }
 
 impl DealtShares {
+    /// How many cosigners must sign together (`t`).
     pub fn threshold(&self) -> u16 {
         self.threshold
     }
+    /// How many shares were dealt (`n`).
     pub fn shares(&self) -> u16 {
         self.files.len() as u16
     }
@@ -335,6 +370,7 @@ impl DealtShares {
     pub fn share_files(&self) -> &[KeyShareFile] {
         &self.files
     }
+    /// Every cosigner's verifying share and the group key, the same in every share.
     pub fn public_key_package(&self) -> &PublicKeyPackage {
         &self.public_key_package
     }

@@ -53,8 +53,10 @@ pub fn peer_of(id: &Identifier) -> Option<PeerId> {
 /// those are the cluster transport's `WireError`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// A commitment is not two valid points of the prime-order group.
     #[error("invalid nonce commitment: {0}")]
     Commitment(String),
+    /// A signature share is not a canonical scalar.
     #[error("invalid signature share: {0}")]
     Share(String),
 }
@@ -63,7 +65,9 @@ pub enum DecodeError {
 /// 32-byte compressed Edwards point.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Commitment {
+    /// The hiding nonce's commitment, `D = d·B`.
     pub hiding: [u8; 32],
+    /// The binding nonce's commitment, `E = e·B`.
     pub binding: [u8; 32],
 }
 
@@ -75,6 +79,7 @@ impl std::fmt::Debug for Commitment {
 }
 
 impl Commitment {
+    /// The wire form of FROST's commitments; fails only if frost serializes them oddly.
     pub fn from_frost(c: &SigningCommitments) -> Result<Commitment, DecodeError> {
         let point = |n: &NonceCommitment| -> Result<[u8; 32], DecodeError> {
             let bytes = n
@@ -113,6 +118,7 @@ impl std::fmt::Debug for Share {
 }
 
 impl Share {
+    /// The wire form of FROST's share; fails only if frost serializes it oddly.
     pub fn from_frost(s: &SignatureShare) -> Result<Share, DecodeError> {
         s.serialize()
             .try_into()
@@ -155,7 +161,9 @@ pub struct SignRequest {
 /// A [`SignPart`] whose commitments are decoded and validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecodedPart {
+    /// The exact bytes to sign (canonical vote, proposal or vote extension).
     pub sign_bytes: Vec<u8>,
+    /// Every participant's commitments for this part, decoded and validated.
     pub commitments: BTreeMap<PeerId, SigningCommitments>,
 }
 
@@ -164,13 +172,16 @@ pub struct DecodedPart {
 /// validated every commitment on arrival.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecodedRequest {
+    /// The vote or proposal.
     pub vote: DecodedPart,
+    /// The vote extension of a non-nil precommit.
     pub extension: Option<DecodedPart>,
 }
 
 /// A participant's shares for one [`SignRequest`], and commitments to refill the coordinator.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignResponse {
+    /// The participant's share of the vote or proposal signature.
     pub share: Share,
     /// Present exactly when the request had an extension part.
     pub extension_share: Option<Share>,
@@ -211,11 +222,14 @@ pub enum RefusalKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{kind:?}: {reason}")]
 pub struct Refusal {
+    /// What went wrong, for the coordinator's log.
     pub reason: String,
+    /// What kind of problem it is, which decides what the coordinator does next.
     pub kind: RefusalKind,
 }
 
 impl Refusal {
+    /// A refusal of `kind`, with `reason` for the log.
     pub fn new(kind: RefusalKind, reason: impl Into<String>) -> Refusal {
         Refusal {
             reason: reason.into(),
@@ -227,11 +241,14 @@ impl Refusal {
 /// An Ed25519 signature on the wire (serde has no 64-byte arrays): R, then s.
 #[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireSignature {
+    /// The commitment `R`, a compressed Edwards point.
     pub r: [u8; 32],
+    /// The scalar `s`, little endian.
     pub s: [u8; 32],
 }
 
 impl WireSignature {
+    /// Splits a 64-byte signature into `R` and `s`.
     pub fn from_bytes(signature: &[u8; 64]) -> WireSignature {
         let (r, s) = signature.split_at(32);
         let mut wire = WireSignature {
@@ -243,6 +260,7 @@ impl WireSignature {
         wire
     }
 
+    /// The 64-byte signature, `R` then `s`.
     pub fn to_bytes(self) -> [u8; 64] {
         let mut bytes = [0u8; 64];
         bytes[..32].copy_from_slice(&self.r);
@@ -263,8 +281,11 @@ impl std::fmt::Debug for WireSignature {
 /// receiver believes none of it until the signature verifies under the validator key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidatorSignature {
+    /// The canonical sign bytes of the vote or proposal.
     pub sign_bytes: Vec<u8>,
+    /// The validator's signature over them.
     pub signature: WireSignature,
+    /// A precommit's canonical vote extension and its signature.
     pub extension: Option<(Vec<u8>, WireSignature)>,
 }
 
@@ -273,8 +294,10 @@ pub struct ValidatorSignature {
 pub enum ClusterRequest {
     /// "Give me fresh commitments to use when I coordinate."
     Commitments {
+        /// How many commitments the coordinator wants.
         count: u16,
     },
+    /// "Sign this with the commitments you gave me": one share for each part.
     Sign(SignRequest),
     /// "The validator signed this": raise your watermark to it.
     Signed(ValidatorSignature),
@@ -288,8 +311,11 @@ pub enum ClusterRequest {
 /// A peer's answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClusterResponse {
+    /// Fresh commitments, as many as asked or fewer.
     Commitments(Vec<Commitment>),
+    /// The shares for a [`ClusterRequest::Sign`].
     Signed(SignResponse),
+    /// The participant will not sign; says why.
     Refused(Refusal),
     /// The answer to [`ClusterRequest::Signed`]: received (and checked later, off every
     /// signing's path).

@@ -58,14 +58,24 @@ pub fn record<W: Watermark + ?Sized>(watermark: &W, doc: &SignDoc) -> Result<Rec
 /// Why key material cannot make a participant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParticipantError {
+    /// The cosigner number is not a valid FROST identifier (0).
     #[error("cosigner id {0} is not a valid FROST identifier")]
     InvalidId(PeerId),
+    /// The key package is another cosigner's.
     #[error("the key package belongs to another identifier than cosigner {0}")]
     WrongIdentifier(PeerId),
+    /// The threshold given is not the key package's.
     #[error("threshold {given} does not match the key package's {in_package}")]
-    ThresholdMismatch { given: u16, in_package: u16 },
+    ThresholdMismatch {
+        /// The threshold given.
+        given: u16,
+        /// The key package's threshold.
+        in_package: u16,
+    },
+    /// The public key package does not hold this key package's verifying share or group key.
     #[error("the public key package does not match the key package")]
     PackageMismatch,
+    /// The public key package holds an identifier that is no cosigner number (a hashed one).
     #[error("the public key package holds an identifier that is no cosigner number")]
     NonDefaultIdentifier,
 }
@@ -194,6 +204,7 @@ impl Participant {
         self
     }
 
+    /// This cosigner's identifier.
     pub fn id(&self) -> PeerId {
         self.own_id
     }
@@ -203,10 +214,12 @@ impl Participant {
         self.epoch
     }
 
+    /// How many cosigners must sign together (`t`).
     pub fn threshold(&self) -> u16 {
         self.threshold
     }
 
+    /// Every cosigner's verifying share and the group key.
     pub fn public_key_package(&self) -> &PublicKeyPackage {
         &self.public_key_package
     }

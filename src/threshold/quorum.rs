@@ -7,14 +7,36 @@ pub const MAX_COSIGNERS: u16 = 32;
 /// A threshold/share count that must not be dealt or loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ThresholdError {
+    /// Below 2, one share would be the whole key.
     #[error("threshold {t} is below 2: a single share would be the whole key")]
-    TooSmall { t: u16, n: u16 },
+    TooSmall {
+        /// The threshold.
+        t: u16,
+        /// The number of shares.
+        n: u16,
+    },
+    /// More signers needed than there are shares.
     #[error("threshold {t} exceeds the number of shares {n}")]
-    AboveShares { t: u16, n: u16 },
+    AboveShares {
+        /// The threshold.
+        t: u16,
+        /// The number of shares.
+        n: u16,
+    },
+    /// At most half of the shares: two disjoint groups could sign two different blocks.
     #[error("{t} of {n} lets two disjoint groups of cosigners sign: need t > n/2")]
-    NoMajority { t: u16, n: u16 },
+    NoMajority {
+        /// The threshold.
+        t: u16,
+        /// The number of shares.
+        n: u16,
+    },
+    /// More shares than [`MAX_COSIGNERS`].
     #[error("{n} shares exceed the maximum of {MAX_COSIGNERS} cosigners")]
-    TooManyShares { n: u16 },
+    TooManyShares {
+        /// The number of shares.
+        n: u16,
+    },
 }
 
 /// Checks `t`-of-`n`: 2 <= t <= n, t > n/2 (so any two quorums share a cosigner, which is what

@@ -56,6 +56,7 @@ const CIPHERTEXT_LEN: usize = SEED_LEN + TAG_LEN;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeedEscrow {
+    /// The escrow format version, [`SEED_ESCROW_VERSION`]; another is refused.
     pub version: u32,
     /// `E = r·B`, compressed.
     #[serde(with = "hex_array")]
@@ -68,27 +69,34 @@ pub struct SeedEscrow {
 /// Why an escrow was not made or not opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EscrowError {
+    /// The validator public key is not a point an escrow can be made to.
     #[error("the validator public key is not a valid Ed25519 public key")]
     BadPublicKey,
+    /// The escrow has a format version this build does not read.
     #[error("unsupported seed escrow version {0}; this build reads version {SEED_ESCROW_VERSION}")]
     Version(u32),
+    /// The escrow's ephemeral key is not a prime-order point, so the escrow was altered.
     #[error(
         "the seed escrow's ephemeral key is not a valid curve point of prime order: the \
          escrow was altered"
     )]
     BadEphemeral,
+    /// The key rebuilt from the shares does not give the validator public key.
     #[error("the rebuilt secret key does not belong to the validator public key")]
     WrongSecret,
+    /// The ciphertext does not open with the rebuilt key: altered, or another validator's.
     #[error(
         "the seed escrow does not decrypt with the rebuilt key: it was altered, or it was \
          copied from another validator's share files"
     )]
     DoesNotOpen,
+    /// The seed opened but does not give the validator public key.
     #[error(
         "the seed in the escrow does not give the validator public key: the escrow was made \
          wrongly"
     )]
     WrongSeed,
+    /// HKDF or the cipher refused its input lengths; cannot happen with the fixed sizes used.
     #[error("key derivation failed")]
     Kdf,
 }

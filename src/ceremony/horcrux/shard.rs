@@ -39,14 +39,19 @@ impl std::fmt::Debug for HorcruxShard {
 /// Why a shard file cannot be imported.
 #[derive(Debug, thiserror::Error)]
 pub enum ShardProblem {
+    /// The file could not be read, or is not private to its owner.
     #[error("cannot read: {0}")]
     Read(SecretFileProblem),
+    /// The file is not the JSON Horcrux writes; the reason never quotes a secret.
     #[error("not a Horcrux v3 shard file: {0}")]
     Malformed(String),
+    /// `pubKey` is not an Ed25519 public key; says why.
     #[error("pubKey: {0}")]
     PublicKey(String),
+    /// `privateShard` is not a canonical scalar; says why.
     #[error("privateShard: {0}")]
     Share(String),
+    /// `id` is outside 1..=255.
     #[error("id {0} is not a Horcrux shard id (1..=255)")]
     Id(i64),
 }

@@ -40,18 +40,24 @@ use crate::threshold::participant::Participant;
 
 pub(crate) use watermark::ChainWatermarks;
 
+/// Why a threshold signer could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ThresholdStartError {
+    /// The key share cannot make a participant.
     #[error("the key share cannot serve as a participant: {0}")]
     Participant(#[from] crate::threshold::participant::ParticipantError),
+    /// The cluster transport could not start.
     #[error("cluster transport: {0}")]
     Cluster(#[from] crate::cluster::transport::ClusterError),
+    /// A background thread could not be spawned.
     #[error("cannot start the background thread: {0}")]
     Background(#[from] std::io::Error),
+    /// The share's group key is not a valid Ed25519 public key.
     #[error("the key share's group key is not a valid Ed25519 key: {0}")]
     GroupKey(String),
 }
 
+/// The threshold signer: coordinates signings for its sessions and answers its peers'.
 pub struct ThresholdSigner {
     inner: Arc<Inner>,
 }
@@ -105,7 +111,9 @@ struct LastSigned {
 pub struct ThresholdSetup {
     /// This cosigner's share, already checked to be that of `cluster.id`.
     pub share: KeyShare,
+    /// This cosigner's place in the cluster and how to reach its peers.
     pub cluster: ClusterConfig,
+    /// Deadlines for the steps of a signing.
     pub timeouts: SignTimeouts,
 }
 
@@ -199,10 +207,12 @@ impl ThresholdSigner {
         Ok(ThresholdSigner { inner })
     }
 
+    /// The validator public key (the group key of the shares).
     pub fn public_key(&self) -> [u8; 32] {
         self.inner.group_key
     }
 
+    /// Whether this signer signs for `chain_id`.
     pub fn has_chain(&self, chain_id: &str) -> bool {
         self.inner.watermarks.0.contains_key(chain_id)
     }

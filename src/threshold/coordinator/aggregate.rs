@@ -91,17 +91,25 @@ fn member_identifier(
 /// Why shares did not make a valid signature.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AggregateError {
+    /// Participants asked who sent no share.
     #[error("no share from {0:?}")]
     MissingShares(Vec<PeerId>),
+    /// Shares from participants who were not asked.
     #[error("shares from {0:?}, who were not asked")]
     UnexpectedShares(Vec<PeerId>),
+    /// A participant is not in the public key package.
     #[error("participant {0} is not a member of the group")]
     UnknownParticipant(PeerId),
     /// The culprits sent shares that do not verify; retry without them.
     #[error("invalid signature shares from {culprits:?}")]
-    InvalidShares { culprits: Vec<PeerId> },
+    InvalidShares {
+        /// The participants whose shares failed verification.
+        culprits: Vec<PeerId>,
+    },
+    /// frost-ed25519 could not aggregate the shares; carries its reason.
     #[error("aggregation failed: {0}")]
     Frost(String),
+    /// The aggregate is not a strictly valid Ed25519 signature under the group key.
     #[error("the aggregate signature does not verify strictly: {0}")]
     NotStrict(String),
 }

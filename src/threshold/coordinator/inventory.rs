@@ -82,6 +82,7 @@ impl CommitmentInventory {
             .unwrap_or_default()
     }
 
+    /// How many unused commitments of `participant` the inventory holds.
     pub fn available(&self, participant: PeerId) -> usize {
         self.by_participant
             .get(&participant)

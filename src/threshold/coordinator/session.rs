@@ -22,12 +22,16 @@ pub const UPCOMING_PER_PARTICIPANT: usize = 2;
 /// Why a request could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {
+    /// The session has no participants.
     #[error("no participants")]
     NoParticipants,
+    /// A participant appears twice.
     #[error("participant {0} is listed twice")]
     Duplicate(PeerId),
+    /// A participant's number is not a valid FROST identifier.
     #[error("participant {0} has no FROST identifier")]
     InvalidId(PeerId),
+    /// The inventory holds fewer commitments for a participant than the parts need.
     #[error("not enough commitments from participant {0}")]
     NotEnoughCommitments(PeerId),
 }
@@ -133,22 +137,34 @@ struct SessionPart {
 /// Why an answer does not fit the session.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AnswerError {
+    /// The answer came from a peer that is not in this session.
     #[error("peer {0} was not asked")]
     NotAsked(PeerId),
+    /// The peer answered twice.
     #[error("peer {0} already answered")]
     AlreadyAnswered(PeerId),
+    /// The request had an extension part, the answer no extension share.
     #[error("peer {0} sent no extension share although one was asked")]
     MissingExtensionShare(PeerId),
+    /// The answer carries an extension share, though the request had no extension part.
     #[error("peer {0} sent an extension share nobody asked for")]
     UnexpectedExtensionShare(PeerId),
+    /// A share does not decode.
     #[error("peer {peer}: {error}")]
-    BadShare { peer: PeerId, error: DecodeError },
+    BadShare {
+        /// The peer that sent it.
+        peer: PeerId,
+        /// What is wrong with it.
+        error: DecodeError,
+    },
 }
 
 /// The signature(s) one signing produced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Signatures {
+    /// The signature of the vote or proposal.
     pub vote: [u8; 64],
+    /// The signature of the vote extension, when the request had one.
     pub extension: Option<[u8; 64]>,
 }
 
@@ -186,6 +202,7 @@ impl SigningSession {
         }
     }
 
+    /// Whether every participant asked has answered.
     pub fn is_complete(&self) -> bool {
         self.answered.len() == self.vote.commitments.len()
     }
