@@ -52,9 +52,11 @@ pub fn parse_public_key(text: &str) -> Option<[u8; 32]> {
 /// What was written, for the operator.
 #[derive(Debug)]
 pub struct Report {
+    /// Which ceremony the directories are made for.
     pub kind: CeremonyKind,
     /// The validator key, for an import.
     pub forms: Option<PublicKeyForms>,
+    /// Where the directories went and what they sign.
     pub deployment: Deployment,
 }
 

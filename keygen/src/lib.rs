@@ -12,6 +12,7 @@
 //! failure leaves nothing behind.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 // Input decides whether these would panic; outside tests every failure is a typed error.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -50,51 +51,106 @@ pub mod combine;
 /// Why nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum SplitError {
+    /// The validator key file cannot be used.
     #[error(transparent)]
     Key(#[from] KeyFileError),
+    /// The threshold and share count do not make a safe cluster.
     #[error("--threshold {t} --shares {n}: {source}")]
     Threshold {
+        /// `--threshold`.
         t: u16,
+        /// `--shares`.
         n: u16,
+        /// Why they do not.
         source: ThresholdError,
     },
+    /// No `--chain-id` was given.
     #[error("at least one --chain-id is required: a signer must know which chains it signs for")]
     NoChainId,
+    /// A `--chain-id` is not a valid chain ID.
     #[error("--chain-id `{0}` is not a chain ID: 1 to 50 characters of A-Z a-z 0-9 . _ -")]
     BadChainId(String),
+    /// A `--chain-id` is given twice.
     #[error("--chain-id `{0}` is given twice")]
     DuplicateChainId(String),
+    /// The number of `--cosigner` addresses is neither 0 nor `--shares`.
     #[error("--cosigner given {given} times; give it once per share ({n}) or not at all")]
-    CosignerCount { given: usize, n: u16 },
+    CosignerCount {
+        /// How many were given.
+        given: usize,
+        /// `--shares`.
+        n: u16,
+    },
+    /// A `--cosigner` address cannot be used.
     #[error("--cosigner `{address}`: {problem}")]
-    BadCosigner { address: String, problem: String },
+    BadCosigner {
+        /// The address as given.
+        address: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A `--node` address cannot be used.
     #[error("--node `{address}`: {problem}")]
-    BadNode { address: String, problem: String },
+    BadNode {
+        /// The address as given.
+        address: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// `--bech32-prefix` is not a bech32 prefix.
     #[error("--bech32-prefix `{0}`: expected lowercase letters and digits, like `cosmos`")]
     BadPrefix(String),
+    /// `--horcrux-pubkey` is not an Ed25519 public key in any accepted form.
     #[error("--horcrux-pubkey `{0}`: expected base64 or hex of a 32-byte Ed25519 public key, or a Horcrux shard's pubKey")]
     BadPublicKey(String),
+    /// The `--out` directory exists.
     #[error("{}: already exists; refusing to overwrite (move it away or choose another --out)", .0.display())]
     OutputExists(PathBuf),
+    /// `--out` cannot be created where it points.
     #[error("{}: cannot write here: {problem}", path.display())]
-    OutputLocation { path: PathBuf, problem: String },
+    OutputLocation {
+        /// The `--out` path.
+        path: PathBuf,
+        /// Why it cannot be written there.
+        problem: String,
+    },
+    /// The key could not be dealt.
     #[error(transparent)]
     Deal(#[from] DealError),
+    /// The cluster's TLS identities could not be issued.
     #[error(transparent)]
     Issue(#[from] IssueError),
+    /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
+    /// The output directory could not be written atomically.
     #[error(transparent)]
     Output(#[from] StagedDirError),
+    /// A `--state` argument cannot be used.
     #[error("--state `{arg}`: {problem}")]
-    BadState { arg: String, problem: String },
+    BadState {
+        /// The argument as given.
+        arg: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A chain's initial sign state could not be written.
     #[error("cannot seed the sign state of chain `{chain}`: {source}")]
-    SeedState { chain: String, source: ImportError },
+    SeedState {
+        /// The chain.
+        chain: String,
+        /// Why its state could not be written.
+        source: ImportError,
+    },
+    /// A written directory did not load back the way a cosigner loads it; says what failed.
     #[error("written output failed its check: {0}")]
     Check(String),
+    /// The bech32 forms of the key could not be made.
     #[error(transparent)]
     Bech32(#[from] Bech32Error),
 }

@@ -83,7 +83,9 @@ pub struct Args {
 pub struct CosignerAddress {
     /// `HOST:PORT` as peers dial it.
     pub address: String,
+    /// The host part of `address`.
     pub host: String,
+    /// The port part of `address`, which the cosigner listens on.
     pub port: u16,
     /// The host as an IP if it is one; otherwise the cosigner binds 0.0.0.0.
     pub listen: SocketAddr,
@@ -94,28 +96,42 @@ pub struct CosignerAddress {
 pub enum Source {
     /// Deal this key now.
     Split {
+        /// The validator key file, as given.
         key_file: PathBuf,
+        /// The key read from it.
         key: Box<ValidatorKey>,
     },
     /// A new key, made by the cosigners (`cosigner dkg`).
     Dkg,
     /// The key with this public key, from its Horcrux shards (`cosigner import-horcrux`).
-    Horcrux { public_key: [u8; 32] },
+    Horcrux {
+        /// The validator public key the shards must make.
+        public_key: [u8; 32],
+    },
 }
 
 /// Everything checked and ready to write; building a plan writes nothing.
 #[derive(Debug)]
 pub struct Plan {
+    /// Where the shares come from.
     pub source: Source,
+    /// How many cosigners must sign together (`t`).
     pub threshold: u16,
+    /// How many cosigners hold shares (`n`).
     pub shares: u16,
+    /// The directory to create, holding one directory per cosigner.
     pub out: PathBuf,
     /// The existing directory `out` is created in.
     pub parent: PathBuf,
+    /// The chains the cosigners sign for.
     pub chain_ids: Vec<String>,
+    /// Every cosigner's address, in identifier order.
     pub cosigners: Vec<CosignerAddress>,
+    /// The validator nodes every cosigner dials.
     pub nodes: Vec<NodeAddress>,
+    /// The privval version the nodes speak.
     pub protocol: ProtocolVersion,
+    /// The chain's bech32 prefix, for printing the key in its bech32 forms.
     pub bech32_prefix: Option<String>,
     /// Imported sign states, by chain.
     pub states: Vec<(String, SignState)>,

@@ -14,12 +14,19 @@ use crate::plan::{CosignerAddress, Plan};
 /// they sign and which ports to open.
 #[derive(Debug)]
 pub struct Deployment {
+    /// The directory created, holding one directory per cosigner.
     pub out: PathBuf,
+    /// How many cosigners must sign together (`t`).
     pub threshold: u16,
+    /// How many cosigners hold shares (`n`).
     pub shares: u16,
+    /// Every cosigner's address, in identifier order.
     pub cosigners: Vec<CosignerAddress>,
+    /// The chains the cosigners sign for.
     pub chain_ids: Vec<String>,
+    /// The validator nodes every cosigner dials.
     pub nodes: Vec<NodeAddress>,
+    /// The privval version the nodes speak.
     pub protocol: ProtocolVersion,
     /// Chains whose sign state was seeded from --state, with the watermark.
     pub seeded: Vec<(String, String)>,
@@ -113,9 +120,13 @@ impl fmt::Display for Deployment {
 /// What a split wrote.
 #[derive(Debug)]
 pub struct Report {
+    /// The validator key file that was dealt.
     pub key_file: PathBuf,
+    /// How many `t`-subsets of the shares were checked to sign.
     pub subsets_checked: usize,
+    /// The validator public key in every form an operator needs.
     pub forms: PublicKeyForms,
+    /// Where the directories went and what they sign.
     pub deployment: Deployment,
 }
 

@@ -8,23 +8,32 @@ use super::{KEY_FILE, STATE_FILE};
 /// What was written, for the operator.
 #[derive(Debug)]
 pub struct CombineReport {
+    /// The directory written.
     pub out: PathBuf,
+    /// The validator address (uppercase hex, as CometBFT prints it).
     pub address_hex: String,
+    /// The validator public key, base64.
     pub public_key_base64: String,
+    /// The cluster's threshold (`t`).
     pub threshold: u16,
+    /// How many cosigners hold shares (`n`).
     pub shares: u16,
     /// Cosigner ids and the directories they came from.
     pub used: Vec<(u16, PathBuf)>,
     /// The key file, unless `--state-only`.
     pub key_file: Option<PathBuf>,
+    /// The sign state written, one per chain.
     pub chains: Vec<ChainReport>,
 }
 
 /// One chain's state file.
 #[derive(Debug)]
 pub struct ChainReport {
+    /// The chain.
     pub chain: String,
+    /// The state file written for it.
     pub file: PathBuf,
+    /// The watermark it holds, described.
     pub watermark: String,
     /// Whether the sign bytes and signature at the top were kept (see [`super::highest`]).
     pub with_sign_bytes: bool,
