@@ -98,7 +98,6 @@ impl NoncePool {
         }
     }
 
-
     /// How many spare nonces the pool would like added.
     pub(crate) fn spare_wanted(&self) -> usize {
         SPARE_TARGET.saturating_sub(self.spare.len())
@@ -178,7 +177,6 @@ impl NoncePool {
             .get(&coordinator)
             .map_or(0, VecDeque::len)
     }
-
 }
 
 #[cfg(test)]

@@ -198,7 +198,6 @@ impl Signing {
         self.extra_requests
     }
 
-
     /// Starts the signing at `now`.
     pub(crate) fn start(&mut self, now: Instant, how: Start) -> Vec<Action> {
         let mut actions = Vec::new();
@@ -379,7 +378,6 @@ impl Signing {
         actions.push(Action::Done(outcome));
         actions
     }
-
 
     /// The answer of `peer` (this cosigner included) in `session`, at `now`.
     pub(crate) fn on_answer(
