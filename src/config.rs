@@ -337,7 +337,7 @@ pub enum ConfigError {
     Invalid {
         /// The config file.
         path: PathBuf,
-        /// The offending key, as its TOML path (`threshold.peer[1].id`).
+        /// The offending key, as its path in the file (`chain[1].id`).
         field: String,
         /// What is wrong with the value and what to do.
         problem: String,

@@ -28,7 +28,7 @@ pub enum SecretFileProblem {
     /// Larger than the caller's bound; the caller says what kind of file it expected.
     #[error("file is larger than {0} bytes")]
     TooLarge(usize),
-    /// Others can read or write the file.
+    /// Its group or others may access the file.
     #[error(transparent)]
     Loose(#[from] LooseMode),
 }

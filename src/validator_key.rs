@@ -49,7 +49,7 @@ pub enum KeyFileProblem {
     /// The file is larger than any key file, so it is not read whole.
     #[error("file is larger than {MAX_KEY_FILE_BYTES} bytes; not a key file")]
     TooLarge,
-    /// Others can read or write the file; a key must be private to its owner.
+    /// Its group or others may access the file; a key must be private to its owner.
     #[error(transparent)]
     Loose(LooseMode),
     /// The file is not the JSON of a key file; the reason never quotes its contents.

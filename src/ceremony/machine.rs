@@ -44,7 +44,7 @@ pub struct Setup {
     pub threshold: u16,
     /// How many cosigners take part (`n`).
     pub shares: u16,
-    /// The ceremony's identity, bound into every digest.
+    /// The ceremony's identity; peers in another ceremony are refused.
     pub session: SessionId,
     /// A new key or an imported one.
     pub source: KeySource,

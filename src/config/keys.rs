@@ -117,7 +117,7 @@ pub enum KeySharesError {
     /// One key's share cannot be used.
     #[error("{label}: {source}")]
     Load {
-        /// Which key (`[threshold]` or `key[i]` with its name).
+        /// Which key, as [`KeyView::label`] names it.
         label: String,
         /// Why its share cannot be used.
         source: KeyShareLoadError,

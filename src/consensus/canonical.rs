@@ -84,7 +84,7 @@ pub enum SignBytesError {
     /// A vote or proposal without a timestamp.
     #[error("timestamp is missing")]
     MissingTimestamp,
-    /// A timestamp CometBFT would not produce.
+    /// A timestamp outside years 1..=9999, or with nanos outside 0..=999,999,999.
     #[error("timestamp ({seconds} s, {nanos} ns) is outside years 1..=9999 or has invalid nanos")]
     InvalidTimestamp {
         /// Seconds since the Unix epoch.
@@ -98,7 +98,7 @@ pub enum SignBytesError {
     /// A vote that is no non-nil precommit carries extension data.
     #[error("a {0} carries a vote extension or extension signature; only a non-nil precommit may")]
     UnexpectedExtension(&'static str),
-    /// An extension signature was asked for a vote that has none.
+    /// An extension signature was asked for a vote that is no non-nil precommit; names it.
     #[error("only a non-nil precommit has a vote extension to sign, not a {0}")]
     NoExtensionToSign(&'static str),
 }

@@ -106,7 +106,7 @@ pub mod public_key {
         /// A 32-byte Ed25519 public key (field 1), the only kind this signer holds.
         #[prost(bytes, tag = "1")]
         Ed25519(Vec<u8>),
-        /// A 33-byte compressed secp256k1 public key (field 2); never sent, only decoded.
+        /// A 33-byte compressed secp256k1 public key (field 2); this signer never sends one.
         #[prost(bytes, tag = "2")]
         Secp256k1(Vec<u8>),
     }

@@ -38,7 +38,7 @@ pub enum SecretConnectionError {
     /// Reading or writing the socket failed.
     #[error("SecretConnection I/O: {0}")]
     Io(#[from] std::io::Error),
-    /// The node closed the connection (at a frame boundary or within one).
+    /// The node closed the connection.
     #[error("peer closed the connection")]
     Closed,
     /// The node's ephemeral key is of low order, so the shared secret would be predictable.

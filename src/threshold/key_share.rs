@@ -296,7 +296,7 @@ pub enum KeyShareProblem {
     /// The file is larger than any share file, so it is not read whole.
     #[error("file is larger than {MAX_SHARE_FILE_BYTES} bytes; not a key share")]
     TooLarge,
-    /// Others can read or write the file; a share must be private to its owner.
+    /// Its group or others may access the file; a share must be private to its owner.
     #[error(transparent)]
     Loose(LooseMode),
     /// The file is not the share JSON; the reason never quotes its contents.
@@ -319,7 +319,7 @@ pub enum KeyShareProblem {
         /// How many shares it says were dealt.
         shares: u16,
     },
-    /// Its parts disagree (identifier, threshold or group key); says which.
+    /// Its parts disagree with each other; says how.
     #[error("inconsistent key share: {0}")]
     Inconsistent(&'static str),
     /// A package does not hold valid FROST key material.

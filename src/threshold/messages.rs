@@ -79,7 +79,7 @@ impl std::fmt::Debug for Commitment {
 }
 
 impl Commitment {
-    /// The wire form of FROST's commitments; fails only if frost serializes them oddly.
+    /// The wire form of FROST's commitments; fails if frost cannot give two 32-byte points.
     pub fn from_frost(c: &SigningCommitments) -> Result<Commitment, DecodeError> {
         let point = |n: &NonceCommitment| -> Result<[u8; 32], DecodeError> {
             let bytes = n
@@ -118,7 +118,7 @@ impl std::fmt::Debug for Share {
 }
 
 impl Share {
-    /// The wire form of FROST's share; fails only if frost serializes it oddly.
+    /// The wire form of FROST's share; fails if frost does not give 32 bytes.
     pub fn from_frost(s: &SignatureShare) -> Result<Share, DecodeError> {
         s.serialize()
             .try_into()
