@@ -57,7 +57,7 @@
 //! with frost's repairable scheme, not built here).
 //!
 //! # Where the code is
-//! - [`file`]: `ceremony.json` (written by `split-key`) and the session id.
+//! - [`file`](mod@file): `ceremony.json` (written by `split-key`) and the session id.
 //! - [`messages`]: what cosigners ask each other during a ceremony.
 //! - [`abort`]: why a ceremony stopped, naming who is wrong.
 //! - [`echo`], [`dkg`], [`test_sign`], [`horcrux`]: the pure protocol steps.

@@ -1,5 +1,5 @@
 //! This cosigner as a participant: serving its peers' requests (and its own coordinator's)
-//! through the pure [`Participant`], whose watermark is this cosigner's own durable sign
+//! through the pure [`Participant`](crate::threshold::participant::Participant), whose watermark is this cosigner's own durable sign
 //! state. The watermark write (an fsync) and the share computation run at the same time; the
 //! share leaves only with the proof that the write is on disk.
 

@@ -8,7 +8,7 @@ use frost_ed25519::round1::SigningCommitments;
 use crate::threshold::messages::{Commitment, DecodeError, PeerId};
 
 /// Commitments kept per participant unless configured otherwise. Participants keep more
-/// nonces per coordinator than this (see [`super::nonces::DEFAULT_MAX_OUTSTANDING`]), so a
+/// nonces per coordinator than this (see [`crate::threshold::nonces::DEFAULT_MAX_OUTSTANDING`]), so a
 /// commitment in this inventory is not evicted at the participant.
 pub const DEFAULT_MAX_PER_PARTICIPANT: usize = 64;
 

@@ -3,7 +3,7 @@
 //!
 //! - [`inventory`]: commitments participants handed us ahead of time ([`CommitmentInventory`]).
 //! - [`session`]: one attempt ([`build_request`], [`SigningSession`]).
-//! - [`aggregate`]: shares into a signature ([`aggregate::aggregate`]).
+//! - [`aggregate`](mod@aggregate): shares into a signature ([`aggregate::aggregate`]).
 //!
 //! Whom to ask and when is [`super::signing`]'s; sending and waiting belong to the caller.
 
