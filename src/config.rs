@@ -190,7 +190,7 @@ fn retired_key(text: &str) -> Option<(String, String)> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
-    /// `tcp://[NODE_ID@]HOST:PORT`.
+    /// `tcp://[NODE_ID@]HOST:PORT` or `unix:///PATH`.
     pub address: NodeAddress,
     pub protocol: ProtocolVersion,
     /// Answer v1 SignBytes requests (never for bytes that decode as a vote or proposal).
@@ -300,15 +300,15 @@ impl Timeouts {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Parse {
         path: PathBuf,
-        source: Box<toml::de::Error>,
+        error: Box<toml::de::Error>,
     },
     #[error("{path}: field `{field}`: {problem}")]
     Invalid {
@@ -441,9 +441,9 @@ pub enum KeyShareLoadError {
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let config: Config = toml::from_str(&text).map_err(|source| match retired_key(&text) {
             Some((field, problem)) => ConfigError::Invalid {
@@ -453,7 +453,7 @@ impl Config {
             },
             None => ConfigError::Parse {
                 path: path.to_path_buf(),
-                source: Box::new(source),
+                error: Box::new(source),
             },
         })?;
         config
@@ -633,7 +633,7 @@ mod tests {
         let back: Config = toml::from_str(&c.to_toml()).unwrap();
         assert_eq!(back, c);
         assert_eq!(back.validate(), Ok(()));
-        assert_eq!(back.nodes[0].address.port, 26659);
+        assert_eq!(back.nodes[0].address.label(), "127.0.0.1:26659");
     }
 
     #[test]

@@ -19,19 +19,19 @@ use std::path::{Component, Path, PathBuf};
 pub enum StagedDirError {
     #[error("{0}: already exists; refusing to overwrite it")]
     Exists(PathBuf),
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{0}: not a plain relative path inside the output directory")]
     BadRelativePath(PathBuf),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StagedDirError + '_ {
-    move |source| StagedDirError::Io {
+    move |error| StagedDirError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -182,11 +182,11 @@ pub fn replace_file(path: &Path, contents: &[u8]) -> Result<(), StagedDirError> 
         file.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
-    if let Err(source) = written {
+    if let Err(error) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(StagedDirError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         });
     }
     File::open(parent)
@@ -254,7 +254,7 @@ impl StagedFile {
             std::io::ErrorKind::AlreadyExists => StagedDirError::Exists(self.destination.clone()),
             _ => StagedDirError::Io {
                 path: self.destination.clone(),
-                source: e,
+                error: e,
             },
         })?;
         self.committed = true;

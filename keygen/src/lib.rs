@@ -52,11 +52,11 @@ pub mod combine;
 pub enum SplitError {
     #[error(transparent)]
     Key(#[from] KeyFileError),
-    #[error("--threshold {t} --shares {n}: {source}")]
+    #[error("--threshold {t} --shares {n}: {error}")]
     Threshold {
         t: u16,
         n: u16,
-        source: ThresholdError,
+        error: ThresholdError,
     },
     #[error("at least one --chain-id is required: a signer must know which chains it signs for")]
     NoChainId,
@@ -82,17 +82,17 @@ pub enum SplitError {
     Deal(#[from] DealError),
     #[error(transparent)]
     Issue(#[from] IssueError),
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Output(#[from] StagedDirError),
     #[error("--state `{arg}`: {problem}")]
     BadState { arg: String, problem: String },
-    #[error("cannot seed the sign state of chain `{chain}`: {source}")]
-    SeedState { chain: String, source: ImportError },
+    #[error("cannot seed the sign state of chain `{chain}`: {error}")]
+    SeedState { chain: String, error: ImportError },
     #[error("written output failed its check: {0}")]
     Check(String),
     #[error(transparent)]
@@ -100,9 +100,9 @@ pub enum SplitError {
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SplitError + '_ {
-    move |source| SplitError::Io {
+    move |error| SplitError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -201,7 +201,7 @@ fn split<R: RngCore + CryptoRng>(
         )
         .map_err(|e| SplitError::SeedState {
             chain: e.chain,
-            source: e.error,
+            error: e.error,
         })?;
         let share_json = file
             .to_json()

@@ -57,10 +57,10 @@ pub struct TlsPaths {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: {problem}")]
     Invalid { path: PathBuf, problem: String },
@@ -104,9 +104,9 @@ impl TlsIdentity {
             let pem = crate::secret_file::read_private(&paths.key, MAX_KEY_FILE_BYTES)
                 .map_err(|problem| key_file_error(&paths.key, problem))?;
             rustls_pemfile::private_key(&mut pem.as_slice())
-                .map_err(|source| TlsError::Read {
+                .map_err(|error| TlsError::Read {
                     path: paths.key.clone(),
-                    source,
+                    error,
                 })?
                 .ok_or_else(|| TlsError::Invalid {
                     path: paths.key.clone(),
@@ -212,9 +212,9 @@ const MAX_KEY_FILE_BYTES: usize = 64 * 1024;
 
 fn key_file_error(path: &Path, problem: crate::secret_file::SecretFileProblem) -> TlsError {
     match problem {
-        crate::secret_file::SecretFileProblem::Read(source) => TlsError::Read {
+        crate::secret_file::SecretFileProblem::Read(error) => TlsError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         },
         other => TlsError::Invalid {
             path: path.to_path_buf(),
@@ -226,9 +226,9 @@ fn key_file_error(path: &Path, problem: crate::secret_file::SecretFileProblem) -
 fn open(path: &Path) -> Result<BufReader<File>, TlsError> {
     File::open(path)
         .map(BufReader::new)
-        .map_err(|source| TlsError::Read {
+        .map_err(|error| TlsError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })
 }
 
@@ -236,9 +236,9 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let mut reader = open(path)?;
     let certs = rustls_pemfile::certs(&mut reader)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Read {
+        .map_err(|error| TlsError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
     if certs.is_empty() {
         return Err(TlsError::Invalid {
@@ -247,6 +247,22 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         });
     }
     Ok(certs)
+}
+
+/// TLS alert `unknown_ca` (RFC 8446 §6.2), which rustls sends for a certificate whose
+/// chain does not end at the trusted CA.
+const ALERT_UNKNOWN_CA: u8 = 48;
+
+/// Whether a handshake failed because one side's certificate is not from the other's
+/// cluster CA, sent or received: what a cosigner of another cluster (another split's
+/// directory, or another key's cluster on a port this one expects a peer on) looks like.
+pub fn is_other_cluster(e: &quinn::ConnectionError) -> bool {
+    let code = match e {
+        quinn::ConnectionError::TransportError(t) => t.code,
+        quinn::ConnectionError::ConnectionClosed(c) => c.error_code,
+        _ => return false,
+    };
+    code == quinn::TransportErrorCode::crypto(ALERT_UNKNOWN_CA)
 }
 
 /// The fingerprint of the leaf certificate the peer authenticated with, if any.

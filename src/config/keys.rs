@@ -110,10 +110,10 @@ impl Config {
 /// Why the key shares of a directory cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeySharesError {
-    #[error("{label}: {source}")]
+    #[error("{label}: {error}")]
     Load {
         label: String,
-        source: KeyShareLoadError,
+        error: KeyShareLoadError,
     },
     #[error(
         "{first} and {second} are shares of the same validator key {public_key}: a validator \
@@ -134,9 +134,9 @@ impl LoadedConfig {
         for key in self.config.threshold_keys() {
             let share =
                 self.load_key_share(key.threshold)
-                    .map_err(|source| KeySharesError::Load {
+                    .map_err(|error| KeySharesError::Load {
                         label: key.label(),
-                        source,
+                        error,
                     })?;
             if let Some((first, _)) = loaded
                 .iter()
@@ -486,7 +486,10 @@ mod tests {
                 (
                     v.name,
                     v.chains.iter().map(|c| c.id.as_str()).collect(),
-                    v.nodes[0].address.port,
+                    match &v.nodes[0].address.endpoint {
+                        crate::privval::address::NodeEndpoint::Tcp { port, .. } => *port,
+                        crate::privval::address::NodeEndpoint::Unix(_) => 0,
+                    },
                 )
             })
             .map(|(n, c, p)| (n, c, usize::from(p)))

@@ -2,6 +2,8 @@
 //! inside it, and the session that answers them.
 //!
 //! - [`secret_connection`]: CometBFT's authenticated encryption over TCP.
+//! - [`connection`]: a node connection, a SecretConnection over TCP or plain over a Unix
+//!   socket.
 //! - [`messages`]: the privval protobuf messages of every supported CometBFT version.
 //! - [`sign_doc`]: from a vote or proposal request to the sign bytes and what they mean.
 //! - [`session`]: answering one node's requests.
@@ -9,6 +11,7 @@
 //! - [`address`], [`version`]: where a node listens and which protocol it speaks.
 
 pub mod address;
+pub mod connection;
 pub mod dialer;
 pub mod messages;
 pub mod secret_connection;

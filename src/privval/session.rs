@@ -15,16 +15,16 @@
 
 use std::time::Instant;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use super::connection::NodeConnection;
 use super::dialer::NodeTimeouts;
 use super::messages::{
     self, decode_length_prefix, decode_message, encode_delimited, FrameError, LengthPrefix,
     Message, RemoteSignerError, Request, RequestError, RequestKind, MAX_PREFIX_LEN,
 };
-use super::secret_connection::{SecretConnection, SecretConnectionError};
+use super::secret_connection::SecretConnectionError;
 use super::version::ProtocolVersion;
 use crate::consensus::{ExtensionDoc, SignDoc, Step};
 use crate::privval::sign_doc;
@@ -48,6 +48,8 @@ pub enum SessionError {
     WriteTimeout(std::time::Duration),
     #[error(transparent)]
     Connection(#[from] SecretConnectionError),
+    #[error("Unix socket: {0}")]
+    Socket(std::io::Error),
     #[error("malformed message: {0}")]
     Frame(#[from] FrameError),
     #[error("protocol violation: {0}")]
@@ -101,14 +103,11 @@ fn has_quorum(quorum: &Option<watch::Receiver<bool>>) -> bool {
 /// sent anything on yet is not idle but spare: the node holds it until its current signer's
 /// connection fails, and then needs it at once, so it is kept (TCP keep-alives tell whether
 /// the node is still there).
-pub async fn serve<S>(
-    conn: &mut SecretConnection<S>,
+pub async fn serve(
+    conn: &mut NodeConnection,
     ctx: &SessionContext,
     signer: &Signer,
-) -> Result<(), SessionError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
+) -> Result<(), SessionError> {
     let idle = ctx.timeouts.idle;
     let write = ctx.timeouts.write;
     let mut out = Vec::with_capacity(512);
@@ -155,19 +154,7 @@ pub(crate) trait ReadExact {
     fn read_exact(
         &mut self,
         buf: &mut [u8],
-    ) -> impl std::future::Future<Output = Result<(), SecretConnectionError>> + Send;
-}
-
-impl<S> ReadExact for SecretConnection<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    fn read_exact(
-        &mut self,
-        buf: &mut [u8],
-    ) -> impl std::future::Future<Output = Result<(), SecretConnectionError>> + Send {
-        SecretConnection::read_exact(self, buf)
-    }
+    ) -> impl std::future::Future<Output = Result<(), SessionError>> + Send;
 }
 
 /// Reads one length-delimited message; the length is checked against the node's limit

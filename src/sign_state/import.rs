@@ -20,7 +20,7 @@ pub enum ImportError {
     #[error("invalid {field}: {reason}")]
     Field { field: &'static str, reason: String },
     #[error("signbytes are not vote or proposal sign bytes: {0}")]
-    SignBytes(#[from] SignBytesError),
+    SignBytes(SignBytesError),
     #[error("signbytes are for {found}, but the state says {stated}")]
     Disagrees { stated: Position, found: Position },
     #[error("the state is for chain `{found}`, not `{expected}`")]
@@ -40,6 +40,13 @@ pub enum ImportError {
     DiffersAtSamePosition(Position),
     #[error(transparent)]
     State(#[from] StateError),
+}
+
+// By hand rather than `#[from]`: the message includes the cause, so it is not a `source`.
+impl From<SignBytesError> for ImportError {
+    fn from(e: SignBytesError) -> Self {
+        ImportError::SignBytes(e)
+    }
 }
 
 /// What [`import_into`] did.

@@ -15,19 +15,16 @@ pub enum CombineError {
     OutputExists(PathBuf),
     #[error("{}: cannot write here: {problem}", path.display())]
     OutputLocation { path: PathBuf, problem: String },
-    #[error("{}: {source}", dir.display())]
-    Config { dir: PathBuf, source: ConfigError },
+    #[error("{}: {error}", dir.display())]
+    Config { dir: PathBuf, error: ConfigError },
     #[error(
         "{}: a single-key signer's directory, not a cosigner of a split: its key file is the \
          whole key already",
         .0.display()
     )]
     NotThreshold(PathBuf),
-    #[error("{}: {source}", dir.display())]
-    Shares {
-        dir: PathBuf,
-        source: KeySharesError,
-    },
+    #[error("{}: {error}", dir.display())]
+    Shares { dir: PathBuf, error: KeySharesError },
     #[error(
         "{}: {}; the directory holds shares of these keys: {keys}. Give --key with a name or a \
          validator address",
@@ -89,8 +86,8 @@ pub enum CombineError {
         path.display(), dir.display()
     )]
     StateInUse { path: PathBuf, dir: PathBuf },
-    #[error("{}: {source}", dir.display())]
-    State { dir: PathBuf, source: StateError },
+    #[error("{}: {error}", dir.display())]
+    State { dir: PathBuf, error: StateError },
     #[error(
         "chain `{chain}` is configured in only {have} of the given directories (cosigner \
          {ids}), but this is a {threshold}-of-n cluster: the highest of fewer than \

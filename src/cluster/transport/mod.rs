@@ -147,10 +147,10 @@ pub enum ClusterError {
     Tls(#[from] TlsError),
     #[error("cluster config: {0}")]
     Config(String),
-    #[error("cannot listen for cluster peers on {addr}: {source}")]
+    #[error("cannot listen for cluster peers on {addr}: {error}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("cosigner {0} is not a configured peer")]
     UnknownPeer(PeerId),
@@ -253,10 +253,10 @@ impl Cluster {
         }
         let pins = PeerPins::new(peers.values().map(|p| (p.id, p.fingerprint.clone())));
         let endpoint =
-            Endpoint::server(identity.server_config()?, cfg.listen).map_err(|source| {
+            Endpoint::server(identity.server_config()?, cfg.listen).map_err(|error| {
                 ClusterError::Bind {
                     addr: cfg.listen,
-                    source,
+                    error,
                 }
             })?;
         let inner = Arc::new(Inner {

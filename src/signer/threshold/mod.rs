@@ -40,16 +40,36 @@ use crate::threshold::participant::Participant;
 
 pub(crate) use watermark::ChainWatermarks;
 
+/// Why a threshold signer cannot start. Each message includes its cause, which is therefore
+/// not also a `source` (error chains would print it twice).
 #[derive(Debug, thiserror::Error)]
 pub enum ThresholdStartError {
     #[error("the key share cannot serve as a participant: {0}")]
-    Participant(#[from] crate::threshold::participant::ParticipantError),
+    Participant(crate::threshold::participant::ParticipantError),
     #[error("cluster transport: {0}")]
-    Cluster(#[from] crate::cluster::transport::ClusterError),
+    Cluster(crate::cluster::transport::ClusterError),
     #[error("cannot start the background thread: {0}")]
-    Background(#[from] std::io::Error),
+    Background(std::io::Error),
     #[error("the key share's group key is not a valid Ed25519 key: {0}")]
     GroupKey(String),
+}
+
+impl From<crate::threshold::participant::ParticipantError> for ThresholdStartError {
+    fn from(e: crate::threshold::participant::ParticipantError) -> Self {
+        ThresholdStartError::Participant(e)
+    }
+}
+
+impl From<crate::cluster::transport::ClusterError> for ThresholdStartError {
+    fn from(e: crate::cluster::transport::ClusterError) -> Self {
+        ThresholdStartError::Cluster(e)
+    }
+}
+
+impl From<std::io::Error> for ThresholdStartError {
+    fn from(e: std::io::Error) -> Self {
+        ThresholdStartError::Background(e)
+    }
 }
 
 pub struct ThresholdSigner {

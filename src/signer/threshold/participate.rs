@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rand_core::OsRng;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::super::fault::{test_crash, CrashPoint};
 use super::Inner;
@@ -133,6 +133,7 @@ impl Inner {
         };
         let prepared = participant.prepare(coordinator, &decoded)?;
         let doc = prepared.doc().clone();
+        let (prepared_chain, prepared_hrs) = (doc.chain_id.clone(), doc.hrs);
         let (recorded_tx, recorded_rx) = std::sync::mpsc::sync_channel(1);
         let inner = self.clone();
         let record_and_tell = move || {
@@ -160,6 +161,20 @@ impl Inner {
         });
         let (share, extension_share) = unreleased?.release(recorded?)?;
         test_crash(CrashPoint::ParticipantAfterPersist);
+        // At info, as the coordinator logs each signature: without it a participant's log
+        // cannot tell a healthy peer from an idle one. Its own coordinator's signings are
+        // logged there (`signed`), so not twice.
+        if coordinator != self.id {
+            let hrs = prepared_hrs;
+            info!(
+                chain = %prepared_chain,
+                height = hrs.height,
+                round = hrs.round,
+                step = %hrs.step,
+                coordinator,
+                "gave share"
+            );
+        }
         let commitments = participant.refill(coordinator, extension_share.is_some(), &mut OsRng)?;
         Ok(SignResponse {
             share,
