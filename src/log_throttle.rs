@@ -140,4 +140,26 @@ mod tests {
         assert_eq!(t.note(1, t0, "b".into(), false), None);
         assert_eq!(t.due(t0 + I), vec![(1, 2, "b".to_string())]);
     }
+
+    #[test]
+    fn a_dial_failing_every_200_ms_is_one_line_per_interval() {
+        let mut t: Throttle<String> = Throttle::new(I);
+        let t0 = Instant::now();
+        let mut lines = Vec::new();
+        // 30 s of redials every 200 ms, all of one cause, flushed before each.
+        for i in 0..150u64 {
+            let now = t0 + Duration::from_millis(200 * i);
+            lines.extend(t.due(now).into_iter().map(|(_, n, _)| n));
+            lines.extend(
+                t.note("refused".into(), now, format!("{i}"), true)
+                    .map(|(n, _)| n),
+            );
+        }
+        // The first at once, then one line per 5 s (at 5, 10, 15, 20, 25 s).
+        assert_eq!(lines.len(), 6, "{lines:?}");
+        assert_eq!(lines[0], 1);
+        // The last window's events come with the next flush; none is lost or counted twice.
+        let rest: u64 = t.due(t0 + 7 * I).iter().map(|(_, n, _)| n).sum();
+        assert_eq!(lines.iter().sum::<u64>() + rest, 150, "{lines:?} + {rest}");
+    }
 }

@@ -1,5 +1,6 @@
-//! The validator-facing side: a SecretConnection to each node, the privval messages spoken
-//! inside it, and the session that answers them.
+//! The validator-facing side: a connection to each node (a SecretConnection over TCP, plain
+//! over a Unix socket), the privval messages spoken inside it, and the session that answers
+//! them.
 //!
 //! - [`secret_connection`]: CometBFT's authenticated encryption over TCP.
 //! - [`connection`]: a node connection, a SecretConnection over TCP or plain over a Unix

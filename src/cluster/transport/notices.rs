@@ -9,11 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::log_throttle::Throttle;
-
 use tracing::{debug, error, warn};
 
 use crate::cluster::PeerId;
+use crate::log_throttle::Throttle;
 
 pub use crate::log_throttle::LOG_INTERVAL;
 /// Address validations (Retry) are part of every handshake; more than this many in one
