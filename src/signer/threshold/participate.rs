@@ -133,7 +133,8 @@ impl Inner {
         };
         let prepared = participant.prepare(coordinator, &decoded)?;
         let doc = prepared.doc().clone();
-        let (prepared_chain, prepared_hrs) = (doc.chain_id.clone(), doc.hrs);
+        // What the share is for, to log it: only a peer's coordinator's (ours logs `signed`).
+        let logged = (coordinator != self.id).then(|| (doc.chain_id.clone(), doc.hrs));
         let (recorded_tx, recorded_rx) = std::sync::mpsc::sync_channel(1);
         let inner = self.clone();
         let record_and_tell = move || {
@@ -161,13 +162,12 @@ impl Inner {
         });
         let (share, extension_share) = unreleased?.release(recorded?)?;
         test_crash(CrashPoint::ParticipantAfterPersist);
+        let commitments = participant.refill(coordinator, extension_share.is_some(), &mut OsRng)?;
         // At info, as the coordinator logs each signature: without it a participant's log
-        // cannot tell a healthy peer from an idle one. Its own coordinator's signings are
-        // logged there (`signed`), so not twice.
-        if coordinator != self.id {
-            let hrs = prepared_hrs;
+        // cannot tell a healthy peer from an idle one.
+        if let Some((chain, hrs)) = logged {
             info!(
-                chain = %prepared_chain,
+                %chain,
                 height = hrs.height,
                 round = hrs.round,
                 step = %hrs.step,
@@ -175,7 +175,6 @@ impl Inner {
                 "gave share"
             );
         }
-        let commitments = participant.refill(coordinator, extension_share.is_some(), &mut OsRng)?;
         Ok(SignResponse {
             share,
             extension_share,
