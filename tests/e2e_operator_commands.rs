@@ -2,7 +2,9 @@
 //! `cosigner` binaries: `address` against an independent computation of every form,
 //! `check-config` refusing what `start` refuses (a missing state directory, a missing state
 //! file, a key share others can read, a port in use) and passing a good directory (also
-//! while its cosigner runs), every error printed once, and `--log-format json`.
+//! while its cosigner runs), every error printed once, `--log-format json`, and the
+//! warnings for a silent node, a node with another node ID and a cosigner of another
+//! cluster.
 
 mod common;
 
@@ -258,4 +260,104 @@ fn json_logs_are_one_object_per_line() {
         messages.iter().any(|m| m == "threshold cosigner ready"),
         "{log}"
     );
+}
+
+/// Writes a single-key signer directory serving `node`; its `cosigner.toml`.
+fn init_single(dir: &Path, node: &str) -> std::path::PathBuf {
+    let key = write_validator_key(dir);
+    let out = dir.join("single");
+    let made = Command::new(&bins().cosigner)
+        .arg("init-single")
+        .arg(&key.path)
+        .arg("--out")
+        .arg(&out)
+        .args(["--chain-id", "test-chain", "--node", node])
+        .output_bounded()
+        .expect("run init-single");
+    assert!(made.status.success(), "{}", text(&made));
+    out.join("cosigner.toml")
+}
+
+/// Warnings an operator acts on, one line per cause per interval with a count: a node that
+/// accepts TCP but never begins the handshake, and one that authenticates with another node
+/// ID than the configured one (which redials every 200 ms).
+#[test]
+fn node_warnings_say_what_is_wrong_and_are_rate_limited() {
+    let dir = test_dir("node-warnings");
+    // Accepts TCP (the kernel's backlog) and never speaks.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let config = init_single(dir.path(), &format!("tcp://127.0.0.1:{port}"));
+    let mut cmd = Command::new(&bins().cosigner);
+    cmd.args(["start", "--config"]).arg(&config);
+    let p = Proc::spawn("silent", &mut cmd, dir.path());
+    wait_for_log_line(
+        &p,
+        "",
+        &["WARN", "has not begun the SecretConnection handshake"],
+        LIMIT,
+    );
+    drop(p);
+
+    // A node whose key is not the pinned one.
+    let node_dir = test_dir("node-warnings-sim");
+    let sim = Sim::start(
+        node_dir.path(),
+        "v0.38",
+        &["--chain-id", "test-chain", "--duration", "30"],
+    );
+    let pinned = format!("tcp://{}@127.0.0.1:{}", "ab".repeat(20), sim.port);
+    let config = init_single(node_dir.path(), &pinned);
+    let mut cmd = Command::new(&bins().cosigner);
+    cmd.args(["start", "--config"]).arg(&config);
+    let p = Proc::spawn("pinned", &mut cmd, node_dir.path());
+    let needle = format!("not the configured {}", "ab".repeat(20));
+    let first = wait_for_log_line(&p, "", &["WARN", &needle], LIMIT);
+    // The next line for that cause stands for the redials since, with their count.
+    wait_for_log_line(&p, &first, &[&needle, "times in 5s", "count="], LIMIT);
+    let lines = p.log().lines().filter(|l| l.contains(&needle)).count();
+    assert!(lines <= 3, "not rate-limited:\n{}", p.log());
+    drop(sim);
+}
+
+/// A cosigner of another cluster on a port where a peer is expected is named as such, on
+/// both sides, and rate-limited.
+#[test]
+fn a_cosigner_of_another_cluster_is_named_as_such() {
+    let addresses: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_udp_port()))
+        .collect();
+    let mut ours = Cluster::builder("cluster-ours", 2, 3)
+        .cosigner_addresses(addresses.clone())
+        .build()
+        .unwrap();
+    let mut theirs = Cluster::builder("cluster-theirs", 2, 3)
+        .cosigner_addresses(addresses.clone())
+        .build()
+        .unwrap();
+    ours.start(0);
+    theirs.start(1);
+    let one = ours.proc(0);
+    wait_for_log_line(
+        one,
+        "",
+        &[
+            "WARN",
+            &format!("from a cosigner of another cluster at {}", addresses[1]),
+        ],
+        LIMIT,
+    );
+    wait_for_log_line(
+        one,
+        "",
+        &[
+            "WARN",
+            &format!(
+                "the cosigner at {} is of another cluster, not peer 2",
+                addresses[1]
+            ),
+        ],
+        LIMIT,
+    );
+    assert!(!one.log().contains("UnknownIssuer"), "{}", one.log());
 }
