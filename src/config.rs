@@ -196,7 +196,7 @@ fn retired_key(text: &str) -> Option<(String, String)> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
-    /// `tcp://[NODE_ID@]HOST:PORT`.
+    /// `tcp://[NODE_ID@]HOST:PORT` or `unix:///PATH`.
     pub address: NodeAddress,
     /// Which CometBFT privval version the node speaks; it decides the public key response.
     pub protocol: ProtocolVersion,
@@ -317,20 +317,20 @@ impl Timeouts {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {error}")]
     Read {
         /// The config file.
         path: PathBuf,
         /// What the read failed with.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid TOML or does not match the schema.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Parse {
         /// The config file.
         path: PathBuf,
         /// The parser's error, with the line and column.
-        source: Box<toml::de::Error>,
+        error: Box<toml::de::Error>,
     },
     /// The file parsed but a value is not acceptable.
     #[error("{path}: field `{field}`: {problem}")]
@@ -482,9 +482,9 @@ pub enum KeyShareLoadError {
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let config: Config = toml::from_str(&text).map_err(|source| match retired_key(&text) {
             Some((field, problem)) => ConfigError::Invalid {
@@ -494,7 +494,7 @@ impl Config {
             },
             None => ConfigError::Parse {
                 path: path.to_path_buf(),
-                source: Box::new(source),
+                error: Box::new(source),
             },
         })?;
         config
@@ -674,7 +674,7 @@ mod tests {
         let back: Config = toml::from_str(&c.to_toml()).unwrap();
         assert_eq!(back, c);
         assert_eq!(back.validate(), Ok(()));
-        assert_eq!(back.nodes[0].address.port, 26659);
+        assert_eq!(back.nodes[0].address.label(), "127.0.0.1:26659");
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! - [`ceremony`]: key ceremonies among the cosigners (DKG, Horcrux import), over the cluster.
 //! - [`staged_dir`]: writing directories of secrets atomically.
 //! - [`secret_file`]: reading secret files: private modes only, wiped buffers.
+//! - [`log_throttle`]: one log line per cause per interval, with a count.
 //! - `testkit` (cargo feature `testkit` only): the property checks of the fuzz targets.
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
@@ -38,6 +39,7 @@ pub mod consensus;
 pub mod host_port;
 pub mod key_forms;
 pub mod layout;
+pub(crate) mod log_throttle;
 pub mod privval;
 pub mod secret_file;
 pub mod shell;

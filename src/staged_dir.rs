@@ -22,12 +22,12 @@ pub enum StagedDirError {
     #[error("{0}: already exists; refusing to overwrite it")]
     Exists(PathBuf),
     /// A file system call failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The path it was for.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A path is not plain: a relative path to write inside the directory, or a destination,
     /// has an empty, `.`, `..` or absolute part.
@@ -36,9 +36,9 @@ pub enum StagedDirError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StagedDirError + '_ {
-    move |source| StagedDirError::Io {
+    move |error| StagedDirError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -190,11 +190,11 @@ pub fn replace_file(path: &Path, contents: &[u8]) -> Result<(), StagedDirError> 
         file.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
-    if let Err(source) = written {
+    if let Err(error) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(StagedDirError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         });
     }
     File::open(parent)
@@ -262,7 +262,7 @@ impl StagedFile {
             std::io::ErrorKind::AlreadyExists => StagedDirError::Exists(self.destination.clone()),
             _ => StagedDirError::Io {
                 path: self.destination.clone(),
-                source: e,
+                error: e,
             },
         })?;
         self.committed = true;

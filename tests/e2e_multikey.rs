@@ -108,6 +108,30 @@ fn setup(name: &str) -> TwoKeys {
         ] {
             assert!(shown.contains(&needle), "`{needle}` missing:\n{shown}");
         }
+        // `address` prints each key under its name, or the one `--key` names.
+        let config = config.to_str().unwrap();
+        let both = text(&cosigner(&["address", "--config", config]));
+        let only_b = text(&cosigner(&[
+            "address",
+            "--config",
+            config,
+            "--key",
+            "validator-b",
+        ]));
+        for (shown, a, b) in [(&both, true, true), (&only_b, false, true)] {
+            assert_eq!(
+                shown.contains("key:                 validator-a"),
+                a,
+                "{shown}"
+            );
+            assert_eq!(shown.contains(&hex::encode(key_a.public_key)), a, "{shown}");
+            assert_eq!(
+                shown.contains("key:                 validator-b"),
+                b,
+                "{shown}"
+            );
+            assert_eq!(shown.contains(&hex::encode(key_b.public_key)), b, "{shown}");
+        }
     }
     TwoKeys {
         dir,

@@ -97,7 +97,7 @@ pub fn write<R: RngCore + CryptoRng>(plan: &Plan, rng: &mut R) -> Result<Report,
         )
         .map_err(|e| SplitError::SeedState {
             chain: e.chain,
-            source: e.error,
+            error: e.error,
         })?;
         staged.write_file(&dir.join(CEREMONY_FILE), ceremony.to_json().as_bytes())?;
         let what = match kind {

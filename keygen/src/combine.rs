@@ -218,18 +218,18 @@ fn load_member(dir: &Path, wanted: Option<&str>) -> Result<Member, CombineError>
     } else {
         dir.to_path_buf()
     };
-    let config = Config::load(&config_path).map_err(|source| CombineError::Config {
+    let config = Config::load(&config_path).map_err(|error| CombineError::Config {
         dir: dir.to_path_buf(),
-        source,
+        error,
     })?;
     if matches!(config.config.mode, Mode::Single(_)) {
         return Err(CombineError::NotThreshold(dir.to_path_buf()));
     }
     let keys = config
         .load_key_shares()
-        .map_err(|source| CombineError::Shares {
+        .map_err(|error| CombineError::Shares {
             dir: dir.to_path_buf(),
-            source,
+            error,
         })?;
     let address = |share: &KeyShare| hex::encode_upper(address_of(&share.group_public_key()));
     let chosen = match wanted {
@@ -338,9 +338,9 @@ fn open_states(members: &[Member], threshold: u16) -> Result<Vec<ChainStates>, C
                     path,
                     dir: m.dir.clone(),
                 },
-                source => CombineError::State {
+                error => CombineError::State {
                     dir: m.dir.clone(),
-                    source,
+                    error,
                 },
             })?;
             match chains.iter_mut().find(|c| &c.chain == chain) {

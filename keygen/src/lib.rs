@@ -55,14 +55,14 @@ pub enum SplitError {
     #[error(transparent)]
     Key(#[from] KeyFileError),
     /// The threshold and share count do not make a safe cluster.
-    #[error("--threshold {t} --shares {n}: {source}")]
+    #[error("--threshold {t} --shares {n}: {error}")]
     Threshold {
         /// `--threshold`.
         t: u16,
         /// `--shares`.
         n: u16,
         /// Why they do not.
-        source: ThresholdError,
+        error: ThresholdError,
     },
     /// No `--chain-id` was given.
     #[error("at least one --chain-id is required: a signer must know which chains it signs for")]
@@ -121,12 +121,12 @@ pub enum SplitError {
     #[error(transparent)]
     Issue(#[from] IssueError),
     /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The output directory could not be written atomically.
     #[error(transparent)]
@@ -140,12 +140,12 @@ pub enum SplitError {
         problem: String,
     },
     /// A chain's initial sign state could not be written.
-    #[error("cannot seed the sign state of chain `{chain}`: {source}")]
+    #[error("cannot seed the sign state of chain `{chain}`: {error}")]
     SeedState {
         /// The chain.
         chain: String,
         /// Why its state could not be written.
-        source: ImportError,
+        error: ImportError,
     },
     /// A written directory did not load back the way a cosigner loads it; says what failed.
     #[error("written output failed its check: {0}")]
@@ -156,9 +156,9 @@ pub enum SplitError {
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SplitError + '_ {
-    move |source| SplitError::Io {
+    move |error| SplitError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -257,7 +257,7 @@ fn split<R: RngCore + CryptoRng>(
         )
         .map_err(|e| SplitError::SeedState {
             chain: e.chain,
-            source: e.error,
+            error: e.error,
         })?;
         let share_json = file
             .to_json()

@@ -140,7 +140,7 @@ pub struct Plan {
 /// Checks every input and reads the key; writes nothing.
 pub fn plan(args: &Args) -> Result<Plan, SplitError> {
     let (t, n) = (args.threshold, args.shares);
-    check_threshold(t, n).map_err(|source| SplitError::Threshold { t, n, source })?;
+    check_threshold(t, n).map_err(|error| SplitError::Threshold { t, n, error })?;
 
     if args.chain_ids.is_empty() {
         return Err(SplitError::NoChainId);
@@ -174,7 +174,7 @@ pub fn plan(args: &Args) -> Result<Plan, SplitError> {
             address: address.clone(),
             problem,
         })?;
-        if !seen_nodes.insert(parsed.host_port()) {
+        if !seen_nodes.insert(parsed.label()) {
             return Err(SplitError::BadNode {
                 address,
                 problem: "this node is given twice".into(),

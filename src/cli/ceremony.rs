@@ -32,7 +32,6 @@ pub struct Ready {
 impl CeremonyArgs {
     /// Checks the wait, loads the config and prepares this host's part; writes nothing.
     pub fn prepare(&self, kind: CeremonyKind) -> anyhow::Result<Ready> {
-        super::start::init_tracing();
         let timeout = timeout(self.timeout)?;
         let loaded = Config::load(&self.config)?;
         let prepared = run::prepare(&loaded, kind)?;

@@ -1,11 +1,14 @@
 //! Command-line parsing and dispatch. Each subcommand lives in its own module.
 
 mod add_key;
+mod address;
 mod ceremony;
 mod check_config;
 mod dkg;
 mod import_horcrux;
 mod init_single;
+mod load;
+mod logging;
 mod start;
 mod state;
 
@@ -20,6 +23,10 @@ use clap::{Parser, Subcommand};
     about = "Threshold remote signer for CometBFT validators"
 )]
 pub struct Cli {
+    /// How `start`, `dkg` and `import-horcrux` log to stderr: `text`, or `json` (one object
+    /// per line) for a log shipper.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,7 +38,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Validate a cosigner directory (config, key share, TLS identity) and print a summary.
+    /// Load a cosigner directory as `start` does (config, keys and shares, TLS identity, every
+    /// chain's sign state, secret file modes, free ports) without starting; print a summary.
     CheckConfig {
         #[arg(long)]
         config: PathBuf,
@@ -41,6 +49,9 @@ enum Command {
     /// Add another validator key's share to this cosigner directory, from the directory
     /// split-key wrote for this host when it split that key. Run with the cosigner stopped.
     AddKey(add_key::Args),
+    /// Print the validator public key in every form: address, base64, hex and, with
+    /// --bech32-prefix, the valcons address and valconspub key.
+    Address(address::Args),
     /// Show or import the double-sign state.
     #[command(subcommand)]
     State(state::Command),
@@ -54,11 +65,18 @@ enum Command {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if matches!(
+        cli.command,
+        Command::Start { .. } | Command::Dkg(_) | Command::ImportHorcrux(_)
+    ) {
+        logging::init_tracing(cli.log_format);
+    }
     match cli.command {
         Command::Start { config } => start::run(&config),
         Command::CheckConfig { config } => check_config::run(&config),
         Command::InitSingle(args) => init_single::run(args),
         Command::AddKey(args) => add_key::run(args),
+        Command::Address(args) => address::run(args),
         Command::State(cmd) => state::run(cmd),
         Command::Dkg(args) => dkg::run(args),
         Command::ImportHorcrux(args) => import_horcrux::run(args),

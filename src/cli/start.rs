@@ -1,5 +1,5 @@
-//! `cosigner start`: load the directory, build the signer, dial every node, run until
-//! SIGINT/SIGTERM.
+//! `cosigner start`: load the directory ([`load`], as `check-config` does), build the
+//! signers, dial every node, run until SIGINT/SIGTERM.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,89 +8,75 @@ use std::sync::Arc;
 use anyhow::Context;
 use tracing::{info, warn};
 
-use cosigner::config::{Config, LoadedConfig, Mode};
+use cosigner::config::LoadedConfig;
+use cosigner::key_forms::PublicKeyForms;
 use cosigner::privval::{dialer, session::SessionContext};
 use cosigner::sign_state::ChainSignState;
 use cosigner::signer::single::SingleSigner;
 use cosigner::signer::threshold::{ThresholdSetup, ThresholdSigner};
 use cosigner::signer::Signer;
-use cosigner::validator_key::{self, ValidatorKey};
+
+use super::load::{self, Directory, Keys, Purpose, ThresholdKey};
 
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
-    init_tracing();
-    let loaded = Config::load(config_path)?;
-    if let Some(th) = loaded.config.threshold() {
-        loaded.check_no_pending_ceremony(th)?;
-    }
+    let directory = load::load(config_path, Purpose::Start)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(loaded))
+    runtime.block_on(serve(directory))
 }
 
-pub(super) fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-}
-
-/// Opens the sign state of every configured chain. A missing, corrupt or unreadable state
-/// file stops the process here, before anything is signed.
-pub fn open_chain_states(loaded: &LoadedConfig) -> anyhow::Result<HashMap<String, ChainSignState>> {
-    let mut states = HashMap::new();
-    for chain in &loaded.config.chains {
-        let state = super::state::open_chain_state(loaded, &chain.id)?
-            .with_max_jump(chain.max_height_jump());
-        states.insert(chain.id.clone(), state);
+async fn serve(directory: Directory) -> anyhow::Result<()> {
+    for (name, public_key) in directory.public_keys() {
+        // The forms `cosigner address` prints, without bech32 (no prefix is configured).
+        let forms = PublicKeyForms::new(&public_key, None)?;
+        info!(
+            key = name.unwrap_or("-"),
+            address = %forms.address_hex,
+            public_key = %forms.base64,
+            public_key_hex = %forms.hex,
+            "validator key"
+        );
     }
-    Ok(states)
-}
-
-async fn serve(loaded: LoadedConfig) -> anyhow::Result<()> {
+    let Directory {
+        loaded,
+        identity,
+        keys,
+        mut states,
+        ..
+    } = directory;
     let config = &loaded.config;
-    let identity = validator_key::load_identity_key(&loaded.resolve(&config.identity_key))?;
-    let mut states = open_chain_states(&loaded)?;
     // The signer of every node: the one key, or the node's `[[key]]`.
     let mut node_signers: Vec<Arc<Signer>> = Vec::with_capacity(config.nodes.len());
-    let mut public_keys: Vec<String> = Vec::new();
-    if let Mode::Single(single) = &config.mode {
-        let key = ValidatorKey::load(&loaded.resolve(&single.key_file))?;
-        warn!(
-            "SINGLE-KEY MODE: the whole validator key is on this host. It is a single point \
-             of failure and offers no protection if this host is compromised."
-        );
-        let signer = Arc::new(Signer::Single(Box::new(SingleSigner::new(
-            key.signing_key().clone(),
-            states,
-        ))));
-        public_keys.push(hex::encode(signer.public_key()));
-        node_signers.resize(config.nodes.len(), signer);
-    } else {
-        let signers = start_threshold_keys(&loaded, &mut states).await?;
-        for (name, signer) in &signers {
-            public_keys.push(match name {
-                Some(name) => format!("{name}={}", hex::encode(signer.public_key())),
-                None => hex::encode(signer.public_key()),
-            });
+    match keys {
+        Keys::Single(key) => {
+            warn!(
+                "SINGLE-KEY MODE: the whole validator key is on this host. It is a single \
+                 point of failure and offers no protection if this host is compromised."
+            );
+            let signer = Arc::new(Signer::Single(Box::new(SingleSigner::new(
+                key.signing_key().clone(),
+                states,
+            ))));
+            node_signers.resize(config.nodes.len(), signer);
         }
-        for node in &config.nodes {
-            // Validation bound every node to a key that exists (or there is only one).
-            let signer = signers
-                .iter()
-                .find(|(name, _)| *name == node.key.as_deref())
-                .map(|(_, signer)| signer.clone())
-                .with_context(|| format!("node {} names no key of this config", node.address))?;
-            node_signers.push(signer);
+        Keys::Threshold(keys) => {
+            let signers = start_threshold_keys(&loaded, keys, &mut states).await?;
+            for node in &config.nodes {
+                // Validation bound every node to a key that exists (or there is only one).
+                let signer = signers
+                    .iter()
+                    .find(|(name, _)| name.as_deref() == node.key.as_deref())
+                    .map(|(_, signer)| signer.clone())
+                    .with_context(|| {
+                        format!("node {} names no key of this config", node.address)
+                    })?;
+                node_signers.push(signer);
+            }
         }
     }
     info!(
-        public_key = %public_keys.join(", "),
         chains = ?config.chains.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
         nodes = config.nodes.len(),
         "cosigner started"
@@ -100,7 +86,7 @@ async fn serve(loaded: LoadedConfig) -> anyhow::Result<()> {
         let ctx = SessionContext {
             protocol: node.protocol,
             allow_sign_bytes: node.allow_sign_bytes,
-            label: node.address.host_port(),
+            label: node.address.label(),
             timeouts: config.timeouts.node(),
         };
         tokio::spawn(dialer::run(
@@ -118,26 +104,26 @@ async fn serve(loaded: LoadedConfig) -> anyhow::Result<()> {
 /// Starts one threshold signer per key, each with the sign states of its own chains (taken
 /// out of `states`) and a cluster of its own: nothing of one key's signing is shared with
 /// another's.
-async fn start_threshold_keys<'a>(
-    loaded: &'a LoadedConfig,
+async fn start_threshold_keys(
+    loaded: &LoadedConfig,
+    keys: Vec<ThresholdKey>,
     states: &mut HashMap<String, ChainSignState>,
-) -> anyhow::Result<Vec<(Option<&'a str>, Arc<Signer>)>> {
-    let mut signers: Vec<(Option<&str>, Arc<Signer>)> = Vec::new();
-    for (key, share) in loaded.load_key_shares()? {
-        let label = key.label();
+) -> anyhow::Result<Vec<(Option<String>, Arc<Signer>)>> {
+    let mut signers = Vec::new();
+    for key in keys {
         let key_states = key
             .chains
             .iter()
-            .filter_map(|c| states.remove_entry(&c.id))
+            .filter_map(|c| states.remove_entry(c))
             .collect();
         let setup = ThresholdSetup {
-            share,
-            cluster: loaded.cluster_config(key.threshold),
+            share: key.share,
+            cluster: loaded.cluster_config(&key.threshold),
             timeouts: loaded.config.timeouts.signing(),
         };
         let signer = ThresholdSigner::start(setup, key_states)
             .await
-            .with_context(|| label.clone())?;
+            .with_context(|| key.label.clone())?;
         signers.push((key.name, Arc::new(Signer::Threshold(signer))));
     }
     Ok(signers)

@@ -63,12 +63,12 @@ pub struct TlsPaths {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// What the read failed with.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file was read but does not hold what it should.
     #[error("{path}: {problem}")]
@@ -122,9 +122,9 @@ impl TlsIdentity {
             let pem = crate::secret_file::read_private(&paths.key, MAX_KEY_FILE_BYTES)
                 .map_err(|problem| key_file_error(&paths.key, problem))?;
             rustls_pemfile::private_key(&mut pem.as_slice())
-                .map_err(|source| TlsError::Read {
+                .map_err(|error| TlsError::Read {
                     path: paths.key.clone(),
-                    source,
+                    error,
                 })?
                 .ok_or_else(|| TlsError::Invalid {
                     path: paths.key.clone(),
@@ -230,9 +230,9 @@ const MAX_KEY_FILE_BYTES: usize = 64 * 1024;
 
 fn key_file_error(path: &Path, problem: crate::secret_file::SecretFileProblem) -> TlsError {
     match problem {
-        crate::secret_file::SecretFileProblem::Read(source) => TlsError::Read {
+        crate::secret_file::SecretFileProblem::Read(error) => TlsError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         },
         other => TlsError::Invalid {
             path: path.to_path_buf(),
@@ -244,9 +244,9 @@ fn key_file_error(path: &Path, problem: crate::secret_file::SecretFileProblem) -
 fn open(path: &Path) -> Result<BufReader<File>, TlsError> {
     File::open(path)
         .map(BufReader::new)
-        .map_err(|source| TlsError::Read {
+        .map_err(|error| TlsError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })
 }
 
@@ -254,9 +254,9 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let mut reader = open(path)?;
     let certs = rustls_pemfile::certs(&mut reader)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Read {
+        .map_err(|error| TlsError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
     if certs.is_empty() {
         return Err(TlsError::Invalid {
@@ -265,6 +265,22 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         });
     }
     Ok(certs)
+}
+
+/// TLS alert `unknown_ca` (RFC 8446 §6.2), which rustls sends for a certificate whose
+/// chain does not end at the trusted CA.
+const ALERT_UNKNOWN_CA: u8 = 48;
+
+/// Whether a handshake failed because one side's certificate is not from the other's
+/// cluster CA, sent or received: what a cosigner of another cluster (another split's
+/// directory, or another key's cluster on a port this one expects a peer on) looks like.
+pub fn is_other_cluster(e: &quinn::ConnectionError) -> bool {
+    let code = match e {
+        quinn::ConnectionError::TransportError(t) => t.code,
+        quinn::ConnectionError::ConnectionClosed(c) => c.error_code,
+        _ => return false,
+    };
+    code == quinn::TransportErrorCode::crypto(ALERT_UNKNOWN_CA)
 }
 
 /// The fingerprint of the leaf certificate the peer authenticated with, if any.

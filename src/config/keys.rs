@@ -115,12 +115,12 @@ impl Config {
 #[derive(Debug, thiserror::Error)]
 pub enum KeySharesError {
     /// One key's share cannot be used.
-    #[error("{label}: {source}")]
+    #[error("{label}: {error}")]
     Load {
         /// Which key, as [`KeyView::label`] names it.
         label: String,
         /// Why its share cannot be used.
-        source: KeyShareLoadError,
+        error: KeyShareLoadError,
     },
     /// Two keys hold shares of one validator key; one validator key must be one `[[key]]`.
     #[error(
@@ -145,9 +145,9 @@ impl LoadedConfig {
         for key in self.config.threshold_keys() {
             let share =
                 self.load_key_share(key.threshold)
-                    .map_err(|source| KeySharesError::Load {
+                    .map_err(|error| KeySharesError::Load {
                         label: key.label(),
-                        source,
+                        error,
                     })?;
             if let Some((first, _)) = loaded
                 .iter()
@@ -508,7 +508,10 @@ mod tests {
                 (
                     v.name,
                     v.chains.iter().map(|c| c.id.as_str()).collect(),
-                    v.nodes[0].address.port,
+                    match &v.nodes[0].address.endpoint {
+                        crate::privval::address::NodeEndpoint::Tcp { port, .. } => *port,
+                        crate::privval::address::NodeEndpoint::Unix(_) => 0,
+                    },
                 )
             })
             .map(|(n, c, p)| (n, c, usize::from(p)))

@@ -15,16 +15,16 @@
 
 use std::time::Instant;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use super::connection::NodeConnection;
 use super::dialer::NodeTimeouts;
 use super::messages::{
     self, decode_length_prefix, decode_message, encode_delimited, FrameError, LengthPrefix,
     Message, RemoteSignerError, Request, RequestError, RequestKind, MAX_PREFIX_LEN,
 };
-use super::secret_connection::{SecretConnection, SecretConnectionError};
+use super::secret_connection::SecretConnectionError;
 use super::version::ProtocolVersion;
 use crate::consensus::{ExtensionDoc, SignDoc, Step};
 use crate::privval::sign_doc;
@@ -55,6 +55,9 @@ pub enum SessionError {
     /// The SecretConnection failed.
     #[error(transparent)]
     Connection(#[from] SecretConnectionError),
+    /// The Unix socket to the node failed.
+    #[error("Unix socket: {0}")]
+    Socket(std::io::Error),
     /// The node sent a frame that is no privval message.
     #[error("malformed message: {0}")]
     Frame(#[from] FrameError),
@@ -113,14 +116,11 @@ fn has_quorum(quorum: &Option<watch::Receiver<bool>>) -> bool {
 /// sent anything on yet is not idle but spare: the node holds it until its current signer's
 /// connection fails, and then needs it at once, so it is kept (TCP keep-alives tell whether
 /// the node is still there).
-pub async fn serve<S>(
-    conn: &mut SecretConnection<S>,
+pub async fn serve(
+    conn: &mut NodeConnection,
     ctx: &SessionContext,
     signer: &Signer,
-) -> Result<(), SessionError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
+) -> Result<(), SessionError> {
     let idle = ctx.timeouts.idle;
     let write = ctx.timeouts.write;
     let mut out = Vec::with_capacity(512);
@@ -167,19 +167,7 @@ pub(crate) trait ReadExact {
     fn read_exact(
         &mut self,
         buf: &mut [u8],
-    ) -> impl std::future::Future<Output = Result<(), SecretConnectionError>> + Send;
-}
-
-impl<S> ReadExact for SecretConnection<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    fn read_exact(
-        &mut self,
-        buf: &mut [u8],
-    ) -> impl std::future::Future<Output = Result<(), SecretConnectionError>> + Send {
-        SecretConnection::read_exact(self, buf)
-    }
+    ) -> impl std::future::Future<Output = Result<(), SessionError>> + Send;
 }
 
 /// Reads one length-delimited message; the length is checked against the node's limit

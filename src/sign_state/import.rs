@@ -28,7 +28,7 @@ pub enum ImportError {
     },
     /// The `signbytes` field holds no vote or proposal.
     #[error("signbytes are not vote or proposal sign bytes: {0}")]
-    SignBytes(#[from] SignBytesError),
+    SignBytes(SignBytesError),
     /// The `signbytes` are at another position than the `height`/`round`/`step` fields.
     #[error("signbytes are for {found}, but the state says {stated}")]
     Disagrees {
@@ -66,6 +66,13 @@ pub enum ImportError {
     /// The state file cannot be opened, read or written.
     #[error(transparent)]
     State(#[from] StateError),
+}
+
+// By hand rather than `#[from]`: the message includes the cause, so it is not a `source`.
+impl From<SignBytesError> for ImportError {
+    fn from(e: SignBytesError) -> Self {
+        ImportError::SignBytes(e)
+    }
 }
 
 /// What [`import_into`] did.

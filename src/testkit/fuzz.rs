@@ -185,7 +185,7 @@ impl ReadExact for Feed<'_> {
     fn read_exact(
         &mut self,
         buf: &mut [u8],
-    ) -> impl Future<Output = Result<(), SecretConnectionError>> + Send {
+    ) -> impl Future<Output = Result<(), SessionError>> + Send {
         // The session allocates each buffer just before reading into it.
         assert!(
             buf.len() <= MAX_MESSAGE_LEN,
@@ -200,7 +200,7 @@ impl ReadExact for Feed<'_> {
             }
             None => {
                 self.rest = &[];
-                Err(SecretConnectionError::Closed)
+                Err(SessionError::Connection(SecretConnectionError::Closed))
             }
         };
         std::future::ready(result)

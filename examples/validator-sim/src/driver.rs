@@ -3,7 +3,6 @@
 //! double-sign ledger, and runs the replay / timestamp-replay / conflict probes at the end.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::TcpListener;
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -20,7 +19,7 @@ use crate::node::{Answer, Node, NodeConfig, NodeError};
 use crate::report::{Recorder, Report};
 use crate::verify::{self, Failure, Verified};
 use crate::wire::{Request, Response};
-use crate::{SimConfig, SimError};
+use crate::{Listener, SimConfig, SimError};
 
 /// What the node expects from a sign request.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -556,7 +555,7 @@ impl<'a> Driver<'a> {
 }
 
 /// Runs the simulation on a bound listener until the plan, the duration or the stop flag ends it.
-pub fn run(listener: TcpListener, cfg: &SimConfig) -> Result<Report, SimError> {
+pub fn run(listener: impl Into<Listener>, cfg: &SimConfig) -> Result<Report, SimError> {
     cfg.validate()?;
     let expected = cfg
         .expect_pubkey
@@ -567,7 +566,7 @@ pub fn run(listener: TcpListener, cfg: &SimConfig) -> Result<Report, SimError> {
         stop: cfg.stop.clone(),
         ..cfg.node.clone()
     };
-    let node = Node::new(listener, node_cfg).map_err(SimError::Io)?;
+    let node = Node::new(listener.into(), node_cfg).map_err(SimError::Io)?;
     let mut d = Driver {
         cfg,
         node,

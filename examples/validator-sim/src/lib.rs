@@ -30,6 +30,7 @@ pub mod wire;
 
 use std::io;
 use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,8 +142,41 @@ impl SimConfig {
     }
 }
 
-/// Binds the node's privval listener (`host:port`, optionally `tcp://`-prefixed; port 0 picks
-/// a free one, read it with `local_addr()` before calling [`run`]).
-pub fn bind(addr: &str) -> io::Result<TcpListener> {
-    TcpListener::bind(addr.strip_prefix("tcp://").unwrap_or(addr))
+/// The node's privval listener, as CometBFT's `priv_validator_laddr` has it: TCP (a
+/// SecretConnection inside) or a Unix socket (the privval messages as they are).
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl From<TcpListener> for Listener {
+    fn from(l: TcpListener) -> Listener {
+        Listener::Tcp(l)
+    }
+}
+
+impl Listener {
+    /// `tcp://HOST:PORT` (or `HOST:PORT`) with the bound port, or `unix://PATH`.
+    pub fn describe(&self) -> io::Result<String> {
+        match self {
+            Listener::Tcp(l) => Ok(format!("tcp://{}", l.local_addr()?)),
+            Listener::Unix(l) => Ok(format!(
+                "unix://{}",
+                l.local_addr()?
+                    .as_pathname()
+                    .map_or_else(|| "?".into(), |p| p.display().to_string())
+            )),
+        }
+    }
+}
+
+/// Binds the node's privval listener: `host:port`, optionally `tcp://`-prefixed (port 0
+/// picks a free one, read it with `local_addr()` before calling [`run`]), or
+/// `unix:///PATH` (which, as for CometBFT, must not exist yet).
+pub fn bind(addr: &str) -> io::Result<Listener> {
+    match addr.strip_prefix("unix://") {
+        Some(path) => UnixListener::bind(path).map(Listener::Unix),
+        None => TcpListener::bind(addr.strip_prefix("tcp://").unwrap_or(addr)).map(Listener::Tcp),
+    }
 }

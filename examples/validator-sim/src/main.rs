@@ -17,7 +17,8 @@ use validator_sim::{ChainOrder, Protocol, SimConfig};
     about = "A simulated CometBFT node for testing remote signers"
 )]
 struct Args {
-    /// Address to listen on for the signer (priv_validator_laddr); port 0 picks one.
+    /// Address to listen on for the signer (priv_validator_laddr): `HOST:PORT` (port 0 picks
+    /// one) or `unix:///PATH` (a Unix socket, no SecretConnection, as CometBFT has it).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
     /// Write the bound port to this file (atomically) once listening.
@@ -194,11 +195,17 @@ fn real_main() -> anyhow::Result<bool> {
     let cfg = config(&args)?;
     let listener =
         validator_sim::bind(&args.listen).with_context(|| format!("binding {}", args.listen))?;
-    let addr = listener.local_addr()?;
-    println!("listening on {addr} (privval {})", cfg.protocol.name());
+    println!(
+        "listening on {} (privval {})",
+        listener.describe()?,
+        cfg.protocol.name()
+    );
     std::io::stdout().flush()?;
     if let Some(path) = &args.port_file {
-        write_port_file(path, addr.port())
+        let validator_sim::Listener::Tcp(tcp) = &listener else {
+            bail!("--port-file is for a TCP --listen address");
+        };
+        write_port_file(path, tcp.local_addr()?.port())
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let report = validator_sim::run(listener, &cfg)?;

@@ -1,11 +1,13 @@
-//! The node's connection side: a TCP listener that accepts one signer at a time, runs the
-//! SecretConnection handshake as a CometBFT node does (random or seeded identity, any signer
-//! accepted unless one is pinned), and sends requests with CometBFT's deadlines and
-//! `RetrySignerClient` semantics (transport failures retried, possibly on a new connection;
-//! a RemoteSignerError is an answer, hence final).
+//! The node's connection side: a listener that accepts one signer at a time, runs the
+//! SecretConnection handshake over TCP as a CometBFT node does (random or seeded identity,
+//! any signer accepted unless one is pinned) or, over a Unix socket, none (CometBFT's
+//! `UnixListener` speaks the privval messages as they are), and sends requests with
+//! CometBFT's deadlines and `RetrySignerClient` semantics (transport failures retried,
+//! possibly on a new connection; a RemoteSignerError is an answer, hence final).
 
-use std::io;
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -16,6 +18,7 @@ use tendermint_p2p::secret_connection::{SecretConnection, Version};
 
 use crate::report::ConnStats;
 use crate::wire::{self, Kind, MsgReader, Protocol, Request, Response, WireError};
+use crate::Listener;
 
 /// How often a non-blocking accept is re-polled while waiting for a signer.
 const ACCEPT_POLL: Duration = Duration::from_millis(5);
@@ -113,16 +116,61 @@ pub struct Failed {
     pub wrong_types: u32,
 }
 
+/// What a signer's messages travel in.
+enum Stream {
+    Secret(Box<SecretConnection<TcpStream>>),
+    Plain(UnixStream),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Secret(sc) => sc.read(buf),
+            Stream::Plain(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Secret(sc) => sc.write(buf),
+            Stream::Plain(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Secret(sc) => sc.flush(),
+            Stream::Plain(s) => s.flush(),
+        }
+    }
+}
+
+/// A handle on the connection's socket, to shut it down.
+enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Socket {
+    fn shutdown(&self) {
+        let _ = match self {
+            Socket::Tcp(s) => s.shutdown(Shutdown::Both),
+            Socket::Unix(s) => s.shutdown(Shutdown::Both),
+        };
+    }
+}
+
 struct Conn {
-    sc: SecretConnection<TcpStream>,
-    /// A handle on the same socket, to shut it down.
-    socket: TcpStream,
+    sc: Stream,
+    socket: Socket,
     reader: MsgReader,
 }
 
 /// The simulated node's privval endpoint.
 pub struct Node {
-    listener: TcpListener,
+    listener: Listener,
     cfg: NodeConfig,
     key_seed: [u8; 32],
     conn: Option<Conn>,
@@ -138,8 +186,11 @@ fn describe(resp: &Response) -> String {
 }
 
 impl Node {
-    pub fn new(listener: TcpListener, cfg: NodeConfig) -> io::Result<Self> {
-        listener.set_nonblocking(true)?;
+    pub fn new(listener: Listener, cfg: NodeConfig) -> io::Result<Self> {
+        match &listener {
+            Listener::Tcp(l) => l.set_nonblocking(true)?,
+            Listener::Unix(l) => l.set_nonblocking(true)?,
+        }
         let key_seed = cfg.node_key_seed.unwrap_or_else(|| {
             let mut seed = [0u8; 32];
             OsRng.fill_bytes(&mut seed);
@@ -182,7 +233,7 @@ impl Node {
     /// Closes the current connection; the next request accepts a new one.
     pub fn drop_connection(&mut self) {
         if let Some(conn) = self.conn.take() {
-            let _ = conn.socket.shutdown(Shutdown::Both);
+            conn.socket.shutdown();
             self.stats.drops += 1;
         }
     }
@@ -233,8 +284,29 @@ impl Node {
             .and_then(|()| stream.set_write_timeout(rw))
             .map_err(|e| e.to_string())?;
         Ok(Conn {
-            sc,
-            socket: stream,
+            sc: Stream::Secret(Box::new(sc)),
+            socket: Socket::Tcp(stream),
+            reader: MsgReader::default(),
+        })
+    }
+
+    /// A signer on the Unix socket: no handshake, so no signer ID to check or remember.
+    fn plain(&mut self, stream: UnixStream) -> Result<Conn, String> {
+        if self.cfg.expect_signer_id.is_some() {
+            let _ = stream.shutdown(Shutdown::Both);
+            self.stats.rejected_signers += 1;
+            return Err("a signer on a Unix socket has no ID to check".into());
+        }
+        let rw = Some(self.cfg.read_write_timeout);
+        stream
+            .set_nonblocking(false)
+            .and_then(|()| stream.set_read_timeout(rw))
+            .and_then(|()| stream.set_write_timeout(rw))
+            .map_err(|e| e.to_string())?;
+        let socket = stream.try_clone().map_err(|e| e.to_string())?;
+        Ok(Conn {
+            sc: Stream::Plain(stream),
+            socket: Socket::Unix(socket),
             reader: MsgReader::default(),
         })
     }
@@ -249,15 +321,25 @@ impl Node {
             if self.stopped() {
                 return Err(NodeError::Stopped);
             }
-            match self.listener.accept() {
-                Ok((stream, _)) => match self.handshake(stream, deadline) {
-                    Ok(conn) => {
-                        self.conn = Some(conn);
-                        self.stats.accepted += 1;
-                        return Ok(());
+            let accepted = match &self.listener {
+                Listener::Tcp(l) => l.accept().map(|(s, _)| Socket::Tcp(s)),
+                Listener::Unix(l) => l.accept().map(|(s, _)| Socket::Unix(s)),
+            };
+            match accepted {
+                Ok(socket) => {
+                    let conn = match socket {
+                        Socket::Tcp(tcp) => self.handshake(tcp, deadline),
+                        Socket::Unix(unix) => self.plain(unix),
+                    };
+                    match conn {
+                        Ok(conn) => {
+                            self.conn = Some(conn);
+                            self.stats.accepted += 1;
+                            return Ok(());
+                        }
+                        Err(_) => self.stats.handshake_failures += 1,
                     }
-                    Err(_) => self.stats.handshake_failures += 1,
-                },
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) => return Err(NodeError::Listener(e)),

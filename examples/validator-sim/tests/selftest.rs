@@ -171,7 +171,7 @@ fn config(protocol: Protocol, heights: u64) -> SimConfig {
 /// Runs the sim against signers started in order: each next one only once the previous
 /// is connected, so it waits in the listen backlog (the fail-over path).
 fn run_with(cfg: &SimConfig, faults: &[Fault]) -> Report {
-    let listener = validator_sim::bind("127.0.0.1:0").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let sim_cfg = cfg.clone();
     let sim = thread::spawn(move || validator_sim::run(listener, &sim_cfg).unwrap());

@@ -23,12 +23,12 @@ pub enum CombineError {
         problem: String,
     },
     /// A directory's `cosigner.toml` cannot be loaded.
-    #[error("{}: {source}", dir.display())]
+    #[error("{}: {error}", dir.display())]
     Config {
         /// The cosigner directory.
         dir: PathBuf,
         /// Why its config cannot be loaded.
-        source: ConfigError,
+        error: ConfigError,
     },
     /// A directory is a single-key signer's, not a cosigner's.
     #[error(
@@ -38,12 +38,12 @@ pub enum CombineError {
     )]
     NotThreshold(PathBuf),
     /// A directory's key shares cannot be loaded.
-    #[error("{}: {source}", dir.display())]
+    #[error("{}: {error}", dir.display())]
     Shares {
         /// The cosigner directory.
         dir: PathBuf,
         /// Why its shares cannot be loaded.
-        source: KeySharesError,
+        error: KeySharesError,
     },
     /// A directory holds several keys and `--key` does not pick one.
     #[error(
@@ -138,12 +138,12 @@ pub enum CombineError {
         dir: PathBuf,
     },
     /// A directory's sign state cannot be read.
-    #[error("{}: {source}", dir.display())]
+    #[error("{}: {error}", dir.display())]
     State {
         /// The cosigner directory.
         dir: PathBuf,
         /// Why its state cannot be read.
-        source: StateError,
+        error: StateError,
     },
     /// Fewer directories than the threshold sign a chain.
     #[error(

@@ -22,7 +22,7 @@ use super::notices::{Notice, LOG_INTERVAL};
 use super::peer::Direction;
 use super::serve::{open_link, run_connection};
 use super::{close, until_shutdown, Inner, HANDSHAKE_TIMEOUT};
-use crate::cluster::tls::{negotiated_alpn, peer_fingerprint};
+use crate::cluster::tls::{is_other_cluster, negotiated_alpn, peer_fingerprint};
 
 /// Handshakes one source address (IP and port) may have in progress. A peer dials one
 /// connection at a time from its single socket; two leave room for a restarted peer on the
@@ -167,6 +167,12 @@ async fn handshake(inner: &Inner, incoming: Incoming, held: (OwnedSemaphorePermi
     };
     let conn = match timeout(HANDSHAKE_TIMEOUT, accepted).await {
         Ok(Ok(conn)) => conn,
+        Ok(Err(e)) if is_other_cluster(&e) => {
+            inner
+                .notices
+                .note(Notice::OtherCluster, || addr.to_string());
+            return;
+        }
         Ok(Err(e)) => {
             inner
                 .notices

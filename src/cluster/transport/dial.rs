@@ -12,7 +12,7 @@ use super::peer::{live, Direction, Peer};
 use super::serve::{open_link, run_connection};
 use super::{close, until_shutdown, Inner, DIAL_TIMEOUT, MAX_BACKOFF, MIN_BACKOFF, STABLE_AFTER};
 use crate::cluster::identity::server_name;
-use crate::cluster::tls::{negotiated_alpn, peer_fingerprint};
+use crate::cluster::tls::{is_other_cluster, negotiated_alpn, peer_fingerprint};
 
 /// Keeps one dialed connection to `peer` whenever there is no live one.
 pub(super) async fn dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
@@ -60,7 +60,22 @@ pub(super) async fn dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
             Err(e) => {
                 failures += 1;
                 if failures == 1 {
-                    warn!(peer = peer.id, addr = %peer.address, error = %e, "cannot reach cluster peer; retrying");
+                    match &e {
+                        DialError::Connection(c) if is_other_cluster(c) => warn!(
+                            peer = peer.id,
+                            addr = %peer.address,
+                            "the cosigner at {} is of another cluster, not peer {}: its \
+                             certificate is not from this cluster's CA (a directory of another \
+                             split-key run, or another key's cluster on that port); check that \
+                             host's directory and this config's address of peer {}; retrying",
+                            peer.address,
+                            peer.id,
+                            peer.id
+                        ),
+                        _ => {
+                            warn!(peer = peer.id, addr = %peer.address, error = %e, "cannot reach cluster peer; retrying")
+                        }
+                    }
                 } else {
                     debug!(peer = peer.id, addr = %peer.address, error = %e, "cluster dial failed");
                 }

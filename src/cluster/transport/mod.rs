@@ -158,12 +158,12 @@ pub enum ClusterError {
     #[error("cluster config: {0}")]
     Config(String),
     /// The listen address cannot be bound.
-    #[error("cannot listen for cluster peers on {addr}: {source}")]
+    #[error("cannot listen for cluster peers on {addr}: {error}")]
     Bind {
         /// The configured listen address.
         addr: SocketAddr,
         /// What the bind failed with.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A request named a cosigner that is not a configured peer.
     #[error("cosigner {0} is not a configured peer")]
@@ -295,10 +295,10 @@ impl Cluster {
         }
         let pins = PeerPins::new(peers.values().map(|p| (p.id, p.fingerprint.clone())));
         let endpoint =
-            Endpoint::server(identity.server_config()?, cfg.listen).map_err(|source| {
+            Endpoint::server(identity.server_config()?, cfg.listen).map_err(|error| {
                 ClusterError::Bind {
                     addr: cfg.listen,
-                    source,
+                    error,
                 }
             })?;
         let inner = Arc::new(Inner {

@@ -5,18 +5,16 @@
 //! once per [`LOG_INTERVAL`], with the number of events since the previous line and the
 //! latest one's detail. Every event is also counted in [`TransportStats`].
 
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tracing::{debug, error, warn};
 
 use crate::cluster::PeerId;
+use crate::log_throttle::Throttle;
 
-/// At most one line per cause per this interval.
-pub(super) const LOG_INTERVAL: Duration = Duration::from_secs(5);
+pub(super) use crate::log_throttle::LOG_INTERVAL;
 /// Address validations (Retry) are part of every handshake; more than this many in one
 /// interval are worth a line, since peers need one each per connection.
 const RETRIES_WORTH_A_LINE: u64 = 16;
@@ -34,6 +32,8 @@ pub(super) enum Notice {
     Saturated,
     /// A handshake failed or timed out.
     HandshakeFailed,
+    /// A handshake failed because the two sides' certificates are of different clusters.
+    OtherCluster,
     /// A handshake completed with a certificate that is not a configured peer's.
     UnknownCertificate,
     /// A peer's connection did not complete the hello.
@@ -68,83 +68,6 @@ pub struct TransportStats {
     pub requests_busy: u64,
     /// Refusals from peers that see two live processes with our identity.
     pub twin_refusals: u64,
-}
-
-/// One cause's window.
-#[derive(Debug)]
-struct Tally {
-    since: Instant,
-    /// Events in this window not yet logged.
-    pending: u64,
-    latest: String,
-}
-
-/// The pure rate limiter.
-#[derive(Debug)]
-pub(super) struct Throttle<K> {
-    interval: Duration,
-    tallies: HashMap<K, Tally>,
-}
-
-impl<K: Copy + Eq + Hash> Throttle<K> {
-    pub(super) fn new(interval: Duration) -> Throttle<K> {
-        Throttle {
-            interval,
-            tallies: HashMap::new(),
-        }
-    }
-
-    /// Notes one event. Returns what to log now: the first event after a quiet period
-    /// (if `first_at_once`) or, once a window is over, the events it collected.
-    pub(super) fn note(
-        &mut self,
-        key: K,
-        now: Instant,
-        detail: String,
-        first_at_once: bool,
-    ) -> Option<(u64, String)> {
-        match self.tallies.get_mut(&key) {
-            None => {
-                let pending = u64::from(!first_at_once);
-                self.tallies.insert(
-                    key,
-                    Tally {
-                        since: now,
-                        pending,
-                        latest: detail.clone(),
-                    },
-                );
-                first_at_once.then_some((1, detail))
-            }
-            Some(t) => {
-                t.pending += 1;
-                t.latest = detail;
-                if now.saturating_duration_since(t.since) < self.interval {
-                    return None;
-                }
-                t.since = now;
-                Some((std::mem::take(&mut t.pending), t.latest.clone()))
-            }
-        }
-    }
-
-    /// Windows that are over: their pending events to log. A cause whose window passed
-    /// without events is forgotten, so its next event is logged at once again.
-    pub(super) fn due(&mut self, now: Instant) -> Vec<(K, u64, String)> {
-        let mut out = Vec::new();
-        self.tallies.retain(|key, t| {
-            if now.saturating_duration_since(t.since) < self.interval {
-                return true;
-            }
-            if t.pending == 0 {
-                return false;
-            }
-            out.push((*key, std::mem::take(&mut t.pending), t.latest.clone()));
-            t.since = now;
-            true
-        });
-        out
-    }
 }
 
 /// The transport's counters and rate-limited log.
@@ -191,7 +114,7 @@ impl Notices {
             Notice::Retry => &self.retried,
             Notice::SourceBusy => &self.refused_source_busy,
             Notice::Saturated => &self.refused_saturated,
-            Notice::HandshakeFailed => &self.failed,
+            Notice::HandshakeFailed | Notice::OtherCluster => &self.failed,
             Notice::UnknownCertificate => &self.unknown_certificate,
             Notice::HelloFailed => &self.hello_failed,
             Notice::PeerBusy(_) => &self.requests_busy,
@@ -268,6 +191,14 @@ fn emit(notice: Notice, count: u64, latest: &str) {
             latest, "refused {count} cluster handshake(s): every handshake slot is taken"
         ),
         Notice::HandshakeFailed => warn!(count, latest, "{count} cluster handshake(s) failed"),
+        Notice::OtherCluster => warn!(
+            count,
+            from = latest,
+            "refused {count} connection(s) from a cosigner of another cluster at {latest}: its \
+             certificate is not from this cluster's CA (a directory of another split-key run, \
+             or another key's cluster on a port this one expects a peer on); check that host's \
+             directory and this config's peer addresses"
+        ),
         Notice::UnknownCertificate => warn!(
             count,
             latest, "refused {count} cluster connection(s): certificate is not a configured peer"
@@ -295,48 +226,6 @@ fn emit(notice: Notice, count: u64, latest: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const I: Duration = Duration::from_secs(5);
-
-    #[test]
-    fn the_first_event_is_logged_at_once_and_the_rest_once_per_interval() {
-        let mut t = Throttle::new(I);
-        let t0 = Instant::now();
-        assert_eq!(t.note(1, t0, "a".into(), true), Some((1, "a".into())));
-        for i in 0..1000 {
-            assert_eq!(
-                t.note(1, t0 + Duration::from_millis(i), format!("{i}"), true),
-                None
-            );
-        }
-        // Another cause has its own window.
-        assert!(t.note(2, t0, "b".into(), true).is_some());
-        assert_eq!(
-            t.note(1, t0 + I, "last".into(), true),
-            Some((1001, "last".into()))
-        );
-        assert_eq!(
-            t.note(1, t0 + I + Duration::from_secs(1), "x".into(), true),
-            None
-        );
-        assert_eq!(t.due(t0 + I), vec![]);
-        assert_eq!(t.due(t0 + 2 * I), vec![(1, 1, "x".to_string())]);
-        // A quiet window ends the cause; its next event is logged at once again.
-        assert_eq!(t.due(t0 + 3 * I), vec![]);
-        assert_eq!(
-            t.note(1, t0 + 3 * I, "y".into(), true),
-            Some((1, "y".into()))
-        );
-    }
-
-    #[test]
-    fn quiet_causes_are_only_summed() {
-        let mut t = Throttle::new(I);
-        let t0 = Instant::now();
-        assert_eq!(t.note(1, t0, "a".into(), false), None);
-        assert_eq!(t.note(1, t0, "b".into(), false), None);
-        assert_eq!(t.due(t0 + I), vec![(1, 2, "b".to_string())]);
-    }
 
     #[test]
     fn every_event_is_counted() {

@@ -45,16 +45,34 @@ pub(crate) use watermark::ChainWatermarks;
 pub enum ThresholdStartError {
     /// The key share cannot make a participant.
     #[error("the key share cannot serve as a participant: {0}")]
-    Participant(#[from] crate::threshold::participant::ParticipantError),
+    Participant(crate::threshold::participant::ParticipantError),
     /// The cluster transport could not start.
     #[error("cluster transport: {0}")]
-    Cluster(#[from] crate::cluster::transport::ClusterError),
+    Cluster(crate::cluster::transport::ClusterError),
     /// A background thread could not be spawned.
     #[error("cannot start the background thread: {0}")]
-    Background(#[from] std::io::Error),
+    Background(std::io::Error),
     /// The share's group key is not a valid Ed25519 public key.
     #[error("the key share's group key is not a valid Ed25519 key: {0}")]
     GroupKey(String),
+}
+
+impl From<crate::threshold::participant::ParticipantError> for ThresholdStartError {
+    fn from(e: crate::threshold::participant::ParticipantError) -> Self {
+        ThresholdStartError::Participant(e)
+    }
+}
+
+impl From<crate::cluster::transport::ClusterError> for ThresholdStartError {
+    fn from(e: crate::cluster::transport::ClusterError) -> Self {
+        ThresholdStartError::Cluster(e)
+    }
+}
+
+impl From<std::io::Error> for ThresholdStartError {
+    fn from(e: std::io::Error) -> Self {
+        ThresholdStartError::Background(e)
+    }
 }
 
 /// The threshold signer: coordinates signings for its sessions and answers its peers'.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rand_core::OsRng;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::super::fault::{test_crash, CrashPoint};
 use super::Inner;
@@ -133,6 +133,8 @@ impl Inner {
         };
         let prepared = participant.prepare(coordinator, &decoded)?;
         let doc = prepared.doc().clone();
+        // What the share is for, to log it: only a peer's coordinator's (ours logs `signed`).
+        let logged = (coordinator != self.id).then(|| (doc.chain_id.clone(), doc.hrs));
         let (recorded_tx, recorded_rx) = std::sync::mpsc::sync_channel(1);
         let inner = self.clone();
         let record_and_tell = move || {
@@ -161,6 +163,18 @@ impl Inner {
         let (share, extension_share) = unreleased?.release(recorded?)?;
         test_crash(CrashPoint::ParticipantAfterPersist);
         let commitments = participant.refill(coordinator, extension_share.is_some(), &mut OsRng)?;
+        // At info, as the coordinator logs each signature: without it a participant's log
+        // cannot tell a healthy peer from an idle one.
+        if let Some((chain, hrs)) = logged {
+            info!(
+                %chain,
+                height = hrs.height,
+                round = hrs.round,
+                step = %hrs.step,
+                coordinator,
+                "gave share"
+            );
+        }
         Ok(SignResponse {
             share,
             extension_share,
