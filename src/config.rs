@@ -7,8 +7,10 @@
 //! in [`keys`].
 
 mod keys;
+pub mod metrics;
 
 pub use keys::{merge_key, KeySharesError, KeyView, MergeError, NamedKey};
+pub use metrics::MetricsConfig;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,6 +43,8 @@ pub struct Config {
     pub nodes: Vec<NodeConfig>,
     pub mode: Mode,
     pub timeouts: Timeouts,
+    /// The Prometheus endpoint (`[metrics]`), if any.
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// Whose key this signer signs with.
@@ -74,6 +78,8 @@ struct RawConfig {
     timeouts: Timeouts,
     #[serde(rename = "key", default, skip_serializing_if = "Vec::is_empty")]
     keys: Vec<NamedKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    metrics: Option<MetricsConfig>,
 }
 
 impl TryFrom<RawConfig> for Config {
@@ -108,6 +114,7 @@ impl TryFrom<RawConfig> for Config {
             nodes: raw.nodes,
             mode,
             timeouts: raw.timeouts,
+            metrics: raw.metrics,
         })
     }
 }
@@ -128,6 +135,7 @@ impl From<Config> for RawConfig {
             threshold,
             timeouts: c.timeouts,
             keys,
+            metrics: c.metrics,
         }
     }
 }
@@ -624,6 +632,9 @@ mod tests {
                 allowed_sources: vec!["10.1.0.0/16".parse().unwrap()],
             }),
             timeouts: Timeouts::default(),
+            metrics: Some(MetricsConfig {
+                listen: "127.0.0.1:8101".parse().unwrap(),
+            }),
         }
     }
 

@@ -8,6 +8,7 @@ mod import_horcrux;
 mod init_single;
 mod start;
 mod state;
+mod status;
 
 use std::path::PathBuf;
 
@@ -41,6 +42,9 @@ enum Command {
     /// Add another validator key's share to this cosigner directory, from the directory
     /// split-key wrote for this host when it split that key. Run with the cosigner stopped.
     AddKey(add_key::Args),
+    /// Ask the cosigner running for this config how it is (quorum, peers, nodes, watermarks,
+    /// storage), over its admin socket. Exits non-zero without a quorum or if none runs.
+    Status(status::Args),
     /// Show or import the double-sign state.
     #[command(subcommand)]
     State(state::Command),
@@ -60,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::InitSingle(args) => init_single::run(args),
         Command::AddKey(args) => add_key::run(args),
         Command::State(cmd) => state::run(cmd),
+        Command::Status(args) => status::run(args),
         Command::Dkg(args) => dkg::run(args),
         Command::ImportHorcrux(args) => import_horcrux::run(args),
     }

@@ -9,11 +9,14 @@ use anyhow::Context;
 use tracing::{info, warn};
 
 use cosigner::config::{Config, LoadedConfig, Mode};
+use cosigner::layout::ADMIN_SOCKET;
+use cosigner::metrics::{self, Layout, Metrics};
 use cosigner::privval::{dialer, session::SessionContext};
 use cosigner::sign_state::ChainSignState;
 use cosigner::signer::single::SingleSigner;
 use cosigner::signer::threshold::{ThresholdSetup, ThresholdSigner};
 use cosigner::signer::Signer;
+use cosigner::status::{socket, Monitor, MonitoredKey};
 use cosigner::validator_key::{self, ValidatorKey};
 
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
@@ -52,13 +55,39 @@ pub fn open_chain_states(loaded: &LoadedConfig) -> anyhow::Result<HashMap<String
     Ok(states)
 }
 
+/// The handles every series needs, made before anything can sign: each configured chain,
+/// each key with its peers (in [`Config::threshold_keys`] order), each node.
+fn metrics_layout<'a>(config: &'a Config, node_labels: &[String]) -> Layout<'a> {
+    let mut keys: Vec<(Option<&str>, Vec<u16>)> = config
+        .threshold_keys()
+        .iter()
+        .map(|key| (key.name, key.threshold.peers.iter().map(|p| p.id).collect()))
+        .collect();
+    if keys.is_empty() {
+        keys.push((None, Vec::new()));
+    }
+    Layout {
+        chains: config.chains.iter().map(|c| c.id.as_str()).collect(),
+        keys,
+        nodes: node_labels.to_vec(),
+    }
+}
+
 async fn serve(loaded: LoadedConfig) -> anyhow::Result<()> {
     let config = &loaded.config;
     let identity = validator_key::load_identity_key(&loaded.resolve(&config.identity_key))?;
     let mut states = open_chain_states(&loaded)?;
+    // Bound before anything is signed: a port already taken stops the start.
+    let metrics_listener = match &config.metrics {
+        Some(m) => Some(metrics::http::bind(m.listen).await?),
+        None => None,
+    };
+    let node_labels: Vec<String> = config.nodes.iter().map(|n| n.address.host_port()).collect();
+    let metrics = Arc::new(Metrics::new(&metrics_layout(config, &node_labels)));
     // The signer of every node: the one key, or the node's `[[key]]`.
     let mut node_signers: Vec<Arc<Signer>> = Vec::with_capacity(config.nodes.len());
     let mut public_keys: Vec<String> = Vec::new();
+    let mut monitored: Vec<MonitoredKey> = Vec::new();
     if let Mode::Single(single) = &config.mode {
         let key = ValidatorKey::load(&loaded.resolve(&single.key_file))?;
         warn!(
@@ -70,24 +99,47 @@ async fn serve(loaded: LoadedConfig) -> anyhow::Result<()> {
             states,
         ))));
         public_keys.push(hex::encode(signer.public_key()));
-        node_signers.resize(config.nodes.len(), signer);
+        node_signers.resize(config.nodes.len(), signer.clone());
+        monitored.push(MonitoredKey {
+            name: None,
+            signer,
+            peers: Vec::new(),
+        });
     } else {
-        let signers = start_threshold_keys(&loaded, &mut states).await?;
-        for (name, signer) in &signers {
-            public_keys.push(match name {
-                Some(name) => format!("{name}={}", hex::encode(signer.public_key())),
-                None => hex::encode(signer.public_key()),
+        monitored = start_threshold_keys(&loaded, &mut states, &metrics).await?;
+        for key in &monitored {
+            public_keys.push(match &key.name {
+                Some(name) => format!("{name}={}", hex::encode(key.signer.public_key())),
+                None => hex::encode(key.signer.public_key()),
             });
         }
         for node in &config.nodes {
             // Validation bound every node to a key that exists (or there is only one).
-            let signer = signers
+            let signer = monitored
                 .iter()
-                .find(|(name, _)| *name == node.key.as_deref())
-                .map(|(_, signer)| signer.clone())
+                .find(|key| key.name.as_deref() == node.key.as_deref())
+                .map(|key| key.signer.clone())
                 .with_context(|| format!("node {} names no key of this config", node.address))?;
             node_signers.push(signer);
         }
+    }
+    let monitor = Arc::new(Monitor {
+        metrics: metrics.clone(),
+        keys: monitored,
+        nodes: node_labels.clone(),
+    });
+    let _admin_socket = serve_admin_socket(&loaded, &monitor);
+    if let Some(listener) = metrics_listener {
+        let local = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        info!("serving Prometheus metrics at http://{local}/metrics");
+        let monitor = monitor.clone();
+        tokio::spawn(metrics::http::serve(
+            listener,
+            Arc::new(move || monitor.metrics_text()),
+        ));
     }
     info!(
         public_key = %public_keys.join(", "),
@@ -96,12 +148,13 @@ async fn serve(loaded: LoadedConfig) -> anyhow::Result<()> {
         "cosigner started"
     );
     let identity = Arc::new(identity);
-    for (node, signer) in config.nodes.iter().zip(node_signers) {
+    for ((node, signer), label) in config.nodes.iter().zip(node_signers).zip(node_labels) {
         let ctx = SessionContext {
             protocol: node.protocol,
             allow_sign_bytes: node.allow_sign_bytes,
-            label: node.address.host_port(),
+            label,
             timeouts: config.timeouts.node(),
+            metrics: metrics.clone(),
         };
         tokio::spawn(dialer::run(
             node.address.clone(),
@@ -115,15 +168,33 @@ async fn serve(loaded: LoadedConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Serves the status on the admin socket in the state directory, if it can be opened; without
+/// it the cosigner signs as well, so a failure is a warning. The guard removes the socket.
+fn serve_admin_socket(loaded: &LoadedConfig, monitor: &Arc<Monitor>) -> Option<socket::SocketFile> {
+    let path = loaded.resolve(&loaded.config.state_dir).join(ADMIN_SOCKET);
+    match socket::bind(&path) {
+        Ok((listener, guard)) => {
+            let monitor = monitor.clone();
+            tokio::spawn(socket::serve(listener, Arc::new(move || monitor.status())));
+            Some(guard)
+        }
+        Err(e) => {
+            warn!("{e}; `cosigner status` cannot reach this cosigner");
+            None
+        }
+    }
+}
+
 /// Starts one threshold signer per key, each with the sign states of its own chains (taken
 /// out of `states`) and a cluster of its own: nothing of one key's signing is shared with
 /// another's.
-async fn start_threshold_keys<'a>(
-    loaded: &'a LoadedConfig,
+async fn start_threshold_keys(
+    loaded: &LoadedConfig,
     states: &mut HashMap<String, ChainSignState>,
-) -> anyhow::Result<Vec<(Option<&'a str>, Arc<Signer>)>> {
-    let mut signers: Vec<(Option<&str>, Arc<Signer>)> = Vec::new();
-    for (key, share) in loaded.load_key_shares()? {
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Vec<MonitoredKey>> {
+    let mut signers = Vec::new();
+    for (index, (key, share)) in loaded.load_key_shares()?.into_iter().enumerate() {
         let label = key.label();
         let key_states = key
             .chains
@@ -134,11 +205,21 @@ async fn start_threshold_keys<'a>(
             share,
             cluster: loaded.cluster_config(key.threshold),
             timeouts: loaded.config.timeouts.signing(),
+            metrics: metrics.key(index),
         };
         let signer = ThresholdSigner::start(setup, key_states)
             .await
             .with_context(|| label.clone())?;
-        signers.push((key.name, Arc::new(Signer::Threshold(signer))));
+        signers.push(MonitoredKey {
+            name: key.name.map(str::to_string),
+            signer: Arc::new(Signer::Threshold(signer)),
+            peers: key
+                .threshold
+                .peers
+                .iter()
+                .map(|p| (p.id, p.address.clone()))
+                .collect(),
+        });
     }
     Ok(signers)
 }

@@ -453,6 +453,7 @@ mod tests {
             }],
             mode: Mode::Threshold(threshold(port, pin)),
             timeouts: Timeouts::default(),
+            metrics: None,
         }
     }
 

@@ -130,7 +130,10 @@ pub async fn run(
             Ok(mut conn) => {
                 info!(node = %label, node_id = %conn.remote_node_id(), "connected to node");
                 last_error = None;
-                match session::serve(&mut conn, &ctx, &signer).await {
+                ctx.metrics.node_connected(&ctx.label, true);
+                let served = session::serve(&mut conn, &ctx, &signer).await;
+                ctx.metrics.node_connected(&ctx.label, false);
+                match served {
                     Ok(()) => info!(node = %label, "node closed the connection"),
                     Err(SessionError::NoQuorum) => warn!(
                         node = %label,
