@@ -16,6 +16,8 @@
 //! socket's status reads the last signature times from it. [`http`] serves it.
 
 pub mod http;
+mod labels;
+mod scraped;
 mod types;
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,7 +25,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -33,105 +34,13 @@ use prometheus_client::registry::Registry;
 use crate::consensus::Step;
 use crate::status::Status;
 use crate::threshold::messages::RefusalKind;
+pub use labels::SignFailure;
+use labels::{
+    refusal_index, ChainLabel, KeyLabel, NodeLabel, OutcomeLabels, PeerLabels, ReasonLabels,
+    StepLabels, REFUSAL_KINDS, STEPS,
+};
+use scraped::Scraped;
 pub use types::{Latency, Total};
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ChainLabel {
-    chain_id: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StepLabels {
-    chain_id: String,
-    step: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    chain_id: String,
-    outcome: &'static str,
-}
-
-/// `key` is the `[[key]]` name, empty for a directory of one key (Prometheus reads an empty
-/// label as no label).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KeyLabel {
-    key: String,
-}
-
-/// `peerid` as Horcrux names it.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PeerLabels {
-    key: String,
-    peerid: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
-    key: String,
-    reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct NodeLabel {
-    node: String,
-}
-
-/// Why a signing asked of this cosigner by a node ended without a signature.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SignFailure {
-    /// Refused (double-sign rules, policy): the node got an error.
-    Refused,
-    /// Cannot be signed here now and nowhere better (a single key whose disk failed).
-    Unavailable,
-    /// Left unanswered so that the node retries with another cosigner.
-    GaveWay,
-}
-
-impl SignFailure {
-    const ALL: [SignFailure; 3] = [
-        SignFailure::Refused,
-        SignFailure::Unavailable,
-        SignFailure::GaveWay,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            SignFailure::Refused => "refused",
-            SignFailure::Unavailable => "unavailable",
-            SignFailure::GaveWay => "gave_way",
-        }
-    }
-}
-
-/// Every kind of participant refusal, in the order of [`refusal_index`].
-const REFUSAL_KINDS: [RefusalKind; 9] = [
-    RefusalKind::BadRequest,
-    RefusalKind::UnknownCommitment,
-    RefusalKind::SignBytes,
-    RefusalKind::Watermark,
-    RefusalKind::Storage,
-    RefusalKind::Internal,
-    RefusalKind::CatchingUp,
-    RefusalKind::Duplicate,
-    RefusalKind::Epoch,
-];
-
-fn refusal_index(kind: RefusalKind) -> (usize, &'static str) {
-    match kind {
-        RefusalKind::BadRequest => (0, "bad_request"),
-        RefusalKind::UnknownCommitment => (1, "unknown_commitment"),
-        RefusalKind::SignBytes => (2, "sign_bytes"),
-        RefusalKind::Watermark => (3, "watermark"),
-        RefusalKind::Storage => (4, "storage"),
-        RefusalKind::Internal => (5, "internal"),
-        RefusalKind::CatchingUp => (6, "catching_up"),
-        RefusalKind::Duplicate => (7, "duplicate"),
-        RefusalKind::Epoch => (8, "epoch"),
-    }
-}
-
-const STEPS: [Step; 3] = [Step::Propose, Step::Prevote, Step::Precommit];
 
 /// A point in time as milliseconds since the Unix epoch, 0 for never.
 #[derive(Clone, Debug, Default)]
@@ -200,22 +109,6 @@ pub struct Layout<'a> {
     pub keys: Vec<(Option<&'a str>, Vec<u16>)>,
     /// Node labels as sessions log them (`HOST:PORT`).
     pub nodes: Vec<String>,
-}
-
-/// Series read from the signers at each scrape.
-#[derive(Default)]
-struct Scraped {
-    quorum: Family<KeyLabel, Gauge>,
-    storage_ok: Family<KeyLabel, Gauge>,
-    peers_connected: Family<KeyLabel, Gauge>,
-    peer_connected: Family<PeerLabels, Gauge>,
-    peer_rtt: Family<PeerLabels, Gauge<f64, AtomicU64>>,
-    peer_commitments: Family<PeerLabels, Gauge>,
-    watermark_height: Family<ChainLabel, Gauge>,
-    watermark_round: Family<ChainLabel, Gauge>,
-    watermark_step: Family<ChainLabel, Gauge>,
-    since_precommit: Family<ChainLabel, Gauge<f64, AtomicU64>>,
-    since_prevote: Family<ChainLabel, Gauge<f64, AtomicU64>>,
 }
 
 /// The registry and every handle; one per process, shared by everything that records.
@@ -593,120 +486,61 @@ impl KeyMetrics {
     }
 }
 
-impl Scraped {
-    fn register(&self, registry: &mut Registry) {
-        let r = registry;
-        r.register("cosigner_quorum", "1 while this cosigner can coordinate: t - 1 peers connected, sign state writable, caught up", self.quorum.clone());
-        r.register("cosigner_storage_ok", "1 while the sign state is writable; 0 after a failed write (refuses every share until restarted)", self.storage_ok.clone());
-        r.register(
-            "cosigner_peers_connected",
-            "Peers with a live cluster connection",
-            self.peers_connected.clone(),
-        );
-        r.register(
-            "cosigner_peer_connected",
-            "1 while the peer has a live cluster connection",
-            self.peer_connected.clone(),
-        );
-        r.register(
-            "cosigner_peer_rtt_seconds",
-            "Smoothed heartbeat round trip to the peer (0 when not measured)",
-            self.peer_rtt.clone(),
-        );
-        r.register(
-            "cosigner_peer_commitments",
-            "The peer's nonce commitments this cosigner holds for coordinating",
-            self.peer_commitments.clone(),
-        );
-        r.register(
-            "cosigner_watermark_height",
-            "Height of this cosigner's own watermark (its sign state)",
-            self.watermark_height.clone(),
-        );
-        r.register(
-            "cosigner_watermark_round",
-            "Round of this cosigner's own watermark",
-            self.watermark_round.clone(),
-        );
-        r.register(
-            "cosigner_watermark_step",
-            "Step of this cosigner's own watermark (0 none, 1 proposal, 2 prevote, 3 precommit)",
-            self.watermark_step.clone(),
-        );
-        r.register(
-            "signer_seconds_since_last_precommit",
-            "Seconds since a node last got a precommit from this cosigner (since start if none)",
-            self.since_precommit.clone(),
-        );
-        r.register(
-            "signer_seconds_since_last_prevote",
-            "Seconds since a node last got a prevote from this cosigner (since start if none)",
-            self.since_prevote.clone(),
-        );
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> Status {
+        Status {
+            version: "0".into(),
+            quorum: true,
+            storage_ok: true,
+            keys: Vec::new(),
+            peers: Vec::new(),
+            nodes: Vec::new(),
+            chains: Vec::new(),
+        }
     }
 
-    fn set(&self, status: &Status, chains: &HashMap<String, ChainSeries>, uptime: Duration) {
-        for key in &status.keys {
-            let label = KeyLabel {
-                key: key.name.clone().unwrap_or_default(),
-            };
-            self.quorum.get_or_create(&label).set(i64::from(key.quorum));
-            self.storage_ok
-                .get_or_create(&label)
-                .set(i64::from(key.storage_error.is_none()));
-            let connected = status
-                .peers
-                .iter()
-                .filter(|p| p.key == key.name && p.connected)
-                .count();
-            self.peers_connected
-                .get_or_create(&label)
-                .set(i64::try_from(connected).unwrap_or(i64::MAX));
+    #[test]
+    fn horcrux_names_are_exported_as_horcrux_has_them() {
+        let metrics = Arc::new(Metrics::new(&Layout {
+            chains: vec!["c"],
+            keys: vec![(None, vec![2, 3])],
+            nodes: vec!["127.0.0.1:26659".into()],
+        }));
+        metrics.signed("c", Step::Precommit, 7, 1, Duration::from_micros(900));
+        metrics.sign_failed("c", Step::Prevote, SignFailure::GaveWay);
+        metrics.key(0).share_arrived(2, Duration::from_micros(300));
+        metrics.key(0).refused(RefusalKind::Watermark);
+        // Unknown chains and peers are not counted, and do not fail.
+        metrics.signed("other", Step::Precommit, 1, 0, Duration::ZERO);
+        metrics.key(0).share_arrived(9, Duration::ZERO);
+        let text = metrics.render(&status());
+        for line in [
+            "# TYPE signer_total_precommits_signed unknown",
+            "signer_total_precommits_signed{chain_id=\"c\"} 1",
+            "signer_total_prevotes_signed{chain_id=\"c\"} 0",
+            "signer_last_precommit_height{chain_id=\"c\"} 7",
+            "signer_last_precommit_round{chain_id=\"c\"} 1",
+            "signer_total_failed_sign_vote{chain_id=\"c\"} 1",
+            "cosigner_sign_failures_total{chain_id=\"c\",outcome=\"gave_way\"} 1",
+            "signer_sign_block_lag_seconds_count{chain_id=\"c\"} 1",
+            "cosigner_sign_seconds_bucket{le=\"0.001\",chain_id=\"c\",step=\"precommit\"} 1",
+            "signer_cosigner_sign_lag_seconds_count{key=\"\",peerid=\"2\"} 1",
+            "signer_cosigner_sign_lag_seconds_count{key=\"\",peerid=\"3\"} 0",
+            "cosigner_refusals_total{key=\"\",reason=\"watermark\"} 1",
+            "cosigner_node_connected{node=\"127.0.0.1:26659\"} 0",
+            "cosigner_info{version=",
+        ] {
+            assert!(text.contains(line), "`{line}` missing:\n{text}");
         }
-        for peer in &status.peers {
-            let labels = PeerLabels {
-                key: peer.key.clone().unwrap_or_default(),
-                peerid: peer.id,
-            };
-            self.peer_connected
-                .get_or_create(&labels)
-                .set(i64::from(peer.connected));
-            self.peer_rtt
-                .get_or_create(&labels)
-                .set(peer.rtt_ms.unwrap_or(0.0) / 1e3);
-            self.peer_commitments
-                .get_or_create(&labels)
-                .set(i64::try_from(peer.commitments).unwrap_or(i64::MAX));
-        }
-        for chain in &status.chains {
-            let label = ChainLabel {
-                chain_id: chain.chain_id.clone(),
-            };
-            self.watermark_height
-                .get_or_create(&label)
-                .set(chain.height);
-            self.watermark_round.get_or_create(&label).set(chain.round);
-            self.watermark_step
-                .get_or_create(&label)
-                .set(i64::from(chain.step_number));
-        }
-        let now = SystemTime::now();
-        let since = |at: Option<SystemTime>| {
-            at.and_then(|at| now.duration_since(at).ok())
-                .unwrap_or(uptime)
-                .as_secs_f64()
-        };
-        for (chain_id, series) in chains {
-            let label = ChainLabel {
-                chain_id: chain_id.clone(),
-            };
-            let [_, prevote, precommit] = &series.steps;
-            self.since_precommit
-                .get_or_create(&label)
-                .set(since(precommit.last_at.get()));
-            self.since_prevote
-                .get_or_create(&label)
-                .set(since(prevote.last_at.get()));
-        }
+        assert!(
+            !text.contains("signer_total_precommits_signed_total"),
+            "{text}"
+        );
+        assert!(metrics.last_signature("c").is_some());
+        assert!(metrics.last_share(0, 2).is_some());
+        assert!(metrics.last_share(0, 3).is_none());
     }
 }

@@ -587,6 +587,29 @@ mod tests {
     }
 
     #[test]
+    fn reading_needs_no_lock_and_changes_nothing() {
+        let d = dir();
+        let (mut f, _) = created(d.path());
+        f.persist(&state_at(5, Prevote)).unwrap();
+        let before = fs::read(f.path()).unwrap();
+        assert_eq!(
+            StateFile::read(d.path(), CHAIN).unwrap(),
+            state_at(5, Prevote)
+        );
+        assert_eq!(fs::read(f.path()).unwrap(), before);
+        // The holder writes on, and a read sees the newest slot.
+        f.persist(&state_at(6, Propose)).unwrap();
+        assert_eq!(
+            StateFile::read(d.path(), CHAIN).unwrap(),
+            state_at(6, Propose)
+        );
+        assert!(matches!(
+            StateFile::read(d.path(), "other-chain"),
+            Err(StateError::Missing { .. })
+        ));
+    }
+
+    #[test]
     fn a_file_of_another_chain_is_refused() {
         let d = dir();
         drop(created(d.path()));
