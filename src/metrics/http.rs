@@ -1,7 +1,7 @@
 //! The `[metrics] listen` endpoint: `GET /metrics` over HTTP/1 (hyper), the registry in the
 //! OpenMetrics text format. Nothing else is served and nothing is read from a request but
 //! its method and path. A scrape costs the signing path nothing: the state series are read
-//! from the signers here, on the scrape's own task.
+//! from the signers here, on a blocking thread of the scrape's own.
 //!
 //! Bounded like every other listener: at most [`MAX_CONNECTIONS`] at once (more are closed
 //! at accept), request headers within [`HEADER_TIMEOUT`], a connection at most
@@ -67,7 +67,7 @@ pub async fn serve(listener: TcpListener, render: Render) {
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let render = render.clone();
-                async move { Ok::<_, Infallible>(respond(&request, &render)) }
+                async move { Ok::<_, Infallible>(respond(&request, render).await) }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -81,12 +81,17 @@ pub async fn serve(listener: TcpListener, render: Render) {
     }
 }
 
-fn respond(request: &Request<Incoming>, render: &Render) -> Response<Full<Bytes>> {
+async fn respond(request: &Request<Incoming>, render: Render) -> Response<Full<Bytes>> {
     let path = request.uri().path();
     let known = matches!(path, "/metrics" | "/");
     let mut response = match (request.method(), path) {
         (&Method::GET, "/metrics") => {
-            let mut response = Response::new(Full::new(Bytes::from(render())));
+            // Reading the watermarks may wait out a state write (an fsync): not on a worker
+            // the signing path shares.
+            let text = tokio::task::spawn_blocking(move || render())
+                .await
+                .unwrap_or_default();
+            let mut response = Response::new(Full::new(Bytes::from(text)));
             response
                 .headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT));

@@ -448,14 +448,6 @@ pub struct KeyMetrics {
 }
 
 impl KeyMetrics {
-    /// Handles that record nothing (a signer built outside `cosigner start`).
-    pub fn detached() -> KeyMetrics {
-        KeyMetrics {
-            all: Arc::new(Metrics::empty()),
-            key: None,
-        }
-    }
-
     /// A share of `peer` arrived `latency` after this coordinator asked for it.
     pub fn share_arrived(&self, peer: u16, latency: Duration) {
         if let Some(series) = self.key.as_ref().and_then(|k| k.peers.get(&peer)) {

@@ -98,7 +98,12 @@ pub async fn serve(listener: UnixListener, render: Render) {
         };
         let render = render.clone();
         tokio::spawn(async move {
-            let mut json = serde_json::to_vec(&render()).unwrap_or_default();
+            // As for a scrape: reading the watermarks may wait out a state write.
+            let status = tokio::task::spawn_blocking(move || render()).await;
+            let mut json = status
+                .ok()
+                .and_then(|s| serde_json::to_vec(&s).ok())
+                .unwrap_or_default();
             json.push(b'\n');
             let written = tokio::time::timeout(WRITE_LIMIT, async {
                 stream.write_all(&json).await?;
