@@ -191,6 +191,14 @@ fn metrics_and_status_follow_a_run_and_a_lost_peer() {
     assert_eq!(failed, 0.0);
 
     // The status: quorum, both peers, the watermark at the last height.
+    let sample: Vec<&str> = scraped[coordinator]
+        .lines()
+        .filter(|l| l.starts_with("signer_total_") || l.starts_with("signer_last_precommit"))
+        .collect();
+    println!(
+        "the coordinator's metrics (excerpt):\n{}",
+        sample.join("\n")
+    );
     let config = cluster.config(coordinator);
     let s = status_until(&config, "the last height's precommit", |ok, s| {
         ok && s

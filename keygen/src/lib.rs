@@ -282,7 +282,6 @@ fn cosigner_config(
     }
 }
 
-/// The comment at the top of a `cosigner.toml`; `what` says whose share it is.
 /// The `[metrics]` section each written config carries, commented out
 /// ([`cosigner::config::metrics::commented_section`]).
 pub(crate) fn metrics_hint(config: &Config) -> String {
@@ -292,6 +291,7 @@ pub(crate) fn metrics_hint(config: &Config) -> String {
         .unwrap_or_default()
 }
 
+/// The comment at the top of a `cosigner.toml`; `what` says whose share it is.
 pub(crate) fn config_header(id: u16, what: &str) -> String {
     format!(
         "# cosigner-{id}: {what},\n\
