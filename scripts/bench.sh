@@ -2,9 +2,11 @@
 # Signing latency, throughput and memory of the cosigner against tmkms 0.14 (softsign) and our
 # own single-key mode, driven by the validator simulator. Writes docs/benchmarks.md.
 #
-#   scripts/bench.sh [HEIGHTS]          default 1000 heights per run
+#   scripts/bench.sh [HEIGHTS]            default 1000 heights per run
+#   scripts/bench.sh --metrics [HEIGHTS]  only 2-of-3 with metrics off and on, alternating
+#                                         ROUNDS times; rewrites that section of the report
 #
-# Environment: ROUNDS (default 2: every setup runs ROUNDS times, setups alternating),
+# Environment: SCRAPE_EVERY (default 0.2 s, --metrics only), ROUNDS (default 2: every setup runs ROUNDS times, setups alternating),
 # NETNS_HEIGHTS (default 100; the cross-region runs, needs root), TP_HEIGHTS (default 500 per
 # chain), TP_CHAINS (default 4), SOAK_HEIGHTS (default 0: off; a long 2-of-3 run sampling
 # memory), SKIP_TMKMS=1, SKIP_NETNS=1, SKIP_TP=1, SKIP_MICRO=1 (no `cargo bench`).
@@ -12,6 +14,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+mode=all
+if [[ ${1:-} == --metrics ]]; then
+    mode=metrics
+    # tmkms is not part of this comparison.
+    SKIP_TMKMS=1
+    shift
+fi
 heights=${1:-1000}
 rounds=${ROUNDS:-2}
 netns_heights=${NETNS_HEIGHTS:-100}
@@ -165,13 +174,115 @@ run_threshold() { # dir t n node_args...
     "$bin/split-key" "$work/priv_validator_key.json" --threshold "$t" --shares "$n" \
         --out "$dir/cosigners" --protocol "$protocol" "$@" "${args[@]}" > /dev/null
     signer_pids=()
+    metrics_endpoints=()
     for i in $(seq "$n"); do
+        if [[ -n ${WITH_METRICS:-} ]]; then
+            metrics_endpoints+=("127.0.0.1:$(free_port SOCK_STREAM)")
+            printf '\n[metrics]\nlisten = "%s"\n' "${metrics_endpoints[-1]}" \
+                >> "$dir/cosigners/cosigner-$i/cosigner.toml"
+        fi
         "$bin/cosigner" start --config "$dir/cosigners/cosigner-$i/cosigner.toml" \
             > "$dir/signer-$i.log" 2>&1 &
         signer_pids+=("$!")
         pids+=("$!")
     done
 }
+
+# --- metrics on and off (--metrics): 2-of-3, the same run -------------------------------------
+# "on": every cosigner serves [metrics] and a scraper fetches /metrics from each one every
+# SCRAPE_EVERY seconds (default 0.2; Prometheus's default interval is 15 s, so this is far
+# harsher than production); "off": no [metrics] section. The counters
+# themselves are kept either way (`cosigner status` reads them): "off" has no endpoint and
+# no scrapes.
+metrics_section() { # results_dir -> markdown on stdout
+    python3 - "$1" "$heights" "$rounds" "$scrape_every" "$(uptime)" <<'PY'
+import json, pathlib, statistics, sys
+root, heights, rounds, every, load = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+print("## Metrics on and off (2-of-3, same run)\n")
+print(f"`scripts/bench.sh --metrics {heights}`: {rounds} rounds of each, alternating; \"on\" = "
+      f"`[metrics]` on every cosigner and each scraped every {every} s; \"off\" = no endpoint. "
+      "Latency as the simulator measured it (ms), mean over rounds; release build, loopback, "
+      f"privval v0.34. Load at the end: `{load.strip()}` (on {__import__('os').cpu_count()} cores: "
+      "a load above that means other processes, such as other builds, shared the machine; "
+      "compare on with off within one run only).\n")
+print("| metrics | request | signed | p50 | p99 | p50 per round | p99 per round | scrapes |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for m in ("off", "on"):
+    reports = sorted((root / m).glob("round-*/report.json"))
+    data = [json.loads(r.read_text()) for r in reports]
+    scrapes = sum(int((r.parent / "scrapes").read_text() or 0) for r in reports if (r.parent / "scrapes").exists())
+    for t in ("proposal", "prevote", "precommit"):
+        lat = [d["by_type"][t]["latency"] for d in data if t in d["by_type"]]
+        if not lat:
+            continue
+        n = sum(d["by_type"][t]["passed"] for d in data if t in d["by_type"])
+        p50 = statistics.mean(l["p50_ms"] for l in lat)
+        p99 = statistics.mean(l["p99_ms"] for l in lat)
+        r50 = ", ".join(f"{l['p50_ms']:.3f}" for l in lat)
+        r99 = ", ".join(f"{l['p99_ms']:.3f}" for l in lat)
+        print(f"| {m} | {t} | {n} | {p50:.3f} | {p99:.3f} | {r50} | {r99} | {scrapes if m == 'on' else '-'} |")
+    failed = sum(d["failed"] for d in data)
+    print(f"| {m} | failed | {failed} | | | | | |")
+PY
+}
+
+scrape_every=${SCRAPE_EVERY:-0.2}
+scrape_loop() { # dir endpoints... (scrapes each endpoint every $scrape_every s; counts in dir/scrapes)
+    local dir=$1
+    shift
+    timeout "$run_limit" python3 - "$dir/scrapes" "$scrape_every" "$@" <<'PY' &
+import sys, time, urllib.request
+out, every, endpoints, n = sys.argv[1], float(sys.argv[2]), sys.argv[3:], 0
+while True:
+    for e in endpoints:
+        try:
+            urllib.request.urlopen(f"http://{e}/metrics", timeout=2).read()
+            n += 1
+        except OSError:
+            pass
+    open(out, "w").write(str(n))
+    time.sleep(every)
+PY
+    scraper_pid=$!
+    pids+=("$scraper_pid")
+}
+
+if [[ $mode == metrics ]]; then
+    for r in $(seq "$rounds"); do
+        for m in off on; do
+            dir=$results/metrics/$m/round-$r
+            mkdir -p "$dir"
+            port=$(free_port SOCK_STREAM)
+            echo "==> round $r/$rounds: 2-of-3, metrics $m, $heights heights"
+            start_sim "$dir" "$port" "$heights" "" "$chain"
+            WITH_METRICS=$([[ $m == on ]] && echo 1 || true) run_threshold "$dir" 2 3 \
+                --chain-id "$chain" --node "tcp://127.0.0.1:$port"
+            [[ $m == on ]] && scrape_loop "$dir" "${metrics_endpoints[@]}"
+            finish_run "$dir" "$sim_pid" -- "${signer_pids[@]}"
+            if [[ $m == on ]]; then
+                kill "$scraper_pid" 2>/dev/null || true
+                wait "$scraper_pid" 2>/dev/null || true
+            fi
+        done
+    done
+    metrics_section "$results/metrics" > "$work/metrics.md"
+    # Replace the section (or add it before the analysis), keeping the rest of the report.
+    python3 - docs/benchmarks.md "$work/metrics.md" <<'PY'
+import pathlib, re, sys
+doc, new = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).read_text().rstrip() + "\n"
+text = doc.read_text() if doc.exists() else ""
+pattern = re.compile(r"^## Metrics on and off.*?(?=^## |\Z)", re.S | re.M)
+if pattern.search(text):
+    text = pattern.sub(lambda _: new + "\n", text)
+elif "\n## Analysis" in text:
+    text = text.replace("\n## Analysis", "\n" + new + "\n## Analysis", 1)
+else:
+    text += "\n" + new
+doc.write_text(text)
+PY
+    cat "$work/metrics.md"
+    exit 0
+fi
 
 # --- 1. loopback: every setup, ROUNDS times, in alternation ---------------------------------
 setups=()
@@ -367,8 +478,11 @@ fi
 # The hand-written analysis at the end of the report survives regeneration (it names the run
 # it was written for, so a stale one is recognisable).
 analysis=""
+metrics_ab=""
 if [[ -f docs/benchmarks.md ]]; then
     analysis=$(awk '/^## Analysis/ {on=1} on' docs/benchmarks.md)
+    # So does the last `--metrics` run's section.
+    metrics_ab=$(awk '/^## Metrics on and off/ {on=1; print; next} /^## / {on=0} on' docs/benchmarks.md)
 fi
 
 machine_cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
@@ -383,5 +497,6 @@ if python3 -c 'import matplotlib' 2>/dev/null; then
 else
     printf '\n(No plot: matplotlib is not installed; `pip install matplotlib` and rerun.)\n' >> docs/benchmarks.md
 fi
+[[ -n $metrics_ab ]] && printf '\n%s\n' "$metrics_ab" >> docs/benchmarks.md
 [[ -n $analysis ]] && printf '\n%s\n' "$analysis" >> docs/benchmarks.md
 cat docs/benchmarks.md

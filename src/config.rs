@@ -7,8 +7,10 @@
 //! in [`keys`].
 
 mod keys;
+pub mod metrics;
 
 pub use keys::{merge_key, KeySharesError, KeyView, MergeError, NamedKey};
+pub use metrics::MetricsConfig;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -43,6 +45,8 @@ pub struct Config {
     pub mode: Mode,
     /// How long each network and signing step may take.
     pub timeouts: Timeouts,
+    /// The Prometheus endpoint (`[metrics]`), if any.
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// Whose key this signer signs with.
@@ -76,6 +80,8 @@ struct RawConfig {
     timeouts: Timeouts,
     #[serde(rename = "key", default, skip_serializing_if = "Vec::is_empty")]
     keys: Vec<NamedKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    metrics: Option<MetricsConfig>,
 }
 
 impl TryFrom<RawConfig> for Config {
@@ -110,6 +116,7 @@ impl TryFrom<RawConfig> for Config {
             nodes: raw.nodes,
             mode,
             timeouts: raw.timeouts,
+            metrics: raw.metrics,
         })
     }
 }
@@ -130,6 +137,7 @@ impl From<Config> for RawConfig {
             threshold,
             timeouts: c.timeouts,
             keys,
+            metrics: c.metrics,
         }
     }
 }
@@ -665,6 +673,9 @@ mod tests {
                 allowed_sources: vec!["10.1.0.0/16".parse().unwrap()],
             }),
             timeouts: Timeouts::default(),
+            metrics: Some(MetricsConfig {
+                listen: "127.0.0.1:8101".parse().unwrap(),
+            }),
         }
     }
 

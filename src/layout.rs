@@ -22,3 +22,6 @@ pub const CLUSTER_CA_FILE: &str = "tls/cluster-ca.pem";
 pub const KEYS_DIR: &str = "keys";
 /// A single-key signer's whole validator key.
 pub const SINGLE_KEY_FILE: &str = "priv_validator_key.json";
+/// The running cosigner's read-only admin socket (`cosigner status`), inside the config's
+/// `state_dir`: a Unix socket, mode 0600, there while the cosigner runs.
+pub const ADMIN_SOCKET: &str = "cosigner.sock";

@@ -19,6 +19,8 @@
 //! - [`cluster`]: the cosigner-to-cosigner transport (QUIC with mutual TLS).
 //! - [`signer`]: the signers a privval session can be served by (single key, threshold).
 //! - [`ceremony`]: key ceremonies among the cosigners (DKG, Horcrux import), over the cluster.
+//! - [`metrics`]: the Prometheus series and their HTTP endpoint; [`status`]: what a running
+//!   cosigner says about itself on its admin socket (`cosigner status`).
 //! - [`staged_dir`]: writing directories of secrets atomically.
 //! - [`secret_file`]: reading secret files: private modes only, wiped buffers.
 //! - [`log_throttle`]: one log line per cause per interval, with a count.
@@ -40,12 +42,14 @@ pub mod host_port;
 pub mod key_forms;
 pub mod layout;
 pub(crate) mod log_throttle;
+pub mod metrics;
 pub mod privval;
 pub mod secret_file;
 pub mod shell;
 pub mod sign_state;
 pub mod signer;
 pub mod staged_dir;
+pub mod status;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod threshold;

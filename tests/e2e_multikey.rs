@@ -310,9 +310,10 @@ fn add_key_refuses_what_would_mix_keys_and_writes_nothing() {
                 let p = e.unwrap().path();
                 if p.is_dir() {
                     stack.push(p);
-                } else {
+                } else if p.is_file() {
                     files.push((p.clone(), std::fs::read(&p).unwrap()));
                 }
+                // Else the admin socket a killed cosigner left in state/: not a file.
             }
         }
         files.sort();

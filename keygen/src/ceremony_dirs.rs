@@ -113,7 +113,12 @@ pub fn write<R: RngCore + CryptoRng>(plan: &Plan, rng: &mut R) -> Result<Report,
                     .unwrap_or_default()
             ),
         };
-        let text = format!("{}{}", config_header(identity.id, &what), config.to_toml());
+        let text = format!(
+            "{}{}{}",
+            config_header(identity.id, &what),
+            config.to_toml(),
+            crate::metrics_hint(config)
+        );
         write_identity(&staged, &dir, identity, &cluster, &text, rng)?;
     }
     check_written(staged.path(), plan, &ceremony, &chains)?;

@@ -270,7 +270,7 @@ fn split<R: RngCore + CryptoRng>(
                 identity.id
             ),
         );
-        let text = format!("{header}{}", config.to_toml());
+        let text = format!("{header}{}{}", config.to_toml(), metrics_hint(config));
         write_identity(&staged, &dir, identity, &cluster, &text, rng)?;
     }
     check_written(staged.path(), plan, key, &dealt)?;
@@ -334,7 +334,17 @@ fn cosigner_config(
             allowed_sources: Vec::new(),
         }),
         timeouts: Timeouts::default(),
+        metrics: None,
     }
+}
+
+/// The `[metrics]` section each written config carries, commented out
+/// ([`cosigner::config::metrics::commented_section`]).
+pub(crate) fn metrics_hint(config: &Config) -> String {
+    config
+        .threshold()
+        .map(|th| cosigner::config::metrics::commented_section(th.listen))
+        .unwrap_or_default()
 }
 
 /// The comment at the top of a `cosigner.toml`; `what` says whose share it is.

@@ -60,6 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             key_file: SINGLE_KEY_FILE.into(),
         }),
         timeouts: Timeouts::default(),
+        metrics: None,
     };
     config
         .validate()

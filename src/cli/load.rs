@@ -12,7 +12,7 @@
 //! it holds are not probed; `start` refuses.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -115,6 +115,9 @@ pub fn load(config_path: &Path, purpose: Purpose) -> anyhow::Result<Directory> {
                 probe_udp(key.threshold.listen).with_context(|| key.label.clone())?;
             }
         }
+        if let Some(metrics) = &loaded.config.metrics {
+            probe_tcp(metrics.listen)?;
+        }
     }
     Ok(Directory {
         loaded,
@@ -154,6 +157,16 @@ fn threshold_keys(loaded: &LoadedConfig) -> anyhow::Result<Vec<ThresholdKey>> {
         });
     }
     Ok(keys)
+}
+
+/// Binds `addr` (TCP, as the metrics endpoint will) and releases it at once.
+fn probe_tcp(addr: SocketAddr) -> anyhow::Result<()> {
+    TcpListener::bind(addr).map(drop).map_err(|e| {
+        anyhow::anyhow!(
+            "[metrics] listen = \"{addr}\": cannot listen there: {e}; choose another port, or \
+             remove [metrics] to serve no metrics"
+        )
+    })
 }
 
 /// Binds `addr` (UDP, as the cluster transport will) and releases it at once.

@@ -11,6 +11,7 @@ mod load;
 mod logging;
 mod start;
 mod state;
+mod status;
 
 use std::path::PathBuf;
 
@@ -52,6 +53,9 @@ enum Command {
     /// Print the validator public key in every form: address, base64, hex and, with
     /// --bech32-prefix, the valcons address and valconspub key.
     Address(address::Args),
+    /// Ask the cosigner running for this config how it is (quorum, peers, nodes, watermarks,
+    /// storage), over its admin socket. Exits non-zero without a quorum or if none runs.
+    Status(status::Args),
     /// Show or import the double-sign state.
     #[command(subcommand)]
     State(state::Command),
@@ -78,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::AddKey(args) => add_key::run(args),
         Command::Address(args) => address::run(args),
         Command::State(cmd) => state::run(cmd),
+        Command::Status(args) => status::run(args),
         Command::Dkg(args) => dkg::run(args),
         Command::ImportHorcrux(args) => import_horcrux::run(args),
     }

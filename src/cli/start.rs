@@ -8,13 +8,16 @@ use std::sync::Arc;
 use anyhow::Context;
 use tracing::{info, warn};
 
-use cosigner::config::LoadedConfig;
+use cosigner::config::{Config, LoadedConfig};
 use cosigner::key_forms::PublicKeyForms;
+use cosigner::layout::ADMIN_SOCKET;
+use cosigner::metrics::{self, Layout, Metrics};
 use cosigner::privval::{dialer, session::SessionContext};
 use cosigner::sign_state::ChainSignState;
 use cosigner::signer::single::SingleSigner;
 use cosigner::signer::threshold::{ThresholdSetup, ThresholdSigner};
 use cosigner::signer::Signer;
+use cosigner::status::{socket, Monitor, MonitoredKey};
 
 use super::load::{self, Directory, Keys, Purpose, ThresholdKey};
 
@@ -25,6 +28,24 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(directory))
+}
+
+/// The handles every series needs, made before anything can sign: each configured chain,
+/// each key with its peers (in [`Config::threshold_keys`] order), each node.
+fn metrics_layout<'a>(config: &'a Config, node_labels: &[String]) -> Layout<'a> {
+    let mut keys: Vec<(Option<&str>, Vec<u16>)> = config
+        .threshold_keys()
+        .iter()
+        .map(|key| (key.name, key.threshold.peers.iter().map(|p| p.id).collect()))
+        .collect();
+    if keys.is_empty() {
+        keys.push((None, Vec::new()));
+    }
+    Layout {
+        chains: config.chains.iter().map(|c| c.id.as_str()).collect(),
+        keys,
+        nodes: node_labels.to_vec(),
+    }
 }
 
 async fn serve(directory: Directory) -> anyhow::Result<()> {
@@ -47,8 +68,16 @@ async fn serve(directory: Directory) -> anyhow::Result<()> {
         ..
     } = directory;
     let config = &loaded.config;
+    // Bound before anything is signed: a port already taken stops the start.
+    let metrics_listener = match &config.metrics {
+        Some(m) => Some(metrics::http::bind(m.listen).await?),
+        None => None,
+    };
+    let node_labels: Vec<String> = config.nodes.iter().map(|n| n.address.label()).collect();
+    let metrics = Arc::new(Metrics::new(&metrics_layout(config, &node_labels)));
     // The signer of every node: the one key, or the node's `[[key]]`.
     let mut node_signers: Vec<Arc<Signer>> = Vec::with_capacity(config.nodes.len());
+    let mut monitored: Vec<MonitoredKey> = Vec::new();
     match keys {
         Keys::Single(key) => {
             warn!(
@@ -59,16 +88,21 @@ async fn serve(directory: Directory) -> anyhow::Result<()> {
                 key.signing_key().clone(),
                 states,
             ))));
-            node_signers.resize(config.nodes.len(), signer);
+            node_signers.resize(config.nodes.len(), signer.clone());
+            monitored.push(MonitoredKey {
+                name: None,
+                signer,
+                peers: Vec::new(),
+            });
         }
         Keys::Threshold(keys) => {
-            let signers = start_threshold_keys(&loaded, keys, &mut states).await?;
+            monitored = start_threshold_keys(&loaded, keys, &mut states, &metrics).await?;
             for node in &config.nodes {
                 // Validation bound every node to a key that exists (or there is only one).
-                let signer = signers
+                let signer = monitored
                     .iter()
-                    .find(|(name, _)| name.as_deref() == node.key.as_deref())
-                    .map(|(_, signer)| signer.clone())
+                    .find(|key| key.name.as_deref() == node.key.as_deref())
+                    .map(|key| key.signer.clone())
                     .with_context(|| {
                         format!("node {} names no key of this config", node.address)
                     })?;
@@ -76,18 +110,37 @@ async fn serve(directory: Directory) -> anyhow::Result<()> {
             }
         }
     }
+    let monitor = Arc::new(Monitor {
+        metrics: metrics.clone(),
+        keys: monitored,
+        nodes: node_labels.clone(),
+    });
+    let _admin_socket = serve_admin_socket(&loaded, &monitor);
+    if let Some(listener) = metrics_listener {
+        let local = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        info!("serving Prometheus metrics at http://{local}/metrics");
+        let monitor = monitor.clone();
+        tokio::spawn(metrics::http::serve(
+            listener,
+            Arc::new(move || monitor.metrics_text()),
+        ));
+    }
     info!(
         chains = ?config.chains.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
         nodes = config.nodes.len(),
         "cosigner started"
     );
     let identity = Arc::new(identity);
-    for (node, signer) in config.nodes.iter().zip(node_signers) {
+    for ((node, signer), label) in config.nodes.iter().zip(node_signers).zip(node_labels) {
         let ctx = SessionContext {
             protocol: node.protocol,
             allow_sign_bytes: node.allow_sign_bytes,
-            label: node.address.label(),
+            label,
             timeouts: config.timeouts.node(),
+            metrics: metrics.clone(),
         };
         tokio::spawn(dialer::run(
             node.address.clone(),
@@ -101,6 +154,23 @@ async fn serve(directory: Directory) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Serves the status on the admin socket in the state directory, if it can be opened; without
+/// it the cosigner signs as well, so a failure is a warning. The guard removes the socket.
+fn serve_admin_socket(loaded: &LoadedConfig, monitor: &Arc<Monitor>) -> Option<socket::SocketFile> {
+    let path = loaded.resolve(&loaded.config.state_dir).join(ADMIN_SOCKET);
+    match socket::bind(&path) {
+        Ok((listener, guard)) => {
+            let monitor = monitor.clone();
+            tokio::spawn(socket::serve(listener, Arc::new(move || monitor.status())));
+            Some(guard)
+        }
+        Err(e) => {
+            warn!("{e}; `cosigner status` cannot reach this cosigner");
+            None
+        }
+    }
+}
+
 /// Starts one threshold signer per key, each with the sign states of its own chains (taken
 /// out of `states`) and a cluster of its own: nothing of one key's signing is shared with
 /// another's.
@@ -108,9 +178,11 @@ async fn start_threshold_keys(
     loaded: &LoadedConfig,
     keys: Vec<ThresholdKey>,
     states: &mut HashMap<String, ChainSignState>,
-) -> anyhow::Result<Vec<(Option<String>, Arc<Signer>)>> {
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Vec<MonitoredKey>> {
     let mut signers = Vec::new();
-    for key in keys {
+    // In `Config::threshold_keys` order, as the metrics layout numbers them.
+    for (index, key) in keys.into_iter().enumerate() {
         let key_states = key
             .chains
             .iter()
@@ -120,11 +192,21 @@ async fn start_threshold_keys(
             share: key.share,
             cluster: loaded.cluster_config(&key.threshold),
             timeouts: loaded.config.timeouts.signing(),
+            metrics: metrics.key(index),
         };
         let signer = ThresholdSigner::start(setup, key_states)
             .await
             .with_context(|| key.label.clone())?;
-        signers.push((key.name, Arc::new(Signer::Threshold(signer))));
+        signers.push(MonitoredKey {
+            name: key.name,
+            signer: Arc::new(Signer::Threshold(signer)),
+            peers: key
+                .threshold
+                .peers
+                .iter()
+                .map(|p| (p.id, p.address.clone()))
+                .collect(),
+        });
     }
     Ok(signers)
 }

@@ -12,7 +12,8 @@ use cosigner::sign_state::{import, ChainSignState, SignState, StateError, StateF
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Print the watermark of every chain (or one).
+    /// Print the watermark of every chain (or one), as on disk. Read-only: works while the
+    /// cosigner runs.
     Show {
         #[arg(long)]
         config: PathBuf,
@@ -47,13 +48,24 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Show { config, chain_id } => {
             let loaded = Config::load(&config)?;
+            let state_dir = loaded.resolve(&loaded.config.state_dir);
             let mut shown = 0;
             for chain in &loaded.config.chains {
                 if chain_id.as_ref().is_some_and(|c| c != &chain.id) {
                     continue;
                 }
-                let state = open_chain_state(&loaded, &chain.id)?;
-                println!("{}: {}", chain.id, import::describe(&state.snapshot()));
+                // Read without the lock, so that it works while the cosigner runs; what is on
+                // disk (a running cosigner may hold a higher watermark learnt from its peers
+                // in memory for a moment: `cosigner status` shows that one).
+                let state = StateFile::read(&state_dir, &chain.id)
+                    .map_err(|e| match e {
+                        StateError::Missing { path, chain_id } => anyhow::anyhow!(
+                            missing_state_help(&path, &chain_id, Some(&loaded.path))
+                        ),
+                        other => other.into(),
+                    })
+                    .with_context(|| format!("sign state of chain `{}`", chain.id))?;
+                println!("{}: {}", chain.id, import::describe(&state));
                 shown += 1;
             }
             if shown == 0 {

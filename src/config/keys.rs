@@ -475,6 +475,7 @@ mod tests {
             }],
             mode: Mode::Threshold(threshold(port, pin)),
             timeouts: Timeouts::default(),
+            metrics: None,
         }
     }
 

@@ -205,7 +205,10 @@ pub async fn run(
                          queued behind another signer until its first request)"
                     ),
                 }
-                match session::serve(&mut conn, &ctx, &signer).await {
+                ctx.metrics.node_connected(&ctx.label, true);
+                let served = session::serve(&mut conn, &ctx, &signer).await;
+                ctx.metrics.node_connected(&ctx.label, false);
+                match served {
                     Ok(()) => info!(node = %label, "node closed the connection"),
                     Err(SessionError::NoQuorum) => warn!(
                         node = %label,

@@ -13,6 +13,7 @@
 //! (the vote is lost) but retries a broken connection, and that retry reaches the next
 //! cosigner in the node's accept queue, which can sign.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::watch;
@@ -27,6 +28,7 @@ use super::messages::{
 use super::secret_connection::SecretConnectionError;
 use super::version::ProtocolVersion;
 use crate::consensus::{ExtensionDoc, SignDoc, Step};
+use crate::metrics::{Metrics, SignFailure};
 use crate::privval::sign_doc;
 use crate::signer::{SignError, SignOutcome, Signer};
 
@@ -41,6 +43,8 @@ pub struct SessionContext {
     pub label: String,
     /// How long the node may stay silent and a reply may take to write.
     pub timeouts: NodeTimeouts,
+    /// Where signatures, failures and the node connection are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Why a session with a node ended.
@@ -219,7 +223,10 @@ async fn reply(request: Request, ctx: &SessionContext, signer: &Signer, takeover
     }
     match request {
         Request::Ping => messages::ping_response().into(),
-        Request::PubKey(_) => messages::pubkey_response(ctx.protocol, &signer.public_key()).into(),
+        Request::PubKey(req) => {
+            ctx.metrics.pubkey_request(&req.chain_id);
+            messages::pubkey_response(ctx.protocol, &signer.public_key()).into()
+        }
         Request::SignVote(req) => sign(req, ctx, signer, takeover).await,
         Request::SignProposal(req) => sign(req, ctx, signer, takeover).await,
         Request::SignBytes(req) => sign_raw(req, ctx, signer).await.into(),
@@ -337,13 +344,25 @@ async fn sign<R: SignRequest>(
         }
     };
     let started = Instant::now();
+    let hrs = doc.hrs;
     match signer.sign(doc.clone(), extension, takeover).await {
         Ok(outcome) => {
+            let took = started.elapsed();
+            ctx.metrics
+                .signed(&doc.chain_id, hrs.step, hrs.height, hrs.round, took);
             debug!(node = %ctx.label, kind = %R::KIND, chain = %doc.chain_id, hrs = %doc.hrs,
-                   micros = started.elapsed().as_micros() as u64, "signed");
+                   micros = took.as_micros() as u64, "signed");
             req.signed(outcome).into()
         }
-        Err(e) => refused_sign(ctx, R::KIND, &doc, e),
+        Err(e) => {
+            let failure = match &e {
+                SignError::Refused(_) => SignFailure::Refused,
+                SignError::Unavailable(_) => SignFailure::Unavailable,
+                SignError::GiveWay(_) => SignFailure::GaveWay,
+            };
+            ctx.metrics.sign_failed(&doc.chain_id, hrs.step, failure);
+            refused_sign(ctx, R::KIND, &doc, e)
+        }
     }
 }
 
@@ -432,6 +451,7 @@ mod tests {
             allow_sign_bytes,
             label: "test".into(),
             timeouts: crate::config::Timeouts::default().node(),
+            metrics: Arc::new(Metrics::empty()),
         }
     }
 

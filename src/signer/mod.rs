@@ -8,6 +8,7 @@
 
 mod background;
 mod fault;
+pub mod observe;
 pub mod single;
 pub mod threshold;
 

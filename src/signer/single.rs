@@ -8,7 +8,7 @@ use ed25519_dalek::{Signer as _, SigningKey};
 
 use super::{SignError, SignOutcome};
 use crate::consensus::{ExtensionDoc, SignDoc};
-use crate::sign_state::{ChainSignState, SignStateError};
+use crate::sign_state::{ChainSignState, SignState, SignStateError};
 
 /// The single-key signer: the whole validator key and a watermark per chain.
 pub struct SingleSigner {
@@ -58,6 +58,17 @@ impl SingleSigner {
             timestamp: signed.timestamp,
             extension_signature,
         })
+    }
+
+    /// Each chain's watermark, by chain ID.
+    pub fn watermarks(&self) -> Vec<(String, SignState)> {
+        let mut all: Vec<_> = self
+            .chains
+            .iter()
+            .map(|(chain, state)| (chain.clone(), state.snapshot()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// Signs `bytes` as they are: for v1 SignBytes, which carry no position to guard.

@@ -151,44 +151,8 @@ impl StateFile {
             }
             Err(e) => return Err(io_err(path, "lock")(e.into())),
         }
-        let meta = file.metadata().map_err(io_err(path, "stat"))?;
-        if !meta.is_file() || meta.len() != FILE_SIZE {
-            return Err(StateError::Corrupt {
-                path: path.to_path_buf(),
-                reason: format!("size is {} bytes, expected {FILE_SIZE}", meta.len()),
-            });
-        }
-        let mut image = vec![0u8; FILE_SIZE as usize];
-        file.read_exact_at(&mut image, 0)
-            .map_err(io_err(path, "read"))?;
-
-        let mut best: Option<(usize, u64, SignState)> = None;
-        let mut rejected = Vec::new();
-        for (i, slot) in image.chunks_exact(SLOT_SIZE).enumerate() {
-            match decode_slot(path, chain_id, slot)? {
-                Slot::Valid { seq, state } => match &best {
-                    Some((_, best_seq, _)) if *best_seq == seq => {
-                        return Err(StateError::Corrupt {
-                            path: path.to_path_buf(),
-                            reason: format!("both slots claim sequence number {seq}"),
-                        })
-                    }
-                    Some((_, best_seq, _)) if *best_seq > seq => {}
-                    _ => best = Some((i, seq, state)),
-                },
-                Slot::Invalid(why) => rejected.push(format!("slot {i}: {why}")),
-            }
-        }
-        let Some((newest, seq, state)) = best else {
-            return Err(StateError::Corrupt {
-                path: path.to_path_buf(),
-                reason: format!("no slot verifies ({})", rejected.join("; ")),
-            });
-        };
-        for why in &rejected {
-            // Expected once after a crash mid-write, and on a file never written twice.
-            tracing::debug!(path = %path.display(), "ignoring invalid state slot: {why}");
-        }
+        let image = read_image(&file, path)?;
+        let (newest, seq, state) = newest_slot(path, chain_id, &image)?;
         Ok((
             StateFile {
                 path: path.to_path_buf(),
@@ -206,6 +170,90 @@ impl StateFile {
         ))
     }
 
+    /// Reads the state of `chain_id` without locking or writing the file, so that it can be
+    /// shown while a cosigner holds it (`cosigner state show`). A slot being written at that
+    /// moment fails its checksum, and the other one, the watermark before it, is read.
+    pub fn read(state_dir: &Path, chain_id: &str) -> Result<SignState, StateError> {
+        let path = state_path(state_dir, chain_id)?;
+        if !state_dir.is_dir() {
+            return Err(StateError::NoStateDir(state_dir.to_path_buf()));
+        }
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StateError::Missing {
+                    path,
+                    chain_id: chain_id.to_string(),
+                })
+            }
+            Err(e) => return Err(io_err(&path, "open")(e)),
+        };
+        // Two writes while one read is in progress could leave no slot verifying in what
+        // was read; the file itself is fine then, so read it again.
+        let mut tries = 0;
+        loop {
+            let image = read_image(&file, &path)?;
+            match newest_slot(&path, chain_id, &image) {
+                Ok((_, _, state)) => return Ok(state),
+                Err(StateError::Corrupt { .. }) if tries < 2 => tries += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The whole file, checked to be of the size every state file has.
+fn read_image(file: &File, path: &Path) -> Result<Vec<u8>, StateError> {
+    let meta = file.metadata().map_err(io_err(path, "stat"))?;
+    if !meta.is_file() || meta.len() != FILE_SIZE {
+        return Err(StateError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("size is {} bytes, expected {FILE_SIZE}", meta.len()),
+        });
+    }
+    let mut image = vec![0u8; FILE_SIZE as usize];
+    file.read_exact_at(&mut image, 0)
+        .map_err(io_err(path, "read"))?;
+    Ok(image)
+}
+
+/// The newest slot of `image` that verifies: its index, sequence number and state.
+fn newest_slot(
+    path: &Path,
+    chain_id: &str,
+    image: &[u8],
+) -> Result<(usize, u64, SignState), StateError> {
+    let mut best: Option<(usize, u64, SignState)> = None;
+    let mut rejected = Vec::new();
+    for (i, slot) in image.chunks_exact(SLOT_SIZE).enumerate() {
+        match decode_slot(path, chain_id, slot)? {
+            Slot::Valid { seq, state } => match &best {
+                Some((_, best_seq, _)) if *best_seq == seq => {
+                    return Err(StateError::Corrupt {
+                        path: path.to_path_buf(),
+                        reason: format!("both slots claim sequence number {seq}"),
+                    })
+                }
+                Some((_, best_seq, _)) if *best_seq > seq => {}
+                _ => best = Some((i, seq, state)),
+            },
+            Slot::Invalid(why) => rejected.push(format!("slot {i}: {why}")),
+        }
+    }
+    let Some((newest, seq, state)) = best else {
+        return Err(StateError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("no slot verifies ({})", rejected.join("; ")),
+        });
+    };
+    for why in &rejected {
+        // Expected once after a crash mid-write, and on a file never written twice.
+        tracing::debug!(path = %path.display(), "ignoring invalid state slot: {why}");
+    }
+    Ok((newest, seq, state))
+}
+
+impl StateFile {
     /// Durably records `state`. When this returns `Ok` the state survives a crash; on any
     /// error nothing may be released on its strength, and the file refuses further writes.
     ///
@@ -538,6 +586,29 @@ mod tests {
         ));
         drop(f);
         assert!(StateFile::open(d.path(), CHAIN).is_ok());
+    }
+
+    #[test]
+    fn reading_needs_no_lock_and_changes_nothing() {
+        let d = dir();
+        let (mut f, _) = created(d.path());
+        f.persist(&state_at(5, Prevote)).unwrap();
+        let before = fs::read(f.path()).unwrap();
+        assert_eq!(
+            StateFile::read(d.path(), CHAIN).unwrap(),
+            state_at(5, Prevote)
+        );
+        assert_eq!(fs::read(f.path()).unwrap(), before);
+        // The holder writes on, and a read sees the newest slot.
+        f.persist(&state_at(6, Propose)).unwrap();
+        assert_eq!(
+            StateFile::read(d.path(), CHAIN).unwrap(),
+            state_at(6, Propose)
+        );
+        assert!(matches!(
+            StateFile::read(d.path(), "other-chain"),
+            Err(StateError::Missing { .. })
+        ));
     }
 
     #[test]

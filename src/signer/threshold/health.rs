@@ -162,6 +162,7 @@ impl Inner {
 
     /// A share of `peer` arrived `latency` after its request.
     pub(super) fn share_arrived(&self, peer: PeerId, latency: Duration) {
+        self.metrics.share_arrived(peer, latency);
         if let Ok(mut records) = self.peers.lock() {
             let record = records.entry(peer).or_default();
             record.health.share_sample(latency, Instant::now());

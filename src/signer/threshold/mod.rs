@@ -14,6 +14,7 @@
 mod coordinate;
 mod gossip;
 mod health;
+mod observe;
 mod participate;
 mod supply;
 mod watermark;
@@ -32,6 +33,7 @@ use super::{SignError, SignOutcome};
 use crate::cluster::transport::{Cluster, ClusterConfig};
 use crate::consensus::canonical::same_except_timestamp;
 use crate::consensus::{ExtensionDoc, SignDoc};
+use crate::metrics::KeyMetrics;
 use crate::sign_state::ChainSignState;
 use crate::threshold::coordinator::CommitmentInventory;
 use crate::threshold::key_share::KeyShare;
@@ -116,6 +118,7 @@ struct Inner {
     caught_up: AtomicBool,
     /// Reported signatures that were not the validator's (forged, or under another key).
     reports_rejected: AtomicU64,
+    metrics: KeyMetrics,
 }
 
 #[derive(Clone)]
@@ -133,6 +136,8 @@ pub struct ThresholdSetup {
     pub cluster: ClusterConfig,
     /// Deadlines for the steps of a signing.
     pub timeouts: SignTimeouts,
+    /// Where this key's shares, refusals and failed signings are counted.
+    pub metrics: KeyMetrics,
 }
 
 /// The deadlines of threshold signings.
@@ -157,6 +162,7 @@ impl ThresholdSigner {
             share,
             cluster,
             timeouts,
+            metrics,
         } = setup;
         let (id, threshold, listen) = (cluster.id, share.threshold(), cluster.listen);
         let participant = Participant::new(
@@ -192,6 +198,7 @@ impl ThresholdSigner {
             background: Background::start()?,
             caught_up: AtomicBool::new(false),
             reports_rejected: AtomicU64::new(0),
+            metrics,
         });
         // The handler and the refill task hold weak references: the signer owns the cluster,
         // not the other way round.
@@ -285,6 +292,7 @@ impl ThresholdSigner {
             )));
         }
         if !self.has_quorum() {
+            inner.metrics.insufficient_cosigners(&doc.chain_id);
             return Err(SignError::GiveWay(format!(
                 "no quorum: {} cosigners must sign and this one reaches only {:?}",
                 inner.threshold,
@@ -293,7 +301,14 @@ impl ThresholdSigner {
         }
         let doc = previous.map(|last| last.doc).unwrap_or(doc);
         let started = Instant::now();
-        let signed = inner.coordinate(&doc, extension.as_ref(), takeover).await?;
+        let signed = inner
+            .coordinate(&doc, extension.as_ref(), takeover)
+            .await
+            .inspect_err(|e| {
+                if matches!(e, SignError::GiveWay(_)) {
+                    inner.metrics.insufficient_cosigners(&doc.chain_id);
+                }
+            })?;
         let signatures = signed.signatures;
         info!(
             chain = %doc.chain_id,

@@ -109,8 +109,12 @@ impl Inner {
                 });
         }
         match result {
-            Ok(response) => Ok(ClusterResponse::Signed(response)),
+            Ok(response) => {
+                self.metrics.share_released();
+                Ok(ClusterResponse::Signed(response))
+            }
             Err(refusal) => {
+                self.metrics.refused(refusal.kind);
                 warn!(coordinator, kind = ?refusal.kind, "refused to sign: {}", refusal.reason);
                 Err(refusal)
             }
