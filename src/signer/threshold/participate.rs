@@ -127,6 +127,7 @@ impl Inner {
     ) -> Result<SignResponse, Refusal> {
         test_crash(CrashPoint::ParticipantBeforePersist);
         let participant = &self.participant;
+        let own = matches!(incoming, Incoming::Own(_));
         let decoded = match incoming {
             Incoming::Own(decoded) => decoded,
             Incoming::FromPeer(request) => participant.decode_request(coordinator, &request)?,
@@ -160,7 +161,14 @@ impl Inner {
         });
         let (share, extension_share) = unreleased?.release(recorded?)?;
         test_crash(CrashPoint::ParticipantAfterPersist);
-        let commitments = participant.refill(coordinator, extension_share.is_some(), &mut OsRng)?;
+        let commitments = if own {
+            // Straight into our coordinator's inventory, decoded: sent as wire bytes it would
+            // validate points we just made (~70 us a commitment).
+            self.add_own_commitments(1 + usize::from(extension_share.is_some()));
+            Vec::new()
+        } else {
+            participant.refill(coordinator, extension_share.is_some(), &mut OsRng)?
+        };
         Ok(SignResponse {
             share,
             extension_share,
