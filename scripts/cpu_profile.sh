@@ -35,7 +35,7 @@ for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "floor" and m.get("executable"):
         print(m["executable"])')
-bin=$root/target/release
+bin=${CARGO_TARGET_DIR:-$root/target}/release
 rm -rf "$out"
 mkdir -p "$out"
 
