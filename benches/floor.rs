@@ -121,10 +121,7 @@ fn floor_signature(g: &Group) -> [u8; 64] {
         .enumerate()
         .map(|(i, (id, w))| {
             let c = if i == 0 {
-                SigningCommitments::new(
-                    *nonces[0].commitments().hiding(),
-                    *nonces[0].commitments().binding(),
-                )
+                *nonces[0].commitments()
             } else {
                 validate(w)
             };
