@@ -9,11 +9,12 @@
 #
 # Environment: SIZE (default 2-of-3; also 3-of-5, 5-of-7), PROTOCOL (default v0.34),
 # OUT (default .bench/profile: callgrind files, logs and the summary), FLOOR_BIN (a built
-# floor bench, to skip building it), TOOL: callgrind
-# (default), strace (system calls per cosigner with `strace -c`), perf (`perf record -e
-# cpu-clock -g`, user and kernel), or none (utime and stime per signature from /proc, the
-# figure scripts/bench.sh reports, without any tool slowing the cosigners down). Kernel time
-# (system calls, fsync, UDP) is not in callgrind's counts; the other tools show it.
+# floor bench, to skip building it), CARGO_TARGET_DIR (where the binaries are built), and
+# TOOL, what the cosigners run under: callgrind (the default), strace (system calls per
+# cosigner, `strace -c`), perf (`perf record -e cpu-clock -g`, user and kernel), or none
+# (utime and stime per signature from /proc, the figure scripts/bench.sh reports, with no
+# tool slowing the cosigners down). Kernel time (system calls, fsync, UDP) is not in
+# callgrind's counts; the other tools show it. Needs valgrind (and strace or perf for those).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -26,6 +27,11 @@ protocol=${PROTOCOL:-v0.34}
 out=${OUT:-$root/.bench/profile}
 chain=profile-chain
 
+tool=${TOOL:-callgrind}
+for needed in valgrind callgrind_annotate callgrind_control $([[ $tool == strace || $tool == perf ]] && echo "$tool"); do
+    command -v "$needed" > /dev/null || { echo "!!  $needed is not installed (apt-get install valgrind strace linux-perf)"; exit 1; }
+done
+
 echo "==> building (release) and the floor bench"
 cargo build --release --locked --workspace --bins -q
 floor_bin=${FLOOR_BIN:-}
@@ -35,6 +41,7 @@ for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "floor" and m.get("executable"):
         print(m["executable"])')
+[[ -x $floor_bin ]] || { echo "!!  the floor bench did not build: cargo bench --bench floor --no-run"; exit 1; }
 bin=${CARGO_TARGET_DIR:-$root/target}/release
 rm -rf "$out"
 mkdir -p "$out"
@@ -55,7 +62,6 @@ FLOOR_ITERATIONS=50 FLOOR_SIZE=$size valgrind --tool=callgrind --toggle-collect=
     --callgrind-out-file="$out/floor.callgrind" "$floor_bin" > "$out/floor.log" 2>&1
 echo 50 > "$out/floor.iterations"
 
-tool=${TOOL:-callgrind}
 echo "==> $size cluster, $warmup + $heights heights, every cosigner under $tool"
 "$bin/validator-sim" --write-validator-key "$out/priv_validator_key.json"
 pubkey=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pub_key"]["value"])' "$out/priv_validator_key.json")
@@ -97,7 +103,7 @@ ticks() { for p in "${signers[@]}"; do
     awk '{print $14 + $15, $14, $15}' "/proc/$c/stat" 2>/dev/null || echo "0 0 0"
 done; }
 if [[ $tool == callgrind ]]; then
-    for p in "${signers[@]}"; do callgrind_control -z "$p" > /dev/null; done
+    for p in "${signers[@]}"; do timeout 60 callgrind_control -z "$p" > /dev/null; done
 fi
 ticks > "$out/ticks-start"
 start=$(signed)
@@ -105,7 +111,7 @@ wait "$sim" || echo "!!  simulator exited with $?"
 end=$(signed)
 ticks > "$out/ticks-end"
 if [[ $tool == callgrind ]]; then
-    for p in "${signers[@]}"; do callgrind_control -d "$p" > /dev/null; done
+    for p in "${signers[@]}"; do timeout 60 callgrind_control -d "$p" > /dev/null; done
 fi
 echo $((end - start)) > "$out/signatures"
 # The cosigner itself (a child of strace or perf, which then write their files and exit).
