@@ -90,20 +90,23 @@ ROOTS = (r"^(start_thread|clone3?)$|thread_start|call_once\{\{vtable\.shim\}\}|_
 
 # Inclusive cost of steps (largest matching entry, so recursion is not counted twice).
 STEPS = [
-    ("round2::sign (shares)", r"frost_core::round2::sign\b"),
-    ("nonce pairs (round1::commit / nonce generation)", r"frost_core::round1::SigningNonces.*::new\b|frost_core::round1::commit\b"),
-    ("commitment validation (NonceCommitment::deserialize)", r"frost_core::round1::NonceCommitment.*::deserialize\b"),
-    ("group commitment (coordinator)", r"frost_core::compute_group_commitment\b"),
-    ("binding factors", r"frost_core::compute_binding_factor_list\b"),
-    ("verify_strict", r"ed25519_dalek::verifying::VerifyingKey::verify_strict\b"),
-    ("reported signatures checked (gossip)", r"cosigner::signer::threshold::gossip::.*adopt_reported\b"),
+    ("share (`Participant::sign_with`)", r"cosigner::threshold::participant::Participant::sign_with\b"),
+    ("  of it, from the coordinator's group commitment (`own_share`)", r"GroupCommitment::own_share\b"),
+    ("binding factors and group commitment, coordinator (`precompute`)", r"cosigner::threshold::coordinator::aggregate::group_commitment\b"),
+    ("nonce pairs (`PooledNonce::generate`)", r"cosigner::threshold::nonces::PooledNonce::generate\b"),
+    ("point validation, all of it", r"frost_ed25519::Ed25519Group as frost_core::traits::Group>::deserialize\b"),
+    ("  refills validated (coordinator)", r"supply::<impl cosigner::signer::threshold::Inner>::add_commitments\b"),
+    ("  announced commitments validated (participant)", r"Upcoming::learn\b"),
+    ("verify_strict, all of it", r"ed25519_dalek::verifying::VerifyingKey::verify_strict\b"),
+    ("  reported signatures checked (gossip)", r"cosigner::signer::threshold::gossip::.*adopt_reported\b"),
+    ("group key decoded from the package", r"cosigner::threshold::coordinator::aggregate::group_key\b"),
+    ("our nonce found in the pool", r"cosigner::threshold::nonces::NoncePool::take\b"),
     ("sign bytes parsed", r"cosigner::consensus::canonical::parse\b"),
+    ("privval SecretConnection seal (open costs the same)", r"FrameSealer::seal\b"),
     ("logging: events formatted and written", r"tracing_subscriber::fmt::fmt_layer::Layer.*on_event|tracing_core::event::Event::dispatch"),
     ("quinn: connection driver", r"quinn::connection::ConnectionDriver.*::poll\b"),
     ("quinn: endpoint driver (UDP receive)", r"quinn::endpoint::EndpointDriver.*::poll\b"),
-    ("quinn_proto: packet encryption and decryption", r"rustls::quic::PacketKey.*::(en|de)crypt_in_place\b"),
-    ("tokio blocking threads (participant work)", r"tokio::runtime::blocking::pool::Inner::run\b"),
-    ("allocation", r"^(malloc|free|realloc|calloc)$"),
+    ("QUIC packet protection (`PacketKey` en/decrypt)", r"rustls::quic::PacketKey.*::(en|de)crypt_in_place\b"),
 ]
 
 
@@ -113,7 +116,6 @@ def annotate(path, inclusive):
     total = 0
     rows = []
     for line in text.splitlines():
-        m = re.match(r"\s*([\d,]+)\s+(?:\([^)]*\)\s+)?\(?(?:PROGRAM TOTALS|.*)", line)
         if "PROGRAM TOTALS" in line:
             total = int(line.split()[0].replace(",", ""))
             continue
