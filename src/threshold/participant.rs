@@ -20,7 +20,7 @@ use frost_ed25519::rand_core::{CryptoRng, RngCore};
 use frost_ed25519::round1::{SigningCommitments, SigningNonces};
 use frost_ed25519::{round2, Identifier, SigningPackage};
 
-use super::coordinator::UPCOMING_PER_PARTICIPANT;
+use super::coordinator::{GroupCommitment, Precomputed, UPCOMING_PER_PARTICIPANT};
 use super::epoch::EpochId;
 use super::messages::{
     identifier_of, peer_of, Commitment, DecodedPart, DecodedRequest, PeerId, Refusal, RefusalKind,
@@ -431,14 +431,31 @@ impl Participant {
     /// Computes the shares of a prepared request; they leave only through
     /// [`UnreleasedShares::release`]. The nonces are dropped (and zeroized) here.
     pub fn sign(&self, prepared: PreparedSign) -> Result<UnreleasedShares, Refusal> {
-        let sign = |part: &PreparedPart| {
-            let share = round2::sign(&part.package, &part.nonces, &self.key_package)
+        self.sign_with(prepared, None)
+    }
+
+    /// As [`Participant::sign`], for this cosigner's own coordinator, whose group commitments
+    /// of the same packages (`precomputed`) spare computing them a second time; a package
+    /// they were not computed for is signed the usual way.
+    pub fn sign_with(
+        &self,
+        prepared: PreparedSign,
+        precomputed: Option<&Precomputed>,
+    ) -> Result<UnreleasedShares, Refusal> {
+        let sign = |part: &PreparedPart, pre: Option<&GroupCommitment>| {
+            let share = pre
+                .and_then(|pre| pre.own_share(&part.package, &part.nonces, &self.key_package))
+                .unwrap_or_else(|| round2::sign(&part.package, &part.nonces, &self.key_package))
                 .map_err(|e| Refusal::new(RefusalKind::Internal, format!("round 2 failed: {e}")))?;
             Share::from_frost(&share)
                 .map_err(|e| Refusal::new(RefusalKind::Internal, e.to_string()))
         };
-        let share = sign(&prepared.vote)?;
-        let extension_share = prepared.extension.as_ref().map(sign).transpose()?;
+        let share = sign(&prepared.vote, precomputed.map(Precomputed::vote))?;
+        let extension_share = prepared
+            .extension
+            .as_ref()
+            .map(|part| sign(part, precomputed.and_then(Precomputed::extension)))
+            .transpose()?;
         Ok(UnreleasedShares {
             doc: prepared.doc,
             share,

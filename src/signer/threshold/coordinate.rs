@@ -184,12 +184,20 @@ impl Run {
                 self.extension.clone(),
             )?
         };
-        // The group commitment does not depend on the shares: compute it while they travel.
+        // The group commitment does not depend on the shares: compute it while they travel,
+        // and hand it to our own participant, which needs it for its share.
+        let (to_own, precomputed) = std::sync::mpsc::sync_channel(1);
         let precompute = {
             let signing = signing.clone();
             let inner = inner.clone();
-            tokio::task::spawn_blocking(move || signing.precompute(&inner.public_key_package).ok())
+            tokio::task::spawn_blocking(move || {
+                let pre = signing.precompute(&inner.public_key_package).ok();
+                // Gone only if our participant stopped waiting: it then computed its own.
+                let _ = to_own.send(pre.clone());
+                pre
+            })
         };
+        let mut precomputed = Some(precomputed);
         let request = Arc::new(ClusterRequest::Sign(request));
         let mut requests = Vec::with_capacity(members.len());
         for &peer in members {
@@ -197,7 +205,13 @@ impl Run {
             let events = self.events.clone();
             let request = request.clone();
             // Our own participant gets the commitments as the inventory validated them.
-            let own = (peer == inner.id).then(|| signing.decoded_request());
+            let own = if peer == inner.id {
+                precomputed
+                    .take()
+                    .map(|pre| Incoming::Own(signing.decoded_request(), pre))
+            } else {
+                None
+            };
             let limit = self
                 .deadline
                 .saturating_duration_since(Instant::now())
@@ -207,7 +221,7 @@ impl Run {
                 let response = match own {
                     Some(own) => Ok(inner
                         .clone()
-                        .participate(peer, Incoming::Own(own))
+                        .participate(peer, own)
                         .await
                         .unwrap_or_else(ClusterResponse::Refused)),
                     None => inner

@@ -4,13 +4,16 @@
 //! share leaves only with the proof that the write is on disk.
 
 use std::collections::BTreeMap;
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rand_core::OsRng;
 use tracing::{debug, info, warn};
 
 use super::super::fault::{test_crash, CrashPoint};
 use super::Inner;
+use crate::threshold::coordinator::Precomputed;
 use crate::threshold::messages::{
     ClusterRequest, ClusterResponse, DecodedRequest, PeerId, Refusal, RefusalKind, SignRequest,
     SignResponse,
@@ -93,7 +96,7 @@ impl Inner {
     ) -> Result<ClusterResponse, Refusal> {
         let upcoming = match &mut incoming {
             Incoming::FromPeer(request) => std::mem::take(&mut request.upcoming),
-            Incoming::Own(_) => BTreeMap::new(),
+            Incoming::Own(..) => BTreeMap::new(),
         };
         let inner = self.clone();
         let result =
@@ -131,10 +134,13 @@ impl Inner {
     ) -> Result<SignResponse, Refusal> {
         test_crash(CrashPoint::ParticipantBeforePersist);
         let participant = &self.participant;
-        let decoded = match incoming {
-            Incoming::Own(decoded) => decoded,
-            Incoming::FromPeer(request) => participant.decode_request(coordinator, &request)?,
+        let (decoded, precomputed) = match incoming {
+            Incoming::Own(decoded, precomputed) => (decoded, Some(precomputed)),
+            Incoming::FromPeer(request) => {
+                (participant.decode_request(coordinator, &request)?, None)
+            }
         };
+        let own = precomputed.is_some();
         let prepared = participant.prepare(coordinator, &decoded)?;
         let doc = prepared.doc().clone();
         // What the share is for, to log it: only a peer's coordinator's (ours logs `signed`).
@@ -157,7 +163,11 @@ impl Inner {
             Ok(runtime) => drop(runtime.spawn_blocking(record_and_tell)),
             Err(_) => record_and_tell(),
         }
-        let unreleased = participant.sign(prepared);
+        // Our coordinator's group commitments are on their way (started before this
+        // request): waiting for them is cheaper than computing them a second time.
+        let precomputed =
+            precomputed.and_then(|rx| rx.recv_timeout(PRECOMPUTED_WAIT).ok().flatten());
+        let unreleased = participant.sign_with(prepared, precomputed.as_ref());
         let recorded = recorded_rx.recv().unwrap_or_else(|_| {
             Err(Refusal::new(
                 RefusalKind::Internal,
@@ -166,7 +176,14 @@ impl Inner {
         });
         let (share, extension_share) = unreleased?.release(recorded?)?;
         test_crash(CrashPoint::ParticipantAfterPersist);
-        let commitments = participant.refill(coordinator, extension_share.is_some(), &mut OsRng)?;
+        let commitments = if own {
+            // Straight into our coordinator's inventory, decoded: sent as wire bytes it would
+            // validate points we just made (~70 us a commitment).
+            self.add_own_commitments(1 + usize::from(extension_share.is_some()));
+            Vec::new()
+        } else {
+            participant.refill(coordinator, extension_share.is_some(), &mut OsRng)?
+        };
         // At info, as the coordinator logs each signature: without it a participant's log
         // cannot tell a healthy peer from an idle one.
         if let Some((chain, hrs)) = logged {
@@ -200,9 +217,14 @@ impl Inner {
 pub(super) enum Incoming {
     /// From a peer's coordinator: every commitment but our own still to be decoded.
     FromPeer(SignRequest),
-    /// From this cosigner's coordinator, whose inventory validated every commitment.
-    Own(DecodedRequest),
+    /// From this cosigner's coordinator, whose inventory validated every commitment, with
+    /// the group commitments it computes for the same packages (`None` if that failed).
+    Own(DecodedRequest, Receiver<Option<Precomputed>>),
 }
+
+/// How long our own participant waits for its coordinator's group commitments before it
+/// computes them itself: they take about 100 us, so only a stalled thread takes longer.
+const PRECOMPUTED_WAIT: Duration = Duration::from_millis(100);
 
 fn task_failed(e: tokio::task::JoinError) -> Refusal {
     Refusal::new(RefusalKind::Internal, format!("signing task failed: {e}"))

@@ -1,30 +1,110 @@
 //! Turning shares into the signature: the group commitment (computed while the shares are on
-//! their way), the sum of the shares verified strictly under the group key, and frost's own
-//! aggregation, which names the culprits, when that fails.
+//! their way, and used by this cosigner's own participant for its share), the sum of the
+//! shares verified strictly under the group key, and frost's own aggregation, which names the
+//! culprits, when that fails.
 
 use std::collections::BTreeMap;
 
-use frost_ed25519::keys::PublicKeyPackage;
-use frost_ed25519::round1::SigningCommitments;
+use frost_core::Ciphersuite;
+use frost_ed25519::keys::{KeyPackage, PublicKeyPackage};
+use frost_ed25519::round1::{SigningCommitments, SigningNonces};
 use frost_ed25519::round2::SignatureShare;
-use frost_ed25519::{CheaterDetection, SigningPackage};
+use frost_ed25519::{CheaterDetection, Ed25519Sha512, SigningPackage};
 
 use crate::threshold::messages::{identifier_of, peer_of, PeerId};
 
-/// The group commitment R for `sign_bytes` and these commitments (RFC 9591 §4.4-4.5), by
-/// frost's own functions.
+/// The group commitment of one message (RFC 9591 §4.4-4.5), with the package and binding
+/// factors it came from: the coordinator needs R, and its own participant the rest, to make
+/// its share without computing them a second time in this process.
+#[derive(Clone)]
+pub struct GroupCommitment {
+    package: SigningPackage,
+    binding_factors: frost_core::BindingFactorList<Ed25519Sha512>,
+    commitment: frost_core::GroupCommitment<Ed25519Sha512>,
+    r: [u8; 32],
+}
+
+impl std::fmt::Debug for GroupCommitment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GroupCommitment({})", hex::encode(self.r))
+    }
+}
+
+impl GroupCommitment {
+    /// R, the first half of the signature.
+    pub fn r(&self) -> &[u8; 32] {
+        &self.r
+    }
+
+    /// Round 2 (RFC 9591 §5.2) for this process's own participant: its share of `package`
+    /// with these binding factors and group commitment, by frost's own steps and checks of
+    /// `round2::sign` (Ed25519 has no pre-sign hooks). `None` if they were computed for
+    /// another package: then the caller signs the usual way.
+    pub fn own_share(
+        &self,
+        package: &SigningPackage,
+        nonces: &SigningNonces,
+        key_package: &KeyPackage,
+    ) -> Option<Result<SignatureShare, frost_ed25519::Error>> {
+        if *package != self.package {
+            return None;
+        }
+        let id = key_package.identifier();
+        let share = || {
+            if package.signing_commitments().len() < usize::from(*key_package.min_signers()) {
+                return Err(frost_ed25519::Error::IncorrectNumberOfCommitments);
+            }
+            let ours = package
+                .signing_commitments()
+                .get(id)
+                .ok_or(frost_ed25519::Error::MissingCommitment)?;
+            if nonces.commitments() != ours {
+                return Err(frost_ed25519::Error::IncorrectCommitment);
+            }
+            let binding_factor = self
+                .binding_factors
+                .get(id)
+                .ok_or(frost_ed25519::Error::UnknownIdentifier)?
+                .clone();
+            let lambda = frost_core::derive_interpolating_value(id, package)?;
+            let challenge = <Ed25519Sha512 as Ciphersuite>::challenge(
+                &self.commitment.clone().to_element(),
+                key_package.verifying_key(),
+                package.message(),
+            )?;
+            Ok(<Ed25519Sha512 as Ciphersuite>::compute_signature_share(
+                &self.commitment,
+                nonces,
+                binding_factor,
+                lambda,
+                key_package,
+                challenge,
+            ))
+        };
+        Some(share())
+    }
+}
+
+/// The group commitment for `sign_bytes` and these commitments, by frost's own functions.
 pub(super) fn group_commitment(
     sign_bytes: &[u8],
     commitments: &BTreeMap<PeerId, SigningCommitments>,
     public_key_package: &PublicKeyPackage,
-) -> Result<[u8; 32], AggregateError> {
+) -> Result<GroupCommitment, AggregateError> {
     let package = signing_package(sign_bytes, commitments, public_key_package)?;
     let frost = |e: frost_ed25519::Error| AggregateError::Frost(e.to_string());
     let binding_factors =
         frost_core::compute_binding_factor_list(&package, public_key_package.verifying_key(), &[])
             .map_err(frost)?;
-    let r = frost_core::compute_group_commitment(&package, &binding_factors).map_err(frost)?;
-    Ok(r.to_element().compress().to_bytes())
+    let commitment =
+        frost_core::compute_group_commitment(&package, &binding_factors).map_err(frost)?;
+    let r = commitment.clone().to_element().compress().to_bytes();
+    Ok(GroupCommitment {
+        package,
+        binding_factors,
+        commitment,
+        r,
+    })
 }
 
 /// R and the sum of the shares as an Ed25519 signature, if it verifies strictly.

@@ -11,7 +11,7 @@ pub(crate) mod aggregate;
 pub(crate) mod inventory;
 pub(crate) mod session;
 
-pub use aggregate::{aggregate, AggregateError};
+pub use aggregate::{aggregate, AggregateError, GroupCommitment};
 pub use inventory::{CommitmentInventory, DEFAULT_MAX_PER_PARTICIPANT};
 pub use session::{
     build_request, AnswerError, BuildError, Precomputed, Signatures, SigningSession,
@@ -346,5 +346,43 @@ mod tests {
         );
         assert_eq!(session.pending(), vec![1]);
         assert!(!session.is_complete());
+    }
+
+    #[test]
+    fn own_share_from_the_coordinators_group_commitment_is_frosts_round_two() {
+        use frost_ed25519::keys::{generate_with_dealer, IdentifierList, KeyPackage};
+        use frost_ed25519::{round1, round2, SigningPackage};
+        use std::collections::BTreeMap;
+
+        let (shares, pkp) = generate_with_dealer(3, 2, IdentifierList::Default, OsRng).unwrap();
+        let keys: Vec<KeyPackage> = shares
+            .into_values()
+            .map(|s| KeyPackage::try_from(s).unwrap())
+            .collect();
+        let (nonces, commitments): (Vec<_>, Vec<_>) = keys[..2]
+            .iter()
+            .map(|k| round1::commit(k.signing_share(), &mut OsRng))
+            .unzip();
+        let by_peer: BTreeMap<PeerId, _> = (1..=2).zip(commitments).collect();
+        let msg = b"sign bytes";
+        let pre = aggregate::group_commitment(msg, &by_peer, &pkp).unwrap();
+        let by_id = by_peer
+            .iter()
+            .map(|(p, c)| (crate::threshold::messages::identifier_of(*p).unwrap(), *c))
+            .collect::<BTreeMap<_, _>>();
+        let package = SigningPackage::new(by_id.clone(), msg);
+        for (key, nonce) in keys.iter().zip(&nonces) {
+            let ours = pre.own_share(&package, nonce, key).unwrap().unwrap();
+            let frosts = round2::sign(&package, nonce, key).unwrap();
+            assert_eq!(ours.serialize(), frosts.serialize());
+        }
+        // Another message's package: not for these group commitments.
+        let other = SigningPackage::new(by_id, b"other sign bytes");
+        assert!(pre.own_share(&other, &nonces[0], &keys[0]).is_none());
+        // The nonces of another member: refused as frost refuses them.
+        assert!(pre
+            .own_share(&package, &nonces[1], &keys[0])
+            .unwrap()
+            .is_err());
     }
 }

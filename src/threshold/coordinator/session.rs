@@ -7,7 +7,9 @@ use frost_ed25519::keys::PublicKeyPackage;
 use frost_ed25519::round1::SigningCommitments;
 use frost_ed25519::round2::SignatureShare;
 
-use super::aggregate::{aggregate, assemble, group_commitment, group_key, AggregateError};
+use super::aggregate::{
+    aggregate, assemble, group_commitment, group_key, AggregateError, GroupCommitment,
+};
 use super::inventory::CommitmentInventory;
 use crate::threshold::epoch::EpochId;
 use crate::threshold::messages::{
@@ -267,18 +269,33 @@ impl SigningSession {
                     Ok,
                 )
         };
-        let vote = part(&self.vote, precomputed.map(|pre| &pre.vote))?;
+        let vote = part(&self.vote, precomputed.map(|pre| pre.vote.r()))?;
         let extension = match &self.extension {
             None => None,
-            Some(e) => Some(part(e, precomputed.and_then(|pre| pre.extension.as_ref()))?),
+            Some(e) => Some(part(
+                e,
+                precomputed.and_then(|pre| pre.extension.as_ref().map(GroupCommitment::r)),
+            )?),
         };
         Ok(Signatures { vote, extension })
     }
 }
 
 /// The group commitments (the signature's R) of one signing, computed ahead of the shares.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Precomputed {
-    vote: [u8; 32],
-    extension: Option<[u8; 32]>,
+    vote: GroupCommitment,
+    extension: Option<GroupCommitment>,
+}
+
+impl Precomputed {
+    /// The vote's (or proposal's) group commitment.
+    pub fn vote(&self) -> &GroupCommitment {
+        &self.vote
+    }
+
+    /// The vote extension's, when the vote carries one.
+    pub fn extension(&self) -> Option<&GroupCommitment> {
+        self.extension.as_ref()
+    }
 }
