@@ -55,13 +55,10 @@ pub fn refuse_while_signing() -> Refusal {
 }
 
 /// What a cosigner in a ceremony answers a signing request.
-fn refuse_while_in_ceremony(kind: CeremonyKind) -> Refusal {
+pub(crate) fn refuse_while_in_ceremony(command: &str) -> Refusal {
     Refusal::new(
         RefusalKind::Internal,
-        format!(
-            "this cosigner is running a key ceremony (`{}`), not signing",
-            kind.command()
-        ),
+        format!("this cosigner is running a key ceremony (`{command}`), not signing"),
     )
 }
 
@@ -86,6 +83,26 @@ pub enum CeremonyError {
         after: Duration,
         /// One line per cosigner that was waited for, naming it.
         waiting: Vec<String>,
+    },
+    #[error(
+        "`cosigner refresh` dropped the new share: {0}. The old share stays in use on every \
+         cosigner; run `cosigner refresh` again on every host to refresh"
+    )]
+    RefreshDropped(String),
+    #[error(
+        "`cosigner refresh` staged the new share ({}) but could not settle with the other \
+         cosigners within {}s, still waiting for:\n{}\nBoth shares stay on this host and it \
+         does not start until settled: run `cosigner refresh --config FILE` again here (and \
+         on the hosts named) once they are reachable; the cosigners then switch together or \
+         keep the old share together",
+        staged.display(),
+        after.as_secs(),
+        waiting.iter().map(|w| format!("  - {w}")).collect::<Vec<_>>().join("\n")
+    )]
+    Unsettled {
+        after: Duration,
+        waiting: Vec<String>,
+        staged: PathBuf,
     },
     #[error(
         "every cosigner verified the new key, but this host could not write its share: {0}. \
@@ -178,14 +195,14 @@ pub fn prepare(loaded: &LoadedConfig, kind: CeremonyKind) -> Result<Prepared, Ce
     })
 }
 
-fn lock(machine: &Mutex<Machine>) -> MutexGuard<'_, Machine> {
+pub(crate) fn lock(machine: &Mutex<Machine>) -> MutexGuard<'_, Machine> {
     // The machine is plain data changed in small steps; a panic elsewhere leaves it usable.
     machine.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What we last heard from one peer, for the timeout message.
 #[derive(Default)]
-struct Track {
+pub(crate) struct Track {
     busy: bool,
     next: Option<Instant>,
     answered: bool,
@@ -207,7 +224,7 @@ pub async fn run(
     let setup = Setup {
         me,
         threshold,
-        shares,
+        members: (1..=shares).collect(),
         session: prepared.session,
         source,
     };
@@ -224,7 +241,7 @@ pub async fn run(
                 ClusterRequest::Ceremony(r) => {
                     ClusterResponse::Ceremony(lock(&machine).answer(peer, &r))
                 }
-                _ => ClusterResponse::Refused(refuse_while_in_ceremony(kind)),
+                _ => ClusterResponse::Refused(refuse_while_in_ceremony(kind.command())),
             }
         }
     });
@@ -233,112 +250,33 @@ pub async fn run(
         threshold, shares, "{command}: waiting for every cosigner"
     );
 
-    let mut tracks: BTreeMap<PeerId, Track> = lock(&machine)
-        .peers()
-        .into_iter()
-        .map(|p| (p, Track::default()))
-        .collect();
-    let mut tasks: JoinSet<(PeerId, Ask, Result<ClusterResponse, ClusterError>)> = JoinSet::new();
-    let mut staged: Option<StagedFile> = None;
-    let mut timed_out = false;
-    loop {
-        {
-            let mut m = lock(&machine);
-            if let Some(keys) = m.needs_staging() {
-                match output::stage_share(&prepared.key_share, me, threshold, shares, keys) {
-                    Ok(file) => {
-                        staged = Some(file);
-                        m.mark_staged();
-                        info!("{command}: test signature verified, share staged");
-                    }
-                    Err(abort) => m.fail(abort),
-                }
-            }
-            if m.failed().is_some() || m.complete() {
-                break;
-            }
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            timed_out = true;
-            break;
-        }
-        for (&peer, track) in tracks.iter_mut() {
-            if track.busy || track.next.is_some_and(|t| t > now) {
-                continue;
-            }
-            let Some(ask) = lock(&machine).next_ask(peer) else {
-                continue;
-            };
-            track.busy = true;
-            let cluster = cluster.clone();
-            let request = ClusterRequest::Ceremony(CeremonyRequest {
-                session: prepared.session,
-                ask,
-            });
-            let limit = REQUEST_TIMEOUT.min(deadline.saturating_duration_since(now));
-            tasks.spawn(async move {
-                let result = cluster.request(peer, &request, limit).await;
-                (peer, ask, result)
-            });
-        }
-        let joined = tokio::select! {
-            joined = tasks.join_next(), if !tasks.is_empty() => joined,
-            _ = sleep(TICK) => None,
-            _ = sleep_until(deadline) => None,
-        };
-        let Some(joined) = joined else {
-            continue;
-        };
-        let (peer, ask, result) = match joined {
-            Ok(done) => done,
-            Err(e) => {
-                lock(&machine).fail(Abort::local(format!("a ceremony task failed: {e}")));
-                continue;
-            }
-        };
-        let Some(track) = tracks.get_mut(&peer) else {
-            continue;
-        };
-        track.busy = false;
-        let now = Instant::now();
-        match result {
-            Ok(ClusterResponse::Ceremony(response)) => {
-                track.answered = true;
-                match lock(&machine).absorb(peer, ask, response, &mut OsRng) {
-                    Ok(Progress::Got) => track.next = None,
-                    Ok(Progress::NotYet(reason)) => {
-                        track.last = Some(format!("it is running, but {reason}"));
-                        track.next = Some(now + RETRY_NOT_YET);
-                    }
-                    // Remembered by the machine; the loop ends above.
-                    Err(_) => {}
-                }
-            }
-            Ok(ClusterResponse::Refused(refusal)) => lock(&machine).fail(Abort::Peer {
-                peer,
-                reason: refusal.reason,
-            }),
-            Ok(_) => lock(&machine).fail(Abort::culprit(
-                peer,
-                format!("asked for {}, it sent a signing answer", ask.describe()),
-            )),
-            Err(e) => {
-                track.last = Some(e.to_string());
-                track.next = Some(now + RETRY_UNREACHABLE);
-            }
-        }
-    }
-    tasks.abort_all();
+    let peers = lock(&machine).peers();
+    let mut hooks = CeremonyHooks {
+        machine: &machine,
+        key_share: &prepared.key_share,
+        me,
+        threshold,
+        shares,
+        command,
+        staged: None,
+    };
+    let driven = drive(&cluster, prepared.session, peers, deadline, &mut hooks).await;
+    let staged = hooks.staged.take();
+    let timed_out = driven.timed_out;
+    let tracks = driven.tracks;
 
     if timed_out {
-        let waiting = waiting_lines(
-            &lock(&machine),
-            &tracks,
-            &cluster,
-            &prepared.addresses,
-            command,
-        );
+        let waiting = {
+            let m = lock(&machine);
+            waiting_lines(
+                &|peer| m.next_ask(peer),
+                &m.waiting_for(),
+                &tracks,
+                &cluster,
+                &prepared.addresses,
+                command,
+            )
+        };
         lock(&machine).fail(Abort::local(format!(
             "cosigner {me} timed out after {}s",
             timeout.as_secs()
@@ -401,7 +339,7 @@ pub async fn run(
 
 /// Keeps answering until every peer has fetched our confirmation, at most
 /// [`LINGER_AFTER_SUCCESS`]; returns the peers that did not.
-async fn linger_until_fetched(machine: &Mutex<Machine>) -> Vec<PeerId> {
+pub(crate) async fn linger_until_fetched(machine: &Mutex<Machine>) -> Vec<PeerId> {
     let until = Instant::now() + LINGER_AFTER_SUCCESS;
     loop {
         let missing = lock(machine).unconfirmed_peers();
@@ -413,15 +351,16 @@ async fn linger_until_fetched(machine: &Mutex<Machine>) -> Vec<PeerId> {
 }
 
 /// Keeps telling peers why we stopped for a moment, then closes.
-async fn linger_failed(cluster: &Cluster) {
+pub(crate) async fn linger_failed(cluster: &Cluster) {
     sleep(LINGER_AFTER_FAILURE).await;
     cluster.shutdown().await;
 }
 
-/// One line per peer we still needed something from, naming it, its address, what we
-/// asked for and what we last heard.
-fn waiting_lines(
-    machine: &Machine,
+/// One line per peer we still needed something from (`next_ask`), naming it, its address,
+/// what we asked for and what we last heard; `otherwise` if there is none.
+pub(crate) fn waiting_lines(
+    next_ask: &dyn Fn(PeerId) -> Option<Ask>,
+    otherwise: &str,
     tracks: &BTreeMap<PeerId, Track>,
     cluster: &Cluster,
     addresses: &BTreeMap<PeerId, String>,
@@ -429,7 +368,7 @@ fn waiting_lines(
 ) -> Vec<String> {
     let mut lines = Vec::new();
     for (&peer, track) in tracks {
-        let Some(ask) = machine.next_ask(peer) else {
+        let Some(ask) = next_ask(peer) else {
             continue;
         };
         let address = addresses.get(&peer).map_or("?", String::as_str);
@@ -448,7 +387,176 @@ fn waiting_lines(
         ));
     }
     if lines.is_empty() {
-        lines.push(machine.waiting_for());
+        lines.push(otherwise.to_string());
     }
     lines
+}
+
+/// What a ceremony's driving loop asks of the protocol it drives: the DKG and import
+/// ([`CeremonyHooks`]) and a refresh (`super::refresh::run`) share the loop.
+pub(crate) trait Hooks {
+    /// Moves on locally (staging a share, deciding); true once nothing more is to be asked.
+    fn done(&mut self) -> bool;
+    /// What to ask `peer` now, if anything.
+    fn next_ask(&self, peer: PeerId) -> Option<Ask>;
+    /// `peer`'s answer to `ask`: `Some(reason)` if it said "not yet" (asked again soon).
+    fn take(&mut self, peer: PeerId, ask: Ask, response: ClusterResponse) -> Option<String>;
+    /// The loop itself failed.
+    fn fail(&mut self, abort: Abort);
+}
+
+/// How the driving loop ended.
+pub(crate) struct Driven {
+    pub timed_out: bool,
+    pub tracks: BTreeMap<PeerId, Track>,
+}
+
+/// Asks every peer what `hooks` needs (one request in flight per peer, retrying "not yet"
+/// and unreachable peers) until `hooks` is done or `deadline` passes.
+pub(crate) async fn drive(
+    cluster: &Arc<Cluster>,
+    session: SessionId,
+    peers: Vec<PeerId>,
+    deadline: Instant,
+    hooks: &mut dyn Hooks,
+) -> Driven {
+    let mut tracks: BTreeMap<PeerId, Track> =
+        peers.into_iter().map(|p| (p, Track::default())).collect();
+    let mut tasks: JoinSet<(PeerId, Ask, Result<ClusterResponse, ClusterError>)> = JoinSet::new();
+    let mut timed_out = false;
+    loop {
+        if hooks.done() {
+            break;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            timed_out = true;
+            break;
+        }
+        for (&peer, track) in tracks.iter_mut() {
+            if track.busy || track.next.is_some_and(|t| t > now) {
+                continue;
+            }
+            let Some(ask) = hooks.next_ask(peer) else {
+                continue;
+            };
+            track.busy = true;
+            let cluster = cluster.clone();
+            let request = ClusterRequest::Ceremony(CeremonyRequest { session, ask });
+            let limit = REQUEST_TIMEOUT.min(deadline.saturating_duration_since(now));
+            tasks.spawn(async move {
+                let result = cluster.request(peer, &request, limit).await;
+                (peer, ask, result)
+            });
+        }
+        let joined = tokio::select! {
+            joined = tasks.join_next(), if !tasks.is_empty() => joined,
+            _ = sleep(TICK) => None,
+            _ = sleep_until(deadline) => None,
+        };
+        let Some(joined) = joined else {
+            continue;
+        };
+        let (peer, ask, result) = match joined {
+            Ok(done) => done,
+            Err(e) => {
+                hooks.fail(Abort::local(format!("a ceremony task failed: {e}")));
+                continue;
+            }
+        };
+        let Some(track) = tracks.get_mut(&peer) else {
+            continue;
+        };
+        track.busy = false;
+        let now = Instant::now();
+        match result {
+            Ok(response) => {
+                track.answered = true;
+                match hooks.take(peer, ask, response) {
+                    None => track.next = None,
+                    Some(reason) => {
+                        track.last = Some(format!("it is running, but {reason}"));
+                        track.next = Some(now + RETRY_NOT_YET);
+                    }
+                }
+            }
+            Err(e) => {
+                track.last = Some(e.to_string());
+                track.next = Some(now + RETRY_UNREACHABLE);
+            }
+        }
+    }
+    tasks.abort_all();
+    Driven { timed_out, tracks }
+}
+
+/// A DKG's or an import's hooks: the machine says what to ask; its share is staged once
+/// the test signature verified.
+struct CeremonyHooks<'a> {
+    machine: &'a Mutex<Machine>,
+    key_share: &'a std::path::Path,
+    me: PeerId,
+    threshold: u16,
+    shares: u16,
+    command: &'static str,
+    staged: Option<StagedFile>,
+}
+
+impl Hooks for CeremonyHooks<'_> {
+    fn done(&mut self) -> bool {
+        let mut m = lock(self.machine);
+        if let Some(keys) = m.needs_staging() {
+            match output::stage_share(self.key_share, self.me, self.threshold, self.shares, keys) {
+                Ok(file) => {
+                    self.staged = Some(file);
+                    m.mark_staged();
+                    info!("{}: test signature verified, share staged", self.command);
+                }
+                Err(abort) => m.fail(abort),
+            }
+        }
+        m.failed().is_some() || m.complete()
+    }
+
+    fn next_ask(&self, peer: PeerId) -> Option<Ask> {
+        lock(self.machine).next_ask(peer)
+    }
+
+    fn take(&mut self, peer: PeerId, ask: Ask, response: ClusterResponse) -> Option<String> {
+        take_into_machine(&mut lock(self.machine), peer, ask, response)
+    }
+
+    fn fail(&mut self, abort: Abort) {
+        lock(self.machine).fail(abort);
+    }
+}
+
+/// Gives `peer`'s answer to the machine; a refusal or a signing answer stops it.
+pub(crate) fn take_into_machine(
+    m: &mut Machine,
+    peer: PeerId,
+    ask: Ask,
+    response: ClusterResponse,
+) -> Option<String> {
+    match response {
+        ClusterResponse::Ceremony(response) => match m.absorb(peer, ask, response, &mut OsRng) {
+            Ok(Progress::NotYet(reason)) => Some(reason),
+            // Taken, or remembered by the machine (the loop then ends).
+            Ok(Progress::Got) | Err(_) => None,
+        },
+        ClusterResponse::Refused(refusal) => {
+            m.fail(Abort::Peer {
+                peer,
+                reason: refusal.reason,
+            });
+            None
+        }
+        _ => {
+            m.fail(Abort::culprit(
+                peer,
+                format!("asked for {}, it sent a signing answer", ask.describe()),
+            ));
+            None
+        }
+    }
 }

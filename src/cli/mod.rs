@@ -6,6 +6,7 @@ mod check_config;
 mod dkg;
 mod import_horcrux;
 mod init_single;
+mod refresh;
 mod start;
 mod state;
 
@@ -51,6 +52,10 @@ enum Command {
     /// watermark, with the other hosts, in a directory from `split-key --horcrux-pubkey`.
     /// Run it on every Horcrux host (Horcrux stopped) at about the same time.
     ImportHorcrux(import_horcrux::Args),
+    /// Make new shares of the same validator key with the other cosigners, so that every
+    /// old share (and any copy of one) becomes useless; `--remove ID` leaves a cosigner out.
+    /// Run it on every remaining host (cosigners stopped) at about the same time.
+    Refresh(refresh::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -62,5 +67,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::State(cmd) => state::run(cmd),
         Command::Dkg(args) => dkg::run(args),
         Command::ImportHorcrux(args) => import_horcrux::run(args),
+        Command::Refresh(args) => refresh::run(args),
     }
 }
