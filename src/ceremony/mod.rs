@@ -65,11 +65,15 @@
 //! - [`abort`]: why a ceremony stopped, naming who is wrong.
 //! - [`echo`], [`dkg`], [`test_sign`], [`horcrux`]: the pure protocol steps.
 //! - [`machine`]: one host's ceremony as a pure state machine (what to ask, what to answer).
-//! - [`run`]: the network edge: binds the cluster, drives the machine, keeps the deadline.
+//! - [`run`]: the network edge: binds the cluster, drives the machine, keeps the deadline;
+//!   `drive`: the driving loop it shares with a refresh.
+//! - [`refresh`]: share refresh (and removing cosigners): its frost steps, its files, its
+//!   commit rule and its edge.
 //! - [`output`]: the disk edge: staging and publishing the share and sign states.
 
 pub mod abort;
 pub mod dkg;
+mod drive;
 pub mod echo;
 pub mod file;
 pub mod horcrux;

@@ -14,14 +14,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rand_core::OsRng;
-use tokio::task::JoinSet;
-use tokio::time::{sleep, sleep_until, Instant};
+use tokio::time::{sleep, Instant};
 use tracing::{info, warn};
 
 use super::abort::Abort;
+pub(crate) use super::drive::{drive, take_into_machine, waiting_lines, Hooks, TICK};
 use super::file::{session_id, CeremonyFile, CeremonyKind, SessionId, CEREMONY_FILE};
-use super::machine::{KeySource, Machine, Progress, Setup};
-use super::messages::{Ask, CeremonyRequest};
+use super::machine::{KeySource, Machine, Setup};
+use super::messages::Ask;
 use super::output::{self, Report, StatePlan};
 use crate::cluster::tls::TlsIdentity;
 use crate::cluster::{Cluster, ClusterConfig, ClusterError, PeerId};
@@ -32,14 +32,6 @@ use crate::threshold::messages::{ClusterRequest, ClusterResponse, Refusal, Refus
 
 /// The default deadline of a whole ceremony: every host must be started within it.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
-/// One request and its answer.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// Asking again after "not yet".
-const RETRY_NOT_YET: Duration = Duration::from_millis(100);
-/// Asking again after no answer (a peer not started yet, or unreachable).
-const RETRY_UNREACHABLE: Duration = Duration::from_millis(250);
-/// How often the loop looks at the machine when no answer arrives.
-const TICK: Duration = Duration::from_millis(25);
 /// After publishing: how long we keep answering peers that have not fetched our
 /// confirmation (they publish only once they have every cosigner's).
 pub const LINGER_AFTER_SUCCESS: Duration = Duration::from_secs(30);
@@ -200,15 +192,6 @@ pub(crate) fn lock(machine: &Mutex<Machine>) -> MutexGuard<'_, Machine> {
     machine.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What we last heard from one peer, for the timeout message.
-#[derive(Default)]
-pub(crate) struct Track {
-    busy: bool,
-    next: Option<Instant>,
-    answered: bool,
-    last: Option<String>,
-}
-
 /// Runs the ceremony: all of it within `timeout`. On success the share (and any states) are
 /// published and the report says what to do next.
 pub async fn run(
@@ -356,140 +339,6 @@ pub(crate) async fn linger_failed(cluster: &Cluster) {
     cluster.shutdown().await;
 }
 
-/// One line per peer we still needed something from (`next_ask`), naming it, its address,
-/// what we asked for and what we last heard; `otherwise` if there is none.
-pub(crate) fn waiting_lines(
-    next_ask: &dyn Fn(PeerId) -> Option<Ask>,
-    otherwise: &str,
-    tracks: &BTreeMap<PeerId, Track>,
-    cluster: &Cluster,
-    addresses: &BTreeMap<PeerId, String>,
-    command: &str,
-) -> Vec<String> {
-    let mut lines = Vec::new();
-    for (&peer, track) in tracks {
-        let Some(ask) = next_ask(peer) else {
-            continue;
-        };
-        let address = addresses.get(&peer).map_or("?", String::as_str);
-        let connected = cluster.peer_status(peer).is_some_and(|s| s.connected);
-        let heard = match (&track.last, track.answered || connected) {
-            (Some(last), true) => last.clone(),
-            (_, false) => format!(
-                "never reached: is `{command}` running there, and is its UDP port open to this \
-                 host?"
-            ),
-            (None, true) => "no answer yet".to_string(),
-        };
-        lines.push(format!(
-            "cosigner {peer} at {address} ({}): {heard}",
-            ask.describe()
-        ));
-    }
-    if lines.is_empty() {
-        lines.push(otherwise.to_string());
-    }
-    lines
-}
-
-/// What a ceremony's driving loop asks of the protocol it drives: the DKG and import
-/// ([`CeremonyHooks`]) and a refresh (`super::refresh::run`) share the loop.
-pub(crate) trait Hooks {
-    /// Moves on locally (staging a share, deciding); true once nothing more is to be asked.
-    fn done(&mut self) -> bool;
-    /// What to ask `peer` now, if anything.
-    fn next_ask(&self, peer: PeerId) -> Option<Ask>;
-    /// `peer`'s answer to `ask`: `Some(reason)` if it said "not yet" (asked again soon).
-    fn take(&mut self, peer: PeerId, ask: Ask, response: ClusterResponse) -> Option<String>;
-    /// The loop itself failed.
-    fn fail(&mut self, abort: Abort);
-}
-
-/// How the driving loop ended.
-pub(crate) struct Driven {
-    pub timed_out: bool,
-    pub tracks: BTreeMap<PeerId, Track>,
-}
-
-/// Asks every peer what `hooks` needs (one request in flight per peer, retrying "not yet"
-/// and unreachable peers) until `hooks` is done or `deadline` passes.
-pub(crate) async fn drive(
-    cluster: &Arc<Cluster>,
-    session: SessionId,
-    peers: Vec<PeerId>,
-    deadline: Instant,
-    hooks: &mut dyn Hooks,
-) -> Driven {
-    let mut tracks: BTreeMap<PeerId, Track> =
-        peers.into_iter().map(|p| (p, Track::default())).collect();
-    let mut tasks: JoinSet<(PeerId, Ask, Result<ClusterResponse, ClusterError>)> = JoinSet::new();
-    let mut timed_out = false;
-    loop {
-        if hooks.done() {
-            break;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            timed_out = true;
-            break;
-        }
-        for (&peer, track) in tracks.iter_mut() {
-            if track.busy || track.next.is_some_and(|t| t > now) {
-                continue;
-            }
-            let Some(ask) = hooks.next_ask(peer) else {
-                continue;
-            };
-            track.busy = true;
-            let cluster = cluster.clone();
-            let request = ClusterRequest::Ceremony(CeremonyRequest { session, ask });
-            let limit = REQUEST_TIMEOUT.min(deadline.saturating_duration_since(now));
-            tasks.spawn(async move {
-                let result = cluster.request(peer, &request, limit).await;
-                (peer, ask, result)
-            });
-        }
-        let joined = tokio::select! {
-            joined = tasks.join_next(), if !tasks.is_empty() => joined,
-            _ = sleep(TICK) => None,
-            _ = sleep_until(deadline) => None,
-        };
-        let Some(joined) = joined else {
-            continue;
-        };
-        let (peer, ask, result) = match joined {
-            Ok(done) => done,
-            Err(e) => {
-                hooks.fail(Abort::local(format!("a ceremony task failed: {e}")));
-                continue;
-            }
-        };
-        let Some(track) = tracks.get_mut(&peer) else {
-            continue;
-        };
-        track.busy = false;
-        let now = Instant::now();
-        match result {
-            Ok(response) => {
-                track.answered = true;
-                match hooks.take(peer, ask, response) {
-                    None => track.next = None,
-                    Some(reason) => {
-                        track.last = Some(format!("it is running, but {reason}"));
-                        track.next = Some(now + RETRY_NOT_YET);
-                    }
-                }
-            }
-            Err(e) => {
-                track.last = Some(e.to_string());
-                track.next = Some(now + RETRY_UNREACHABLE);
-            }
-        }
-    }
-    tasks.abort_all();
-    Driven { timed_out, tracks }
-}
-
 /// A DKG's or an import's hooks: the machine says what to ask; its share is staged once
 /// the test signature verified.
 struct CeremonyHooks<'a> {
@@ -528,35 +377,5 @@ impl Hooks for CeremonyHooks<'_> {
 
     fn fail(&mut self, abort: Abort) {
         lock(self.machine).fail(abort);
-    }
-}
-
-/// Gives `peer`'s answer to the machine; a refusal or a signing answer stops it.
-pub(crate) fn take_into_machine(
-    m: &mut Machine,
-    peer: PeerId,
-    ask: Ask,
-    response: ClusterResponse,
-) -> Option<String> {
-    match response {
-        ClusterResponse::Ceremony(response) => match m.absorb(peer, ask, response, &mut OsRng) {
-            Ok(Progress::NotYet(reason)) => Some(reason),
-            // Taken, or remembered by the machine (the loop then ends).
-            Ok(Progress::Got) | Err(_) => None,
-        },
-        ClusterResponse::Refused(refusal) => {
-            m.fail(Abort::Peer {
-                peer,
-                reason: refusal.reason,
-            });
-            None
-        }
-        _ => {
-            m.fail(Abort::culprit(
-                peer,
-                format!("asked for {}, it sent a signing answer", ask.describe()),
-            ));
-            None
-        }
     }
 }

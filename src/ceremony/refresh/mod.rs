@@ -25,8 +25,11 @@
 //! ([`crate::threshold::epoch`]). Watermarks are not touched.
 
 pub mod files;
+pub mod prepare;
 pub mod run;
 pub mod settle;
 pub mod steps;
 
 pub use steps::{group_key, part1, part2, shares};
+
+const COMMAND: &str = "cosigner refresh";

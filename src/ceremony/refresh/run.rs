@@ -6,253 +6,34 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rand_core::OsRng;
-use sha2::{Digest as _, Sha256};
 use tokio::time::{sleep, Instant};
 use tracing::{info, warn};
 
-use super::files::Files;
+pub use super::prepare::{prepare, Prepared};
 use super::settle::{decide, Decision};
+use super::COMMAND;
 use crate::ceremony::abort::Abort;
-use crate::ceremony::file::SessionId;
+
+/// After a refresh stopped without staging: how long we keep telling members that staged.
+const LINGER_AFTER_FAILURE: Duration = Duration::from_secs(10);
 use crate::ceremony::machine::{KeySource, Machine, OldShare, Setup};
 use crate::ceremony::messages::{Ask, CeremonyResponse, RefreshStatus};
 use crate::ceremony::output;
 use crate::ceremony::run::{
     drive, lock, refuse_while_in_ceremony, take_into_machine, waiting_lines, CeremonyError, Hooks,
-    LINGER_AFTER_SUCCESS,
+    LINGER_AFTER_SUCCESS, TICK,
 };
-use crate::cluster::tls::TlsIdentity;
-use crate::cluster::{Cluster, ClusterConfig, PeerId};
-use crate::config::{Config, LoadedConfig};
+use crate::cluster::{Cluster, PeerId};
 use crate::key_forms::PublicKeyForms;
 use crate::signer::fault::{test_crash, CrashPoint};
 use crate::threshold::epoch::{EpochId, KeyEpoch};
-use crate::threshold::key_share::{self, check_threshold, members_list, KeyShare};
+use crate::threshold::key_share::{self, members_list};
 use crate::threshold::messages::{ClusterRequest, ClusterResponse};
-
-const COMMAND: &str = "cosigner refresh";
-
-/// A checked directory, ready to refresh (or to settle an interrupted refresh).
-pub struct Prepared {
-    me: PeerId,
-    threshold: u16,
-    /// The cosigners of the new shares, ascending.
-    members: Vec<PeerId>,
-    removed: Vec<PeerId>,
-    session: SessionId,
-    cluster: ClusterConfig,
-    addresses: BTreeMap<PeerId, String>,
-    files: Files,
-    current: KeyShare,
-    /// The share an interrupted refresh staged: only settle.
-    staged: Option<KeyShare>,
-    new_config: Option<Config>,
-}
-
-fn setup(m: impl Into<String>) -> CeremonyError {
-    CeremonyError::Setup(m.into())
-}
-
-/// Loads `config_path` and checks it for a refresh without the cosigners `remove`
-/// (`threshold`: what the operator expects t to stay). Finishes a switch a crash
-/// interrupted between its two renames, removes stale temporaries; writes nothing else.
-pub fn prepare(
-    config_path: &Path,
-    remove: &[PeerId],
-    threshold: Option<u16>,
-) -> Result<Prepared, CeremonyError> {
-    let mut loaded = Config::load(config_path).map_err(|e| setup(e.to_string()))?;
-    let th = one_key(&loaded)?;
-    let files = Files {
-        key_share: loaded.resolve(&th.key_share),
-        config: loaded.path.clone(),
-    };
-    files.remove_stale_temporaries().map_err(setup)?;
-    let raw = key_share::load(&files.key_share).map_err(|e| setup(e.to_string()))?;
-    if files.finish(&raw).map_err(setup)? {
-        info!("{COMMAND}: finished the config switch of an interrupted refresh");
-        loaded = Config::load(config_path).map_err(|e| setup(e.to_string()))?;
-    }
-    let th = one_key(&loaded)?.clone();
-    let current = loaded
-        .load_key_share(&th)
-        .map_err(|e| setup(e.to_string()))?;
-    let t = current.threshold();
-    if let Some(wanted) = threshold.filter(|w| *w != t) {
-        return Err(setup(format!(
-            "--threshold {wanted}: a refresh keeps the threshold ({t}): frost's refresh cannot \
-             change it, and a refresh that did would let old shares combine with new ones. To \
-             sign with {wanted}-of-n, either make a new validator key with a DKG (`split-key \
-             --dkg --threshold {wanted} ...`, then `cosigner dkg` on every host; the validator \
-             then moves to the new key on chain), or leave the cluster with `split-key combine` \
-             and split the key again (`split-key --threshold {wanted}`; the key exists whole on \
-             that machine for the time it takes, and the old share directories must be \
-             destroyed)"
-        )));
-    }
-    let old_members = current.file().members().map_err(|e| setup(e.to_string()))?;
-    let staged = files.read_staged().map_err(setup)?;
-    let (members, removed) = match &staged {
-        Some(next) => {
-            if !remove.is_empty() {
-                return Err(setup(format!(
-                    "{}: an interrupted refresh is waiting to be settled; run `{COMMAND} \
-                     --config {}` without --remove first",
-                    files.staged_share().display(),
-                    crate::shell::quote(config_path)
-                )));
-            }
-            check_staged(&current, next)?;
-            let members = next.file().members().map_err(|e| setup(e.to_string()))?;
-            let removed = old_members
-                .iter()
-                .copied()
-                .filter(|m| !members.contains(m))
-                .collect();
-            (members, removed)
-        }
-        None => plan_members(th.id, t, &old_members, remove)?,
-    };
-    let new_config = match removed.is_empty() {
-        true => None,
-        false => Some(
-            loaded
-                .config
-                .without_peers(&removed)
-                .ok_or_else(|| setup("not a one-key threshold config"))?,
-        ),
-    };
-    let mut cluster = loaded.cluster_config(&th);
-    cluster.peers.retain(|p| members.contains(&p.id));
-    let identity = TlsIdentity::load(&cluster.tls).map_err(|e| setup(e.to_string()))?;
-    let own_pin = identity.fingerprint().ok_or_else(|| {
-        setup(format!(
-            "{}: no certificate found",
-            cluster.tls.cert.display()
-        ))
-    })?;
-    let mut pins: BTreeMap<PeerId, String> = cluster
-        .peers
-        .iter()
-        .map(|p| (p.id, p.cert_sha256.clone()))
-        .collect();
-    pins.insert(th.id, own_pin);
-    let session = session_id(current.epoch().id, t, &pins);
-    Ok(Prepared {
-        me: th.id,
-        threshold: t,
-        members,
-        removed,
-        session,
-        addresses: cluster
-            .peers
-            .iter()
-            .map(|p| (p.id, p.address.clone()))
-            .collect(),
-        cluster,
-        files,
-        current,
-        staged,
-        new_config,
-    })
-}
-
-fn one_key(loaded: &LoadedConfig) -> Result<&crate::config::ThresholdConfig, CeremonyError> {
-    loaded.config.threshold().ok_or_else(|| {
-        setup(format!(
-            "{}: `{COMMAND}` works on a threshold cosigner with one key ([threshold]); a \
-             single-key signer has nothing to refresh, and a directory with [[key]] entries \
-             cannot be refreshed yet",
-            loaded.path.display()
-        ))
-    })
-}
-
-/// The new membership: the old one without `remove`, which must keep t > n/2.
-fn plan_members(
-    me: PeerId,
-    t: u16,
-    old: &[PeerId],
-    remove: &[PeerId],
-) -> Result<(Vec<PeerId>, Vec<PeerId>), CeremonyError> {
-    for id in remove {
-        if *id == me {
-            return Err(setup(format!(
-                "--remove {id}: that is this cosigner. Run `{COMMAND} --remove {id}` on every \
-                 other cosigner's host; this one takes no part (stop it and destroy its \
-                 directory)"
-            )));
-        }
-        if !old.contains(id) {
-            return Err(setup(format!(
-                "--remove {id}: not a cosigner of this key (its cosigners are {})",
-                members_list(old)
-            )));
-        }
-    }
-    let members: Vec<PeerId> = old
-        .iter()
-        .copied()
-        .filter(|m| !remove.contains(m))
-        .collect();
-    let n = u16::try_from(members.len()).unwrap_or(u16::MAX);
-    if n < t {
-        return Err(setup(format!(
-            "removing {} leaves {n} cosigners, fewer than the threshold {t}: the key could \
-             never sign again. Remove fewer, or add a cosigner first",
-            members_list(remove)
-        )));
-    }
-    check_threshold(t, n).map_err(|e| {
-        setup(format!(
-            "removing {} leaves {t}-of-{n}: {e}",
-            members_list(remove)
-        ))
-    })?;
-    let mut removed = remove.to_vec();
-    removed.sort_unstable();
-    removed.dedup();
-    Ok((members, removed))
-}
-
-/// A staged share must be a later generation of the same key for the same cosigner.
-fn check_staged(current: &KeyShare, next: &KeyShare) -> Result<(), CeremonyError> {
-    if next.group_public_key() != current.group_public_key()
-        || next.index() != current.index()
-        || next.threshold() != current.threshold()
-        || next.epoch().number != current.epoch().number.saturating_add(1)
-    {
-        return Err(setup(format!(
-            "the staged share is not the next generation of this cosigner's share ({} is {}, \
-             the share is {}); it was not written by `{COMMAND}` for this directory: move it \
-             away and run again",
-            "key_share.json.next",
-            next.epoch(),
-            current.epoch()
-        )));
-    }
-    Ok(())
-}
-
-/// The session of a refresh: the generation it starts from, the threshold, and every
-/// member with its certificate pin. Members agree on it exactly when they refresh the same
-/// shares with the same membership.
-fn session_id(epoch: EpochId, t: u16, pins: &BTreeMap<PeerId, String>) -> SessionId {
-    let mut h = Sha256::new();
-    h.update(b"cosigner refresh v1\x00");
-    h.update(epoch.0);
-    h.update(t.to_be_bytes());
-    for (id, pin) in pins {
-        h.update(id.to_be_bytes());
-        h.update(pin.as_bytes());
-    }
-    h.finalize().into()
-}
 
 /// What this host tells the others about its files, and who fetched it after a decision.
 struct Disk {
@@ -288,15 +69,24 @@ impl RefreshHooks<'_> {
         let new = KeyEpoch::of(file.epoch, &file.public_key_package).id;
         match p.files.stage(&file, p.new_config.as_ref()) {
             Ok(()) => {
-                m.mark_staged();
+                // Staged before the machine stops saying "pending", both under the machine's
+                // lock: a peer asking meanwhile must never hear neither (it would drop).
                 disk(self.disk).status.staged = Some(new);
+                m.mark_staged();
                 self.new = Some(new);
                 info!("{COMMAND}: test signature verified, new share staged");
                 test_crash(CrashPoint::RefreshAfterStage);
             }
-            Err(e) => m.fail(Abort::local(format!(
-                "cannot stage the new share: {e} (nothing switched; every cosigner stops)"
-            ))),
+            Err(e) => {
+                // A staged config without its share would only be dropped at the next run.
+                let cleaned = p.files.abort().err().map_or(String::new(), |e| {
+                    format!("; removing what was staged failed too: {e}")
+                });
+                m.fail(Abort::local(format!(
+                    "cannot stage the new share: {e}{cleaned} (nothing switched; every \
+                     cosigner stops)"
+                )))
+            }
         }
     }
 }
@@ -468,7 +258,15 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
                 return ClusterResponse::Ceremony(CeremonyResponse::Status(status));
             }
             ClusterResponse::Ceremony(match &machine {
-                Some(m) => lock(m).answer(peer, &r),
+                Some(m) => {
+                    let mut m = lock(m);
+                    let answer = m.answer(peer, &r);
+                    if m.failed().is_some() {
+                        // It learns that we stopped: it stops (or drops) too.
+                        disk(&disk_state).fetched_after_decision.insert(peer);
+                    }
+                    answer
+                }
                 None => CeremonyResponse::Refused(
                     "this cosigner is settling an interrupted refresh, not running a new one: \
                      run `cosigner refresh` on it again once it is done"
@@ -521,19 +319,22 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
             }
             _ => None,
         };
-        if let Some(waiting) = waiting {
-            lock_fail(&machine, timeout);
-            crate::ceremony::run::linger_failed(&cluster).await;
-            return Err(CeremonyError::TimedOut {
+        lock_fail(&machine, timeout);
+        // A member that staged decides from our status ("old, nothing staged": it drops),
+        // so we answer until every member has heard that we stopped, bounded.
+        disk(&disk_state).decided = true;
+        linger_until_told(&disk_state, &heard, None, LINGER_AFTER_FAILURE).await;
+        cluster.shutdown().await;
+        return Err(match waiting {
+            Some(waiting) => CeremonyError::TimedOut {
                 command: COMMAND,
                 after: timeout,
                 waiting,
-            });
-        }
-        crate::ceremony::run::linger_failed(&cluster).await;
-        return Err(CeremonyError::Aborted {
-            command: COMMAND,
-            abort: failed.unwrap_or_else(|| Abort::local("the refresh stopped")),
+            },
+            None => CeremonyError::Aborted {
+                command: COMMAND,
+                abort: failed.unwrap_or_else(|| Abort::local("the refresh stopped")),
+            },
         });
     };
     let because = match decision {
@@ -548,7 +349,7 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
                 }
                 d.decided = true;
             }
-            linger_after_decision(&disk_state, &heard, new).await;
+            linger_until_told(&disk_state, &heard, Some(new), LINGER_AFTER_SUCCESS).await;
             cluster.shutdown().await;
             return Err(match dropped {
                 Ok(()) => CeremonyError::RefreshDropped(because),
@@ -585,7 +386,7 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
         d.decided = true;
     }
     info!("{COMMAND}: switched to the new share ({because})");
-    linger_after_decision(&disk_state, &heard, new).await;
+    linger_until_told(&disk_state, &heard, Some(new), LINGER_AFTER_SUCCESS).await;
     cluster.shutdown().await;
     let share = key_share::load(&p.files.key_share)
         .map_err(|e| CeremonyError::Publish(format!("the new share does not load: {e}")))?;
@@ -613,25 +414,26 @@ fn lock_fail(machine: &Option<Arc<Mutex<Machine>>>, timeout: Duration) {
     }
 }
 
-/// Keeps answering until every member that has not switched as far as we heard has fetched
-/// our decided status (it decides from it at once), at most [`LINGER_AFTER_SUCCESS`].
-async fn linger_after_decision(
+/// Keeps answering until every member has heard our decision (asked after it), except
+/// those we heard already switched to `new`, at most `limit`.
+async fn linger_until_told(
     disk_state: &Mutex<Disk>,
     heard: &BTreeMap<PeerId, Option<RefreshStatus>>,
-    new: EpochId,
+    new: Option<EpochId>,
+    limit: Duration,
 ) {
-    let until = Instant::now() + LINGER_AFTER_SUCCESS;
+    let until = Instant::now() + limit;
     loop {
         let waiting = {
             let d = disk(disk_state);
             heard.iter().any(|(peer, status)| {
-                !status.is_some_and(|s| s.current == new)
+                !status.is_some_and(|s| Some(s.current) == new)
                     && !d.fetched_after_decision.contains(peer)
             })
         };
         if !waiting || Instant::now() >= until {
             return;
         }
-        sleep(Duration::from_millis(25)).await;
+        sleep(TICK).await;
     }
 }
