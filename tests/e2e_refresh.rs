@@ -265,9 +265,11 @@ fn removing_cosigner_three_the_others_sign_and_refuse_it() {
     }
 }
 
-#[test]
-fn a_cosigner_killed_after_staging_settles_and_the_cluster_signs() {
-    let mut cluster = Cluster::new("refresh-crash", 2, 3, "v0.38");
+/// Kills cosigner 3 at `point` of its refresh (COSIGNER_TEST_CRASH) while 1 and 2 refresh,
+/// checks that it does not start until settled, runs its refresh again, and checks that all
+/// three agree (all switched if `must_switch`, else all switched or all dropped) and sign.
+fn crash_then_settle(name: &str, point: &str, must_switch: bool) {
+    let mut cluster = Cluster::new(name, 2, 3, "v0.38");
     sign_with(&mut cluster, &[0, 1, 2], 1);
     let secrets: Vec<String> = cluster
         .cosigner_dirs
@@ -288,13 +290,13 @@ fn a_cosigner_killed_after_staging_settles_and_the_cluster_signs() {
         .arg(cluster.config(2))
         .args(["--timeout", &REFRESH_TIMEOUT.as_secs().to_string()])
         .env("RUST_LOG", "info")
-        .env("COSIGNER_TEST_CRASH", "refresh-after-stage:1");
+        .env("COSIGNER_TEST_CRASH", format!("{point}:1"));
     let mut crashing = Proc::spawn("refresh-3-crash", &mut cmd, cluster.log_dir());
     let status = crashing
         .wait_exit(REFRESH_EXIT)
         .expect("the crashing refresh exits");
     assert!(!status.success(), "{}", crashing.log());
-    assert!(crashing.log().contains("aborting at refresh-after-stage"));
+    assert!(crashing.log().contains(&format!("aborting at {point}")));
     let dir3 = &cluster.cosigner_dirs[2];
     assert!(dir3.join("key_share.json.next").is_file(), "nothing staged");
     assert_eq!(
@@ -346,6 +348,7 @@ fn a_cosigner_killed_after_staging_settles_and_the_cluster_signs() {
         assert_refreshed(&cluster, &[0, 1, 2], &secrets);
     } else {
         eprintln!("the refresh was dropped everywhere");
+        assert!(!must_switch, "every member staged, yet:\n{all_logs}");
         assert_eq!(switched, 0, "the cosigners disagree:\n{all_logs}");
         for (i, _, log) in &results {
             assert!(
@@ -359,6 +362,20 @@ fn a_cosigner_killed_after_staging_settles_and_the_cluster_signs() {
         }
     }
     sign_with(&mut cluster, &[0, 2], 1 + HEIGHTS);
+}
+
+/// Killed as soon as its new share is staged: usually before the others fetched its test
+/// signature share, so they can never stage and the refresh is dropped everywhere.
+#[test]
+fn a_cosigner_killed_after_staging_settles_and_the_cluster_signs() {
+    crash_then_settle("refresh-crash-staged", "refresh-after-stage", false);
+}
+
+/// Killed after every member staged, before its own switch: the others switch, and so does
+/// it when run again.
+#[test]
+fn a_cosigner_killed_before_its_switch_switches_when_run_again() {
+    crash_then_settle("refresh-crash-switch", "refresh-before-switch", true);
 }
 
 #[test]

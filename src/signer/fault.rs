@@ -15,6 +15,8 @@ pub(crate) enum CrashPoint {
     ParticipantAfterPersist,
     /// Refresh: the new share staged (`key_share.json.next`), nothing switched.
     RefreshAfterStage,
+    /// Refresh: every member staged (the rule says switch), this host not switched yet.
+    RefreshBeforeSwitch,
 }
 
 impl CrashPoint {
@@ -25,6 +27,7 @@ impl CrashPoint {
             CrashPoint::ParticipantBeforePersist => "participant-before-persist",
             CrashPoint::ParticipantAfterPersist => "participant-after-persist",
             CrashPoint::RefreshAfterStage => "refresh-after-stage",
+            CrashPoint::RefreshBeforeSwitch => "refresh-before-switch",
         }
     }
 }

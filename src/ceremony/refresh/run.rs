@@ -373,6 +373,7 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
             });
         }
     };
+    test_crash(CrashPoint::RefreshBeforeSwitch);
     p.files
         .switch()
         .map_err(|e| CeremonyError::Publish(format!("cannot switch to the new share: {e}")))?;
