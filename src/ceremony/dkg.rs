@@ -18,12 +18,12 @@ use super::messages::MAX_PACKAGE_BYTES;
 use crate::cluster::PeerId;
 use crate::threshold::messages::{identifier_of, peer_of};
 
-fn id(peer: PeerId) -> Result<Identifier, Abort> {
+pub(crate) fn id(peer: PeerId) -> Result<Identifier, Abort> {
     identifier_of(peer).ok_or_else(|| Abort::local(format!("cosigner {peer} has no identifier")))
 }
 
 /// The cosigner a frost culprit stands for.
-fn blamed(culprit: &Identifier) -> PeerId {
+pub(crate) fn blamed(culprit: &Identifier) -> PeerId {
     peer_of(culprit).unwrap_or(0)
 }
 
@@ -131,7 +131,8 @@ pub fn part3(
     })
 }
 
-fn by_identifier<T: Clone>(
+/// Packages keyed by frost identifier instead of cosigner number.
+pub(crate) fn by_identifier<T: Clone>(
     packages: &BTreeMap<PeerId, T>,
 ) -> Result<BTreeMap<Identifier, T>, Abort> {
     packages

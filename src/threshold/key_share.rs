@@ -123,7 +123,6 @@ impl KeyShareFile {
         Ok(Zeroizing::new(text))
     }
 
-    /// Checks everything the file can check about itself and returns its identifier.
     /// The cosigner numbers of the public key package, ascending: `1..=n` after a split or a
     /// DKG, a subset of them after a refresh that removed cosigners.
     pub fn members(&self) -> Result<Vec<u16>, KeyShareProblem> {
@@ -143,6 +142,7 @@ impl KeyShareFile {
         Ok(members)
     }
 
+    /// Checks everything the file can check about itself and returns its identifier.
     pub fn validate(&self) -> Result<Identifier, KeyShareProblem> {
         if self.version != KEY_SHARE_VERSION {
             return Err(KeyShareProblem::Version {

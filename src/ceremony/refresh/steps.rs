@@ -8,31 +8,13 @@ use std::collections::BTreeMap;
 use frost_ed25519::keys::dkg::{round1, round2};
 use frost_ed25519::keys::refresh as frost_refresh;
 use frost_ed25519::keys::{KeyPackage, PublicKeyPackage};
-use frost_ed25519::Identifier;
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
 use crate::ceremony::abort::Abort;
+use crate::ceremony::dkg::{blamed, by_identifier, id};
 use crate::ceremony::machine::OldShare;
 use crate::cluster::PeerId;
-use crate::threshold::messages::{identifier_of, peer_of};
-
-fn id(peer: PeerId) -> Result<Identifier, Abort> {
-    identifier_of(peer).ok_or_else(|| Abort::local(format!("cosigner {peer} has no identifier")))
-}
-
-fn blamed(culprit: &Identifier) -> PeerId {
-    peer_of(culprit).unwrap_or(0)
-}
-
-fn by_identifier<T: Clone>(
-    packages: &BTreeMap<PeerId, T>,
-) -> Result<BTreeMap<Identifier, T>, Abort> {
-    packages
-        .iter()
-        .map(|(peer, p)| Ok((id(*peer)?, p.clone())))
-        .collect()
-}
 
 /// Part 1: our polynomial of zero and the round-1 package to broadcast.
 pub fn part1<R: RngCore + CryptoRng>(
