@@ -164,3 +164,131 @@ impl Files {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::threshold::key_share::deal;
+    use crate::validator_key::ValidatorKey;
+    use rand_core::OsRng;
+
+    fn config_text(peers: &[u16]) -> String {
+        let mut text = String::from(
+            "state_dir = \"state\"\nidentity_key = \"identity.key\"\n\n[[chain]]\nid = \"c\"\n\n\
+             [[node]]\naddress = \"tcp://127.0.0.1:26659\"\nprotocol = \"v0.38\"\n\n\
+             [threshold]\nid = 1\nthreshold = 2\nlisten = \"127.0.0.1:7101\"\n\
+             key_share = \"key_share.json\"\ntls_cert = \"tls/cert.pem\"\n\
+             tls_key = \"tls/key.pem\"\ncluster_ca = \"tls/ca.pem\"\n",
+        );
+        for p in peers {
+            text += &format!(
+                "\n[[threshold.peer]]\nid = {p}\naddress = \"127.0.0.1:710{p}\"\n\
+                 cert_sha256 = \"{}\"\n",
+                "ab".repeat(32)
+            );
+        }
+        text
+    }
+
+    fn peers_of(path: &Path) -> Vec<u16> {
+        let loaded = Config::load(path).unwrap();
+        loaded
+            .config
+            .threshold()
+            .unwrap()
+            .peers
+            .iter()
+            .map(|p| p.id)
+            .collect()
+    }
+
+    fn setup() -> (tempfile::TempDir, Files, ValidatorKey) {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files {
+            key_share: dir.path().join("key_share.json"),
+            config: dir.path().join("cosigner.toml"),
+        };
+        std::fs::write(&files.config, config_text(&[2, 3])).unwrap();
+        (dir, files, ValidatorKey::from_seed(&[3; 32]))
+    }
+
+    fn share_of(key: &ValidatorKey, n: u16) -> KeyShareFile {
+        deal(key, 2, n, &mut OsRng).unwrap().share_files()[0].clone()
+    }
+
+    #[test]
+    fn stage_then_switch_replaces_the_share_and_the_config() {
+        let (_dir, files, key) = setup();
+        let old = share_of(&key, 3);
+        std::fs::write(&files.key_share, old.to_json().unwrap().as_bytes()).unwrap();
+        let smaller = Config::load(&files.config)
+            .unwrap()
+            .config
+            .without_peers(&[3])
+            .unwrap();
+        let new = share_of(&key, 2);
+        files.stage(&new, Some(&smaller)).unwrap();
+        assert_eq!(
+            pending(&files.key_share, &files.config),
+            Some(files.staged_share())
+        );
+        assert_eq!(
+            files
+                .read_staged()
+                .unwrap()
+                .unwrap()
+                .file()
+                .members()
+                .unwrap(),
+            [1, 2]
+        );
+        files.switch().unwrap();
+        assert_eq!(pending(&files.key_share, &files.config), None);
+        let now = key_share::load(&files.key_share).unwrap();
+        assert_eq!(now.file().members().unwrap(), [1, 2]);
+        assert_eq!(peers_of(&files.config), [2]);
+    }
+
+    #[test]
+    fn abort_drops_what_was_staged_and_keeps_the_old_share() {
+        let (_dir, files, key) = setup();
+        let old = share_of(&key, 3);
+        std::fs::write(&files.key_share, old.to_json().unwrap().as_bytes()).unwrap();
+        let smaller = Config::load(&files.config)
+            .unwrap()
+            .config
+            .without_peers(&[3])
+            .unwrap();
+        files.stage(&share_of(&key, 2), Some(&smaller)).unwrap();
+        files.abort().unwrap();
+        assert_eq!(pending(&files.key_share, &files.config), None);
+        assert_eq!(
+            std::fs::read_to_string(&files.key_share).unwrap(),
+            *old.to_json().unwrap()
+        );
+        assert_eq!(peers_of(&files.config), [2, 3]);
+    }
+
+    #[test]
+    fn finish_completes_a_switch_or_an_abort_a_crash_left_half_done() {
+        let (_dir, files, key) = setup();
+        let current = |n| KeyShare::from_file(share_of(&key, n)).unwrap();
+        assert!(!files.finish(&current(3)).unwrap(), "nothing staged");
+        // A switch stopped between its two renames: the share already has two members.
+        std::fs::write(files.staged_config(), config_text(&[2])).unwrap();
+        assert!(files.finish(&current(2)).unwrap());
+        assert_eq!(peers_of(&files.config), [2]);
+        assert!(!files.staged_config().exists());
+        // An abort stopped between its two removals: the share is still the old one.
+        std::fs::write(&files.config, config_text(&[2, 3])).unwrap();
+        std::fs::write(files.staged_config(), config_text(&[2])).unwrap();
+        assert!(files.finish(&current(3)).unwrap());
+        assert_eq!(peers_of(&files.config), [2, 3]);
+        assert!(!files.staged_config().exists());
+        // With the staged share still there, the commit rule decides, not this.
+        std::fs::write(files.staged_config(), config_text(&[2])).unwrap();
+        std::fs::write(files.staged_share(), b"{}").unwrap();
+        assert!(!files.finish(&current(3)).unwrap());
+        assert!(files.staged_config().exists());
+    }
+}
