@@ -487,9 +487,9 @@ pub enum KeyShareLoadError {
         config: String,
     },
     #[error(
-        "{}: a share refresh was interrupted on this host (this staged share is left). Run \
-         `{command}` to settle it with the other cosigners (it finishes or drops the refresh, \
-         as they agree), then start",
+        "{}: a share refresh was interrupted on this host (this staged share is left). \
+         `cosigner start` settles it with the other cosigners first (it finishes or drops the \
+         refresh, as they agree); so does `{command}`",
         staged.display()
     )]
     PendingRefresh { staged: PathBuf, command: String },

@@ -266,9 +266,10 @@ fn removing_cosigner_three_the_others_sign_and_refuse_it() {
 }
 
 /// Kills cosigner 3 at `point` of its refresh (COSIGNER_TEST_CRASH) while 1 and 2 refresh,
-/// checks that it does not start until settled, runs its refresh again, and checks that all
-/// three agree (all switched if `must_switch`, else all switched or all dropped) and sign.
-fn crash_then_settle(name: &str, point: &str, must_switch: bool) {
+/// checks that its directory reports the pending refresh, runs its refresh again (or, with
+/// `via_start`, `cosigner start`, which settles first), and checks that all three agree
+/// (all switched if `must_switch`, else all switched or all dropped) and sign.
+fn crash_then_settle(name: &str, point: &str, must_switch: bool, via_start: bool) {
     let mut cluster = Cluster::new(name, 2, 3, "v0.38");
     sign_with(&mut cluster, &[0, 1, 2], 1);
     let secrets: Vec<String> = cluster
@@ -305,9 +306,9 @@ fn crash_then_settle(name: &str, point: &str, must_switch: bool) {
         "switched early"
     );
 
-    // Until settled, it does not start, and says how to settle.
+    // Until settled, its directory says so, and names both ways to settle it.
     let out = Command::new(&bins().cosigner)
-        .args(["start", "--config"])
+        .args(["check-config", "--config"])
         .arg(cluster.config(2))
         .output_bounded()
         .unwrap();
@@ -315,6 +316,7 @@ fn crash_then_settle(name: &str, point: &str, must_switch: bool) {
     assert!(!out.status.success());
     assert!(
         stderr.contains("share refresh was interrupted")
+            && stderr.contains("`cosigner start` settles it")
             && stderr.contains("cosigner refresh --config"),
         "{stderr}"
     );
@@ -328,38 +330,64 @@ fn crash_then_settle(name: &str, point: &str, must_switch: bool) {
         .iter()
         .all(|(_, p)| wait_for_log(p, staged, 1, Duration::from_secs(30)));
 
-    // Run again, it settles with the two still waiting.
-    procs.extend(spawn_ceremony(
-        &cluster.cosigner_dirs,
-        &[2],
-        "refresh",
-        REFRESH_TIMEOUT,
-        &no_extra,
-        cluster.log_dir(),
-    ));
+    // Run again (`cosigner refresh`, or `cosigner start`, which settles before it signs),
+    // it settles with the two still waiting.
+    if via_start {
+        cluster.start(2);
+    } else {
+        procs.extend(spawn_ceremony(
+            &cluster.cosigner_dirs,
+            &[2],
+            "refresh",
+            REFRESH_TIMEOUT,
+            &no_extra,
+            cluster.log_dir(),
+        ));
+    }
     let results = finish(procs, REFRESH_EXIT);
-    let switched = results
+    let mut all_logs: String = results.iter().map(|(_, _, log)| log.as_str()).collect();
+    if via_start {
+        assert!(
+            wait_for_log(cluster.proc(2), "refresh settled", 1, REFRESH_EXIT),
+            "{}",
+            cluster.proc(2).log()
+        );
+        all_logs += &cluster.proc(2).log();
+    }
+    let epochs: Vec<serde_json::Value> = cluster
+        .cosigner_dirs
         .iter()
-        .filter(|(_, status, _)| status.success())
-        .count();
-    let all_logs: String = results.iter().map(|(_, _, log)| log.as_str()).collect();
-    if switched == results.len() {
+        .map(|d| share_json(d)["epoch"].clone())
+        .collect();
+    if epochs.iter().all(|e| *e == 1) {
         eprintln!("every cosigner switched to the new shares");
+        for (i, status, log) in &results {
+            assert!(status.success(), "cosigner refresh {}:\n{log}", i + 1);
+        }
         assert_refreshed(&cluster, &[0, 1, 2], &secrets);
     } else {
         eprintln!("the refresh was dropped everywhere");
         assert!(!must_switch, "every member staged, yet:\n{all_logs}");
-        assert_eq!(switched, 0, "the cosigners disagree:\n{all_logs}");
+        assert!(
+            epochs.iter().all(|e| e.is_null()),
+            "the cosigners disagree ({epochs:?}):\n{all_logs}"
+        );
         for (i, _, log) in &results {
             assert!(
                 log.contains("Nothing was written") || log.contains("dropped the new share"),
                 "cosigner refresh {}:\n{log}",
                 i + 1
             );
-            let dir = &cluster.cosigner_dirs[*i];
-            assert_eq!(share_json(dir)["epoch"], serde_json::Value::Null);
+        }
+        for dir in &cluster.cosigner_dirs {
             assert!(!dir.join("key_share.json.next").exists(), "{all_logs}");
         }
+    }
+    if via_start {
+        // Cosigner 3 already signs: cosigner 1 joins it.
+        sign_with(&mut cluster, &[0], 1 + HEIGHTS);
+        cluster.kill(2);
+        return;
     }
     sign_with(&mut cluster, &[0, 2], 1 + HEIGHTS);
 }
@@ -368,14 +396,14 @@ fn crash_then_settle(name: &str, point: &str, must_switch: bool) {
 /// signature share, so they can never stage and the refresh is dropped everywhere.
 #[test]
 fn a_cosigner_killed_after_staging_settles_and_the_cluster_signs() {
-    crash_then_settle("refresh-crash-staged", "refresh-after-stage", false);
+    crash_then_settle("refresh-crash-staged", "refresh-after-stage", false, false);
 }
 
 /// Killed after every member staged, before its own switch: the others switch, and so does
-/// it when run again.
+/// it when it starts again (`cosigner start` settles first), then it signs.
 #[test]
-fn a_cosigner_killed_before_its_switch_switches_when_run_again() {
-    crash_then_settle("refresh-crash-switch", "refresh-before-switch", true);
+fn a_cosigner_killed_before_its_switch_switches_when_started_again() {
+    crash_then_settle("refresh-crash-switch", "refresh-before-switch", true, true);
 }
 
 #[test]

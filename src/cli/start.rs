@@ -1,5 +1,5 @@
-//! `cosigner start`: load the directory, build the signer, dial every node, run until
-//! SIGINT/SIGTERM.
+//! `cosigner start`: load the directory (settling a refresh interrupted here first), build
+//! the signer, dial every node, run until SIGINT/SIGTERM.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,7 +8,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use tracing::{info, warn};
 
-use cosigner::config::{Config, LoadedConfig, Mode};
+use cosigner::ceremony::refresh::run as refresh;
+use cosigner::ceremony::run::{CeremonyError, DEFAULT_TIMEOUT};
+use cosigner::config::{Config, KeyShareLoadError, LoadedConfig, Mode};
 use cosigner::privval::{dialer, session::SessionContext};
 use cosigner::sign_state::ChainSignState;
 use cosigner::signer::single::SingleSigner;
@@ -18,15 +20,47 @@ use cosigner::validator_key::{self, ValidatorKey};
 
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
     init_tracing();
-    let loaded = Config::load(config_path)?;
-    if let Some(th) = loaded.config.threshold() {
-        loaded.check_no_pending_ceremony(th)?;
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let mut loaded = Config::load(config_path)?;
+    if let Some(th) = loaded.config.threshold() {
+        match loaded.check_no_pending_ceremony(th) {
+            Err(KeyShareLoadError::PendingRefresh { .. }) => {
+                settle_refresh(&runtime, config_path)?;
+                loaded = Config::load(config_path)?;
+                if let Some(th) = loaded.config.threshold() {
+                    loaded.check_no_pending_ceremony(th)?;
+                }
+            }
+            other => other?,
+        }
+    }
     runtime.block_on(serve(loaded))
+}
+
+/// A refresh interrupted on this host (a crash, a timeout after staging) is settled with the
+/// other cosigners before anything is signed: the share this cosigner then signs with is the
+/// one every member ends on.
+fn settle_refresh(runtime: &tokio::runtime::Runtime, config_path: &Path) -> anyhow::Result<()> {
+    warn!("a share refresh was interrupted here: settling it with the other cosigners first");
+    let prepared = refresh::prepare(config_path, &[], None)?;
+    if !prepared.settles() {
+        // Only the second half of a switch or an abort was left; `prepare` finished it.
+        return Ok(());
+    }
+    match runtime.block_on(refresh::run(prepared, DEFAULT_TIMEOUT)) {
+        Ok(report) => {
+            info!("refresh settled: {}", report.to_string().trim_end());
+            Ok(())
+        }
+        Err(CeremonyError::RefreshDropped(why)) => {
+            warn!("refresh settled by dropping the new share ({why}); the old share stays");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub(super) fn init_tracing() {

@@ -35,6 +35,13 @@ pub struct Prepared {
     pub(super) new_config: Option<Config>,
 }
 
+impl Prepared {
+    /// Whether an interrupted refresh waits to be settled here (rather than a new one).
+    pub fn settles(&self) -> bool {
+        self.staged.is_some()
+    }
+}
+
 fn setup(m: impl Into<String>) -> CeremonyError {
     CeremonyError::Setup(m.into())
 }
