@@ -374,9 +374,13 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
         }
     };
     test_crash(CrashPoint::RefreshBeforeSwitch);
-    p.files
-        .switch()
-        .map_err(|e| CeremonyError::Publish(format!("cannot switch to the new share: {e}")))?;
+    p.files.switch().map_err(|e| {
+        CeremonyError::Setup(format!(
+            "every cosigner staged the new share, but this host cannot switch to it: {e}. The \
+             staged file stays: once the disk is fixed, `cosigner start` (or `cosigner \
+             refresh`) settles it and switches"
+        ))
+    })?;
     {
         let mut d = disk(&disk_state);
         d.status = RefreshStatus {
@@ -390,7 +394,7 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
     linger_until_told(&disk_state, &heard, Some(new), LINGER_AFTER_SUCCESS).await;
     cluster.shutdown().await;
     let share = key_share::load(&p.files.key_share)
-        .map_err(|e| CeremonyError::Publish(format!("the new share does not load: {e}")))?;
+        .map_err(|e| CeremonyError::Setup(format!("the new share does not load: {e}")))?;
     let forms = PublicKeyForms::new(&share.group_public_key(), None)
         .map_err(|e| CeremonyError::Setup(e.to_string()))?;
     Ok(Report {
