@@ -143,6 +143,17 @@ impl From<Config> for RawConfig {
 }
 
 impl Config {
+    /// The same config without the peers `removed` (a refresh that removed cosigners), or
+    /// `None` if it is not a one-key threshold config.
+    pub fn without_peers(&self, removed: &[u16]) -> Option<Config> {
+        let mut config = self.clone();
+        match &mut config.mode {
+            Mode::Threshold(th) => th.peers.retain(|p| !removed.contains(&p.id)),
+            Mode::Single(_) | Mode::Keys(_) => return None,
+        }
+        Some(config)
+    }
+
     /// The `[threshold]` section of a directory with one threshold key.
     pub fn threshold(&self) -> Option<&ThresholdConfig> {
         match &self.mode {
@@ -410,6 +421,25 @@ impl LoadedConfig {
                 config_threshold: th.threshold,
             });
         }
+        // The peers a cosigner accepts are exactly the key's other members: a cosigner that
+        // a refresh removed is not trusted even if a config still lists it.
+        let mut configured: Vec<u16> = th.peers.iter().map(|p| p.id).collect();
+        configured.push(th.id);
+        configured.sort_unstable();
+        let members = share
+            .file()
+            .members()
+            .map_err(|problem| key_share::KeyShareError {
+                path: path.clone(),
+                problem,
+            })?;
+        if configured != members {
+            return Err(KeyShareLoadError::Members {
+                path,
+                share: key_share::members_list(&members),
+                config: key_share::members_list(&configured),
+            });
+        }
         Ok(share)
     }
 }
@@ -420,6 +450,15 @@ impl LoadedConfig {
     /// and `check-config` ask this first, before anything else can fail on such a directory.
     pub fn check_no_pending_ceremony(&self, th: &ThresholdConfig) -> Result<(), KeyShareLoadError> {
         let path = self.resolve(&th.key_share);
+        if let Some(staged) = crate::ceremony::refresh::files::pending(&path, &self.path) {
+            return Err(KeyShareLoadError::PendingRefresh {
+                staged,
+                command: format!(
+                    "cosigner refresh --config {}",
+                    crate::shell::quote(&self.path)
+                ),
+            });
+        }
         if path.symlink_metadata().is_ok() {
             return Ok(());
         }
@@ -484,6 +523,34 @@ pub enum KeyShareLoadError {
         config_id: u16,
         /// The threshold in the config.
         config_threshold: u16,
+    },
+    #[error(
+        "{}: the key share's cosigners are {share}, but the config's are {config}: after a \
+         refresh that removed a cosigner the config lists only the remaining ones (`cosigner \
+         refresh` rewrites it)",
+        path.display()
+    )]
+    /// The config's peers are not the key share's other members.
+    Members {
+        /// The config file.
+        path: PathBuf,
+        /// The share's cosigners, as a list for the message.
+        share: String,
+        /// The config's cosigners, as a list for the message.
+        config: String,
+    },
+    #[error(
+        "{}: a share refresh was interrupted on this host (this staged share is left). \
+         `cosigner start` settles it with the other cosigners first (it finishes or drops the \
+         refresh, as they agree); so does `{command}`",
+        staged.display()
+    )]
+    /// A refresh was interrupted on this host; it must be settled before signing.
+    PendingRefresh {
+        /// The staged share.
+        staged: PathBuf,
+        /// The command that settles it, for this config.
+        command: String,
     },
 }
 
@@ -607,15 +674,18 @@ impl ThresholdConfig {
             Err(e @ ThresholdError::TooManyShares { .. }) => return bad("peer", e.to_string()),
             Err(e) => return bad("threshold", e.to_string()),
         }
-        if self.id == 0 || self.id > n {
-            return bad("id", format!("{} is outside 1..={n}", self.id));
+        // Ids are 1..=n after a split or a DKG; a refresh that removed a cosigner leaves a
+        // gap, so any distinct cosigner numbers are accepted here and the key share decides.
+        let max = crate::threshold::key_share::MAX_COSIGNERS;
+        if self.id == 0 || self.id > max {
+            return bad("id", format!("{} is outside 1..={max}", self.id));
         }
         let mut seen = vec![self.id];
         for (i, peer) in self.peers.iter().enumerate() {
-            if peer.id == 0 || peer.id > n || seen.contains(&peer.id) {
+            if peer.id == 0 || peer.id > max || seen.contains(&peer.id) {
                 return bad(
                     &format!("peer[{i}].id"),
-                    format!("{} is outside 1..={n} or used twice", peer.id),
+                    format!("{} is outside 1..={max} or used twice", peer.id),
                 );
             }
             seen.push(peer.id);

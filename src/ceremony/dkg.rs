@@ -18,12 +18,12 @@ use super::messages::MAX_PACKAGE_BYTES;
 use crate::cluster::PeerId;
 use crate::threshold::messages::{identifier_of, peer_of};
 
-fn id(peer: PeerId) -> Result<Identifier, Abort> {
+pub(crate) fn id(peer: PeerId) -> Result<Identifier, Abort> {
     identifier_of(peer).ok_or_else(|| Abort::local(format!("cosigner {peer} has no identifier")))
 }
 
 /// The cosigner a frost culprit stands for.
-fn blamed(culprit: &Identifier) -> PeerId {
+pub(crate) fn blamed(culprit: &Identifier) -> PeerId {
     peer_of(culprit).unwrap_or(0)
 }
 
@@ -47,11 +47,12 @@ pub(crate) fn encode_round1(package: &round1::Package) -> Result<Vec<u8>, Abort>
 
 /// Decodes `from`'s round-1 package and checks what frost's part 2 would only report without
 /// naming the sender: its commitment has one point per coefficient of a degree `t - 1`
-/// polynomial.
+/// polynomial (`points`: `t`, or `t - 1` for a refresh, whose constant term is not sent).
 pub(crate) fn decode_round1(
     from: PeerId,
     bytes: &[u8],
     threshold: u16,
+    points_expected: u16,
 ) -> Result<round1::Package, Abort> {
     if bytes.len() > MAX_PACKAGE_BYTES {
         return Err(Abort::culprit(
@@ -62,10 +63,13 @@ pub(crate) fn decode_round1(
     let package = round1::Package::deserialize(bytes)
         .map_err(|e| Abort::culprit(from, format!("its round-1 package is invalid: {e}")))?;
     let points = package.commitment().coefficients().len();
-    if points != usize::from(threshold) {
+    if points != usize::from(points_expected) {
         return Err(Abort::culprit(
             from,
-            format!("its round-1 commitment has {points} points; a {threshold}-of-n key needs {threshold}"),
+            format!(
+                "its round-1 commitment has {points} points; this ceremony of a \
+                 {threshold}-of-n key needs {points_expected}"
+            ),
         ));
     }
     Ok(package)
@@ -127,7 +131,8 @@ pub(crate) fn part3(
     })
 }
 
-fn by_identifier<T: Clone>(
+/// Packages keyed by frost identifier instead of cosigner number.
+pub(crate) fn by_identifier<T: Clone>(
     packages: &BTreeMap<PeerId, T>,
 ) -> Result<BTreeMap<Identifier, T>, Abort> {
     packages
@@ -155,7 +160,7 @@ mod tests {
         let mut packages = BTreeMap::new();
         for me in 1..=n {
             let (s, p) = part1(me, n, t, &mut OsRng).unwrap();
-            let decoded = decode_round1(me, &encode_round1(&p).unwrap(), t).unwrap();
+            let decoded = decode_round1(me, &encode_round1(&p).unwrap(), t, t).unwrap();
             assert_eq!(decoded, p);
             secrets1.insert(me, s);
             packages.insert(me, p);
@@ -228,15 +233,15 @@ mod tests {
         let (_, p) = part1(2, 3, 2, &mut OsRng).unwrap();
         let bytes = encode_round1(&p).unwrap();
         assert_eq!(
-            decode_round1(2, &bytes[..10], 2).unwrap_err().named(),
+            decode_round1(2, &bytes[..10], 2, 2).unwrap_err().named(),
             vec![2]
         );
         // A 3-of-n commitment in a 2-of-n ceremony.
         let (_, p3) = part1(2, 3, 3, &mut OsRng).unwrap();
-        let err = decode_round1(2, &encode_round1(&p3).unwrap(), 2).unwrap_err();
+        let err = decode_round1(2, &encode_round1(&p3).unwrap(), 2, 2).unwrap_err();
         assert!(err.to_string().contains("3 points"), "{err}");
         assert_eq!(decode_round2(3, &[0xff; 37]).unwrap_err().named(), vec![3]);
         let huge = vec![0; MAX_PACKAGE_BYTES + 1];
-        assert_eq!(decode_round1(2, &huge, 2).unwrap_err().named(), vec![2]);
+        assert_eq!(decode_round1(2, &huge, 2, 2).unwrap_err().named(), vec![2]);
     }
 }

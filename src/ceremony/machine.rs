@@ -19,9 +19,10 @@ use super::file::SessionId;
 use super::horcrux::import;
 use super::messages::{bounded_reason, Ask, CeremonyRequest, CeremonyResponse, Digest};
 use super::test_sign::{self, TestSigning};
-use super::{dkg, echo};
+use super::{dkg, echo, refresh};
 use crate::cluster::PeerId;
 use crate::threshold::key_share::{KeyShareFile, KEY_SHARE_VERSION};
+use crate::threshold::seed_escrow::SeedEscrow;
 
 /// Where a cosigner's share comes from.
 pub enum KeySource {
@@ -34,6 +35,20 @@ pub enum KeySource {
         /// The validator's public key, which the imported shares must make.
         expected_key: [u8; 32],
     },
+    /// New shares of the key this share belongs to (frost's DKG-based refresh).
+    Refresh(Box<OldShare>),
+}
+
+/// The share a refresh starts from.
+pub struct OldShare {
+    /// This cosigner's current share.
+    pub key_package: KeyPackage,
+    /// Every member's verifying share and the group key, as they are now.
+    pub public_key_package: PublicKeyPackage,
+    /// The key epoch of the current share; the new one is the next.
+    pub epoch: u32,
+    /// Carried over unchanged: the key (and so what the escrow opens with) stays the same.
+    pub seed_escrow: Option<SeedEscrow>,
 }
 
 /// What a ceremony starts from.
@@ -42,8 +57,9 @@ pub struct Setup {
     pub me: PeerId,
     /// How many cosigners must sign together (`t`).
     pub threshold: u16,
-    /// How many cosigners take part (`n`).
-    pub shares: u16,
+    /// Every cosigner taking part (ourselves included), ascending: `1..=n`, or after a
+    /// refresh that removed cosigners the ones that remain.
+    pub members: Vec<PeerId>,
     /// The ceremony's identity; peers in another ceremony are refused.
     pub session: SessionId,
     /// A new key or an imported one.
@@ -52,6 +68,8 @@ pub struct Setup {
 
 enum KeyPhase {
     Dkg {
+        /// A refresh: the share the new one replaces (the DKG then deals shares of zero).
+        refresh: Option<Box<OldShare>>,
         secret1: Option<round1::SecretPackage>,
         received: BTreeMap<PeerId, round1::Package>,
         secret2: Option<round2::SecretPackage>,
@@ -76,6 +94,8 @@ pub struct Keys {
     pub public_key_package: PublicKeyPackage,
     /// The validator public key the shares make.
     pub group_key: [u8; 32],
+    /// The seed escrow of the key, carried over unchanged.
+    pub seed_escrow: Option<SeedEscrow>,
 }
 
 /// An answer that was not the thing itself.
@@ -91,6 +111,7 @@ pub enum Progress {
 pub struct Machine {
     me: PeerId,
     threshold: u16,
+    members: Vec<PeerId>,
     shares: u16,
     session: SessionId,
     phase: KeyPhase,
@@ -117,15 +138,30 @@ impl Machine {
         let Setup {
             me,
             threshold,
-            shares,
+            members,
             session,
             source,
         } = setup;
+        let shares = u16::try_from(members.len())
+            .map_err(|_| Abort::local("too many cosigners in one ceremony"))?;
+        if !members.contains(&me) || !members.windows(2).all(|w| w[0] < w[1]) {
+            return Err(Abort::local(format!(
+                "cosigner {me} is not among the ceremony's cosigners {members:?}"
+            )));
+        }
         let (phase, own_contribution) = match source {
-            KeySource::Dkg => {
-                let (secret1, package) = dkg::part1(me, shares, threshold, rng)?;
+            KeySource::Dkg | KeySource::Refresh(_) => {
+                let refresh = match source {
+                    KeySource::Refresh(old) => Some(old),
+                    _ => None,
+                };
+                let (secret1, package) = match refresh {
+                    Some(_) => refresh::part1(me, shares, threshold, rng)?,
+                    None => dkg::part1(me, shares, threshold, rng)?,
+                };
                 let bytes = dkg::encode_round1(&package)?;
                 let phase = KeyPhase::Dkg {
+                    refresh,
                     secret1: Some(secret1),
                     received: BTreeMap::new(),
                     secret2: None,
@@ -152,6 +188,7 @@ impl Machine {
         Ok(Machine {
             me,
             threshold,
+            members,
             shares,
             session,
             phase,
@@ -171,7 +208,24 @@ impl Machine {
 
     /// Every other cosigner.
     pub fn peers(&self) -> Vec<PeerId> {
-        (1..=self.shares).filter(|p| *p != self.me).collect()
+        self.members
+            .iter()
+            .copied()
+            .filter(|p| *p != self.me)
+            .collect()
+    }
+
+    fn is_peer(&self, peer: PeerId) -> bool {
+        peer != self.me && self.members.contains(&peer)
+    }
+
+    /// The new keys' generation once they are made and until they are staged: a refresh's
+    /// answer to "what will you stage" ([`super::refresh::settle`]).
+    pub fn pending(&self) -> Option<&Keys> {
+        match (self.failed.is_none() && !self.staged, &self.keys) {
+            (true, Some(keys)) => Some(keys),
+            _ => None,
+        }
     }
 
     /// Why the ceremony stopped, once it has.
@@ -218,7 +272,7 @@ impl Machine {
 
     /// What we still need from `peer` and can use now; `None` if nothing (yet).
     pub fn next_ask(&self, peer: PeerId) -> Option<Ask> {
-        if self.failed.is_some() || peer == self.me || peer == 0 || peer > self.shares {
+        if self.failed.is_some() || !self.is_peer(peer) {
             return None;
         }
         if !self.digests.contains_key(&peer) {
@@ -313,7 +367,7 @@ impl Machine {
                 hex::encode(&request.session[..8])
             ));
         }
-        if from == me || from == 0 || from > self.shares {
+        if !self.is_peer(from) {
             return CeremonyResponse::Refused(format!("cosigner {from} is not in this ceremony"));
         }
         if let Some(abort) = &self.failed {
@@ -344,6 +398,10 @@ impl Machine {
                 Some((share, commitments)) => CeremonyResponse::TestShare { share, commitments },
                 None => not_yet(self),
             },
+            // Answered by a refresh's driver, from the files on disk.
+            Ask::Status => {
+                CeremonyResponse::Refused(format!("cosigner {me} is not running a refresh"))
+            }
             Ask::Verified => match self.verified.filter(|_| self.staged) {
                 Some(digest) => {
                     self.fetched.insert(from);
@@ -395,7 +453,13 @@ impl Machine {
                 let ours = self
                     .echo
                     .as_ref()
-                    .map(|e| (1..=self.shares).zip(e.iter().copied()).collect())
+                    .map(|e| {
+                        self.members
+                            .iter()
+                            .copied()
+                            .zip(e.iter().copied())
+                            .collect()
+                    })
                     .ok_or_else(|| Abort::local("an echo was taken before our own"))?;
                 echo::compare::<Digest>(me, &ours, from, &theirs, "round-1 contribution")?;
                 self.echoes_checked.insert(from);
@@ -451,8 +515,13 @@ impl Machine {
 
     fn take_contribution(&mut self, from: PeerId, bytes: &[u8]) -> Result<(), Abort> {
         let canonical = match &mut self.phase {
-            KeyPhase::Dkg { received, .. } => {
-                let package = dkg::decode_round1(from, bytes, self.threshold)?;
+            KeyPhase::Dkg {
+                received, refresh, ..
+            } => {
+                // A refresh deals shares of zero: the constant term's commitment (the
+                // identity) is left out of the package.
+                let points = self.threshold - u16::from(refresh.is_some());
+                let package = dkg::decode_round1(from, bytes, self.threshold, points)?;
                 let canonical = dkg::encode_round1(&package)?;
                 received.entry(from).or_insert(package);
                 canonical
@@ -520,6 +589,7 @@ impl Machine {
     fn make_keys(&mut self) -> Result<(), Abort> {
         let (key_package, public_key_package) = match &mut self.phase {
             KeyPhase::Dkg {
+                refresh: old,
                 secret1,
                 received,
                 secret2,
@@ -527,7 +597,10 @@ impl Machine {
                 incoming,
             } => {
                 if let Some(s1) = secret1.take() {
-                    let (s2, packages) = dkg::part2(s1, received)?;
+                    let (s2, packages) = match old {
+                        Some(_) => refresh::part2(s1, received)?,
+                        None => dkg::part2(s1, received)?,
+                    };
                     *secret2 = Some(s2);
                     *outgoing = packages;
                 }
@@ -537,7 +610,10 @@ impl Machine {
                 if incoming.len() + 1 < usize::from(self.shares) {
                     return Ok(());
                 }
-                dkg::part3(s2, received, incoming)?
+                match old {
+                    Some(old) => refresh::shares(s2, received, incoming, old)?,
+                    None => dkg::part3(s2, received, incoming)?,
+                }
             }
             KeyPhase::Import {
                 key_package,
@@ -548,17 +624,24 @@ impl Machine {
                 ((**key_package).clone(), pkp)
             }
         };
+        let old = match &self.phase {
+            KeyPhase::Dkg {
+                refresh: Some(old), ..
+            } => Some(old),
+            _ => None,
+        };
         let file = KeyShareFile {
             version: KEY_SHARE_VERSION,
             id: self.me,
             threshold: self.threshold,
             shares: self.shares,
-            epoch: 0,
+            epoch: old.map_or(0, |o| o.epoch.saturating_add(1)),
             key_package,
             public_key_package,
             // A DKG key never existed as a seed, and a Horcrux host holds only its shard:
-            // such a key can leave the cluster as a key share set, not as a key file.
-            seed_escrow: None,
+            // such a key can leave the cluster as a key share set, not as a key file. A
+            // refresh keeps the key, so the escrow stays valid.
+            seed_escrow: old.and_then(|o| o.seed_escrow.clone()),
         };
         file.validate()
             .map_err(|e| Abort::local(format!("the new key share does not check out: {e}")))?;
@@ -570,18 +653,24 @@ impl Machine {
                 .as_slice(),
         )
         .map_err(|_| Abort::local("the group key is not 32 bytes"))?;
-        if let KeyPhase::Import { expected_key, .. } = &self.phase {
-            if group_key != *expected_key {
-                return Err(Abort::local(
-                    "the imported group key differs from the expected one",
-                ));
-            }
+        let expected = match &self.phase {
+            KeyPhase::Import { expected_key, .. } => Some(*expected_key),
+            KeyPhase::Dkg {
+                refresh: Some(old), ..
+            } => Some(refresh::group_key(&old.public_key_package)?),
+            KeyPhase::Dkg { refresh: None, .. } => None,
+        };
+        if expected.is_some_and(|k| k != group_key) {
+            return Err(Abort::local(
+                "the new shares' group key differs from the validator key",
+            ));
         }
         self.keys = Some(Keys {
             epoch: file.epoch,
             key_package: file.key_package.clone(),
             public_key_package: file.public_key_package.clone(),
             group_key,
+            seed_escrow: file.seed_escrow.clone(),
         });
         Ok(())
     }
@@ -601,6 +690,7 @@ fn variant_name(response: &CeremonyResponse) -> &'static str {
         CeremonyResponse::Commitment(_) => "a commitment",
         CeremonyResponse::TestShare { .. } => "a test share",
         CeremonyResponse::Verified(_) => "a confirmation",
+        CeremonyResponse::Status(_) => "a refresh status",
         CeremonyResponse::NotYet(_) => "not yet",
         CeremonyResponse::Refused(_) => "a refusal",
         CeremonyResponse::Aborted(_) => "an abort",

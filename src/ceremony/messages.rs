@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::file::SessionId;
+use crate::threshold::epoch::EpochId;
 use crate::threshold::messages::{Commitment, Share};
 
 /// Largest contribution or round-2 package accepted: a round-1 package of a 17-of-32 DKG is
@@ -47,6 +48,9 @@ pub enum Ask {
     TestShare,
     /// Whether the answerer verified the test signature, and under which key package.
     Verified,
+    /// A refresh: which generation of shares the answerer holds, has staged or is making
+    /// ([`RefreshStatus`]). Answered whatever the session, also by a signing cosigner.
+    Status,
 }
 
 impl Ask {
@@ -59,6 +63,7 @@ impl Ask {
             Ask::Commitment => "its test-signature commitment",
             Ask::TestShare => "its test-signature share",
             Ask::Verified => "its confirmation that it verified the test signature",
+            Ask::Status => "which generation of shares it holds or has staged",
         }
     }
 }
@@ -83,6 +88,8 @@ pub enum CeremonyResponse {
     },
     /// A digest of the answerer's public key package.
     Verified(Digest),
+    /// Which share generation the answerer holds, has staged, or is still making.
+    Status(RefreshStatus),
     /// Not available yet: ask again. The reason says what the answerer waits for.
     NotYet(String),
     /// The answerer will not answer this ceremony (another session, a question that does not
@@ -90,6 +97,18 @@ pub enum CeremonyResponse {
     Refused(String),
     /// The answerer stopped its ceremony, for this reason: the requester stops too.
     Aborted(String),
+}
+
+/// Where a cosigner is in a refresh, as it answers [`Ask::Status`]; the commit rule
+/// ([`crate::ceremony::refresh::settle`]) decides from these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshStatus {
+    /// The generation of the share it signs with (`key_share.json`).
+    pub current: EpochId,
+    /// A new generation's share it has staged durably (`key_share.json.next`).
+    pub staged: Option<EpochId>,
+    /// The generation its running refresh made and has not staged yet (it may still).
+    pub pending: Option<EpochId>,
 }
 
 /// Cuts a reason to [`MAX_REASON_BYTES`] (on a character boundary).

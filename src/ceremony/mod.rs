@@ -1,13 +1,16 @@
 //! Key ceremonies: the cosigners make their key shares among themselves, over the cluster
 //! transport, so that no host ever holds the whole key.
 //!
-//! Two ceremonies share one protocol and differ only in their first phase:
+//! Three ceremonies share one protocol and differ only in their key phase and their end:
 //! - **DKG** (`split-key --dkg`, then `cosigner dkg` on every host): frost's distributed key
 //!   generation (RFC 9591 App. C; `frost_ed25519::keys::dkg`) makes a new validator key that
 //!   nobody ever holds.
 //! - **Horcrux import** (`split-key --horcrux-pubkey`, then `cosigner import-horcrux` on every
 //!   Horcrux host): each host turns its own Horcrux shard into a FROST share of the same key
 //!   ([`horcrux`]); the hosts only exchange the public verifying shares.
+//! - **Refresh** (`cosigner refresh` on every host): frost's DKG-based refresh gives new
+//!   shares of the same key; it stages them and switches by its own commit rule
+//!   ([`refresh`]), in place of step 5 below.
 //!
 //! # The protocol
 //!
@@ -62,17 +65,22 @@
 //! - [`abort`]: why a ceremony stopped, naming who is wrong.
 //! - [`echo`], [`dkg`], [`test_sign`], [`horcrux`]: the pure protocol steps.
 //! - [`machine`]: one host's ceremony as a pure state machine (what to ask, what to answer).
-//! - [`run`]: the network edge: binds the cluster, drives the machine, keeps the deadline.
+//! - [`run`]: the network edge: binds the cluster, drives the machine, keeps the deadline;
+//!   `drive`: the driving loop it shares with a refresh.
+//! - [`refresh`]: share refresh (and removing cosigners): its frost steps, its files, its
+//!   commit rule and its edge.
 //! - [`output`]: the disk edge: staging and publishing the share and sign states.
 
 pub(crate) mod abort;
 pub(crate) mod dkg;
+mod drive;
 pub(crate) mod echo;
 pub(crate) mod file;
 pub mod horcrux;
 pub mod machine;
 pub(crate) mod messages;
 pub mod output;
+pub mod refresh;
 pub mod run;
 pub(crate) mod test_sign;
 

@@ -52,6 +52,20 @@ pub fn prepare_share_path(key_share: &Path, kind: CeremonyKind) -> Result<(), St
     Ok(())
 }
 
+/// The share file our new keys make.
+pub fn share_file(me: PeerId, threshold: u16, shares: u16, keys: &Keys) -> KeyShareFile {
+    KeyShareFile {
+        version: KEY_SHARE_VERSION,
+        id: me,
+        threshold,
+        shares,
+        epoch: keys.epoch,
+        key_package: keys.key_package.clone(),
+        public_key_package: keys.public_key_package.clone(),
+        seed_escrow: keys.seed_escrow.clone(),
+    }
+}
+
 /// Writes our share under a temporary name, fsynced: the next step is one atomic link.
 pub fn stage_share(
     key_share: &Path,
@@ -60,18 +74,7 @@ pub fn stage_share(
     shares: u16,
     keys: &Keys,
 ) -> Result<StagedFile, Abort> {
-    let file = KeyShareFile {
-        version: KEY_SHARE_VERSION,
-        id: me,
-        threshold,
-        shares,
-        epoch: keys.epoch,
-        key_package: keys.key_package.clone(),
-        public_key_package: keys.public_key_package.clone(),
-        // Ceremonies make keys without a seed (see `machine`).
-        seed_escrow: None,
-    };
-    let json = file
+    let json = share_file(me, threshold, shares, keys)
         .to_json()
         .map_err(|e| Abort::local(format!("cannot encode the key share: {e}")))?;
     StagedFile::write(key_share, json.as_bytes()).map_err(|e| {

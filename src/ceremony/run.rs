@@ -14,14 +14,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rand_core::OsRng;
-use tokio::task::JoinSet;
-use tokio::time::{sleep, sleep_until, Instant};
+use tokio::time::{sleep, Instant};
 use tracing::{info, warn};
 
 use super::abort::Abort;
+pub(crate) use super::drive::{drive, take_into_machine, waiting_lines, Hooks, TICK};
 use super::file::{session_id, CeremonyFile, CeremonyKind, SessionId, CEREMONY_FILE};
-use super::machine::{KeySource, Machine, Progress, Setup};
-use super::messages::{Ask, CeremonyRequest};
+use super::machine::{KeySource, Machine, Setup};
+use super::messages::Ask;
 use super::output::{self, Report, StatePlan};
 use crate::cluster::tls::TlsIdentity;
 use crate::cluster::{Cluster, ClusterConfig, ClusterError, PeerId};
@@ -32,14 +32,6 @@ use crate::threshold::messages::{ClusterRequest, ClusterResponse, Refusal, Refus
 
 /// The default deadline of a whole ceremony: every host must be started within it.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
-/// One request and its answer.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// Asking again after "not yet".
-const RETRY_NOT_YET: Duration = Duration::from_millis(100);
-/// Asking again after no answer (a peer not started yet, or unreachable).
-const RETRY_UNREACHABLE: Duration = Duration::from_millis(250);
-/// How often the loop looks at the machine when no answer arrives.
-const TICK: Duration = Duration::from_millis(25);
 /// After publishing: how long we keep answering peers that have not fetched our
 /// confirmation (they publish only once they have every cosigner's).
 pub const LINGER_AFTER_SUCCESS: Duration = Duration::from_secs(30);
@@ -55,13 +47,10 @@ pub fn refuse_while_signing() -> Refusal {
 }
 
 /// What a cosigner in a ceremony answers a signing request.
-fn refuse_while_in_ceremony(kind: CeremonyKind) -> Refusal {
+pub(crate) fn refuse_while_in_ceremony(command: &str) -> Refusal {
     Refusal::new(
         RefusalKind::Internal,
-        format!(
-            "this cosigner is running a key ceremony (`{}`), not signing",
-            kind.command()
-        ),
+        format!("this cosigner is running a key ceremony (`{command}`), not signing"),
     )
 }
 
@@ -100,10 +89,35 @@ pub enum CeremonyError {
     },
     /// The cluster verified the key but this host's share could not be written.
     #[error(
+        "`cosigner refresh` dropped the new share: {0}. The old share stays in use on every \
+         cosigner; run `cosigner refresh` again on every host to refresh"
+    )]
+    RefreshDropped(String),
+    #[error(
+        "`cosigner refresh` staged the new share ({}) but could not settle with the other \
+         cosigners within {}s, still waiting for:\n{}\nBoth shares stay on this host and it \
+         does not start until settled: run `cosigner refresh --config FILE` again here (and \
+         on the hosts named) once they are reachable; the cosigners then switch together or \
+         keep the old share together",
+        staged.display(),
+        after.as_secs(),
+        waiting.iter().map(|w| format!("  - {w}")).collect::<Vec<_>>().join("\n")
+    )]
+    /// A refresh whose outcome the members could not settle in time; the staged share stays.
+    Unsettled {
+        /// How long it waited.
+        after: Duration,
+        /// The members it waits for, one line each.
+        waiting: Vec<String>,
+        /// The staged share, left in place.
+        staged: PathBuf,
+    },
+    #[error(
         "every cosigner verified the new key, but this host could not write its share: {0}. \
          The others have theirs; this cosigner's share is lost and must be recovered (repair) \
          before it can sign"
     )]
+    /// Every cosigner verified the new key but this host could not write its share.
     Publish(String),
 }
 
@@ -199,18 +213,9 @@ pub fn prepare(loaded: &LoadedConfig, kind: CeremonyKind) -> Result<Prepared, Ce
     })
 }
 
-fn lock(machine: &Mutex<Machine>) -> MutexGuard<'_, Machine> {
+pub(crate) fn lock(machine: &Mutex<Machine>) -> MutexGuard<'_, Machine> {
     // The machine is plain data changed in small steps; a panic elsewhere leaves it usable.
     machine.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// What we last heard from one peer, for the timeout message.
-#[derive(Default)]
-struct Track {
-    busy: bool,
-    next: Option<Instant>,
-    answered: bool,
-    last: Option<String>,
 }
 
 /// Runs the ceremony: all of it within `timeout`. On success the share (and any states) are
@@ -228,7 +233,7 @@ pub async fn run(
     let setup = Setup {
         me,
         threshold,
-        shares,
+        members: (1..=shares).collect(),
         session: prepared.session,
         source,
     };
@@ -245,7 +250,7 @@ pub async fn run(
                 ClusterRequest::Ceremony(r) => {
                     ClusterResponse::Ceremony(lock(&machine).answer(peer, &r))
                 }
-                _ => ClusterResponse::Refused(refuse_while_in_ceremony(kind)),
+                _ => ClusterResponse::Refused(refuse_while_in_ceremony(kind.command())),
             }
         }
     });
@@ -254,112 +259,33 @@ pub async fn run(
         threshold, shares, "{command}: waiting for every cosigner"
     );
 
-    let mut tracks: BTreeMap<PeerId, Track> = lock(&machine)
-        .peers()
-        .into_iter()
-        .map(|p| (p, Track::default()))
-        .collect();
-    let mut tasks: JoinSet<(PeerId, Ask, Result<ClusterResponse, ClusterError>)> = JoinSet::new();
-    let mut staged: Option<StagedFile> = None;
-    let mut timed_out = false;
-    loop {
-        {
-            let mut m = lock(&machine);
-            if let Some(keys) = m.needs_staging() {
-                match output::stage_share(&prepared.key_share, me, threshold, shares, keys) {
-                    Ok(file) => {
-                        staged = Some(file);
-                        m.mark_staged();
-                        info!("{command}: test signature verified, share staged");
-                    }
-                    Err(abort) => m.fail(abort),
-                }
-            }
-            if m.failed().is_some() || m.complete() {
-                break;
-            }
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            timed_out = true;
-            break;
-        }
-        for (&peer, track) in tracks.iter_mut() {
-            if track.busy || track.next.is_some_and(|t| t > now) {
-                continue;
-            }
-            let Some(ask) = lock(&machine).next_ask(peer) else {
-                continue;
-            };
-            track.busy = true;
-            let cluster = cluster.clone();
-            let request = ClusterRequest::Ceremony(CeremonyRequest {
-                session: prepared.session,
-                ask,
-            });
-            let limit = REQUEST_TIMEOUT.min(deadline.saturating_duration_since(now));
-            tasks.spawn(async move {
-                let result = cluster.request(peer, &request, limit).await;
-                (peer, ask, result)
-            });
-        }
-        let joined = tokio::select! {
-            joined = tasks.join_next(), if !tasks.is_empty() => joined,
-            _ = sleep(TICK) => None,
-            _ = sleep_until(deadline) => None,
-        };
-        let Some(joined) = joined else {
-            continue;
-        };
-        let (peer, ask, result) = match joined {
-            Ok(done) => done,
-            Err(e) => {
-                lock(&machine).fail(Abort::local(format!("a ceremony task failed: {e}")));
-                continue;
-            }
-        };
-        let Some(track) = tracks.get_mut(&peer) else {
-            continue;
-        };
-        track.busy = false;
-        let now = Instant::now();
-        match result {
-            Ok(ClusterResponse::Ceremony(response)) => {
-                track.answered = true;
-                match lock(&machine).absorb(peer, ask, response, &mut OsRng) {
-                    Ok(Progress::Got) => track.next = None,
-                    Ok(Progress::NotYet(reason)) => {
-                        track.last = Some(format!("it is running, but {reason}"));
-                        track.next = Some(now + RETRY_NOT_YET);
-                    }
-                    // Remembered by the machine; the loop ends above.
-                    Err(_) => {}
-                }
-            }
-            Ok(ClusterResponse::Refused(refusal)) => lock(&machine).fail(Abort::Peer {
-                peer,
-                reason: refusal.reason,
-            }),
-            Ok(_) => lock(&machine).fail(Abort::culprit(
-                peer,
-                format!("asked for {}, it sent a signing answer", ask.describe()),
-            )),
-            Err(e) => {
-                track.last = Some(e.to_string());
-                track.next = Some(now + RETRY_UNREACHABLE);
-            }
-        }
-    }
-    tasks.abort_all();
+    let peers = lock(&machine).peers();
+    let mut hooks = CeremonyHooks {
+        machine: &machine,
+        key_share: &prepared.key_share,
+        me,
+        threshold,
+        shares,
+        command,
+        staged: None,
+    };
+    let driven = drive(&cluster, prepared.session, peers, deadline, &mut hooks).await;
+    let staged = hooks.staged.take();
+    let timed_out = driven.timed_out;
+    let tracks = driven.tracks;
 
     if timed_out {
-        let waiting = waiting_lines(
-            &lock(&machine),
-            &tracks,
-            &cluster,
-            &prepared.addresses,
-            command,
-        );
+        let waiting = {
+            let m = lock(&machine);
+            waiting_lines(
+                &|peer| m.next_ask(peer),
+                &m.waiting_for(),
+                &tracks,
+                &cluster,
+                &prepared.addresses,
+                command,
+            )
+        };
         lock(&machine).fail(Abort::local(format!(
             "cosigner {me} timed out after {}s",
             timeout.as_secs()
@@ -422,7 +348,7 @@ pub async fn run(
 
 /// Keeps answering until every peer has fetched our confirmation, at most
 /// [`LINGER_AFTER_SUCCESS`]; returns the peers that did not.
-async fn linger_until_fetched(machine: &Mutex<Machine>) -> Vec<PeerId> {
+pub(crate) async fn linger_until_fetched(machine: &Mutex<Machine>) -> Vec<PeerId> {
     let until = Instant::now() + LINGER_AFTER_SUCCESS;
     loop {
         let missing = lock(machine).unconfirmed_peers();
@@ -434,42 +360,48 @@ async fn linger_until_fetched(machine: &Mutex<Machine>) -> Vec<PeerId> {
 }
 
 /// Keeps telling peers why we stopped for a moment, then closes.
-async fn linger_failed(cluster: &Cluster) {
+pub(crate) async fn linger_failed(cluster: &Cluster) {
     sleep(LINGER_AFTER_FAILURE).await;
     cluster.shutdown().await;
 }
 
-/// One line per peer we still needed something from, naming it, its address, what we
-/// asked for and what we last heard.
-fn waiting_lines(
-    machine: &Machine,
-    tracks: &BTreeMap<PeerId, Track>,
-    cluster: &Cluster,
-    addresses: &BTreeMap<PeerId, String>,
-    command: &str,
-) -> Vec<String> {
-    let mut lines = Vec::new();
-    for (&peer, track) in tracks {
-        let Some(ask) = machine.next_ask(peer) else {
-            continue;
-        };
-        let address = addresses.get(&peer).map_or("?", String::as_str);
-        let connected = cluster.peer_status(peer).is_some_and(|s| s.connected);
-        let heard = match (&track.last, track.answered || connected) {
-            (Some(last), true) => last.clone(),
-            (_, false) => format!(
-                "never reached: is `{command}` running there, and is its UDP port open to this \
-                 host?"
-            ),
-            (None, true) => "no answer yet".to_string(),
-        };
-        lines.push(format!(
-            "cosigner {peer} at {address} ({}): {heard}",
-            ask.describe()
-        ));
+/// A DKG's or an import's hooks: the machine says what to ask; its share is staged once
+/// the test signature verified.
+struct CeremonyHooks<'a> {
+    machine: &'a Mutex<Machine>,
+    key_share: &'a std::path::Path,
+    me: PeerId,
+    threshold: u16,
+    shares: u16,
+    command: &'static str,
+    staged: Option<StagedFile>,
+}
+
+impl Hooks for CeremonyHooks<'_> {
+    fn done(&mut self) -> bool {
+        let mut m = lock(self.machine);
+        if let Some(keys) = m.needs_staging() {
+            match output::stage_share(self.key_share, self.me, self.threshold, self.shares, keys) {
+                Ok(file) => {
+                    self.staged = Some(file);
+                    m.mark_staged();
+                    info!("{}: test signature verified, share staged", self.command);
+                }
+                Err(abort) => m.fail(abort),
+            }
+        }
+        m.failed().is_some() || m.complete()
     }
-    if lines.is_empty() {
-        lines.push(machine.waiting_for());
+
+    fn next_ask(&self, peer: PeerId) -> Option<Ask> {
+        lock(self.machine).next_ask(peer)
     }
-    lines
+
+    fn take(&mut self, peer: PeerId, ask: Ask, response: ClusterResponse) -> Option<String> {
+        take_into_machine(&mut lock(self.machine), peer, ask, response)
+    }
+
+    fn fail(&mut self, abort: Abort) {
+        lock(self.machine).fail(abort);
+    }
 }

@@ -57,7 +57,7 @@ impl Ready {
 }
 
 /// A ceremony's `--timeout`: long enough to start every host by hand, bounded.
-fn timeout(seconds: u64) -> anyhow::Result<Duration> {
+pub fn timeout(seconds: u64) -> anyhow::Result<Duration> {
     anyhow::ensure!(
         (1..=3600).contains(&seconds),
         "--timeout {seconds}: expected 1 to 3600 seconds"

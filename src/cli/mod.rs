@@ -9,6 +9,7 @@ mod import_horcrux;
 mod init_single;
 mod load;
 mod logging;
+mod refresh;
 mod start;
 mod state;
 mod status;
@@ -66,12 +67,16 @@ enum Command {
     /// watermark, with the other hosts, in a directory from `split-key --horcrux-pubkey`.
     /// Run it on every Horcrux host (Horcrux stopped) at about the same time.
     ImportHorcrux(import_horcrux::Args),
+    /// Make new shares of the same validator key with the other cosigners, so that every
+    /// old share (and any copy of one) becomes useless; `--remove ID` leaves a cosigner out.
+    /// Run it on every remaining host (cosigners stopped) at about the same time.
+    Refresh(refresh::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     if matches!(
         cli.command,
-        Command::Start { .. } | Command::Dkg(_) | Command::ImportHorcrux(_)
+        Command::Start { .. } | Command::Dkg(_) | Command::ImportHorcrux(_) | Command::Refresh(_)
     ) {
         logging::init_tracing(cli.log_format);
     }
@@ -85,5 +90,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => status::run(args),
         Command::Dkg(args) => dkg::run(args),
         Command::ImportHorcrux(args) => import_horcrux::run(args),
+        Command::Refresh(args) => refresh::run(args),
     }
 }

@@ -1,5 +1,6 @@
-//! `cosigner start`: load the directory ([`load`], as `check-config` does), build the
-//! signers, dial every node, run until SIGINT/SIGTERM.
+//! `cosigner start`: load the directory ([`load`], as `check-config` does; a refresh
+//! interrupted here is settled first), build the signers, dial every node, run until
+//! SIGINT/SIGTERM.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,7 +9,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use tracing::{info, warn};
 
-use cosigner::config::{Config, LoadedConfig};
+use cosigner::ceremony::refresh::run as refresh;
+use cosigner::ceremony::run::{CeremonyError, DEFAULT_TIMEOUT};
+use cosigner::config::{Config, KeyShareLoadError, LoadedConfig};
 use cosigner::key_forms::PublicKeyForms;
 use cosigner::layout::ADMIN_SOCKET;
 use cosigner::metrics::{self, Layout, Metrics};
@@ -22,12 +25,46 @@ use cosigner::status::{socket, Monitor, MonitoredKey};
 use super::load::{self, Directory, Keys, Purpose, ThresholdKey};
 
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
-    let directory = load::load(config_path, Purpose::Start)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let directory = match load::load(config_path, Purpose::Start) {
+        Err(e)
+            if matches!(
+                e.downcast_ref::<KeyShareLoadError>(),
+                Some(KeyShareLoadError::PendingRefresh { .. })
+            ) =>
+        {
+            settle_refresh(&runtime, config_path)?;
+            load::load(config_path, Purpose::Start)?
+        }
+        other => other?,
+    };
     runtime.block_on(serve(directory))
+}
+
+/// A refresh interrupted on this host (a crash, a timeout after staging) is settled with the
+/// other cosigners before anything is signed: the share this cosigner then signs with is the
+/// one every member ends on.
+fn settle_refresh(runtime: &tokio::runtime::Runtime, config_path: &Path) -> anyhow::Result<()> {
+    warn!("a share refresh was interrupted here: settling it with the other cosigners first");
+    let prepared = refresh::prepare(config_path, &[], None)?;
+    if !prepared.settles() {
+        // Only the second half of a switch or an abort was left; `prepare` finished it.
+        return Ok(());
+    }
+    match runtime.block_on(refresh::run(prepared, DEFAULT_TIMEOUT)) {
+        Ok(report) => {
+            info!("refresh settled: {}", report.to_string().trim_end());
+            Ok(())
+        }
+        Err(CeremonyError::RefreshDropped(why)) => {
+            warn!("refresh settled by dropping the new share ({why}); the old share stays");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The handles every series needs, made before anything can sign: each configured chain,

@@ -1,18 +1,22 @@
 //! TEST ONLY: crash points, so that the fault tests can kill a cosigner at an exact step of a
-//! signing. With the `fault-injection` feature, `COSIGNER_TEST_CRASH=<point>:<n>` (points: see
+//! signing or a refresh. With the `fault-injection` feature, `COSIGNER_TEST_CRASH=<point>:<n>` (points: see
 //! [`CrashPoint::name`]) aborts the process, as kill -9 would end it, the n-th time it reaches
 //! that point. Without the feature (every release build) [`test_crash`] does nothing and the
 //! variable is ignored.
 
 /// Points in a signing where the fault tests crash a cosigner on purpose.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum CrashPoint {
+pub(crate) enum CrashPoint {
     /// Coordinator: every share gathered, the node not yet answered (Horcrux issue 296).
     CoordinatorAfterShares,
     /// Participant: asked to sign, watermark not yet persisted.
     ParticipantBeforePersist,
     /// Participant: watermark persisted and share computed, share not yet released.
     ParticipantAfterPersist,
+    /// Refresh: the new share staged (`key_share.json.next`), nothing switched.
+    RefreshAfterStage,
+    /// Refresh: every member staged (the rule says switch), this host not switched yet.
+    RefreshBeforeSwitch,
 }
 
 impl CrashPoint {
@@ -22,12 +26,14 @@ impl CrashPoint {
             CrashPoint::CoordinatorAfterShares => "coordinator-after-shares",
             CrashPoint::ParticipantBeforePersist => "participant-before-persist",
             CrashPoint::ParticipantAfterPersist => "participant-after-persist",
+            CrashPoint::RefreshAfterStage => "refresh-after-stage",
+            CrashPoint::RefreshBeforeSwitch => "refresh-before-switch",
         }
     }
 }
 
 #[cfg(feature = "fault-injection")]
-pub(super) fn test_crash(point: CrashPoint) {
+pub(crate) fn test_crash(point: CrashPoint) {
     use std::sync::atomic::{AtomicU64, Ordering};
     static PLAN: std::sync::OnceLock<Option<(String, AtomicU64)>> = std::sync::OnceLock::new();
     let plan = PLAN.get_or_init(|| {
@@ -48,4 +54,4 @@ pub(super) fn test_crash(point: CrashPoint) {
 
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
-pub(super) fn test_crash(_point: CrashPoint) {}
+pub(crate) fn test_crash(_point: CrashPoint) {}

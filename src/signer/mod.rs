@@ -7,7 +7,7 @@
 //! has passed its sign-state rules.
 
 mod background;
-mod fault;
+pub(crate) mod fault;
 pub mod observe;
 pub mod single;
 pub mod threshold;

@@ -131,6 +131,25 @@ impl KeyShareFile {
         Ok(Zeroizing::new(text))
     }
 
+    /// The cosigner numbers of the public key package, ascending: `1..=n` after a split or a
+    /// DKG, a subset of them after a refresh that removed cosigners.
+    pub fn members(&self) -> Result<Vec<u16>, KeyShareProblem> {
+        let mut members = Vec::with_capacity(self.public_key_package.verifying_shares().len());
+        for id in self.public_key_package.verifying_shares().keys() {
+            match crate::threshold::messages::peer_of(id) {
+                Some(peer) if (1..=MAX_COSIGNERS).contains(&peer) => members.push(peer),
+                _ => {
+                    return Err(KeyShareProblem::Inconsistent(
+                        "public_key_package.verifying_shares has an identifier that is not a \
+                         cosigner number 1..=32",
+                    ))
+                }
+            }
+        }
+        members.sort_unstable();
+        Ok(members)
+    }
+
     /// Checks everything the file can check about itself and returns its identifier.
     pub fn validate(&self) -> Result<Identifier, KeyShareProblem> {
         if self.version != KEY_SHARE_VERSION {
@@ -139,10 +158,16 @@ impl KeyShareFile {
             });
         }
         check_threshold(self.threshold, self.shares).map_err(KeyShareProblem::Threshold)?;
-        if self.id == 0 || self.id > self.shares {
+        let members = self.members()?;
+        if usize::from(self.shares) != members.len() {
+            return Err(KeyShareProblem::Inconsistent(
+                "public_key_package.verifying_shares must list exactly `shares` cosigners",
+            ));
+        }
+        if !members.contains(&self.id) {
             return Err(KeyShareProblem::IdOutOfRange {
                 id: self.id,
-                shares: self.shares,
+                members: members_list(&members),
             });
         }
         let id = identifier(self.id)?;
@@ -161,14 +186,6 @@ impl KeyShareFile {
         if pkp.min_signers() != Some(self.threshold) {
             return Err(KeyShareProblem::Inconsistent(
                 "public_key_package.min_signers differs from `threshold`",
-            ));
-        }
-        let expected_ids = (1..=self.shares)
-            .map(identifier)
-            .collect::<Result<Vec<_>, _>>()?;
-        if !pkp.verifying_shares().keys().eq(expected_ids.iter()) {
-            return Err(KeyShareProblem::Inconsistent(
-                "public_key_package.verifying_shares must list exactly the ids 1..=shares",
             ));
         }
         if pkp.verifying_shares().get(&id) != Some(kp.verifying_share()) {
@@ -311,13 +328,13 @@ pub enum KeyShareProblem {
     /// Its threshold and share count do not make a safe cluster.
     #[error("{0}")]
     Threshold(ThresholdError),
-    /// Its identifier is not one of the `shares` cosigners.
-    #[error("id {id} is outside 1..={shares}")]
+    /// Its identifier is not one of the cosigners of its public key package.
+    #[error("id {id} is not one of the cosigners {members} of its public key package")]
     IdOutOfRange {
         /// The identifier it carries.
         id: u16,
-        /// How many shares it says were dealt.
-        shares: u16,
+        /// The package's cosigners, as a list for the message.
+        members: String,
     },
     /// Its parts disagree with each other; says how.
     #[error("inconsistent key share: {0}")]
@@ -591,35 +608,45 @@ fn point(bytes: &[u8]) -> Result<EdwardsPoint, KeyShareProblem> {
     ))
 }
 
-/// Checks that the verifying shares for ids 1..=n lie on one polynomial of degree t-1 whose
-/// value at 0 is the group key, i.e. that every t-subset of shares yields the group key. The
-/// polynomial is fixed by shares 1..=t; every other share and the group key must match its
-/// Lagrange interpolation.
+/// The cosigner numbers for messages: "1, 2, 3".
+pub fn members_list(members: &[u16]) -> String {
+    members
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Checks that the verifying shares lie on one polynomial of degree t-1 whose value at 0 is
+/// the group key, i.e. that every t-subset of shares yields the group key. The polynomial is
+/// fixed by the t lowest ids; every other share and the group key must match its Lagrange
+/// interpolation. The ids are the cosigner numbers (`1..=n`, or a subset after a refresh
+/// that removed cosigners).
 fn check_public_shares(pkp: &PublicKeyPackage, t: u16) -> Result<(), KeyShareProblem> {
     let mut points = Vec::with_capacity(pkp.verifying_shares().len());
-    for share in pkp.verifying_shares().values() {
-        points.push(point(&share.serialize().map_err(KeyShareProblem::Frost)?)?);
+    for (id, share) in pkp.verifying_shares() {
+        let x = crate::threshold::messages::peer_of(id).ok_or(KeyShareProblem::Inconsistent(
+            "public_key_package.verifying_shares has an identifier that is not a cosigner number",
+        ))?;
+        points.push((
+            u64::from(x),
+            point(&share.serialize().map_err(KeyShareProblem::Frost)?)?,
+        ));
     }
     let group = point(&group_key_bytes(pkp)?)?;
-    let base: Vec<u64> = (1..=u64::from(t)).collect();
-    let n = points.len() as u64;
-    let targets = std::iter::once(0u64).chain(u64::from(t) + 1..=n);
-    for x in targets {
+    let (base, rest) = points.split_at(usize::from(t).min(points.len()));
+    let targets = std::iter::once((0u64, group)).chain(rest.iter().copied());
+    for (x, expected) in targets {
         let mut interpolated = EdwardsPoint::default();
-        for (k, &i) in base.iter().enumerate() {
+        for &(i, p) in base {
             let mut num = Scalar::ONE;
             let mut den = Scalar::ONE;
-            for &j in base.iter().filter(|&&j| j != i) {
+            for &(j, _) in base.iter().filter(|(j, _)| *j != i) {
                 num *= Scalar::from(x) - Scalar::from(j);
                 den *= Scalar::from(i) - Scalar::from(j);
             }
-            interpolated += points[k] * (num * den.invert());
+            interpolated += p * (num * den.invert());
         }
-        let expected = if x == 0 {
-            group
-        } else {
-            points[(x - 1) as usize]
-        };
         if interpolated != expected {
             return Err(KeyShareProblem::Inconsistent(
                 "the public key package's shares do not all lie on one polynomial through the group key",
@@ -760,7 +787,7 @@ mod tests {
         check(&f, "identifier differs");
         let mut f = good.clone();
         f.id = 4;
-        check(&f, "outside 1..=3");
+        check(&f, "not one of the cosigners 1, 2, 3");
         let mut f = good.clone();
         f.threshold = 3;
         check(&f, "min_signers");

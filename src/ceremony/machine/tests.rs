@@ -19,7 +19,7 @@ fn dkg_machines(t: u16, n: u16) -> BTreeMap<PeerId, Machine> {
             let setup = Setup {
                 me,
                 threshold: t,
-                shares: n,
+                members: (1..=n).collect(),
                 session: SESSION,
                 source: KeySource::Dkg,
             };
@@ -300,7 +300,7 @@ fn a_horcrux_import_completes_under_the_original_key() {
             let setup = Setup {
                 me: s.id,
                 threshold: 2,
-                shares: 3,
+                members: vec![1, 2, 3],
                 session: SESSION,
                 source: KeySource::Horcrux {
                     key_package: Box::new(key_package),
@@ -352,7 +352,7 @@ fn a_horcrux_host_with_a_wrong_shard_is_named() {
             let setup = Setup {
                 me: s.id,
                 threshold: 2,
-                shares: 3,
+                members: vec![1, 2, 3],
                 session: SESSION,
                 source: KeySource::Horcrux {
                     key_package: Box::new(key_package),
@@ -367,4 +367,114 @@ fn a_horcrux_host_with_a_wrong_shard_is_named() {
         let abort = machines[&me].failed().unwrap();
         assert!(blames(abort, 3), "cosigner {me}: {abort}");
     }
+}
+
+/// Refresh machines for `members` of a freshly dealt `t`-of-`n` key; also the old files.
+fn refresh_machines(
+    t: u16,
+    n: u16,
+    members: &[PeerId],
+) -> (BTreeMap<PeerId, Machine>, Vec<KeyShareFile>) {
+    let key = crate::validator_key::ValidatorKey::from_seed(&[9; 32]);
+    let dealt = crate::threshold::key_share::deal(&key, t, n, &mut OsRng).unwrap();
+    let old = dealt.share_files().to_vec();
+    let machines = members
+        .iter()
+        .map(|&me| {
+            let f = &old[usize::from(me - 1)];
+            let setup = Setup {
+                me,
+                threshold: t,
+                members: members.to_vec(),
+                session: SESSION,
+                source: KeySource::Refresh(Box::new(OldShare {
+                    key_package: f.key_package.clone(),
+                    public_key_package: f.public_key_package.clone(),
+                    epoch: f.epoch,
+                    seed_escrow: f.seed_escrow.clone(),
+                })),
+            };
+            (me, Machine::new(setup, &mut OsRng).unwrap())
+        })
+        .collect();
+    (machines, old)
+}
+
+/// Signs `msg` with these key packages (one per signer) and aggregates under `pkp`.
+fn sign_with(
+    kps: &[&KeyPackage],
+    pkp: &PublicKeyPackage,
+    msg: &[u8],
+) -> Result<frost_ed25519::Signature, frost_ed25519::Error> {
+    let mut nonces = BTreeMap::new();
+    let mut commitments = BTreeMap::new();
+    for kp in kps {
+        let (n, c) = frost_ed25519::round1::commit(kp.signing_share(), &mut OsRng);
+        nonces.insert(*kp.identifier(), n);
+        commitments.insert(*kp.identifier(), c);
+    }
+    let package = frost_ed25519::SigningPackage::new(commitments, msg);
+    let mut shares = BTreeMap::new();
+    for kp in kps {
+        let share = frost_ed25519::round2::sign(&package, &nonces[kp.identifier()], kp)?;
+        shares.insert(*kp.identifier(), share);
+    }
+    frost_ed25519::aggregate(&package, &shares, pkp)
+}
+
+#[test]
+fn a_refresh_keeps_the_key_and_makes_old_shares_useless_with_new_ones() {
+    let (mut machines, old) = refresh_machines(2, 3, &[1, 2, 3]);
+    exchange(&mut machines, &honest);
+    let pkp = assert_complete(&machines);
+    let old_pkp = &old[0].public_key_package;
+    assert_eq!(pkp.verifying_key(), old_pkp.verifying_key(), "same key");
+    let new: BTreeMap<PeerId, &Keys> = machines
+        .iter()
+        .map(|(i, m)| (*i, m.keys().unwrap()))
+        .collect();
+    for (i, keys) in &new {
+        let before = &old[usize::from(*i - 1)];
+        assert_ne!(
+            keys.key_package.signing_share(),
+            before.key_package.signing_share()
+        );
+        assert_eq!(keys.epoch, 1);
+        assert_eq!(
+            keys.seed_escrow, before.seed_escrow,
+            "the escrow carries over"
+        );
+        let file = crate::ceremony::output::share_file(*i, 2, 3, keys);
+        file.validate().unwrap();
+    }
+    // Two new shares sign under the validator key; an old one with a new one does not,
+    // under either generation's public key package.
+    sign_with(&[&new[&1].key_package, &new[&2].key_package], &pkp, b"m").unwrap();
+    sign_with(&[&old[0].key_package, &old[1].key_package], old_pkp, b"m").unwrap();
+    for p in [&pkp, old_pkp] {
+        let mixed = sign_with(&[&old[0].key_package, &new[&2].key_package], p, b"m");
+        assert!(mixed.is_err(), "an old share and a new one signed");
+    }
+}
+
+#[test]
+fn a_refresh_without_a_cosigner_removes_it() {
+    // Cosigner 2 of 2-of-3 removed: {1, 3} remain, a gap in the ids.
+    let (mut machines, old) = refresh_machines(2, 3, &[1, 3]);
+    exchange(&mut machines, &honest);
+    let pkp = assert_complete(&machines);
+    let ids: Vec<PeerId> = pkp
+        .verifying_shares()
+        .keys()
+        .map(|id| crate::threshold::messages::peer_of(id).unwrap())
+        .collect();
+    assert_eq!(ids, vec![1, 3]);
+    let k1 = &machines[&1].keys().unwrap().key_package;
+    let k3 = &machines[&3].keys().unwrap().key_package;
+    sign_with(&[k1, k3], &pkp, b"m").unwrap();
+    // The removed cosigner's old share is useless with a remaining one's new share.
+    assert!(sign_with(&[k1, &old[1].key_package], &pkp, b"m").is_err());
+    let file = crate::ceremony::output::share_file(3, 2, 2, machines[&3].keys().unwrap());
+    assert_eq!(file.members().unwrap(), vec![1, 3]);
+    file.validate().unwrap();
 }

@@ -66,6 +66,16 @@ impl Inner {
             ClusterRequest::HighestSigned => {
                 Ok(ClusterResponse::HighestSigned(self.highest_signed()))
             }
+            // A host settling an interrupted refresh asks which share this one signs with.
+            ClusterRequest::Ceremony(r) if r.ask == crate::ceremony::Ask::Status => Ok(
+                ClusterResponse::Ceremony(crate::ceremony::CeremonyResponse::Status(
+                    crate::ceremony::messages::RefreshStatus {
+                        current: self.participant.epoch(),
+                        staged: None,
+                        pending: None,
+                    },
+                )),
+            ),
             ClusterRequest::Ceremony(_) => Err(crate::ceremony::run::refuse_while_signing()),
         };
         result.unwrap_or_else(ClusterResponse::Refused)

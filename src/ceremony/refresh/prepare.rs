@@ -1,0 +1,243 @@
+//! A refresh's checks before anything runs: the directory (one threshold key), the share
+//! and any staged share of an interrupted refresh, the threshold the operator expects, the
+//! new membership (`--remove`, keeping t > n/2) and the session id.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use sha2::{Digest as _, Sha256};
+use tracing::info;
+
+use super::files::Files;
+use super::COMMAND;
+use crate::ceremony::file::SessionId;
+use crate::ceremony::run::CeremonyError;
+use crate::cluster::tls::TlsIdentity;
+use crate::cluster::{ClusterConfig, PeerId};
+use crate::config::{Config, LoadedConfig};
+use crate::threshold::epoch::EpochId;
+use crate::threshold::key_share::{self, check_threshold, members_list, KeyShare};
+
+/// A checked directory, ready to refresh (or to settle an interrupted refresh).
+pub struct Prepared {
+    pub(super) me: PeerId,
+    pub(super) threshold: u16,
+    /// The cosigners of the new shares, ascending.
+    pub(super) members: Vec<PeerId>,
+    pub(super) removed: Vec<PeerId>,
+    pub(super) session: SessionId,
+    pub(super) cluster: ClusterConfig,
+    pub(super) addresses: BTreeMap<PeerId, String>,
+    pub(super) files: Files,
+    pub(super) current: KeyShare,
+    /// The share an interrupted refresh staged: only settle.
+    pub(super) staged: Option<KeyShare>,
+    pub(super) new_config: Option<Config>,
+}
+
+impl Prepared {
+    /// Whether an interrupted refresh waits to be settled here (rather than a new one).
+    pub fn settles(&self) -> bool {
+        self.staged.is_some()
+    }
+}
+
+fn setup(m: impl Into<String>) -> CeremonyError {
+    CeremonyError::Setup(m.into())
+}
+
+/// Loads `config_path` and checks it for a refresh without the cosigners `remove`
+/// (`threshold`: what the operator expects t to stay). Finishes a switch a crash
+/// interrupted between its two renames, removes stale temporaries; writes nothing else.
+pub fn prepare(
+    config_path: &Path,
+    remove: &[PeerId],
+    threshold: Option<u16>,
+) -> Result<Prepared, CeremonyError> {
+    let mut loaded = Config::load(config_path).map_err(|e| setup(e.to_string()))?;
+    let th = one_key(&loaded)?;
+    let files = Files {
+        key_share: loaded.resolve(&th.key_share),
+        config: loaded.path.clone(),
+    };
+    files.remove_stale_temporaries().map_err(setup)?;
+    let raw = key_share::load(&files.key_share).map_err(|e| setup(e.to_string()))?;
+    if files.finish(&raw).map_err(setup)? {
+        info!("{COMMAND}: finished the config switch of an interrupted refresh");
+        loaded = Config::load(config_path).map_err(|e| setup(e.to_string()))?;
+    }
+    let th = one_key(&loaded)?.clone();
+    let current = loaded
+        .load_key_share(&th)
+        .map_err(|e| setup(e.to_string()))?;
+    let t = current.threshold();
+    if let Some(wanted) = threshold.filter(|w| *w != t) {
+        return Err(setup(format!(
+            "--threshold {wanted}: a refresh keeps the threshold ({t}): frost's refresh cannot \
+             change it, and a refresh that did would let old shares combine with new ones. To \
+             sign with {wanted}-of-n, either make a new validator key with a DKG (`split-key \
+             --dkg --threshold {wanted} ...`, then `cosigner dkg` on every host; the validator \
+             then moves to the new key on chain), or leave the cluster with `split-key combine` \
+             and split the key again (`split-key --threshold {wanted}`; the key exists whole on \
+             that machine for the time it takes, and the old share directories must be \
+             destroyed)"
+        )));
+    }
+    let old_members = current.file().members().map_err(|e| setup(e.to_string()))?;
+    let staged = files.read_staged().map_err(setup)?;
+    let (members, removed) = match &staged {
+        Some(next) => {
+            if !remove.is_empty() {
+                return Err(setup(format!(
+                    "{}: an interrupted refresh is waiting to be settled; run `{COMMAND} \
+                     --config {}` without --remove first",
+                    files.staged_share().display(),
+                    crate::shell::quote(config_path)
+                )));
+            }
+            check_staged(&current, next)?;
+            let members = next.file().members().map_err(|e| setup(e.to_string()))?;
+            let removed = old_members
+                .iter()
+                .copied()
+                .filter(|m| !members.contains(m))
+                .collect();
+            (members, removed)
+        }
+        None => plan_members(th.id, t, &old_members, remove)?,
+    };
+    let new_config = match removed.is_empty() {
+        true => None,
+        false => Some(
+            loaded
+                .config
+                .without_peers(&removed)
+                .ok_or_else(|| setup("not a one-key threshold config"))?,
+        ),
+    };
+    let mut cluster = loaded.cluster_config(&th);
+    cluster.peers.retain(|p| members.contains(&p.id));
+    let identity = TlsIdentity::load(&cluster.tls).map_err(|e| setup(e.to_string()))?;
+    let own_pin = identity.fingerprint().ok_or_else(|| {
+        setup(format!(
+            "{}: no certificate found",
+            cluster.tls.cert.display()
+        ))
+    })?;
+    let mut pins: BTreeMap<PeerId, String> = cluster
+        .peers
+        .iter()
+        .map(|p| (p.id, p.cert_sha256.clone()))
+        .collect();
+    pins.insert(th.id, own_pin);
+    let session = session_id(current.epoch().id, t, &pins);
+    Ok(Prepared {
+        me: th.id,
+        threshold: t,
+        members,
+        removed,
+        session,
+        addresses: cluster
+            .peers
+            .iter()
+            .map(|p| (p.id, p.address.clone()))
+            .collect(),
+        cluster,
+        files,
+        current,
+        staged,
+        new_config,
+    })
+}
+
+fn one_key(loaded: &LoadedConfig) -> Result<&crate::config::ThresholdConfig, CeremonyError> {
+    loaded.config.threshold().ok_or_else(|| {
+        setup(format!(
+            "{}: `{COMMAND}` works on a threshold cosigner with one key ([threshold]); a \
+             single-key signer has nothing to refresh, and a directory with [[key]] entries \
+             cannot be refreshed yet",
+            loaded.path.display()
+        ))
+    })
+}
+
+/// The new membership: the old one without `remove`, which must keep t > n/2.
+fn plan_members(
+    me: PeerId,
+    t: u16,
+    old: &[PeerId],
+    remove: &[PeerId],
+) -> Result<(Vec<PeerId>, Vec<PeerId>), CeremonyError> {
+    for id in remove {
+        if *id == me {
+            return Err(setup(format!(
+                "--remove {id}: that is this cosigner. Run `{COMMAND} --remove {id}` on every \
+                 other cosigner's host; this one takes no part (stop it and destroy its \
+                 directory)"
+            )));
+        }
+        if !old.contains(id) {
+            return Err(setup(format!(
+                "--remove {id}: not a cosigner of this key (its cosigners are {})",
+                members_list(old)
+            )));
+        }
+    }
+    let members: Vec<PeerId> = old
+        .iter()
+        .copied()
+        .filter(|m| !remove.contains(m))
+        .collect();
+    let n = u16::try_from(members.len()).unwrap_or(u16::MAX);
+    if n < t {
+        return Err(setup(format!(
+            "removing {} leaves {n} cosigners, fewer than the threshold {t}: the key could \
+             never sign again. Remove fewer, or add a cosigner first",
+            members_list(remove)
+        )));
+    }
+    check_threshold(t, n).map_err(|e| {
+        setup(format!(
+            "removing {} leaves {t}-of-{n}: {e}",
+            members_list(remove)
+        ))
+    })?;
+    let mut removed = remove.to_vec();
+    removed.sort_unstable();
+    removed.dedup();
+    Ok((members, removed))
+}
+
+/// A staged share must be a later generation of the same key for the same cosigner.
+fn check_staged(current: &KeyShare, next: &KeyShare) -> Result<(), CeremonyError> {
+    if next.group_public_key() != current.group_public_key()
+        || next.index() != current.index()
+        || next.threshold() != current.threshold()
+        || next.epoch().number != current.epoch().number.saturating_add(1)
+    {
+        return Err(setup(format!(
+            "the staged share is not the next generation of this cosigner's share ({} is {}, \
+             the share is {}); it was not written by `{COMMAND}` for this directory: move it \
+             away and run again",
+            "key_share.json.next",
+            next.epoch(),
+            current.epoch()
+        )));
+    }
+    Ok(())
+}
+
+/// The session of a refresh: the generation it starts from, the threshold, and every
+/// member with its certificate pin. Members agree on it exactly when they refresh the same
+/// shares with the same membership.
+fn session_id(epoch: EpochId, t: u16, pins: &BTreeMap<PeerId, String>) -> SessionId {
+    let mut h = Sha256::new();
+    h.update(b"cosigner refresh v1\x00");
+    h.update(epoch.0);
+    h.update(t.to_be_bytes());
+    for (id, pin) in pins {
+        h.update(id.to_be_bytes());
+        h.update(pin.as_bytes());
+    }
+    h.finalize().into()
+}
