@@ -74,7 +74,7 @@ pub(crate) fn waiting_lines(
 }
 
 /// What a ceremony's driving loop asks of the protocol it drives: the DKG and import
-/// ([`CeremonyHooks`]) and a refresh (`super::refresh::run`) share the loop.
+/// (`run::CeremonyHooks`) and a refresh (`super::refresh::run`) share the loop.
 pub(crate) trait Hooks {
     /// Moves on locally (staging a share, deciding); true once nothing more is to be asked.
     fn done(&mut self) -> bool;

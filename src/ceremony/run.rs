@@ -3,7 +3,7 @@
 //! the machine needs (retrying "not yet" and unreachable peers), stages and publishes the
 //! share, and keeps one deadline for all of it.
 //!
-//! Every wait is bounded: each request by [`REQUEST_TIMEOUT`], the ceremony by the caller's
+//! Every wait is bounded: each request by [`REQUEST_TIMEOUT`](super::drive::REQUEST_TIMEOUT), the ceremony by the caller's
 //! timeout, the time spent answering peers afterwards by [`LINGER_AFTER_SUCCESS`] or
 //! [`LINGER_AFTER_FAILURE`]. Memory is bounded by the cluster size: one request in flight
 //! per peer, and the machine holds one value per peer and step.

@@ -3,7 +3,7 @@
 //! replaces the old share with it, and the abort that drops it.
 //!
 //! Every step is one durable filesystem operation, so a crash between any two leaves a
-//! state [`Files::read`] recognises:
+//! state [`Files::read_staged`] recognises:
 //! 1. stage: `cosigner.toml.next` (if any), then `key_share.json.next`, each written under
 //!    a temporary name, fsynced and linked into place, the directory fsynced;
 //! 2. switch: `key_share.json.next` renamed over `key_share.json` (the old share's file is
