@@ -97,8 +97,14 @@ p("(see the last section).")
 p()
 p("## Machine and method")
 p()
-p(f"- Date: {date}; `nproc` = {nproc}; CPU: {cpu}. A shared build machine: other processes")
-p("  (compilers) ran concurrently, so tails are noisier than on a dedicated host.")
+try:
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+except OSError:
+    load = "unknown"
+p(f"- Date: {date}; `nproc` = {nproc}; CPU: {cpu}. Load average (1, 5, 15 min) when the report")
+p(f"  was written: {load}; above about 2 other processes shared the machine during the run, so")
+p("  its tails are noisier than on a dedicated host.")
 p(f"- Driver: `validator-sim` (release build, a CometBFT node built on tendermint-rs), privval {proto},")
 p(f"  `--heights {heights} --nil-round-every 10` (a proposal, prevote and precommit per height, and")
 p("  every 10th height a nil round 0 first; with v0.38 non-nil precommits carry a vote extension).")
