@@ -325,7 +325,10 @@ impl Participant {
             return Err(Refusal::new(
                 RefusalKind::Epoch,
                 format!(
-                    "coordinator {coordinator} signs with key epoch {}, cosigner {} holds key                      epoch {}: shares of two generations do not combine (one of the two missed                      a refresh or runs on a restored backup; `cosigner start` on it reports                      its epoch)",
+                    "coordinator {coordinator} signs with key epoch {}, cosigner {} holds key \
+                     epoch {}: shares of two generations do not combine (one of the two missed \
+                     a refresh or runs on a restored backup; `cosigner start` on it reports \
+                     its epoch)",
                     req.epoch, self.own_id, self.epoch
                 ),
             ));
