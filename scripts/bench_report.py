@@ -98,12 +98,12 @@ p()
 p("## Machine and method")
 p()
 try:
-    with open("/proc/loadavg") as f:
-        load = " ".join(f.read().split()[:3])
+    with open("/proc/loadavg") as avg:
+        loadavg = " ".join(avg.read().split()[:3])
 except OSError:
-    load = "unknown"
+    loadavg = "unknown"
 p(f"- Date: {date}; `nproc` = {nproc}; CPU: {cpu}. Load average (1, 5, 15 min) when the report")
-p(f"  was written: {load}; above about 2 other processes shared the machine during the run, so")
+p(f"  was written: {loadavg}; above about 2 other processes shared the machine during the run, so")
 p("  its tails are noisier than on a dedicated host.")
 p(f"- Driver: `validator-sim` (release build, a CometBFT node built on tendermint-rs), privval {proto},")
 p(f"  `--heights {heights} --nil-round-every 10` (a proposal, prevote and precommit per height, and")

@@ -18,7 +18,8 @@
 //! - [`threshold`]: FROST key shares, nonces, participant and coordinator logic.
 //! - [`cluster`]: the cosigner-to-cosigner transport (QUIC with mutual TLS).
 //! - [`signer`]: the signers a privval session can be served by (single key, threshold).
-//! - [`ceremony`]: key ceremonies among the cosigners (DKG, Horcrux import), over the cluster.
+//! - [`ceremony`]: key ceremonies among the cosigners (DKG, Horcrux import, share refresh),
+//!   over the cluster.
 //! - [`metrics`]: the Prometheus series and their HTTP endpoint; [`status`]: what a running
 //!   cosigner says about itself on its admin socket (`cosigner status`).
 //! - [`staged_dir`]: writing directories of secrets atomically.
