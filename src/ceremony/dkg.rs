@@ -83,14 +83,30 @@ pub(crate) fn part2(
     received: &BTreeMap<PeerId, round1::Package>,
 ) -> Result<(round2::SecretPackage, BTreeMap<PeerId, Zeroizing<Vec<u8>>>), Abort> {
     let by_id = by_identifier(received)?;
-    let (secret2, outgoing) =
-        dkg::part2(secret, &by_id).map_err(|e| match e.culprits().first() {
-            Some(culprit) => Abort::culprit(
-                blamed(culprit),
-                format!("its round-1 package fails frost's check: {e}"),
-            ),
-            None => Abort::local(format!("DKG part 2 failed: {e}")),
-        })?;
+    part2_output(dkg::part2(secret, &by_id), "round-1 package", "DKG part 2")
+}
+
+/// Part 2's result, of a DKG or a refresh, as this host sends it: the culprit frost names is
+/// blamed (`package`: what of it failed), the round-2 packages encoded per recipient.
+#[allow(clippy::type_complexity)]
+pub(crate) fn part2_output(
+    result: Result<
+        (
+            round2::SecretPackage,
+            BTreeMap<frost_ed25519::Identifier, round2::Package>,
+        ),
+        frost_ed25519::Error,
+    >,
+    package: &str,
+    step: &str,
+) -> Result<(round2::SecretPackage, BTreeMap<PeerId, Zeroizing<Vec<u8>>>), Abort> {
+    let (secret2, outgoing) = result.map_err(|e| match e.culprits().first() {
+        Some(culprit) => Abort::culprit(
+            blamed(culprit),
+            format!("its {package} fails frost's check: {e}"),
+        ),
+        None => Abort::local(format!("{step} failed: {e}")),
+    })?;
     let mut packages = BTreeMap::new();
     for (to, package) in outgoing {
         let bytes = package

@@ -185,19 +185,7 @@ pub fn prepare(loaded: &LoadedConfig, kind: CeremonyKind) -> Result<Prepared, Ce
     let key_share = loaded.resolve(&th.key_share);
     output::prepare_share_path(&key_share, kind).map_err(setup)?;
     let cluster = loaded.cluster_config(th);
-    let identity = TlsIdentity::load(&cluster.tls).map_err(|e| setup(e.to_string()))?;
-    let own_pin = identity.fingerprint().ok_or_else(|| {
-        setup(format!(
-            "{}: no certificate found",
-            cluster.tls.cert.display()
-        ))
-    })?;
-    let mut pins: BTreeMap<PeerId, String> = th
-        .peers
-        .iter()
-        .map(|p| (p.id, p.cert_sha256.clone()))
-        .collect();
-    pins.insert(th.id, own_pin);
+    let pins = member_pins(&cluster, th.id).map_err(setup)?;
     let session =
         session_id(&file, &pins).map_err(|e| setup(format!("{}: {e}", config_path.display())))?;
     Ok(Prepared {
@@ -211,6 +199,25 @@ pub fn prepare(loaded: &LoadedConfig, kind: CeremonyKind) -> Result<Prepared, Ce
         config_path,
         file,
     })
+}
+
+/// The pinned certificate of every member of `cluster`, ourselves (`own_id`, from our own
+/// identity) included: what a ceremony's session id is made of.
+pub(crate) fn member_pins(
+    cluster: &ClusterConfig,
+    own_id: PeerId,
+) -> Result<BTreeMap<PeerId, String>, String> {
+    let identity = TlsIdentity::load(&cluster.tls).map_err(|e| e.to_string())?;
+    let own_pin = identity
+        .fingerprint()
+        .ok_or_else(|| format!("{}: no certificate found", cluster.tls.cert.display()))?;
+    let mut pins: BTreeMap<PeerId, String> = cluster
+        .peers
+        .iter()
+        .map(|p| (p.id, p.cert_sha256.clone()))
+        .collect();
+    pins.insert(own_id, own_pin);
+    Ok(pins)
 }
 
 pub(crate) fn lock(machine: &Mutex<Machine>) -> MutexGuard<'_, Machine> {

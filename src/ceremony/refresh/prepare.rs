@@ -11,8 +11,7 @@ use tracing::info;
 use super::files::Files;
 use super::COMMAND;
 use crate::ceremony::file::SessionId;
-use crate::ceremony::run::CeremonyError;
-use crate::cluster::tls::TlsIdentity;
+use crate::ceremony::run::{member_pins, CeremonyError};
 use crate::cluster::{ClusterConfig, PeerId};
 use crate::config::{Config, LoadedConfig};
 use crate::threshold::epoch::EpochId;
@@ -117,19 +116,7 @@ pub fn prepare(
     };
     let mut cluster = loaded.cluster_config(&th);
     cluster.peers.retain(|p| members.contains(&p.id));
-    let identity = TlsIdentity::load(&cluster.tls).map_err(|e| setup(e.to_string()))?;
-    let own_pin = identity.fingerprint().ok_or_else(|| {
-        setup(format!(
-            "{}: no certificate found",
-            cluster.tls.cert.display()
-        ))
-    })?;
-    let mut pins: BTreeMap<PeerId, String> = cluster
-        .peers
-        .iter()
-        .map(|p| (p.id, p.cert_sha256.clone()))
-        .collect();
-    pins.insert(th.id, own_pin);
+    let pins = member_pins(&cluster, th.id).map_err(setup)?;
     let session = session_id(current.epoch().id, t, &pins);
     Ok(Prepared {
         me: th.id,

@@ -12,7 +12,7 @@ use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
 use crate::ceremony::abort::Abort;
-use crate::ceremony::dkg::{blamed, by_identifier, id};
+use crate::ceremony::dkg::{blamed, by_identifier, id, part2_output};
 use crate::ceremony::machine::OldShare;
 use crate::cluster::PeerId;
 
@@ -34,24 +34,11 @@ pub fn part2(
     received: &BTreeMap<PeerId, round1::Package>,
 ) -> Result<(round2::SecretPackage, BTreeMap<PeerId, Zeroizing<Vec<u8>>>), Abort> {
     let by_id = by_identifier(received)?;
-    let (secret2, outgoing) =
-        frost_refresh::refresh_dkg_part2(secret, &by_id).map_err(|e| {
-            match e.culprits().first() {
-                Some(culprit) => Abort::culprit(
-                    blamed(culprit),
-                    format!("its refresh round-1 package fails frost's check: {e}"),
-                ),
-                None => Abort::local(format!("refresh part 2 failed: {e}")),
-            }
-        })?;
-    let mut packages = BTreeMap::new();
-    for (to, package) in outgoing {
-        let bytes = package
-            .serialize()
-            .map_err(|e| Abort::local(format!("cannot encode a round-2 package: {e}")))?;
-        packages.insert(blamed(&to), Zeroizing::new(bytes));
-    }
-    Ok((secret2, packages))
+    part2_output(
+        frost_refresh::refresh_dkg_part2(secret, &by_id),
+        "refresh round-1 package",
+        "refresh part 2",
+    )
 }
 
 /// Part 3: checks every received share of zero against its sender's commitment and adds
