@@ -34,14 +34,6 @@ fn cosigner(args: &[&str]) -> Output {
         .expect("run cosigner")
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 fn addresses(n: usize) -> Vec<String> {
     (0..n)
         .map(|_| format!("127.0.0.1:{}", free_udp_port()))

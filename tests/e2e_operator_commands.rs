@@ -26,24 +26,6 @@ fn split(name: &str) -> Cluster {
     Cluster::new(name, 2, 3, "v0.38")
 }
 
-/// Runs `cosigner ARGS… --config CONFIG` to completion.
-fn cosigner(args: &[&str], config: &Path) -> Output {
-    Command::new(&bins().cosigner)
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output_bounded()
-        .expect("run cosigner")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// The command failed, saying each of `needles`, and its error text has no line twice.
 fn refused(out: &Output, needles: &[&str]) -> String {
     let said = text(out);

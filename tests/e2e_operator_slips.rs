@@ -12,7 +12,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use common::cluster::{Cluster, CHAIN};
@@ -33,24 +33,6 @@ fn split(name: &str) -> Cluster {
 fn sim(cluster: &Cluster, heights: u64) -> Sim {
     let heights = heights.to_string();
     cluster.sim(&["--heights", &heights, "--block-time-ms", "10"])
-}
-
-/// Runs `cosigner ARGS…` to completion.
-fn cosigner(args: &[&str], config: &Path) -> Output {
-    Command::new(&bins().cosigner)
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output_bounded()
-        .expect("run cosigner")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Starts cosigner `i` and waits for it to exit, which it must, unsuccessfully; its log.

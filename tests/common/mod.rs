@@ -139,6 +139,25 @@ pub fn reap(child: &mut Child, name: &str) {
     }
 }
 
+/// Runs `cosigner ARGS… --config CONFIG` to completion (bounded by [`COMMAND_LIMIT`]).
+pub fn cosigner(args: &[&str], config: &Path) -> Output {
+    Command::new(&bins().cosigner)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output_bounded()
+        .expect("run cosigner")
+}
+
+/// A finished command's stdout then stderr, as text.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// `Command::output` with a deadline.
 pub trait BoundedOutput {
     /// Runs the command to completion and collects its output, like `Command::output`; a
