@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cosigner::cluster::identity::{cert_fingerprint, issue_cluster, IssuedCluster};
-use cosigner::cluster::tls::TlsIdentity;
+use cosigner::cluster::tls::{PeerPins, TlsIdentity};
 use cosigner::cluster::transport::hello::{Hello, InstanceId};
 use cosigner::cluster::wire::{self, WireError, MAX_FRAME_LEN};
 use cosigner::cluster::{Cluster, ClusterConfig, ClusterError, PeerAddr, PeerId, TlsPaths};
@@ -53,15 +53,25 @@ fn write_tls(dir: &Path, name: &str, cert_pem: &str, key_pem: &str, ca_pem: &str
     let paths = TlsPaths {
         cert: d.join("cert.pem"),
         key: d.join("key.pem"),
-        ca: d.join("ca.pem"),
+        ca: Some(d.join("ca.pem")),
     };
     std::fs::write(&paths.cert, cert_pem).unwrap();
     std::fs::write(&paths.key, key_pem).unwrap();
     // A cosigner refuses a TLS key that others can read.
     let private = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
     std::fs::set_permissions(&paths.key, private).unwrap();
-    std::fs::write(&paths.ca, ca_pem).unwrap();
+    std::fs::write(paths.ca.as_ref().unwrap(), ca_pem).unwrap();
     paths
+}
+
+/// Every certificate of `cluster`, pinned.
+fn all_pins(cluster: &IssuedCluster) -> PeerPins {
+    PeerPins::new(
+        cluster
+            .identities
+            .iter()
+            .map(|i| (i.id, i.cert_sha256.clone())),
+    )
 }
 
 /// Configs for cosigners `1..=n` of `cluster`, each knowing all the others at `addrs`.
@@ -82,6 +92,7 @@ fn configs(dir: &Path, cluster: &IssuedCluster, addrs: &[SocketAddr]) -> Vec<Clu
                     cert_sha256: p.cert_sha256.clone(),
                 })
                 .collect(),
+            joining: Vec::new(),
             tls: write_tls(
                 dir,
                 &format!("c{}", me.id),
@@ -532,11 +543,12 @@ struct RawPeer {
 }
 
 impl RawPeer {
-    fn new(bind: SocketAddr, tls: &TlsPaths) -> RawPeer {
+    /// A raw peer with the identity at `tls`, trusting the servers `trusted` pins.
+    fn new(bind: SocketAddr, tls: &TlsPaths, trusted: &PeerPins) -> RawPeer {
         let identity = TlsIdentity::load(tls).unwrap();
         RawPeer {
             endpoint: quinn::Endpoint::client(bind).unwrap(),
-            config: identity.client_config().unwrap(),
+            config: identity.client_config(trusted).unwrap(),
         }
     }
 
@@ -641,7 +653,11 @@ async fn a_connection_without_a_hello_is_closed() {
     // the only one.
     cfgs[1].peers[0].address = free_addr().to_string();
     let (b, b_seen) = start(cfgs[1].clone()).await;
-    let raw = RawPeer::new("127.0.0.1:0".parse().unwrap(), &cfgs[0].tls);
+    let raw = RawPeer::new(
+        "127.0.0.1:0".parse().unwrap(),
+        &cfgs[0].tls,
+        &all_pins(&issued),
+    );
     let conn = raw.connect(addrs[1], 2).await.unwrap();
     let started = Instant::now();
     let reason = tokio::time::timeout(T, conn.closed()).await.unwrap();
@@ -668,7 +684,7 @@ async fn a_peer_of_the_previous_protocol_is_refused_in_the_handshake() {
     let (b, _) = start(cfgs[1].clone()).await;
     let identity = TlsIdentity::load(&cfgs[0].tls).unwrap();
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(identity.ca.clone()).unwrap();
+    roots.add(identity.ca.clone().unwrap()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -702,7 +718,7 @@ fn write_child_spec(path: &Path, cfg: &ClusterConfig, tag: u64) {
         cfg.listen,
         cfg.tls.cert.display(),
         cfg.tls.key.display(),
-        cfg.tls.ca.display()
+        cfg.tls.ca.as_ref().unwrap().display()
     );
     for p in &cfg.peers {
         text.push_str(&format!("peer {} {} {}\n", p.id, p.address, p.cert_sha256));
@@ -715,10 +731,11 @@ fn read_child_spec(text: &str) -> (ClusterConfig, u64) {
         id: 0,
         listen: free_addr(),
         peers: Vec::new(),
+        joining: Vec::new(),
         tls: TlsPaths {
             cert: Default::default(),
             key: Default::default(),
-            ca: Default::default(),
+            ca: None,
         },
         allowed_sources: Vec::new(),
     };
@@ -730,7 +747,7 @@ fn read_child_spec(text: &str) -> (ClusterConfig, u64) {
             ["listen", v] => cfg.listen = v.parse().unwrap(),
             ["cert", v] => cfg.tls.cert = v.into(),
             ["key", v] => cfg.tls.key = v.into(),
-            ["ca", v] => cfg.tls.ca = v.into(),
+            ["ca", v] => cfg.tls.ca = Some(v.into()),
             ["tag", v] => tag = v.parse().unwrap(),
             ["peer", id, address, fp] => cfg.peers.push(PeerAddr {
                 id: id.parse().unwrap(),
@@ -992,7 +1009,11 @@ async fn requests_beyond_the_per_peer_bound_are_reset_as_busy() {
     let mut cfgs = configs(dir.path(), &issued, &addrs);
     cfgs[1].peers[0].address = free_addr().to_string();
     let (b, seen) = start(cfgs[1].clone()).await;
-    let raw = RawPeer::new("127.0.0.1:0".parse().unwrap(), &cfgs[0].tls);
+    let raw = RawPeer::new(
+        "127.0.0.1:0".parse().unwrap(),
+        &cfgs[0].tls,
+        &all_pins(&issued),
+    );
     let me = InstanceId::random();
     let mut conns = Vec::new();
     for _ in 0..3 {
@@ -1061,7 +1082,11 @@ async fn initials_from_a_non_peer_address_are_ignored() {
     let (b, b_seen) = start(cfgs[1].clone()).await;
 
     // 127.0.0.2 is loopback too, but not peer 1's address.
-    let stranger = RawPeer::new("127.0.0.2:0".parse().unwrap(), &cfgs[0].tls);
+    let stranger = RawPeer::new(
+        "127.0.0.2:0".parse().unwrap(),
+        &cfgs[0].tls,
+        &all_pins(&issued),
+    );
     let r = tokio::time::timeout(Duration::from_millis(1500), stranger.connect(addrs[1], 2)).await;
     assert!(
         !matches!(r, Ok(Ok(_))),
@@ -1073,7 +1098,11 @@ async fn initials_from_a_non_peer_address_are_ignored() {
     assert!(b.connected_peers().is_empty());
 
     // The same identity from the peer's IP: a Retry first, then the handshake.
-    let peer = RawPeer::new("127.0.0.1:0".parse().unwrap(), &cfgs[0].tls);
+    let peer = RawPeer::new(
+        "127.0.0.1:0".parse().unwrap(),
+        &cfgs[0].tls,
+        &all_pins(&issued),
+    );
     let conn = peer.connect(addrs[1], 2).await.unwrap();
     raw_hello(&conn, InstanceId::random()).await;
     let s = b.stats();
