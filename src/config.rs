@@ -811,7 +811,7 @@ mod tests {
                     .map(|id| PeerConfig {
                         id,
                         address: format!("127.0.0.1:710{id}"),
-                        cert_sha256: "ab".repeat(32),
+                        cert_sha256: format!("{id:02x}").repeat(32),
                     })
                     .collect(),
                 joining: Vec::new(),
