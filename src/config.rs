@@ -6,9 +6,11 @@
 //! the field that is wrong. A directory with shares of several validator keys is described
 //! in [`keys`].
 
+mod joining;
 mod keys;
 pub mod metrics;
 
+pub use joining::{add_joining, cancel_joining, edited_text, normalize_fingerprint, JoiningError};
 pub use keys::{merge_key, KeySharesError, KeyView, MergeError, NamedKey};
 pub use metrics::MetricsConfig;
 
@@ -247,16 +249,22 @@ pub struct ThresholdConfig {
     pub listen: SocketAddr,
     /// This cosigner's FROST key package and the group's public key package.
     pub key_share: PathBuf,
-    /// This cosigner's TLS certificate and key for the cluster, and the cluster's CA
-    /// certificate (whose private key was destroyed by `split-key`).
+    /// This cosigner's TLS certificate for the cluster; peers pin its SHA-256.
     pub tls_cert: PathBuf,
     /// The private key of `tls_cert`.
     pub tls_key: PathBuf,
-    /// The CA that issued every cosigner's certificate; a peer must present one it signed.
-    pub cluster_ca: PathBuf,
+    /// The CA `split-key` issued the cluster's first certificates with (its private key was
+    /// destroyed then). Read and checked at load if given; peers are trusted by their pins
+    /// alone ([`crate::cluster::tls`] says why), so a cosigner added later has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ca: Option<PathBuf>,
     /// The other cosigners of the cluster (`[[threshold.peer]]`), one each.
     #[serde(rename = "peer", default)]
     pub peers: Vec<PeerConfig>,
+    /// Cosigners being added (`cosigner add-peer`): trusted for the join ceremony only,
+    /// never for signing, until `cosigner refresh --add` makes them members.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub joining: Vec<PeerConfig>,
     /// Source networks (`ADDR/PREFIX` or an address) cluster handshakes are accepted from
     /// besides the peers' own addresses: for a peer that sends from another address than
     /// the one configured for it (NAT, a multi-homed host).
@@ -384,26 +392,30 @@ impl LoadedConfig {
         TlsPaths {
             cert: self.resolve(&th.tls_cert),
             key: self.resolve(&th.tls_key),
-            ca: self.resolve(&th.cluster_ca),
+            ca: th.cluster_ca.as_deref().map(|ca| self.resolve(ca)),
         }
     }
 
-    /// What the cluster transport needs, from the `[threshold]` section.
+    /// What the cluster transport of `start` needs, from the `[threshold]` section: the
+    /// members as peers; a joining cosigner is recognised and refused, never dialed.
     pub fn cluster_config(&self, th: &ThresholdConfig) -> ClusterConfig {
         ClusterConfig {
             id: th.id,
             listen: th.listen,
-            peers: th
-                .peers
-                .iter()
-                .map(|p| PeerAddr {
-                    id: p.id,
-                    address: p.address.clone(),
-                    cert_sha256: p.cert_sha256.clone(),
-                })
-                .collect(),
+            peers: th.peers.iter().map(peer_addr).collect(),
+            joining: th.joining.iter().map(peer_addr).collect(),
             tls: self.tls_paths(th),
             allowed_sources: th.allowed_sources.clone(),
+        }
+    }
+
+    /// The transport of a key ceremony that includes the joining cosigners (the join): the
+    /// members and the joining cosigners alike as peers. Never for signing.
+    pub fn cluster_config_with_joining(&self, th: &ThresholdConfig) -> ClusterConfig {
+        ClusterConfig {
+            peers: th.peers.iter().chain(&th.joining).map(peer_addr).collect(),
+            joining: Vec::new(),
+            ..self.cluster_config(th)
         }
     }
 
@@ -441,6 +453,14 @@ impl LoadedConfig {
             });
         }
         Ok(share)
+    }
+}
+
+fn peer_addr(p: &PeerConfig) -> PeerAddr {
+    PeerAddr {
+        id: p.id,
+        address: p.address.clone(),
+        cert_sha256: p.cert_sha256.clone(),
     }
 }
 
@@ -681,29 +701,83 @@ impl ThresholdConfig {
             return bad("id", format!("{} is outside 1..={max}", self.id));
         }
         let mut seen = vec![self.id];
+        let mut pins: Vec<&str> = Vec::new();
         for (i, peer) in self.peers.iter().enumerate() {
-            if peer.id == 0 || peer.id > max || seen.contains(&peer.id) {
-                return bad(
-                    &format!("peer[{i}].id"),
-                    format!("{} is outside 1..={max} or used twice", peer.id),
-                );
-            }
+            check_peer(peer, &format!("peer[{i}]"), &seen, &pins)?;
             seen.push(peer.id);
-            split_host_port(&peer.address).map_err(|e| (format!("peer[{i}].address"), e))?;
-            if peer.cert_sha256.len() != 64
-                || !peer
-                    .cert_sha256
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            {
-                return bad(
-                    &format!("peer[{i}].cert_sha256"),
-                    "expected 64 lowercase hex digits".into(),
-                );
-            }
+            pins.push(&peer.cert_sha256);
+        }
+        if self.joining.len() > 1 {
+            return bad(
+                "joining",
+                format!(
+                    "{} cosigners are joining: add one at a time (`cosigner add-peer --cancel \
+                     ID` removes one)",
+                    self.joining.len()
+                ),
+            );
+        }
+        for (i, joining) in self.joining.iter().enumerate() {
+            check_peer(joining, &format!("joining[{i}]"), &seen, &pins)?;
+            seen.push(joining.id);
+            pins.push(&joining.cert_sha256);
+            joining_keeps_majority(self.threshold, n)
+                .map_err(|problem| (format!("joining[{i}]"), problem))?;
         }
         Ok(())
     }
+}
+
+/// Whether a membership of `n` cosigners with threshold `t` can take one more: the new
+/// membership must keep `t > (n + 1)/2`. Otherwise what to do instead.
+pub(crate) fn joining_keeps_majority(t: u16, n: u16) -> Result<(), String> {
+    let grown = n.saturating_add(1);
+    check_threshold(t, grown).map_err(|e| {
+        format!(
+            "adding a cosigner to this {t}-of-{n} cluster would make it {t}-of-{grown}, \
+             and {e}. A refresh keeps the threshold, so first remove a cosigner (`cosigner \
+             refresh --remove ID`, then add one to get back to {n}), or make a new key with \
+             a larger threshold (`split-key --dkg`)"
+        )
+    })
+}
+
+/// One `[[threshold.peer]]` or `[[threshold.joining]]` entry: its id not among `seen`
+/// (this cosigner and the entries before), its fingerprint not among `pins`.
+fn check_peer(
+    peer: &PeerConfig,
+    field: &str,
+    seen: &[u16],
+    pins: &[&str],
+) -> Result<(), (String, String)> {
+    let max = crate::threshold::key_share::MAX_COSIGNERS;
+    if peer.id == 0 || peer.id > max || seen.contains(&peer.id) {
+        return Err((
+            format!("{field}.id"),
+            format!("{} is outside 1..={max} or used twice", peer.id),
+        ));
+    }
+    split_host_port(&peer.address).map_err(|e| (format!("{field}.address"), e))?;
+    if !is_fingerprint(&peer.cert_sha256) {
+        return Err((
+            format!("{field}.cert_sha256"),
+            "expected 64 lowercase hex digits".into(),
+        ));
+    }
+    if pins.contains(&peer.cert_sha256.as_str()) {
+        return Err((
+            format!("{field}.cert_sha256"),
+            "is another cosigner's certificate too: every cosigner has its own".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `s` is a SHA-256 fingerprint as configs hold it: 64 lowercase hex digits.
+pub fn is_fingerprint(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -732,14 +806,15 @@ mod tests {
                 key_share: "key_share.json".into(),
                 tls_cert: "tls/cert.pem".into(),
                 tls_key: "tls/key.pem".into(),
-                cluster_ca: "tls/cluster-ca.pem".into(),
+                cluster_ca: Some("tls/cluster-ca.pem".into()),
                 peers: (2..=3)
                     .map(|id| PeerConfig {
                         id,
                         address: format!("127.0.0.1:710{id}"),
-                        cert_sha256: "ab".repeat(32),
+                        cert_sha256: format!("{id:02x}").repeat(32),
                     })
                     .collect(),
+                joining: Vec::new(),
                 allowed_sources: vec!["10.1.0.0/16".parse().unwrap()],
             }),
             timeouts: Timeouts::default(),

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cosigner::cluster::identity::{cert_fingerprint, issue_cluster, IssuedCluster};
-use cosigner::cluster::tls::TlsIdentity;
+use cosigner::cluster::identity::{issue_cluster, IssuedCluster};
+use cosigner::cluster::tls::{PeerPins, TlsIdentity};
 use cosigner::cluster::transport::hello::{Hello, InstanceId};
 use cosigner::cluster::wire::{self, WireError, MAX_FRAME_LEN};
 use cosigner::cluster::{Cluster, ClusterConfig, ClusterError, PeerAddr, PeerId, TlsPaths};
@@ -53,15 +53,25 @@ fn write_tls(dir: &Path, name: &str, cert_pem: &str, key_pem: &str, ca_pem: &str
     let paths = TlsPaths {
         cert: d.join("cert.pem"),
         key: d.join("key.pem"),
-        ca: d.join("ca.pem"),
+        ca: Some(d.join("ca.pem")),
     };
     std::fs::write(&paths.cert, cert_pem).unwrap();
     std::fs::write(&paths.key, key_pem).unwrap();
     // A cosigner refuses a TLS key that others can read.
     let private = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
     std::fs::set_permissions(&paths.key, private).unwrap();
-    std::fs::write(&paths.ca, ca_pem).unwrap();
+    std::fs::write(paths.ca.as_ref().unwrap(), ca_pem).unwrap();
     paths
+}
+
+/// Every certificate of `cluster`, pinned.
+fn all_pins(cluster: &IssuedCluster) -> PeerPins {
+    PeerPins::new(
+        cluster
+            .identities
+            .iter()
+            .map(|i| (i.id, i.cert_sha256.clone())),
+    )
 }
 
 /// Configs for cosigners `1..=n` of `cluster`, each knowing all the others at `addrs`.
@@ -82,6 +92,7 @@ fn configs(dir: &Path, cluster: &IssuedCluster, addrs: &[SocketAddr]) -> Vec<Clu
                     cert_sha256: p.cert_sha256.clone(),
                 })
                 .collect(),
+            joining: Vec::new(),
             tls: write_tls(
                 dir,
                 &format!("c{}", me.id),
@@ -320,17 +331,15 @@ async fn a_restarted_peer_is_reachable_again() {
     assert_eq!(ask(&b, 1, 4, T).await.unwrap().from, 1);
 }
 
-/// Cosigner 1 of `issued` (pinning `intruder_fp` as peer 3) and an intruder at peer 3's
-/// place presenting `cert`/`key` but trusting the real cluster CA.
-async fn intruder_case(intruder_cert: &str, intruder_key: &str, intruder_fp: String) {
+/// Cosigner 1 of `issued` and an intruder at peer 3's place (its address, its config)
+/// presenting `cert`/`key` instead of cosigner 3's certificate. Trust is by pin alone, so a
+/// certificate cosigner 1 does not pin gets nothing, whoever issued it.
+async fn intruder_case(intruder_cert: &str, intruder_key: &str) {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let issued = issue_cluster(3, "test").unwrap();
     let addrs: Vec<_> = (0..3).map(|_| free_addr()).collect();
-    let mut cfgs = configs(dir.path(), &issued, &addrs);
-    // Even with the intruder's fingerprint pinned, cosigner 1 must refuse it: the CA check
-    // fails first.
-    cfgs[0].peers[1].cert_sha256 = intruder_fp;
+    let cfgs = configs(dir.path(), &issued, &addrs);
     let mut intruder_cfg = cfgs[2].clone();
     intruder_cfg.tls = write_tls(
         dir.path(),
@@ -355,19 +364,14 @@ async fn intruder_case(intruder_cert: &str, intruder_key: &str, intruder_fp: Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_self_signed_client_gets_nothing() {
     let ck = rcgen::generate_simple_self_signed(vec!["cosigner-3".to_string()]).unwrap();
-    intruder_case(
-        &ck.cert.pem(),
-        &ck.key_pair.serialize_pem(),
-        cert_fingerprint(ck.cert.der()),
-    )
-    .await;
+    intruder_case(&ck.cert.pem(), &ck.key_pair.serialize_pem()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_of_another_cluster_gets_nothing() {
     let other = issue_cluster(3, "other").unwrap();
     let id = &other.identities[2];
-    intruder_case(&id.cert_pem, &id.key_pem, id.cert_sha256.clone()).await;
+    intruder_case(&id.cert_pem, &id.key_pem).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -532,11 +536,12 @@ struct RawPeer {
 }
 
 impl RawPeer {
-    fn new(bind: SocketAddr, tls: &TlsPaths) -> RawPeer {
+    /// A raw peer with the identity at `tls`, trusting the servers `trusted` pins.
+    fn new(bind: SocketAddr, tls: &TlsPaths, trusted: &PeerPins) -> RawPeer {
         let identity = TlsIdentity::load(tls).unwrap();
         RawPeer {
             endpoint: quinn::Endpoint::client(bind).unwrap(),
-            config: identity.client_config().unwrap(),
+            config: identity.client_config(trusted).unwrap(),
         }
     }
 
@@ -641,7 +646,11 @@ async fn a_connection_without_a_hello_is_closed() {
     // the only one.
     cfgs[1].peers[0].address = free_addr().to_string();
     let (b, b_seen) = start(cfgs[1].clone()).await;
-    let raw = RawPeer::new("127.0.0.1:0".parse().unwrap(), &cfgs[0].tls);
+    let raw = RawPeer::new(
+        "127.0.0.1:0".parse().unwrap(),
+        &cfgs[0].tls,
+        &all_pins(&issued),
+    );
     let conn = raw.connect(addrs[1], 2).await.unwrap();
     let started = Instant::now();
     let reason = tokio::time::timeout(T, conn.closed()).await.unwrap();
@@ -668,7 +677,7 @@ async fn a_peer_of_the_previous_protocol_is_refused_in_the_handshake() {
     let (b, _) = start(cfgs[1].clone()).await;
     let identity = TlsIdentity::load(&cfgs[0].tls).unwrap();
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(identity.ca.clone()).unwrap();
+    roots.add(identity.ca.clone().unwrap()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -702,7 +711,7 @@ fn write_child_spec(path: &Path, cfg: &ClusterConfig, tag: u64) {
         cfg.listen,
         cfg.tls.cert.display(),
         cfg.tls.key.display(),
-        cfg.tls.ca.display()
+        cfg.tls.ca.as_ref().unwrap().display()
     );
     for p in &cfg.peers {
         text.push_str(&format!("peer {} {} {}\n", p.id, p.address, p.cert_sha256));
@@ -715,10 +724,11 @@ fn read_child_spec(text: &str) -> (ClusterConfig, u64) {
         id: 0,
         listen: free_addr(),
         peers: Vec::new(),
+        joining: Vec::new(),
         tls: TlsPaths {
             cert: Default::default(),
             key: Default::default(),
-            ca: Default::default(),
+            ca: None,
         },
         allowed_sources: Vec::new(),
     };
@@ -730,7 +740,7 @@ fn read_child_spec(text: &str) -> (ClusterConfig, u64) {
             ["listen", v] => cfg.listen = v.parse().unwrap(),
             ["cert", v] => cfg.tls.cert = v.into(),
             ["key", v] => cfg.tls.key = v.into(),
-            ["ca", v] => cfg.tls.ca = v.into(),
+            ["ca", v] => cfg.tls.ca = Some(v.into()),
             ["tag", v] => tag = v.parse().unwrap(),
             ["peer", id, address, fp] => cfg.peers.push(PeerAddr {
                 id: id.parse().unwrap(),
@@ -992,7 +1002,11 @@ async fn requests_beyond_the_per_peer_bound_are_reset_as_busy() {
     let mut cfgs = configs(dir.path(), &issued, &addrs);
     cfgs[1].peers[0].address = free_addr().to_string();
     let (b, seen) = start(cfgs[1].clone()).await;
-    let raw = RawPeer::new("127.0.0.1:0".parse().unwrap(), &cfgs[0].tls);
+    let raw = RawPeer::new(
+        "127.0.0.1:0".parse().unwrap(),
+        &cfgs[0].tls,
+        &all_pins(&issued),
+    );
     let me = InstanceId::random();
     let mut conns = Vec::new();
     for _ in 0..3 {
@@ -1061,7 +1075,11 @@ async fn initials_from_a_non_peer_address_are_ignored() {
     let (b, b_seen) = start(cfgs[1].clone()).await;
 
     // 127.0.0.2 is loopback too, but not peer 1's address.
-    let stranger = RawPeer::new("127.0.0.2:0".parse().unwrap(), &cfgs[0].tls);
+    let stranger = RawPeer::new(
+        "127.0.0.2:0".parse().unwrap(),
+        &cfgs[0].tls,
+        &all_pins(&issued),
+    );
     let r = tokio::time::timeout(Duration::from_millis(1500), stranger.connect(addrs[1], 2)).await;
     assert!(
         !matches!(r, Ok(Ok(_))),
@@ -1073,7 +1091,11 @@ async fn initials_from_a_non_peer_address_are_ignored() {
     assert!(b.connected_peers().is_empty());
 
     // The same identity from the peer's IP: a Retry first, then the handshake.
-    let peer = RawPeer::new("127.0.0.1:0".parse().unwrap(), &cfgs[0].tls);
+    let peer = RawPeer::new(
+        "127.0.0.1:0".parse().unwrap(),
+        &cfgs[0].tls,
+        &all_pins(&issued),
+    );
     let conn = peer.connect(addrs[1], 2).await.unwrap();
     raw_hello(&conn, InstanceId::random()).await;
     let s = b.stats();

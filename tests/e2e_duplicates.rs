@@ -403,11 +403,11 @@ fn capture_initials(cosigner_dir: &Path, count: usize) -> Vec<Vec<u8>> {
     let tls = cosigner::cluster::TlsPaths {
         cert: cosigner_dir.join("tls/cert.pem"),
         key: cosigner_dir.join("tls/key.pem"),
-        ca: cosigner_dir.join("tls/cluster-ca.pem"),
+        ca: Some(cosigner_dir.join("tls/cluster-ca.pem")),
     };
     let config = cosigner::cluster::tls::TlsIdentity::load(&tls)
         .unwrap()
-        .client_config()
+        .client_config(&cosigner::cluster::tls::PeerPins::default())
         .unwrap();
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     sink.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

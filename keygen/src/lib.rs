@@ -329,8 +329,9 @@ fn cosigner_config(
             key_share: KEY_SHARE_FILE.into(),
             tls_cert: TLS_CERT_FILE.into(),
             tls_key: TLS_KEY_FILE.into(),
-            cluster_ca: CLUSTER_CA_FILE.into(),
+            cluster_ca: Some(CLUSTER_CA_FILE.into()),
             peers,
+            joining: Vec::new(),
             allowed_sources: Vec::new(),
         }),
         timeouts: Timeouts::default(),
@@ -409,11 +410,10 @@ pub(crate) fn check_identity_and_states(
     let check = |what: String| SplitError::Check(what);
     load_identity_key(&loaded.resolve(&loaded.config.identity_key))
         .map_err(|e| check(e.to_string()))?;
-    for path in [
-        &threshold.tls_cert,
-        &threshold.tls_key,
-        &threshold.cluster_ca,
-    ] {
+    for path in [&threshold.tls_cert, &threshold.tls_key]
+        .into_iter()
+        .chain(threshold.cluster_ca.as_ref())
+    {
         let path = loaded.resolve(path);
         let len = fs::metadata(&path).map_err(io_err(&path))?.len();
         if len == 0 {

@@ -66,10 +66,11 @@ fn load_cluster(out: &Path, t: u16, n: u16, public_key: [u8; 32], chains: &[&str
             assert_eq!(peer.cert_sha256, fingerprints[&peer.id], "peer {}", peer.id);
             assert_eq!(peer.address, format!("127.0.0.1:{}", 7100 + peer.id));
         }
-        for p in [&th.tls_cert, &th.tls_key, &th.cluster_ca] {
+        let cluster_ca = th.cluster_ca.as_ref().unwrap();
+        for p in [&th.tls_cert, &th.tls_key, cluster_ca] {
             assert!(loaded.resolve(p).is_file(), "{}", p.display());
         }
-        assert_eq!(std::fs::read(loaded.resolve(&th.cluster_ca)).unwrap(), ca);
+        assert_eq!(std::fs::read(loaded.resolve(cluster_ca)).unwrap(), ca);
         // Every chain's initial state file is written with the directory: empty, since no
         // --state was given, and private like the rest.
         let state = loaded.resolve(&config.state_dir);

@@ -206,12 +206,18 @@ fn install_key_files(
             .with_context(|| format!("{}: cannot create", keys.display()))?;
     }
     let staged = StagedDir::create(key_dir)?;
+    let ca = th
+        .cluster_ca
+        .as_ref()
+        .map(|ca| (ca, CLUSTER_CA_FILE, false));
     for (from, to, secret) in [
         (&th.key_share, KEY_SHARE_FILE, true),
         (&th.tls_cert, TLS_CERT_FILE, false),
         (&th.tls_key, TLS_KEY_FILE, true),
-        (&th.cluster_ca, CLUSTER_CA_FILE, false),
-    ] {
+    ]
+    .into_iter()
+    .chain(ca)
+    {
         let path = addition.resolve(from);
         let bytes = if secret {
             secret_file::read_private(&path, MAX_FILE)

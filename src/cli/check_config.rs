@@ -41,6 +41,13 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 for peer in &th.peers {
                     println!("peer {:>3}:      {}", peer.id, peer.address);
                 }
+                for joining in &th.joining {
+                    println!(
+                        "joining {:>3}:   {} (certificate sha256 {}): not a member, nothing is \
+                         signed with it; run `cosigner refresh --add {}` on every member host",
+                        joining.id, joining.address, joining.cert_sha256, joining.id
+                    );
+                }
                 if key.name.is_some() {
                     println!("  chains:      {}", key.chains.join(", "));
                 }

@@ -140,6 +140,7 @@ fn threshold_keys(loaded: &LoadedConfig) -> anyhow::Result<Vec<ThresholdKey>> {
         if let Some(own) = th
             .peers
             .iter()
+            .chain(&th.joining)
             .find(|p| Some(&p.cert_sha256) == tls.fingerprint().as_ref())
         {
             anyhow::bail!(

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Each subcommand lives in its own module.
 
 mod add_key;
+mod add_peer;
 mod address;
 mod ceremony;
 mod check_config;
@@ -51,6 +52,10 @@ enum Command {
     /// Add another validator key's share to this cosigner directory, from the directory
     /// split-key wrote for this host when it split that key. Run with the cosigner stopped.
     AddKey(add_key::Args),
+    /// Pin the certificate of a cosigner being added to this cluster (a joining entry, not a
+    /// member yet), and print this host's `--peer` line for the new host. Run on every
+    /// member host; `--cancel ID` removes the entry.
+    AddPeer(add_peer::Args),
     /// Print the validator public key in every form: address, base64, hex and, with
     /// --bech32-prefix, the valcons address and valconspub key.
     Address(address::Args),
@@ -85,6 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig { config } => check_config::run(&config),
         Command::InitSingle(args) => init_single::run(args),
         Command::AddKey(args) => add_key::run(args),
+        Command::AddPeer(args) => add_peer::run(args),
         Command::Address(args) => address::run(args),
         Command::State(cmd) => state::run(cmd),
         Command::Status(args) => status::run(args),

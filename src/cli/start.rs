@@ -225,6 +225,15 @@ async fn start_threshold_keys(
             .iter()
             .filter_map(|c| states.remove_entry(c))
             .collect();
+        for joining in &key.threshold.joining {
+            info!(
+                key = key.name.as_deref().unwrap_or("-"),
+                joining = joining.id,
+                "cosigner {id} is joining: run `cosigner refresh --add {id}` on every member host \
+                 and `cosigner join` on its host",
+                id = joining.id
+            );
+        }
         let setup = ThresholdSetup {
             share: key.share,
             cluster: loaded.cluster_config(&key.threshold),

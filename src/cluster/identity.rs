@@ -2,9 +2,9 @@
 //!
 //! `split-key` makes a one-off cluster CA, issues every cosigner a certificate for the DNS
 //! name `cosigner-<id>` (usable for both client and server authentication), and then drops the
-//! CA's private key, so nobody can mint another cluster identity afterwards. Peers verify each
-//! other's chain to the CA and then pin the exact certificate by its SHA-256, which maps an
-//! authenticated connection to a cosigner ID.
+//! CA's private key, so nobody can mint another cluster identity afterwards. Peers trust each
+//! other by the exact certificate's SHA-256 pin alone, which also maps an authenticated
+//! connection to a cosigner ID ([`super::tls`] says why the CA is not checked).
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,

@@ -403,7 +403,7 @@ pub fn merge_key(
             key_share: dir.join(KEY_SHARE_FILE),
             tls_cert: dir.join(TLS_CERT_FILE),
             tls_key: dir.join(TLS_KEY_FILE),
-            cluster_ca: dir.join(CLUSTER_CA_FILE),
+            cluster_ca: added.cluster_ca.as_ref().map(|_| dir.join(CLUSTER_CA_FILE)),
             ..added.clone()
         },
     });
@@ -445,7 +445,7 @@ mod tests {
             key_share: "key_share.json".into(),
             tls_cert: "tls/cert.pem".into(),
             tls_key: "tls/key.pem".into(),
-            cluster_ca: "tls/cluster-ca.pem".into(),
+            cluster_ca: Some("tls/cluster-ca.pem".into()),
             peers: (2..=3)
                 .map(|id| PeerConfig {
                     id,
@@ -453,6 +453,7 @@ mod tests {
                     cert_sha256: format!("{pin}{id}").repeat(32),
                 })
                 .collect(),
+            joining: Vec::new(),
             allowed_sources: Vec::new(),
         }
     }
@@ -499,7 +500,7 @@ mod tests {
         );
         assert_eq!(
             keys[1].threshold.cluster_ca,
-            PathBuf::from("keys/validator-b/tls/cluster-ca.pem")
+            Some(PathBuf::from("keys/validator-b/tls/cluster-ca.pem"))
         );
         assert_eq!(keys[1].threshold.listen.port(), 7110);
         let views = merged.threshold_keys();

@@ -188,7 +188,7 @@ mod tests {
             text += &format!(
                 "\n[[threshold.peer]]\nid = {p}\naddress = \"127.0.0.1:710{p}\"\n\
                  cert_sha256 = \"{}\"\n",
-                "ab".repeat(32)
+                format!("{p:02x}").repeat(32)
             );
         }
         text

@@ -187,17 +187,22 @@ async fn handshake(inner: &Inner, incoming: Incoming, held: (OwnedSemaphorePermi
         }
     };
     let fingerprint = peer_fingerprint(&conn);
-    let peer = fingerprint
+    let id = fingerprint
         .as_deref()
         .filter(|_| negotiated_alpn(&conn))
-        .and_then(|fp| inner.pins.identify(fp))
-        .and_then(|id| inner.peers.get(&id).cloned());
+        .and_then(|fp| inner.pins.identify(fp));
+    let peer = id.and_then(|id| inner.peers.get(&id).cloned());
     let Some(peer) = peer else {
-        inner.notices.note(Notice::UnknownCertificate, || {
-            format!(
+        inner.notices.note(Notice::UnknownCertificate, || match id {
+            // Pinned but not a member: a cosigner being added (`[[threshold.joining]]`).
+            Some(id) => format!(
+                "from {addr}: cosigner {id} is joining, not a member: nothing is signed with \
+                 it until `cosigner refresh --add {id}` has run on every member host"
+            ),
+            None => format!(
                 "from {addr}, certificate sha256 {}",
                 fingerprint.as_deref().unwrap_or("none")
-            )
+            ),
         });
         conn.close(
             VarInt::from_u32(close::UNKNOWN_CERTIFICATE),

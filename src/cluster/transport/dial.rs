@@ -65,7 +65,7 @@ pub(super) async fn dial_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
                             peer = peer.id,
                             addr = %peer.address,
                             "the cosigner at {} is of another cluster, not peer {}: its \
-                             certificate is not from this cluster's CA (a directory of another \
+                             certificate is not one this config pins (a directory of another \
                              split-key run, or another key's cluster on that port); check that \
                              host's directory and this config's address of peer {}; retrying",
                             peer.address,

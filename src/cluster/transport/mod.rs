@@ -112,7 +112,11 @@ pub struct ClusterConfig {
     pub listen: SocketAddr,
     /// Every other cosigner of the cluster.
     pub peers: Vec<PeerAddr>,
-    /// This cosigner's certificate and key, and the cluster CA.
+    /// Cosigners being added, not members yet: their certificates pass the handshake (so
+    /// they are told apart from strangers), but their connections are closed at once,
+    /// never served, and never dialed. A ceremony that includes them lists them in `peers`.
+    pub joining: Vec<PeerAddr>,
+    /// This cosigner's certificate and key, and the cluster CA if configured.
     pub tls: TlsPaths,
     /// Source networks handshakes are accepted from besides the peers' resolved addresses.
     pub allowed_sources: Vec<IpNet>,
@@ -293,9 +297,27 @@ impl Cluster {
                 )));
             }
         }
-        let pins = PeerPins::new(peers.values().map(|p| (p.id, p.fingerprint.clone())));
+        for j in &cfg.joining {
+            let fingerprint = j.cert_sha256.to_ascii_lowercase();
+            if j.id == cfg.id
+                || peers.contains_key(&j.id)
+                || own_fingerprint.as_deref() == Some(fingerprint.as_str())
+                || peers.values().any(|q| q.fingerprint == fingerprint)
+            {
+                return Err(ClusterError::Config(format!(
+                    "joining cosigner {} has the ID or certificate of a member",
+                    j.id
+                )));
+            }
+        }
+        let pins = PeerPins::new(
+            peers
+                .values()
+                .map(|p| (p.id, p.fingerprint.clone()))
+                .chain(cfg.joining.iter().map(|j| (j.id, j.cert_sha256.clone()))),
+        );
         let endpoint =
-            Endpoint::server(identity.server_config()?, cfg.listen).map_err(|error| {
+            Endpoint::server(identity.server_config(&pins)?, cfg.listen).map_err(|error| {
                 ClusterError::Bind {
                     addr: cfg.listen,
                     error,
@@ -305,7 +327,7 @@ impl Cluster {
             id: cfg.id,
             instance: InstanceId::random(),
             endpoint,
-            client_config: identity.client_config()?,
+            client_config: identity.client_config(&pins)?,
             pins,
             peers,
             handler: watch::Sender::new(None),
@@ -485,7 +507,7 @@ mod tests {
             let tls = TlsPaths {
                 cert: d.join("cert.pem"),
                 key: d.join("key.pem"),
-                ca: d.join("ca.pem"),
+                ca: Some(d.join("ca.pem")),
             };
             std::fs::write(&tls.cert, &issued.identities[me].cert_pem).unwrap();
             std::fs::write(&tls.key, &issued.identities[me].key_pem).unwrap();
@@ -495,7 +517,7 @@ mod tests {
                 std::os::unix::fs::PermissionsExt::from_mode(0o600),
             )
             .unwrap();
-            std::fs::write(&tls.ca, &issued.ca_cert_pem).unwrap();
+            std::fs::write(tls.ca.as_ref().unwrap(), &issued.ca_cert_pem).unwrap();
             let cfg = ClusterConfig {
                 id: me as PeerId + 1,
                 listen: addrs[me],
@@ -504,6 +526,7 @@ mod tests {
                     address: addrs[other].to_string(),
                     cert_sha256: issued.identities[other].cert_sha256.clone(),
                 }],
+                joining: Vec::new(),
                 tls,
                 allowed_sources: Vec::new(),
             };

@@ -195,7 +195,7 @@ fn emit(notice: Notice, count: u64, latest: &str) {
             count,
             from = latest,
             "refused {count} connection(s) from a cosigner of another cluster at {latest}: its \
-             certificate is not from this cluster's CA (a directory of another split-key run, \
+             certificate is not one this config pins (a directory of another split-key run, \
              or another key's cluster on a port this one expects a peer on); check that host's \
              directory and this config's peer addresses"
         ),
