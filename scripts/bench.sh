@@ -6,6 +6,8 @@
 #   scripts/bench.sh --metrics [HEIGHTS]  only 2-of-3 with metrics off and on, alternating
 #                                         ROUNDS times; rewrites that section of the report
 #
+# The signing pause of a share refresh has a script of its own: scripts/bench_refresh.sh.
+#
 # Environment: SCRAPE_EVERY (default 0.2 s, --metrics only), ROUNDS (default 2: every setup runs ROUNDS times, setups alternating),
 # NETNS_HEIGHTS (default 100; the cross-region runs, needs root), TP_HEIGHTS (default 500 per
 # chain), TP_CHAINS (default 4), SOAK_HEIGHTS (default 0: off; a long 2-of-3 run sampling
@@ -479,10 +481,12 @@ fi
 # it was written for, so a stale one is recognisable).
 analysis=""
 metrics_ab=""
+refresh_pause=""
 if [[ -f docs/benchmarks.md ]]; then
     analysis=$(awk '/^## Analysis/ {on=1} on' docs/benchmarks.md)
-    # So does the last `--metrics` run's section.
+    # So do the last `--metrics` run's section and scripts/bench_refresh.sh's.
     metrics_ab=$(awk '/^## Metrics on and off/ {on=1; print; next} /^## / {on=0} on' docs/benchmarks.md)
+    refresh_pause=$(awk '/^## Share refresh: the signing pause/ {on=1; print; next} /^## / {on=0} on' docs/benchmarks.md)
 fi
 
 machine_cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
@@ -498,5 +502,6 @@ else
     printf '\n(No plot: matplotlib is not installed; `pip install matplotlib` and rerun.)\n' >> docs/benchmarks.md
 fi
 [[ -n $metrics_ab ]] && printf '\n%s\n' "$metrics_ab" >> docs/benchmarks.md
+[[ -n $refresh_pause ]] && printf '\n%s\n' "$refresh_pause" >> docs/benchmarks.md
 [[ -n $analysis ]] && printf '\n%s\n' "$analysis" >> docs/benchmarks.md
 cat docs/benchmarks.md

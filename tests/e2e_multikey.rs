@@ -1,13 +1,16 @@
 //! End to end, two validator keys on one 2-of-3 cluster: each key split by the real
 //! `split-key`, the second added to the first's cosigner directories by `cosigner add-key`,
 //! three `cosigner` processes serving two simulated nodes (one per chain, each with its own
-//! key) at once, with a cosigner down, and `split-key combine` giving back either key.
+//! key) at once, with a cosigner down, and `split-key combine` giving back either key. A
+//! several-key cosigner's `/metrics` and `cosigner status --json` show each key's chains
+//! with their own watermarks.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::operate::{self, scrape_when_up, status_until, value};
 use common::*;
 use validator_sim::doublesign::{conflicts, LoggedSignature};
 
@@ -281,6 +284,107 @@ fn two_keys_on_one_cluster_each_sign_their_chain() {
         let state = cosigner::sign_state::import::import_cometbft_state(&state).unwrap();
         assert!(state.height >= 30, "{chain}: {state:?}");
         assert!(text(&output).contains(&format!("chain `{chain}`")));
+    }
+}
+
+/// After both chains signed (to different heights, so that a watermark shown under the
+/// other chain or key would be seen), every cosigner's `cosigner status --json` and
+/// `/metrics` show each key by name with its own quorum and peers, and each chain under its
+/// key with its own watermark; the highest watermark of each chain is its last height.
+#[test]
+fn status_and_metrics_show_each_keys_chains_with_their_own_watermarks() {
+    let keys = setup("multikey-status");
+    let configs: Vec<PathBuf> = keys
+        .cosigners
+        .iter()
+        .map(|d| d.join("cosigner.toml"))
+        .collect();
+    let endpoints: Vec<String> = configs.iter().map(|c| operate::enable_metrics(c)).collect();
+    let procs: Vec<Proc> = (0..3).map(|i| keys.start(i, "status")).collect();
+    let running: Vec<&Proc> = procs.iter().collect();
+    let (heights_a, heights_b) = (20, 12);
+    let sim_a = keys.sim(keys.node_a, CHAIN_A, &keys.key_a, 1, heights_a);
+    let sim_b = keys.sim(keys.node_b, CHAIN_B, &keys.key_b, 1, heights_b);
+    let (outcome_a, outcome_b) = (sim_a.outcome(), sim_b.outcome());
+    outcome_a.assert_clean(&running);
+    outcome_b.assert_clean(&running);
+
+    let expected = [
+        (CHAIN_A, "validator-a", heights_a, &outcome_a),
+        (CHAIN_B, "validator-b", heights_b, &outcome_b),
+    ];
+    let mut highest = [0i64; 2];
+    let mut signed_by_cluster = [0.0f64; 2];
+    for (i, (config, endpoint)) in configs.iter().zip(&endpoints).enumerate() {
+        // Both keys up with both peers: what the runs needed, so it shows at once.
+        let s = status_until(config, "both keys with both peers connected", |ok, s| {
+            ok && s.quorum && s.peers.iter().filter(|p| p.connected).count() == 4
+        });
+        let names: Vec<Option<&str>> = s.keys.iter().map(|k| k.name.as_deref()).collect();
+        assert_eq!(
+            names,
+            [Some("validator-a"), Some("validator-b")],
+            "cosigner {}: {s:?}",
+            i + 1
+        );
+        assert!(s.keys.iter().all(|k| k.quorum && k.threshold == Some(2)));
+        let metrics = scrape_when_up(endpoint);
+        for (c, (chain, key, heights, outcome)) in expected.iter().enumerate() {
+            let peers: Vec<u16> = s
+                .peers
+                .iter()
+                .filter(|p| p.key.as_deref() == Some(key))
+                .map(|p| p.id)
+                .collect();
+            assert_eq!(peers.len(), 2, "cosigner {}, {key}: {s:?}", i + 1);
+            assert!(!peers.contains(&(i as u16 + 1)), "{s:?}");
+            let shown: Vec<_> = s.chains.iter().filter(|c| c.chain_id == *chain).collect();
+            assert_eq!(shown.len(), 1, "cosigner {}: {s:?}", i + 1);
+            let watermark = shown[0];
+            assert_eq!(watermark.key.as_deref(), Some(*key), "{s:?}");
+            assert!(
+                (0..=*heights as i64).contains(&watermark.height),
+                "cosigner {}: {chain} beyond its {heights} heights: {s:?}",
+                i + 1
+            );
+            highest[c] = highest[c].max(watermark.height);
+
+            // The same in the metrics: the chain's watermark, the key's series by its name.
+            let on_chain = [("chain_id", *chain)];
+            for (series, shown) in [
+                ("cosigner_watermark_height", watermark.height),
+                ("cosigner_watermark_round", watermark.round),
+                ("cosigner_watermark_step", i64::from(watermark.step_number)),
+            ] {
+                assert_eq!(
+                    value(&metrics, series, &on_chain),
+                    shown as f64,
+                    "cosigner {}: {series} {chain} against its status",
+                    i + 1
+                );
+            }
+            assert_eq!(value(&metrics, "cosigner_quorum", &[("key", *key)]), 1.0);
+            assert_eq!(
+                value(&metrics, "cosigner_peers_connected", &[("key", *key)]),
+                2.0
+            );
+            for peer in peers {
+                let labels = [("key", *key), ("peerid", &peer.to_string())];
+                assert_eq!(value(&metrics, "cosigner_peer_connected", &labels), 1.0);
+            }
+            signed_by_cluster[c] += value(&metrics, "signer_total_precommits_signed", &on_chain);
+            assert_eq!(outcome.failed(), 0);
+        }
+    }
+    // Some cosigner signed each chain's last precommit; the coordinators' counters add up to
+    // each chain's own run.
+    for (c, (chain, _, heights, outcome)) in expected.iter().enumerate() {
+        assert_eq!(highest[c], *heights as i64, "{chain}");
+        assert_eq!(
+            signed_by_cluster[c],
+            outcome.of_type("precommit").passed as f64,
+            "{chain}: precommits counted over the cluster against the simulator's"
+        );
     }
 }
 

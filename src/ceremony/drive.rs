@@ -84,6 +84,12 @@ pub(crate) trait Hooks {
     fn take(&mut self, peer: PeerId, ask: Ask, response: ClusterResponse) -> Option<String>;
     /// The loop itself failed.
     fn fail(&mut self, abort: Abort);
+    /// Whether the answers still in flight once the protocol is done go to [`Hooks::take`]
+    /// (each bounded by its request's timeout) instead of being dropped: a peer that has
+    /// answered counts us as told, so what it told us must not be lost.
+    fn takes_late_answers(&self) -> bool {
+        false
+    }
 }
 
 /// How the driving loop ended.
@@ -164,6 +170,13 @@ pub(crate) async fn drive(
             Err(e) => {
                 track.last = Some(e.to_string());
                 track.next = Some(now + RETRY_UNREACHABLE);
+            }
+        }
+    }
+    if !timed_out && hooks.takes_late_answers() {
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok((peer, ask, Ok(response))) = joined {
+                let _ = hooks.take(peer, ask, response);
             }
         }
     }

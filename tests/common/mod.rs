@@ -11,6 +11,7 @@
 //! - [`sim`]: the validator simulator and its typed report.
 //! - [`prereq`]: what a test does when the machine lacks something it needs.
 //! - [`disk`], [`relay`]: loop-mounted filesystems and the UDP relay, for fault tests.
+//! - [`operate`]: a running cosigner's `/metrics` and `cosigner status --json`.
 //! - [`logs`], [`ports`]: reading cosigner logs; free loopback ports.
 #![allow(dead_code)]
 
@@ -24,6 +25,7 @@ pub mod ceremony;
 pub mod cluster;
 pub mod disk;
 pub mod logs;
+pub mod operate;
 pub mod ports;
 pub mod prereq;
 pub mod relay;

@@ -146,6 +146,13 @@ impl Hooks for RefreshHooks<'_> {
             lock(machine).fail(abort);
         }
     }
+
+    /// A member that answered our status question after it decided counts us as told and
+    /// may stop answering; dropping its answer (we decided on another's first) would leave
+    /// us waiting out the linger for a question it never asks again.
+    fn takes_late_answers(&self) -> bool {
+        self.new.is_some()
+    }
 }
 
 /// What a refresh did on this host.
@@ -299,7 +306,7 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
         decision: None,
     };
     let peers: Vec<PeerId> = hooks.heard.keys().copied().collect();
-    let driven = drive(&cluster, p.session, peers, deadline, &mut hooks).await;
+    let driven = drive(&cluster, p.session, peers.clone(), deadline, &mut hooks).await;
     let (new, decision, heard) = (hooks.new, hooks.decision.take(), hooks.heard.clone());
 
     let Some(new) = new else {
@@ -391,7 +398,19 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
         d.decided = true;
     }
     info!("{COMMAND}: switched to the new share ({because})");
-    linger_until_told(&disk_state, &heard, Some(new), LINGER_AFTER_SUCCESS).await;
+    let mut told = Told {
+        disk: &disk_state,
+        heard,
+        new,
+    };
+    drive(
+        &cluster,
+        p.session,
+        peers,
+        Instant::now() + LINGER_AFTER_SUCCESS,
+        &mut told,
+    )
+    .await;
     cluster.shutdown().await;
     let share = key_share::load(&p.files.key_share)
         .map_err(|e| CeremonyError::Setup(format!("the new share does not load: {e}")))?;
@@ -408,6 +427,46 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
         config: p.files.config.clone(),
         because,
     })
+}
+
+/// After switching: until every member has switched or heard that we did, we answer, and
+/// we ask each member we are not sure of. Waiting only to be asked is not enough: a member
+/// that decided as we did ("every cosigner staged") never asks again, so two such members
+/// would each wait out the linger for the other.
+struct Told<'a> {
+    disk: &'a Mutex<Disk>,
+    heard: BTreeMap<PeerId, Option<RefreshStatus>>,
+    new: EpochId,
+}
+
+impl Told<'_> {
+    fn waits_for(&self, peer: PeerId) -> bool {
+        let switched = self
+            .heard
+            .get(&peer)
+            .is_some_and(|s| s.is_some_and(|s| s.current == self.new));
+        !switched && !disk(self.disk).fetched_after_decision.contains(&peer)
+    }
+}
+
+impl Hooks for Told<'_> {
+    fn done(&mut self) -> bool {
+        !self.heard.keys().any(|&peer| self.waits_for(peer))
+    }
+
+    fn next_ask(&self, peer: PeerId) -> Option<Ask> {
+        self.waits_for(peer).then_some(Ask::Status)
+    }
+
+    fn take(&mut self, peer: PeerId, _: Ask, response: ClusterResponse) -> Option<String> {
+        if let ClusterResponse::Ceremony(CeremonyResponse::Status(status)) = response {
+            self.heard.insert(peer, Some(status));
+        }
+        // Asked again, after a pause, until it has switched.
+        Some("has not switched yet".to_string())
+    }
+
+    fn fail(&mut self, _: Abort) {}
 }
 
 fn lock_fail(machine: &Option<Arc<Mutex<Machine>>>, timeout: Duration) {
