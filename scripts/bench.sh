@@ -11,7 +11,10 @@
 # Environment: SCRAPE_EVERY (default 0.2 s, --metrics only), ROUNDS (default 2: every setup runs ROUNDS times, setups alternating),
 # NETNS_HEIGHTS (default 100; the cross-region runs, needs root), TP_HEIGHTS (default 500 per
 # chain), TP_CHAINS (default 4), SOAK_HEIGHTS (default 0: off; a long 2-of-3 run sampling
-# memory), SKIP_TMKMS=1, SKIP_NETNS=1, SKIP_TP=1, SKIP_MICRO=1 (no `cargo bench`).
+# memory), SKIP_TMKMS=1, SKIP_NETNS=1, SKIP_TP=1, SKIP_MICRO=1 (no `cargo bench`), SETUPS
+# (default "single 2-of-3 3-of-5 5-of-7": the loopback setups besides tmkms), BIN (a directory
+# of release binaries built before, e.g. a copy of another commit's, to compare builds: no
+# build then).
 # Everything runs on loopback (or inside network namespaces this script creates and deletes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,9 +38,14 @@ chain=bench-chain
 # Upper bound for one simulator run, whatever happens.
 run_limit=${RUN_LIMIT:-600}
 
-echo "==> building (release)"
-cargo build --release --locked --workspace --bins -q
-bin=$root/target/release
+if [[ -n ${BIN:-} ]]; then
+    bin=$(cd "$BIN" && pwd)
+    echo "==> using the binaries in $bin (BIN; not building)"
+else
+    echo "==> building (release)"
+    cargo build --release --locked --workspace --bins -q
+    bin=$root/target/release
+fi
 
 mkdir -p .bench
 tmkms=$root/.bench/tmkms/bin/tmkms
@@ -289,7 +297,8 @@ fi
 # --- 1. loopback: every setup, ROUNDS times, in alternation ---------------------------------
 setups=()
 [[ -n $have_tmkms ]] && setups+=(tmkms)
-setups+=(single 2-of-3 3-of-5 5-of-7)
+read -r -a more <<< "${SETUPS:-single 2-of-3 3-of-5 5-of-7}"
+setups+=("${more[@]}")
 for r in $(seq "$rounds"); do
     for s in "${setups[@]}"; do
         dir=$results/loopback/$s/round-$r

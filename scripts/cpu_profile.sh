@@ -9,9 +9,13 @@
 #
 # Environment: SIZE (default 2-of-3; also 3-of-5, 5-of-7), PROTOCOL (default v0.34),
 # OUT (default .bench/profile: callgrind files, logs and the summary), FLOOR_BIN (a built
-# floor bench, to skip building it), CARGO_TARGET_DIR (where the binaries are built), and
+# floor bench, to skip building it), CARGO_TARGET_DIR (where the binaries are built), BIN (a
+# directory of release binaries built before, to compare builds: no build then), and
 # TOOL, what the cosigners run under: callgrind (the default), strace (system calls per
-# cosigner, `strace -c`), perf (`perf record -e cpu-clock -g`, user and kernel), or none
+# cosigner, `strace -c`, start-up included), trace (`perf trace -s` and `perf stat` attached
+# after the warm-up: system calls and context switches per signature, per process and per
+# thread, at a fraction of strace's cost), perf (`perf record -e cpu-clock -g`, user and
+# kernel), or none
 # (utime and stime per signature from /proc, the figure scripts/bench.sh reports, with no
 # tool slowing the cosigners down). Kernel time (system calls, fsync, UDP) is not in
 # callgrind's counts; the other tools show it. Needs valgrind (and strace or perf for those).
@@ -28,21 +32,31 @@ out=${OUT:-$root/.bench/profile}
 chain=profile-chain
 
 tool=${TOOL:-callgrind}
-for needed in valgrind callgrind_annotate callgrind_control $([[ $tool == strace || $tool == perf ]] && echo "$tool"); do
+needs=$tool
+[[ $tool == trace ]] && needs=perf
+for needed in valgrind callgrind_annotate callgrind_control $([[ $needs == strace || $needs == perf ]] && echo "$needs"); do
     command -v "$needed" > /dev/null || { echo "!!  $needed is not installed (apt-get install valgrind strace linux-perf)"; exit 1; }
 done
 
-echo "==> building (release) and the floor bench"
-cargo build --release --locked --workspace --bins -q
+if [[ -n ${BIN:-} ]]; then
+    bin=$(cd "$BIN" && pwd)
+    echo "==> using the binaries in $bin (BIN; not building)"
+else
+    echo "==> building (release)"
+    cargo build --release --locked --workspace --bins -q
+    bin=${CARGO_TARGET_DIR:-$root/target}/release
+fi
 floor_bin=${FLOOR_BIN:-}
-[[ -n $floor_bin ]] || floor_bin=$(cargo bench --locked -p cosigner --bench floor --no-run --message-format=json 2> /dev/null \
-    | python3 -c 'import json,sys
+if [[ $tool == callgrind && -z $floor_bin ]]; then
+    echo "==> building the floor bench"
+    floor_bin=$(cargo bench --locked -p cosigner --bench floor --no-run --message-format=json 2> /dev/null \
+        | python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "floor" and m.get("executable"):
         print(m["executable"])')
-[[ -x $floor_bin ]] || { echo "!!  the floor bench did not build: cargo bench --bench floor --no-run"; exit 1; }
-bin=${CARGO_TARGET_DIR:-$root/target}/release
+    [[ -x $floor_bin ]] || { echo "!!  the floor bench did not build: cargo bench --bench floor --no-run"; exit 1; }
+fi
 rm -rf "$out"
 mkdir -p "$out"
 
@@ -57,10 +71,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.'"$1"'); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-echo "==> floor: $size, 50 signings under callgrind"
-FLOOR_ITERATIONS=50 FLOOR_SIZE=$size valgrind --tool=callgrind --toggle-collect='*floor_signature*' \
-    --callgrind-out-file="$out/floor.callgrind" "$floor_bin" > "$out/floor.log" 2>&1
-echo 50 > "$out/floor.iterations"
+# The floor only matters next to instruction counts.
+if [[ $tool == callgrind ]]; then
+    echo "==> floor: $size, 50 signings under callgrind"
+    FLOOR_ITERATIONS=50 FLOOR_SIZE=$size valgrind --tool=callgrind --toggle-collect='*floor_signature*' \
+        --callgrind-out-file="$out/floor.callgrind" "$floor_bin" > "$out/floor.log" 2>&1
+    echo 50 > "$out/floor.iterations"
+fi
 
 echo "==> $size cluster, $warmup + $heights heights, every cosigner under $tool"
 "$bin/validator-sim" --write-validator-key "$out/priv_validator_key.json"
@@ -82,7 +99,7 @@ for i in $(seq "$n"); do
     case $tool in
         strace) wrap=(strace -f -c -o "$out/strace-$i.txt") ;;
         perf) wrap=(perf record -q -e cpu-clock -g -o "$out/perf-$i.data") ;;
-        none) wrap=() ;;
+        none | trace) wrap=() ;;
         *) wrap=(valgrind --tool=callgrind --callgrind-out-file="$out/cosigner-$i.callgrind") ;;
     esac
     "${wrap[@]}" "$bin/cosigner" start --config "$cfg" > "$out/cosigner-$i.log" 2>&1 &
@@ -105,11 +122,25 @@ done; }
 if [[ $tool == callgrind ]]; then
     for p in "${signers[@]}"; do timeout 60 callgrind_control -z "$p" > /dev/null; done
 fi
-ticks > "$out/ticks-start"
+tracers=()
+# Counted from before the tracers attach: what they see lies inside [start, end].
 start=$(signed)
+if [[ $tool == trace ]]; then
+    for i in $(seq "$n"); do
+        p=${signers[$((i - 1))]}
+        perf trace -s -p "$p" -o "$out/trace-$i.txt" > /dev/null 2>&1 &
+        tracers+=("$!")
+        perf stat -e context-switches,cpu-migrations -p "$p" -o "$out/stat-$i.txt" > /dev/null 2>&1 &
+        tracers+=("$!")
+    done
+    pids+=("${tracers[@]}")
+fi
+ticks > "$out/ticks-start"
 wait "$sim" || echo "!!  simulator exited with $?"
 end=$(signed)
 ticks > "$out/ticks-end"
+for p in "${tracers[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+for p in "${tracers[@]}"; do wait "$p" 2>/dev/null || true; done
 if [[ $tool == callgrind ]]; then
     for p in "${signers[@]}"; do timeout 60 callgrind_control -d "$p" > /dev/null; done
 fi

@@ -13,7 +13,6 @@ import sys
 
 out, size, tool, clk_tck = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 signatures = int(open(os.path.join(out, "signatures")).read())
-floor_iterations = int(open(os.path.join(out, "floor.iterations")).read())
 
 
 def ticks_report():
@@ -47,6 +46,49 @@ def strace_report():
         print()
 
 
+def trace_report():
+    """`perf trace -s` per thread (comm(tid)) and `perf stat` context switches, per signature."""
+    wanted = ("futex", "epoll_wait", "sendmsg", "sendmmsg", "recvmsg", "recvmmsg", "write",
+              "read", "fdatasync", "fsync", "sched_yield", "clock_nanosleep")
+    print("System calls per signature after the warm-up (`perf trace -s`), per cosigner and per thread:")
+    print()
+    print("| cosigner | thread | " + " | ".join(wanted) + " | all |")
+    print("|---|---|" + "---|" * (len(wanted) + 1))
+    for f in sorted(glob.glob(os.path.join(out, "trace-*.txt"))):
+        i = re.search(r"trace-(\d+)", f).group(1)
+        threads, current = [], None
+        for line in open(f):
+            m = re.match(r"\s*(\S.*) \((\d+)\), \d+ events", line)
+            if m:
+                current = {"name": f"{m.group(1)}({m.group(2)})", "calls": {}}
+                threads.append(current)
+                continue
+            parts = line.split()
+            if current is not None and len(parts) >= 3 and parts[1].isdigit() and parts[0] != "syscall":
+                current["calls"][parts[0]] = current["calls"].get(parts[0], 0) + int(parts[1])
+        total = {"name": "all threads", "calls": {}}
+        for t in threads:
+            for k, v in t["calls"].items():
+                total["calls"][k] = total["calls"].get(k, 0) + v
+        busy = [t for t in threads if sum(t["calls"].values()) >= signatures / 10]
+        busy.sort(key=lambda t: -sum(t["calls"].values()))
+        for t in [total] + busy:
+            c = t["calls"]
+            cells = " | ".join(f"{c.get(w, 0) / signatures:.1f}" for w in wanted)
+            print(f"| {i} | {t['name']} | {cells} | {sum(c.values()) / signatures:.1f} |")
+    print()
+    for f in sorted(glob.glob(os.path.join(out, "stat-*.txt"))):
+        i = re.search(r"stat-(\d+)", f).group(1)
+        counts = {}
+        for line in open(f):
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].replace(",", "").isdigit():
+                counts[parts[1]] = int(parts[0].replace(",", ""))
+        print(f"cosigner {i}: " + ", ".join(f"{k} {v / signatures:.1f}" for k, v in counts.items())
+              + " per signature (`perf stat`, after the warm-up)")
+    print()
+
+
 def perf_report():
     for f in sorted(glob.glob(os.path.join(out, "perf-*.data"))):
         i = re.search(r"perf-(\d+)", f).group(1)
@@ -63,7 +105,7 @@ if tool != "callgrind":
     print(f"# CPU per signature, {size} ({tool})")
     print()
     ticks_report()
-    {"strace": strace_report, "perf": perf_report}.get(tool, lambda: None)()
+    {"strace": strace_report, "perf": perf_report, "trace": trace_report}.get(tool, lambda: None)()
     sys.exit(0)
 
 # Exclusive cost by where the function lives, first match wins.
@@ -134,6 +176,7 @@ def latest(pattern):
 
 print(f"# Instructions per signature, {size}")
 print()
+floor_iterations = int(open(os.path.join(out, "floor.iterations")).read())
 floor_total, floor_rows = annotate(os.path.join(out, "floor.callgrind"), False)
 floor = floor_total / floor_iterations
 print(f"Floor (`benches/floor.rs`, one whole signing's curve work in one thread): {floor/1e6:.2f} M instructions.")

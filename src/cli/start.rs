@@ -25,10 +25,6 @@ use cosigner::status::{socket, Monitor, MonitoredKey};
 use super::load::{self, Directory, Keys, Purpose, ThresholdKey};
 
 pub fn run(config_path: &Path) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let directory = match load::load(config_path, Purpose::Start) {
         Err(e)
             if matches!(
@@ -36,12 +32,42 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
                 Some(KeyShareLoadError::PendingRefresh { .. })
             ) =>
         {
-            settle_refresh(&runtime, config_path)?;
+            settle_refresh(&runtime(None)?, config_path)?;
             load::load(config_path, Purpose::Start)?
         }
         other => other?,
     };
-    runtime.block_on(serve(directory))
+    let workers = match directory.keys {
+        Keys::Threshold(_) => Some(THRESHOLD_WORKERS),
+        // The single key writes its watermark on the async worker: a second one keeps
+        // serving other nodes meanwhile.
+        Keys::Single(_) => None,
+    };
+    runtime(workers)?.block_on(serve(directory))
+}
+
+/// Async worker threads of a threshold cosigner. Everything that computes or writes for
+/// long runs on blocking threads (shares, group commitments, watermark writes) or the
+/// background thread; the workers only move messages, and with two of them almost every
+/// message woke the other one (a futex wake and a context switch each). One worker took 40-55 %
+/// of the futex calls and about a fifth of the context switches out of a 2-of-3 signing
+/// (docs/benchmarks.md). `TOKIO_WORKER_THREADS` overrides it.
+const THRESHOLD_WORKERS: usize = 1;
+
+/// The async runtime: `workers` threads unless `TOKIO_WORKER_THREADS` says otherwise, or
+/// tokio's default (one per core) for `None`.
+fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        // Set explicitly, the count would hide the variable tokio reads itself.
+        if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+            builder.worker_threads(workers);
+        }
+    }
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// A refresh interrupted on this host (a crash, a timeout after staging) is settled with the

@@ -8,8 +8,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-use tokio::task::{AbortHandle, JoinHandle};
+use frost_ed25519::keys::PublicKeyPackage;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 
 use super::super::fault::{test_crash, CrashPoint};
@@ -49,7 +50,7 @@ enum Event {
 struct Running {
     signing: SigningSession,
     requests: Vec<AbortHandle>,
-    precompute: Option<JoinHandle<Option<Precomputed>>>,
+    precompute: Option<oneshot::Receiver<Option<Precomputed>>>,
 }
 
 impl Drop for Running {
@@ -157,6 +158,24 @@ impl Inner {
     }
 }
 
+/// Computing a session's binding factors and group commitment, for the coordinator's
+/// aggregation and, when run by our own participant, for its share.
+pub(super) struct Precompute {
+    signing: SigningSession,
+    to_coordinator: oneshot::Sender<Option<Precomputed>>,
+}
+
+impl Precompute {
+    /// Computes them and hands them to the coordinator; `None` if that failed (then each
+    /// side computes what it needs the ordinary way).
+    pub(super) fn run(self, public_key_package: &PublicKeyPackage) -> Option<Precomputed> {
+        let pre = self.signing.precompute(public_key_package).ok();
+        // Gone only if the coordinator gave this session up.
+        let _ = self.to_coordinator.send(pre.clone());
+        pre
+    }
+}
+
 /// The I/O side of one signing.
 struct Run {
     inner: Arc<Inner>,
@@ -184,20 +203,23 @@ impl Run {
                 self.extension.clone(),
             )?
         };
-        // The group commitment does not depend on the shares: compute it while they travel,
-        // and hand it to our own participant, which needs it for its share.
-        let (to_own, precomputed) = std::sync::mpsc::sync_channel(1);
-        let precompute = {
-            let signing = signing.clone();
-            let inner = inner.clone();
-            tokio::task::spawn_blocking(move || {
-                let pre = signing.precompute(&inner.public_key_package).ok();
-                // Gone only if our participant stopped waiting: it then computed its own.
-                let _ = to_own.send(pre.clone());
-                pre
-            })
-        };
-        let mut precomputed = Some(precomputed);
+        // The group commitment does not depend on the shares: it is computed while they
+        // travel, by our own participant, which needs it for its share and is on a blocking
+        // thread anyway (a task of its own would be one more hand-off between threads per
+        // signing), or by a blocking task if we are not a member of this session.
+        let (precomputed_tx, precomputed_rx) = oneshot::channel();
+        let mut precompute = Some(Precompute {
+            signing: signing.clone(),
+            to_coordinator: precomputed_tx,
+        });
+        if !members.contains(&inner.id) {
+            if let Some(job) = precompute.take() {
+                let inner = inner.clone();
+                drop(tokio::task::spawn_blocking(move || {
+                    job.run(&inner.public_key_package)
+                }));
+            }
+        }
         let request = Arc::new(ClusterRequest::Sign(request));
         let mut requests = Vec::with_capacity(members.len());
         for &peer in members {
@@ -206,9 +228,9 @@ impl Run {
             let request = request.clone();
             // Our own participant gets the commitments as the inventory validated them.
             let own = if peer == inner.id {
-                precomputed
+                precompute
                     .take()
-                    .map(|pre| Incoming::Own(signing.decoded_request(), pre))
+                    .map(|job| Incoming::Own(signing.decoded_request(), job))
             } else {
                 None
             };
@@ -244,7 +266,7 @@ impl Run {
             Running {
                 signing,
                 requests,
-                precompute: Some(precompute),
+                precompute: Some(precomputed_rx),
             },
         );
         Ok(())
@@ -321,8 +343,10 @@ impl Run {
         let Some(mut running) = self.sessions.remove(&session) else {
             return Err(Vec::new());
         };
+        // Dropped unsent only if our participant refused before computing it: then the
+        // session has no share of ours and frost's own aggregation names who is missing.
         let precomputed = match running.precompute.take() {
-            Some(handle) => handle.await.ok().flatten(),
+            Some(rx) => rx.await.ok().flatten(),
             None => None,
         };
         match running

@@ -4,16 +4,14 @@
 //! share leaves only with the proof that the write is on disk.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rand_core::OsRng;
 use tracing::{debug, info, warn};
 
 use super::super::fault::{test_crash, CrashPoint};
+use super::coordinate::Precompute;
 use super::Inner;
-use crate::threshold::coordinator::Precomputed;
 use crate::threshold::messages::{
     ClusterRequest, ClusterResponse, DecodedRequest, PeerId, Refusal, RefusalKind, SignRequest,
     SignResponse,
@@ -173,10 +171,9 @@ impl Inner {
             Ok(runtime) => drop(runtime.spawn_blocking(record_and_tell)),
             Err(_) => record_and_tell(),
         }
-        // Our coordinator's group commitments are on their way (started before this
-        // request): waiting for them is cheaper than computing them a second time.
-        let precomputed =
-            precomputed.and_then(|rx| rx.recv_timeout(PRECOMPUTED_WAIT).ok().flatten());
+        // Our coordinator needs the group commitments too: computed once, here, while the
+        // watermark is written, and handed to it.
+        let precomputed = precomputed.and_then(|job| job.run(&self.public_key_package));
         let unreleased = participant.sign_with(prepared, precomputed.as_ref());
         let recorded = recorded_rx.recv().unwrap_or_else(|_| {
             Err(Refusal::new(
@@ -228,13 +225,10 @@ pub(super) enum Incoming {
     /// From a peer's coordinator: every commitment but our own still to be decoded.
     FromPeer(SignRequest),
     /// From this cosigner's coordinator, whose inventory validated every commitment, with
-    /// the group commitments it computes for the same packages (`None` if that failed).
-    Own(DecodedRequest, Receiver<Option<Precomputed>>),
+    /// the computation of the group commitments that its aggregation and our share both
+    /// need.
+    Own(DecodedRequest, Precompute),
 }
-
-/// How long our own participant waits for its coordinator's group commitments before it
-/// computes them itself: they take about 100 us, so only a stalled thread takes longer.
-const PRECOMPUTED_WAIT: Duration = Duration::from_millis(100);
 
 fn task_failed(e: tokio::task::JoinError) -> Refusal {
     Refusal::new(RefusalKind::Internal, format!("signing task failed: {e}"))
