@@ -257,6 +257,10 @@ pub struct ThresholdConfig {
     /// The other cosigners of the cluster (`[[threshold.peer]]`), one each.
     #[serde(rename = "peer", default)]
     pub peers: Vec<PeerConfig>,
+    /// Cosigners being added (`cosigner add-peer`): trusted for the join ceremony only,
+    /// never for signing, until `cosigner refresh --add` makes them members.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub joining: Vec<PeerConfig>,
     /// Source networks (`ADDR/PREFIX` or an address) cluster handshakes are accepted from
     /// besides the peers' own addresses: for a peer that sends from another address than
     /// the one configured for it (NAT, a multi-homed host).
@@ -740,6 +744,7 @@ mod tests {
                         cert_sha256: "ab".repeat(32),
                     })
                     .collect(),
+                joining: Vec::new(),
                 allowed_sources: vec!["10.1.0.0/16".parse().unwrap()],
             }),
             timeouts: Timeouts::default(),

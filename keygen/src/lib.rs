@@ -331,6 +331,7 @@ fn cosigner_config(
             tls_key: TLS_KEY_FILE.into(),
             cluster_ca: CLUSTER_CA_FILE.into(),
             peers,
+            joining: Vec::new(),
             allowed_sources: Vec::new(),
         }),
         timeouts: Timeouts::default(),

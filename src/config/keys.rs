@@ -453,6 +453,7 @@ mod tests {
                     cert_sha256: format!("{pin}{id}").repeat(32),
                 })
                 .collect(),
+            joining: Vec::new(),
             allowed_sources: Vec::new(),
         }
     }
