@@ -3,5 +3,6 @@
 //! every member and the new one makes all earlier shares, and what the helpers sent,
 //! worthless.
 
+pub mod enroll;
 pub mod repair;
 pub mod steps;
