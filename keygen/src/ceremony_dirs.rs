@@ -83,7 +83,8 @@ pub fn write<R: RngCore + CryptoRng>(plan: &Plan, rng: &mut R) -> Result<Report,
     // A key that has signed starts only from a state someone gave: --state now, or the
     // Horcrux host's at import.
     let chains: Vec<String> = match kind {
-        CeremonyKind::Dkg => plan.chain_ids.clone(),
+        // split-key never writes a join (`cosigner enroll` does).
+        CeremonyKind::Dkg | CeremonyKind::Join => plan.chain_ids.clone(),
         CeremonyKind::HorcruxImport => plan.states.iter().map(|(c, _)| c.clone()).collect(),
     };
     let staged = stage_output(plan)?;
@@ -101,7 +102,7 @@ pub fn write<R: RngCore + CryptoRng>(plan: &Plan, rng: &mut R) -> Result<Report,
         })?;
         staged.write_file(&dir.join(CEREMONY_FILE), ceremony.to_json().as_bytes())?;
         let what = match kind {
-            CeremonyKind::Dkg => format!(
+            CeremonyKind::Dkg | CeremonyKind::Join => format!(
                 "cosigner {} of a {t}-of-{n} cluster whose new key `cosigner dkg` makes",
                 identity.id
             ),
@@ -184,7 +185,7 @@ impl fmt::Display for Report {
         self.deployment.write_seeded(f)?;
         let out = self.deployment.out.display();
         match self.kind {
-            CeremonyKind::Dkg => writeln!(
+            CeremonyKind::Dkg | CeremonyKind::Join => writeln!(
                 f,
                 "Next: copy each directory to its host, then on every host, all within 120 s \
                  of each other (--timeout): `cosigner dkg --config DIR/cosigner.toml` (DIR: \

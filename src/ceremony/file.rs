@@ -35,6 +35,9 @@ pub enum CeremonyKind {
     Dkg,
     /// An existing key, from the Horcrux shard on each host.
     HorcruxImport,
+    /// A share of the cluster's key for a cosigner being added (`cosigner enroll` wrote the
+    /// directory; `cosigner join` with `cosigner refresh --add` on the members makes it).
+    Join,
 }
 
 impl CeremonyKind {
@@ -43,6 +46,7 @@ impl CeremonyKind {
         match self {
             CeremonyKind::Dkg => "cosigner dkg",
             CeremonyKind::HorcruxImport => "cosigner import-horcrux",
+            CeremonyKind::Join => "cosigner join",
         }
     }
 
@@ -50,6 +54,7 @@ impl CeremonyKind {
         match self {
             CeremonyKind::Dkg => 1,
             CeremonyKind::HorcruxImport => 2,
+            CeremonyKind::Join => 3,
         }
     }
 }
@@ -145,9 +150,17 @@ impl CeremonyFile {
         self.nonce_bytes()?;
         check_threshold(self.threshold, self.shares).map_err(|e| e.to_string())?;
         match (self.kind, self.public_key()?) {
-            (CeremonyKind::Dkg, None) | (CeremonyKind::HorcruxImport, Some(_)) => {}
+            (CeremonyKind::Dkg | CeremonyKind::Join, None)
+            | (CeremonyKind::HorcruxImport, Some(_)) => {}
             (CeremonyKind::Dkg, Some(_)) => {
                 return Err("a DKG makes a new key: validator_public_key must be absent".into())
+            }
+            (CeremonyKind::Join, Some(_)) => {
+                return Err(
+                    "a join learns the key from the members: validator_public_key must \
+                            be absent"
+                        .into(),
+                )
             }
             (CeremonyKind::HorcruxImport, None) => {
                 return Err("a Horcrux import needs validator_public_key".into())

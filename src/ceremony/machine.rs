@@ -402,6 +402,11 @@ impl Machine {
             Ask::Status => {
                 CeremonyResponse::Refused(format!("cosigner {me} is not running a refresh"))
             }
+            // Answered by a join's driver, from its repair state.
+            Ask::JoinInfo | Ask::Delta | Ask::Sigma => CeremonyResponse::Refused(format!(
+                "cosigner {me} is not running a join (`cosigner refresh --add` or `cosigner \
+                 join`)"
+            )),
             Ask::Verified => match self.verified.filter(|_| self.staged) {
                 Some(digest) => {
                     self.fetched.insert(from);
@@ -691,6 +696,9 @@ fn variant_name(response: &CeremonyResponse) -> &'static str {
         CeremonyResponse::TestShare { .. } => "a test share",
         CeremonyResponse::Verified(_) => "a confirmation",
         CeremonyResponse::Status(_) => "a refresh status",
+        CeremonyResponse::JoinInfo(_) => "a join's key package",
+        CeremonyResponse::Delta(_) => "a repair delta",
+        CeremonyResponse::Sigma(_) => "a repair sigma",
         CeremonyResponse::NotYet(_) => "not yet",
         CeremonyResponse::Refused(_) => "a refusal",
         CeremonyResponse::Aborted(_) => "an abort",

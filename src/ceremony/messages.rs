@@ -51,6 +51,13 @@ pub enum Ask {
     /// A refresh: which generation of shares the answerer holds, has staged or is making
     /// ([`RefreshStatus`]). Answered whatever the session, also by a signing cosigner.
     Status,
+    /// A join: what the new cosigner needs from every member ([`JoinInfo`]); asked under
+    /// the join's prelude session, as the new cosigner learns the generation from it.
+    JoinInfo,
+    /// A join: the answering helper's repair delta for the requesting helper (secret).
+    Delta,
+    /// A join: the answering helper's repair sigma, for the new cosigner alone (secret).
+    Sigma,
 }
 
 impl Ask {
@@ -64,6 +71,9 @@ impl Ask {
             Ask::TestShare => "its test-signature share",
             Ask::Verified => "its confirmation that it verified the test signature",
             Ask::Status => "which generation of shares it holds or has staged",
+            Ask::JoinInfo => "the key's public package, generation and watermarks",
+            Ask::Delta => "its repair delta for us",
+            Ask::Sigma => "its repair sigma for the new cosigner",
         }
     }
 }
@@ -90,6 +100,12 @@ pub enum CeremonyResponse {
     Verified(Digest),
     /// Which share generation the answerer holds, has staged, or is still making.
     Status(RefreshStatus),
+    /// The answer to [`Ask::JoinInfo`].
+    JoinInfo(JoinInfo),
+    /// The answer to [`Ask::Delta`] (frost's encoding of a scalar).
+    Delta(Vec<u8>),
+    /// The answer to [`Ask::Sigma`] (frost's encoding of a scalar).
+    Sigma(Vec<u8>),
     /// Not available yet: ask again. The reason says what the answerer waits for.
     NotYet(String),
     /// The answerer will not answer this ceremony (another session, a question that does not
@@ -109,6 +125,34 @@ pub struct RefreshStatus {
     pub staged: Option<EpochId>,
     /// The generation its running refresh made and has not staged yet (it may still).
     pub pending: Option<EpochId>,
+}
+
+/// What a member tells a cosigner joining: public data only, the same from every member
+/// except the watermarks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinInfo {
+    /// The members' public key package (frost's encoding).
+    pub public_key_package: Vec<u8>,
+    /// The generation number of the members' shares.
+    pub epoch: u32,
+    /// The key's seed escrow, carried to the new cosigner's share unchanged.
+    pub seed_escrow: Option<crate::threshold::seed_escrow::SeedEscrow>,
+    /// This member's watermark of every chain.
+    pub watermarks: Vec<Watermark>,
+}
+
+/// The highest position a member has signed on one chain (its sign state, without the
+/// sign bytes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    /// The chain ID.
+    pub chain: String,
+    /// The highest height signed.
+    pub height: i64,
+    /// The round of the last signature at `height`.
+    pub round: i64,
+    /// The step of it (0: nothing signed).
+    pub step: u8,
 }
 
 /// Cuts a reason to [`MAX_REASON_BYTES`] (on a character boundary).

@@ -77,6 +77,7 @@ mod drive;
 pub(crate) mod echo;
 pub(crate) mod file;
 pub mod horcrux;
+pub mod join;
 pub mod machine;
 pub(crate) mod messages;
 pub mod output;

@@ -229,6 +229,7 @@ impl fmt::Display for Report {
         let what = match self.kind {
             CeremonyKind::Dkg => "DKG complete",
             CeremonyKind::HorcruxImport => "Horcrux import complete",
+            CeremonyKind::Join => "join complete",
         };
         writeln!(
             f,
@@ -273,6 +274,7 @@ impl fmt::Display for Report {
                  {config}` on every host. The Horcrux shard is still a share of the validator \
                  key: keep it offline or destroy it, and never run Horcrux again."
             ),
+            CeremonyKind::Join => writeln!(f, "Next: `cosigner start --config {config}`."),
         }
     }
 }

@@ -6,6 +6,7 @@ mod address;
 mod ceremony;
 mod check_config;
 mod dkg;
+mod enroll;
 mod import_horcrux;
 mod init_single;
 mod load;
@@ -76,6 +77,10 @@ enum Command {
     /// old share (and any copy of one) becomes useless; `--remove ID` leaves a cosigner out.
     /// Run it on every remaining host (cosigners stopped) at about the same time.
     Refresh(refresh::Args),
+    /// On a host being added to the cluster: write its cosigner directory (its own
+    /// identities, no key share yet) from a copy of a member's cosigner.toml and one --peer
+    /// per member; prints the `cosigner add-peer` line every member's operator runs.
+    Enroll(enroll::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -97,5 +102,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dkg(args) => dkg::run(args),
         Command::ImportHorcrux(args) => import_horcrux::run(args),
         Command::Refresh(args) => refresh::run(args),
+        Command::Enroll(args) => enroll::run(args),
     }
 }

@@ -81,6 +81,26 @@ pub fn issue_cluster(n: u16, cluster_name: &str) -> Result<IssuedCluster, IssueE
     })
 }
 
+/// A self-signed identity for cosigner `id`, for a cosigner added after `split-key` (whose
+/// CA key no longer exists): the members trust it by its pin alone (`cosigner add-peer`).
+pub fn issue_self_signed(id: u16) -> Result<IssuedIdentity, IssueError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec![server_name(id)])?;
+    params.distinguished_name = distinguished_name(&server_name(id));
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = params.self_signed(&key)?;
+    Ok(IssuedIdentity {
+        id,
+        cert_sha256: cert_fingerprint(cert.der()),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
 fn distinguished_name(common_name: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);

@@ -20,6 +20,10 @@ use sha2::{Digest, Sha256};
 pub struct EpochId(pub [u8; 32]);
 
 impl EpochId {
+    /// What a cosigner being added reports as the generation it holds: none yet (no
+    /// package hashes to all zeros).
+    pub const NONE: EpochId = EpochId([0; 32]);
+
     /// The id of the generation whose public key package is `pkp`.
     pub fn of(pkp: &PublicKeyPackage) -> EpochId {
         let mut h = Sha256::new();

@@ -54,7 +54,10 @@ pub fn decide(
     }
     for (peer, status) in heard {
         if let Some(s) = status {
-            if s.current == old && s.staged != Some(new) && s.pending != Some(new) {
+            // A cosigner being added holds no share yet ([`EpochId::NONE`]): like a member
+            // with the old share, once it neither staged nor makes `new` it never will.
+            let before = s.current == old || s.current == EpochId::NONE;
+            if before && s.staged != Some(new) && s.pending != Some(new) {
                 return Decision::Abort {
                     because: format!(
                         "cosigner {peer} holds the old share and did not stage the new one \
@@ -68,6 +71,9 @@ pub fn decide(
     for (peer, status) in heard {
         match status {
             Some(s) if s.staged == Some(new) => {}
+            Some(s) if s.current == EpochId::NONE => waiting.push(format!(
+                "cosigner {peer} (joining) is still making its share"
+            )),
             Some(s) if s.current != old => waiting.push(format!(
                 "cosigner {peer} holds shares of another generation ({}) than this refresh \
                  started from ({old}) or makes ({new})",
@@ -135,6 +141,21 @@ mod tests {
         // Staged something else: a later attempt, never ours.
         let h = heard(&[(2, Some(status(OLD, Some(OTHER), Some(OTHER))))]);
         assert!(matches!(decide(OLD, NEW, &h), Decision::Abort { .. }));
+    }
+
+    #[test]
+    fn a_joining_cosigner_commits_when_staged_and_aborts_when_it_never_will() {
+        let none = EpochId::NONE;
+        let h = heard(&[
+            (2, Some(status(OLD, Some(NEW), None))),
+            (4, Some(status(none, Some(NEW), None))),
+        ]);
+        assert!(matches!(decide(OLD, NEW, &h), Decision::Commit { .. }));
+        // Restarted before staging: it has no share and will not make this one.
+        let h = heard(&[(4, Some(status(none, None, None)))]);
+        assert!(matches!(decide(OLD, NEW, &h), Decision::Abort { .. }));
+        let h = heard(&[(4, Some(status(none, None, Some(NEW))))]);
+        assert!(matches!(decide(OLD, NEW, &h), Decision::Wait(w) if w[0].contains("joining")));
     }
 
     #[test]
