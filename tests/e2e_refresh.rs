@@ -242,7 +242,8 @@ fn removing_cosigner_three_the_others_sign_and_refuse_it() {
     outcome.assert_key(&cluster.key.public_key_base64());
     assert_eq!(outcome.double_signs(), 0);
     assert!(outcome.passed() > 0, "{}", outcome.output);
-    let refused = "certificate is not a configured peer";
+    // Trust is by pin: the removed cosigner's certificate is refused in the handshake.
+    let refused = "its certificate is not one this config pins";
     assert!(
         wait_for_log(cluster.proc(0), refused, 1, Duration::from_secs(30))
             || wait_for_log(cluster.proc(1), refused, 1, Duration::from_secs(30)),
