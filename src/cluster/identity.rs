@@ -60,20 +60,8 @@ pub fn issue_cluster(n: u16, cluster_name: &str) -> Result<IssuedCluster, IssueE
     let mut identities = Vec::with_capacity(n as usize);
     for id in 1..=n {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec![server_name(id)])?;
-        params.distinguished_name = distinguished_name(&server_name(id));
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
-        identities.push(IssuedIdentity {
-            id,
-            cert_sha256: cert_fingerprint(cert.der()),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        });
+        let cert = member_params(id)?.signed_by(&key, &ca_cert, &ca_key)?;
+        identities.push(issued(id, &cert, &key));
     }
     Ok(IssuedCluster {
         ca_cert_pem: ca_cert.pem(),
@@ -85,6 +73,12 @@ pub fn issue_cluster(n: u16, cluster_name: &str) -> Result<IssuedCluster, IssueE
 /// CA key no longer exists): the members trust it by its pin alone (`cosigner add-peer`).
 pub fn issue_self_signed(id: u16) -> Result<IssuedIdentity, IssueError> {
     let key = KeyPair::generate()?;
+    let cert = member_params(id)?.self_signed(&key)?;
+    Ok(issued(id, &cert, &key))
+}
+
+/// A cosigner's certificate: its name, for signing handshakes as client and server alike.
+fn member_params(id: u16) -> Result<CertificateParams, IssueError> {
     let mut params = CertificateParams::new(vec![server_name(id)])?;
     params.distinguished_name = distinguished_name(&server_name(id));
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -92,13 +86,16 @@ pub fn issue_self_signed(id: u16) -> Result<IssuedIdentity, IssueError> {
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
-    let cert = params.self_signed(&key)?;
-    Ok(IssuedIdentity {
+    Ok(params)
+}
+
+fn issued(id: u16, cert: &rcgen::Certificate, key: &KeyPair) -> IssuedIdentity {
+    IssuedIdentity {
         id,
         cert_sha256: cert_fingerprint(cert.der()),
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
-    })
+    }
 }
 
 fn distinguished_name(common_name: &str) -> DistinguishedName {
