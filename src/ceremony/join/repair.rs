@@ -31,23 +31,28 @@ pub fn session_id(
     joiner: PeerId,
     pins: &BTreeMap<PeerId, String>,
 ) -> SessionId {
-    let mut h = Sha256::new();
-    h.update(b"cosigner join v1\x00");
-    h.update(epoch.0);
-    h.update(t.to_be_bytes());
-    h.update(joiner.to_be_bytes());
-    for (id, pin) in pins {
-        h.update(id.to_be_bytes());
-        h.update(pin.to_ascii_lowercase().as_bytes());
-    }
-    h.finalize().into()
+    join_hash(b"cosigner join v1\x00", Some(epoch), t, joiner, pins)
 }
 
 /// The prelude session, under which the new cosigner asks for the generation it does not
 /// know yet: everything of [`session_id`] but the generation.
 pub fn prelude_id(t: u16, joiner: PeerId, pins: &BTreeMap<PeerId, String>) -> SessionId {
+    join_hash(b"cosigner join prelude v1\x00", None, t, joiner, pins)
+}
+
+/// The two sessions differ by their tag, so a prelude id never equals a join id.
+fn join_hash(
+    tag: &[u8],
+    epoch: Option<EpochId>,
+    t: u16,
+    joiner: PeerId,
+    pins: &BTreeMap<PeerId, String>,
+) -> SessionId {
     let mut h = Sha256::new();
-    h.update(b"cosigner join prelude v1\x00");
+    h.update(tag);
+    if let Some(epoch) = epoch {
+        h.update(epoch.0);
+    }
     h.update(t.to_be_bytes());
     h.update(joiner.to_be_bytes());
     for (id, pin) in pins {
