@@ -706,4 +706,4 @@ fn variant_name(response: &CeremonyResponse) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -401,7 +401,7 @@ fn refresh_machines(
 }
 
 /// Signs `msg` with these key packages (one per signer) and aggregates under `pkp`.
-fn sign_with(
+pub(crate) fn sign_with(
     kps: &[&KeyPackage],
     pkp: &PublicKeyPackage,
     msg: &[u8],

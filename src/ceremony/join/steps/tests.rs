@@ -7,31 +7,11 @@ use frost_ed25519::keys::dkg::round2;
 use rand_core::OsRng;
 
 use super::*;
+use crate::ceremony::machine::tests::sign_with;
 use crate::ceremony::machine::OldShare;
 use crate::ceremony::refresh;
 
 type Shares = BTreeMap<PeerId, KeyPackage>;
-
-fn sign_with(
-    kps: &[&KeyPackage],
-    pkp: &PublicKeyPackage,
-    msg: &[u8],
-) -> Result<frost_ed25519::Signature, frost_ed25519::Error> {
-    let mut nonces = BTreeMap::new();
-    let mut commitments = BTreeMap::new();
-    for kp in kps {
-        let (n, c) = frost_ed25519::round1::commit(kp.signing_share(), &mut OsRng);
-        nonces.insert(*kp.identifier(), n);
-        commitments.insert(*kp.identifier(), c);
-    }
-    let package = frost_ed25519::SigningPackage::new(commitments, msg);
-    let mut shares = BTreeMap::new();
-    for kp in kps {
-        let share = frost_ed25519::round2::sign(&package, &nonces[kp.identifier()], kp)?;
-        shares.insert(*kp.identifier(), share);
-    }
-    frost_ed25519::aggregate(&package, &shares, pkp)
-}
 
 /// frost's DKG refresh among the holders of `old`, over `pkp`.
 fn refresh_all(old: &Shares, pkp: &PublicKeyPackage) -> (Shares, PublicKeyPackage) {
