@@ -19,6 +19,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# shellcheck source=scripts/bench_lib.sh
+source scripts/bench_lib.sh
 mode=all
 if [[ ${1:-} == --metrics ]]; then
     mode=metrics
@@ -38,14 +40,7 @@ chain=bench-chain
 # Upper bound for one simulator run, whatever happens.
 run_limit=${RUN_LIMIT:-600}
 
-if [[ -n ${BIN:-} ]]; then
-    bin=$(cd "$BIN" && pwd)
-    echo "==> using the binaries in $bin (BIN; not building)"
-else
-    echo "==> building (release)"
-    cargo build --release --locked --workspace --bins -q
-    bin=$root/target/release
-fi
+release_binaries
 
 mkdir -p .bench
 tmkms=$root/.bench/tmkms/bin/tmkms
@@ -80,11 +75,7 @@ mkdir -p "$results"
 pids=()
 namespaces=()
 cleanup() {
-    # TERM first: `timeout` passes it on to the simulator or relay it runs (a SIGKILL would
-    # leave that child behind); then KILL whatever is left.
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    sleep 0.5
-    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    stop_pids
     for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
     wait 2>/dev/null || true
     echo "==> cleaned up; raw reports and logs in $work"
@@ -276,20 +267,7 @@ if [[ $mode == metrics ]]; then
         done
     done
     metrics_section "$results/metrics" > "$work/metrics.md"
-    # Replace the section (or add it before the analysis), keeping the rest of the report.
-    python3 - docs/benchmarks.md "$work/metrics.md" <<'PY'
-import pathlib, re, sys
-doc, new = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).read_text().rstrip() + "\n"
-text = doc.read_text() if doc.exists() else ""
-pattern = re.compile(r"^## Metrics on and off.*?(?=^## |\Z)", re.S | re.M)
-if pattern.search(text):
-    text = pattern.sub(lambda _: new + "\n", text)
-elif "\n## Analysis" in text:
-    text = text.replace("\n## Analysis", "\n" + new + "\n## Analysis", 1)
-else:
-    text += "\n" + new
-doc.write_text(text)
-PY
+    replace_report_section "Metrics on and off" "$work/metrics.md"
     cat "$work/metrics.md"
     exit 0
 fi

@@ -19,6 +19,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# shellcheck source=scripts/bench_lib.sh
+source scripts/bench_lib.sh
 rounds=${1:-5}
 setups=${SETUPS:-2-of-3 3-of-5}
 protocol=${PROTOCOL:-v0.38}
@@ -41,9 +43,7 @@ results=$work/results
 mkdir -p "$results"
 pids=()
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    sleep 0.5
-    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    stop_pids
     wait 2>/dev/null || true
     echo "==> cleaned up; raw results and logs in $work"
 }
@@ -218,18 +218,5 @@ for s in setups.split():
           f"{fmt(longest)} | {missed} | {failed} |")
 PY
 
-# Replace the section (or add it before the analysis), keeping the rest of the report.
-python3 - docs/benchmarks.md "$work/refresh.md" <<'PY'
-import pathlib, re, sys
-doc, new = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).read_text().rstrip() + "\n"
-text = doc.read_text() if doc.exists() else ""
-pattern = re.compile(r"^## Share refresh: the signing pause.*?(?=^## |\Z)", re.S | re.M)
-if pattern.search(text):
-    text = pattern.sub(lambda _: new + "\n", text)
-elif "\n## Analysis" in text:
-    text = text.replace("\n## Analysis", "\n" + new + "\n## Analysis", 1)
-else:
-    text += "\n" + new
-doc.write_text(text)
-PY
+replace_report_section "Share refresh: the signing pause" "$work/refresh.md"
 cat "$work/refresh.md"

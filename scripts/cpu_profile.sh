@@ -22,6 +22,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# shellcheck source=scripts/bench_lib.sh
+source scripts/bench_lib.sh
 heights=${1:-150}
 warmup=20
 size=${SIZE:-2-of-3}
@@ -38,14 +40,7 @@ for needed in valgrind callgrind_annotate callgrind_control $([[ $needs == strac
     command -v "$needed" > /dev/null || { echo "!!  $needed is not installed (apt-get install valgrind strace linux-perf)"; exit 1; }
 done
 
-if [[ -n ${BIN:-} ]]; then
-    bin=$(cd "$BIN" && pwd)
-    echo "==> using the binaries in $bin (BIN; not building)"
-else
-    echo "==> building (release)"
-    cargo build --release --locked --workspace --bins -q
-    bin=${CARGO_TARGET_DIR:-$root/target}/release
-fi
+release_binaries
 floor_bin=${FLOOR_BIN:-}
 if [[ $tool == callgrind && -z $floor_bin ]]; then
     echo "==> building the floor bench"
@@ -62,9 +57,7 @@ mkdir -p "$out"
 
 pids=()
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    sleep 0.5
-    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    stop_pids
     wait 2>/dev/null || true
 }
 trap cleanup EXIT
