@@ -7,7 +7,8 @@
 //! used only if it parses to exactly the edited config; otherwise the whole config is
 //! rendered anew, which keeps every field but not comments.
 
-use super::{joining_keeps_majority, Config, Mode, PeerConfig};
+use super::validate::joining_keeps_majority;
+use super::{Config, Mode, PeerConfig};
 
 /// Why a joining entry cannot be added or removed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
