@@ -18,8 +18,8 @@ use common::ceremony::{finish, spawn_ceremony};
 use common::cluster::Cluster;
 use common::*;
 
-/// Every host is started at once, so a healthy refresh ends in seconds; the crash test
-/// restarts one host within it.
+/// Every host is started at once, so a healthy refresh ends in seconds; the crash tests
+/// restart one host within it (or, loaded, settle with `cosigner start` on every host).
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Its timeout, the time a host answers its peers afterwards, and slack for a loaded host.
 const REFRESH_EXIT: Duration = Duration::from_secs(150);
@@ -347,13 +347,43 @@ fn crash_then_settle(name: &str, point: &str, must_switch: bool, via_start: bool
     }
     let results = finish(procs, REFRESH_EXIT);
     let mut all_logs: String = results.iter().map(|(_, _, log)| log.as_str()).collect();
+    // Hosts whose refresh ended without settling (they waited out their timeout for it).
+    let mut unsettled = Vec::new();
     if via_start {
+        // On a loaded host 3 may start only after the others stopped answering: after
+        // their linger if they had switched, after their timeout if they still waited for
+        // its staged file. Both are outcomes an operator meets, and `cosigner start` on
+        // them (which signs, or settles first) is what they do next: settling needs no
+        // refresh still running.
+        for (i, status, log) in &results {
+            if !status.success() {
+                assert!(
+                    log.contains("could not settle with the other cosigners"),
+                    "cosigner refresh {}:\n{log}",
+                    i + 1
+                );
+                unsettled.push(*i);
+            }
+        }
+        eprintln!("cosigners that ended their refresh unsettled: {unsettled:?}");
+        cluster.start(0);
+        cluster.start(1);
+        for i in 0..3 {
+            assert!(
+                wait_for_log(cluster.proc(i), "cosigner started", 1, REFRESH_EXIT),
+                "cosigner {} never started signing:\n{}",
+                i + 1,
+                cluster.proc(i).log()
+            );
+        }
         assert!(
-            wait_for_log(cluster.proc(2), "refresh settled", 1, REFRESH_EXIT),
+            cluster.proc(2).log().contains("refresh settled:"),
             "{}",
             cluster.proc(2).log()
         );
-        all_logs += &cluster.proc(2).log();
+        for i in 0..3 {
+            all_logs += &cluster.proc(i).log();
+        }
     }
     let epochs: Vec<serde_json::Value> = cluster
         .cosigner_dirs
@@ -363,7 +393,11 @@ fn crash_then_settle(name: &str, point: &str, must_switch: bool, via_start: bool
     if epochs.iter().all(|e| *e == 1) {
         eprintln!("every cosigner switched to the new shares");
         for (i, status, log) in &results {
-            assert!(status.success(), "cosigner refresh {}:\n{log}", i + 1);
+            assert!(
+                status.success() || unsettled.contains(i),
+                "cosigner refresh {}:\n{log}",
+                i + 1
+            );
         }
         assert_refreshed(&cluster, &[0, 1, 2], &secrets);
     } else {
@@ -385,10 +419,9 @@ fn crash_then_settle(name: &str, point: &str, must_switch: bool, via_start: bool
         }
     }
     if via_start {
-        // Cosigner 3 already signs: cosigner 1 joins it.
-        sign_with(&mut cluster, &[0], 1 + HEIGHTS);
-        cluster.kill(2);
-        return;
+        for i in 0..3 {
+            cluster.kill(i);
+        }
     }
     sign_with(&mut cluster, &[0, 2], 1 + HEIGHTS);
 }
