@@ -35,7 +35,8 @@ use cosigner::layout::{
 use cosigner::sign_state::import::{write_initial_states, ImportError};
 use cosigner::sign_state::{SignState, StateFile};
 use cosigner::staged_dir::{StagedDir, StagedDirError};
-use cosigner::threshold::key_share::{self, DealError, ThresholdError};
+use cosigner::threshold::deal::{self, DealError};
+use cosigner::threshold::key_share::ThresholdError;
 use cosigner::validator_key::{
     identity_key_file_contents, load_identity_key, KeyFileError, ValidatorKey,
 };
@@ -236,7 +237,7 @@ fn split<R: RngCore + CryptoRng>(
     rng: &mut R,
 ) -> Result<Report, SplitError> {
     let (t, n) = (plan.threshold, plan.shares);
-    let dealt = key_share::deal(key, t, n, rng)?;
+    let dealt = deal::deal(key, t, n, rng)?;
     let address_hex = key.address_hex();
     let cluster = issue_cluster(n, &format!("validator {address_hex}"))?;
     let forms = PublicKeyForms::new(&key.public_key(), plan.bech32_prefix.as_deref())?;
@@ -365,7 +366,7 @@ fn check_written(
     root: &Path,
     plan: &Plan,
     key: &ValidatorKey,
-    dealt: &key_share::DealtShares,
+    dealt: &deal::DealtShares,
 ) -> Result<(), SplitError> {
     let check = |what: String| SplitError::Check(what);
     for id in 1..=plan.shares {

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use cosigner::key_forms::PublicKeyForms;
 use cosigner::privval::{NodeAddress, ProtocolVersion};
-use cosigner::threshold::key_share;
 
 use crate::ceremony_dirs;
 use crate::plan::{CosignerAddress, Plan};
@@ -149,7 +148,7 @@ impl fmt::Display for Written {
 }
 
 fn subsets_phrase(r: &Report) -> String {
-    let total = key_share::binomial(r.deployment.shares, r.deployment.threshold);
+    let total = cosigner::threshold::deal::binomial(r.deployment.shares, r.deployment.threshold);
     if total == r.subsets_checked as u128 {
         format!(
             "all {} groups of {} shares were checked by signing",

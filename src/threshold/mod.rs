@@ -1,5 +1,6 @@
 //! FROST threshold signing, kept free of network I/O:
-//! - [`key_share`]: importing the validator's seed, dealing shares, share files.
+//! - [`deal`]: the trusted dealer: the validator's seed into checked FROST shares.
+//! - [`key_share`]: the share file a cosigner loads, and its checks.
 //! - [`epoch`]: which generation of shares a cosigner holds (a refresh makes a new one).
 //! - [`seed_escrow`]: the seed encrypted to the validator key, for leaving the cluster.
 //! - [`nonces`]: this cosigner's secret nonces, in memory only, each used at most once.
@@ -11,6 +12,7 @@
 //! - [`health`]: round-trip estimates and suspicion of silent peers.
 
 pub mod coordinator;
+pub mod deal;
 pub mod epoch;
 pub(crate) mod health;
 pub mod key_share;

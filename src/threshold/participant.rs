@@ -23,15 +23,17 @@ use frost_ed25519::{round2, Identifier, SigningPackage};
 use super::coordinator::{GroupCommitment, Precomputed, UPCOMING_PER_PARTICIPANT};
 use super::epoch::EpochId;
 use super::messages::{
-    identifier_of, peer_of, Commitment, DecodedPart, DecodedRequest, PeerId, Refusal, RefusalKind,
-    Share, SignPart, SignRequest, SignResponse, MAX_COMMITMENTS_PER_MESSAGE, MAX_SIGN_BYTES,
+    identifier_of, peer_of, Commitment, DecodedRequest, PeerId, Refusal, RefusalKind, Share,
+    SignRequest, SignResponse, MAX_COMMITMENTS_PER_MESSAGE,
 };
 use super::nonces::{NoncePool, PooledNonce, DEFAULT_MAX_OUTSTANDING};
 use crate::consensus::canonical;
-use crate::consensus::{ExtensionDoc, SignDoc};
+use crate::consensus::SignDoc;
 use crate::sign_state::Recorded;
+use decode::{bad, check_extension_belongs, sign_bytes_refusal, unknown_commitment};
 use upcoming::Upcoming;
 
+mod decode;
 mod upcoming;
 
 /// Double-sign protection as the participant needs it.
@@ -313,36 +315,6 @@ impl Participant {
         })
     }
 
-    /// Decodes and validates a request's commitments. Our own commitment is looked up among
-    /// the nonces issued to `coordinator` instead of decoded; an unknown one is refused here.
-    pub fn decode_request(
-        &self,
-        coordinator: PeerId,
-        req: &SignRequest,
-    ) -> Result<DecodedRequest, Refusal> {
-        self.check_coordinator(coordinator)?;
-        if req.epoch != self.epoch {
-            return Err(Refusal::new(
-                RefusalKind::Epoch,
-                format!(
-                    "coordinator {coordinator} signs with key epoch {}, cosigner {} holds key \
-                     epoch {}: shares of two generations do not combine (one of the two missed \
-                     a refresh or runs on a restored backup; `cosigner start` on it reports \
-                     its epoch)",
-                    req.epoch, self.own_id, self.epoch
-                ),
-            ));
-        }
-        Ok(DecodedRequest {
-            vote: self.decode_part(coordinator, "vote", &req.vote)?,
-            extension: req
-                .extension
-                .as_ref()
-                .map(|part| self.decode_part(coordinator, "extension", part))
-                .transpose()?,
-        })
-    }
-
     /// Checks everything about a decoded request, learns from the sign bytes what it signs,
     /// and burns the nonces it names. After this the nonces are gone whatever happens.
     pub fn prepare(
@@ -476,68 +448,6 @@ impl Participant {
         self.handle_commitments(coordinator, 1 + u16::from(with_extension), rng)
     }
 
-    fn check_coordinator(&self, coordinator: PeerId) -> Result<(), Refusal> {
-        if self.is_member(coordinator) {
-            Ok(())
-        } else {
-            Err(bad(format!(
-                "coordinator {coordinator} is not a member of this group"
-            )))
-        }
-    }
-
-    /// Bounds the work before any costly step.
-    fn check_part(&self, what: &str, part: &DecodedPart) -> Result<(), Refusal> {
-        check_sizes(
-            what,
-            part.sign_bytes.len(),
-            part.commitments.len(),
-            self.members.len(),
-        )?;
-        match part.commitments.keys().find(|p| !self.is_member(**p)) {
-            Some(peer) => Err(bad(format!("{what}: signer {peer} is not a member"))),
-            None => Ok(()),
-        }
-    }
-
-    fn decode_part(
-        &self,
-        coordinator: PeerId,
-        what: &str,
-        part: &SignPart,
-    ) -> Result<DecodedPart, Refusal> {
-        check_sizes(
-            what,
-            part.sign_bytes.len(),
-            part.commitments.len(),
-            self.members.len(),
-        )?;
-        let commitments = part
-            .commitments
-            .iter()
-            .map(|(peer, c)| {
-                if !self.is_member(*peer) {
-                    return Err(bad(format!("{what}: signer {peer} is not a member")));
-                }
-                let decoded = if *peer == self.own_id {
-                    self.pool()
-                        .find(coordinator, c)
-                        .ok_or_else(unknown_commitment)?
-                } else if let Some(validated) = self.upcoming.take(coordinator, c) {
-                    validated
-                } else {
-                    c.to_frost()
-                        .map_err(|e| bad(format!("{what}: signer {peer}: {e}")))?
-                };
-                Ok((*peer, decoded))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(DecodedPart {
-            sign_bytes: part.sign_bytes.clone(),
-            commitments,
-        })
-    }
-
     /// Validates the others' commitments `coordinator` announced as upcoming in a request,
     /// so that its next requests find them decoded. Call it after answering: it costs a point
     /// validation per commitment not seen before.
@@ -556,20 +466,6 @@ impl Participant {
         self.upcoming.learn(coordinator, others);
     }
 
-    fn package(&self, part: &DecodedPart) -> Result<SigningPackage, Refusal> {
-        let by_identifier = part
-            .commitments
-            .iter()
-            .map(|(peer, c)| {
-                self.members
-                    .get(peer)
-                    .map(|id| (*id, *c))
-                    .ok_or_else(|| bad(format!("signer {peer} is not a member")))
-            })
-            .collect::<Result<BTreeMap<_, _>, _>>()?;
-        Ok(SigningPackage::new(by_identifier, &part.sign_bytes))
-    }
-
     fn pool(&self) -> MutexGuard<'_, NoncePool> {
         // Every pool operation removes a nonce before handing it out, so a panic while the
         // lock was held cannot have left a used nonce behind: the state stays safe to use.
@@ -577,54 +473,6 @@ impl Participant {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-fn check_sizes(
-    what: &str,
-    sign_bytes: usize,
-    commitments: usize,
-    members: usize,
-) -> Result<(), Refusal> {
-    if sign_bytes > MAX_SIGN_BYTES {
-        return Err(bad(format!(
-            "{what} sign bytes are {sign_bytes} bytes, more than {MAX_SIGN_BYTES}"
-        )));
-    }
-    if commitments > members {
-        return Err(bad(format!(
-            "{what}: {commitments} commitments for a group of {members}"
-        )));
-    }
-    Ok(())
-}
-
-fn unknown_commitment() -> Refusal {
-    Refusal::new(
-        RefusalKind::UnknownCommitment,
-        "unknown commitment: already used, expired, or issued to another coordinator",
-    )
-}
-
-fn check_extension_belongs(
-    vote: &SignDoc,
-    ext: &ExtensionDoc,
-    ext_bytes: &[u8],
-) -> Result<(), Refusal> {
-    if ext.sign_bytes != ext_bytes {
-        return Err(sign_bytes_refusal(
-            "extension sign bytes do not parse back to themselves",
-        ));
-    }
-    ext.belongs_to(vote)
-        .map_err(|e| sign_bytes_refusal(e.to_string()))
-}
-
-fn bad(reason: impl Into<String>) -> Refusal {
-    Refusal::new(RefusalKind::BadRequest, reason)
-}
-
-fn sign_bytes_refusal(reason: impl Into<String>) -> Refusal {
-    Refusal::new(RefusalKind::SignBytes, reason)
 }
 
 /// In-memory fixtures shared by this module's and the coordinator's tests: dealt keys, a fake
@@ -732,6 +580,7 @@ pub(crate) mod testkit {
 mod tests {
     use super::testkit::*;
     use super::*;
+    use crate::threshold::messages::SignPart;
     use rand_core::OsRng;
     use std::sync::atomic::Ordering;
 

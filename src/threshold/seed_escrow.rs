@@ -238,7 +238,7 @@ mod hex_array {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::threshold::key_share::frost_signing_key;
+    use crate::threshold::deal::frost_signing_key;
     use rand_core::OsRng;
 
     fn key(seed: [u8; 32]) -> (Scalar, [u8; 32]) {

@@ -19,7 +19,7 @@
 //!   both Horcrux and we require), and written as `Reverse(share.Bytes())` into 32 zeroed
 //!   bytes: **32-byte little-endian, canonical**. Reduction mod l commutes with the
 //!   arithmetic, so the shares are a Shamir sharing over the scalar field of `a mod l`, the
-//!   very scalar [`crate::threshold::key_share::frost_signing_key`] derives from the seed.
+//!   very scalar [`crate::threshold::deal::frost_signing_key`] derives from the seed.
 //!
 //! So shard `id` is the value at `x = id` of a degree `t - 1` polynomial over Z_l whose value
 //! at 0 is the validator's secret scalar: with FROST identifier `id` (the scalar `id`, as

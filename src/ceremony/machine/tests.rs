@@ -376,7 +376,7 @@ fn refresh_machines(
     members: &[PeerId],
 ) -> (BTreeMap<PeerId, Machine>, Vec<KeyShareFile>) {
     let key = crate::validator_key::ValidatorKey::from_seed(&[9; 32]);
-    let dealt = crate::threshold::key_share::deal(&key, t, n, &mut OsRng).unwrap();
+    let dealt = crate::threshold::deal::deal(&key, t, n, &mut OsRng).unwrap();
     let old = dealt.share_files().to_vec();
     let machines = members
         .iter()

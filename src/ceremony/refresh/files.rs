@@ -172,7 +172,7 @@ impl Files {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::threshold::key_share::deal;
+    use crate::threshold::deal::deal;
     use crate::validator_key::ValidatorKey;
     use rand_core::OsRng;
 

@@ -7,7 +7,8 @@ use rand_core::OsRng;
 
 use super::*;
 use crate::ceremony::machine::{KeySource, Machine, Setup};
-use crate::threshold::key_share::{deal, KeyShareFile};
+use crate::threshold::deal::deal;
+use crate::threshold::key_share::KeyShareFile;
 
 fn pins() -> BTreeMap<PeerId, String> {
     [1, 2, 4]

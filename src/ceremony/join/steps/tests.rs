@@ -92,7 +92,7 @@ fn repair(
 /// every dealt share.
 fn two_of_two() -> (Shares, PublicKeyPackage, Shares) {
     let key = crate::validator_key::ValidatorKey::from_seed(&[9; 32]);
-    let dealt = crate::threshold::key_share::deal(&key, 2, 3, &mut OsRng).unwrap();
+    let dealt = crate::threshold::deal::deal(&key, 2, 3, &mut OsRng).unwrap();
     let files = dealt.share_files().to_vec();
     let dealt_shares: Shares = files
         .iter()
