@@ -17,6 +17,8 @@ pub(crate) enum CrashPoint {
     RefreshAfterStage,
     /// Refresh: every member staged (the rule says switch), this host not switched yet.
     RefreshBeforeSwitch,
+    /// Join, a member: a repair delta taken from another helper, the refresh not begun.
+    JoinRepair,
 }
 
 impl CrashPoint {
@@ -28,6 +30,7 @@ impl CrashPoint {
             CrashPoint::ParticipantAfterPersist => "participant-after-persist",
             CrashPoint::RefreshAfterStage => "refresh-after-stage",
             CrashPoint::RefreshBeforeSwitch => "refresh-before-switch",
+            CrashPoint::JoinRepair => "join-repair",
         }
     }
 }

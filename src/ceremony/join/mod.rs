@@ -4,5 +4,8 @@
 //! worthless.
 
 pub mod enroll;
+pub mod prepare;
 pub mod repair;
+pub mod run;
+pub mod states;
 pub mod steps;

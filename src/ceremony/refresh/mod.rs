@@ -26,6 +26,7 @@
 
 pub mod files;
 pub mod prepare;
+pub mod report;
 pub mod run;
 pub mod settle;
 pub mod steps;
