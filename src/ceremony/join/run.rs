@@ -6,9 +6,8 @@
 //! directory with a staged share from an interrupted join only settles.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand_core::OsRng;
@@ -18,9 +17,11 @@ use tracing::{info, warn};
 pub use super::prepare::{prepare, Prepared};
 use super::prepare::{remove_marker, COMMAND};
 use super::repair::Joiner;
+pub use super::report::Report;
+use super::shared::{guard, take_into_joiner, Prelude, Shared};
 use super::states;
 use crate::ceremony::abort::Abort;
-use crate::ceremony::machine::{KeySource, Machine, Progress, Setup};
+use crate::ceremony::machine::{KeySource, Machine, Setup};
 use crate::ceremony::messages::{Ask, CeremonyResponse, RefreshStatus, Watermark};
 use crate::ceremony::output;
 use crate::ceremony::refresh::settle::{decide_joining, Decision};
@@ -36,136 +37,6 @@ use crate::threshold::messages::{ClusterRequest, ClusterResponse};
 
 /// After a join stopped without switching: how long we keep telling members that staged.
 const LINGER_AFTER_FAILURE: Duration = Duration::from_secs(10);
-
-/// What this host holds, answers and has heard, shared by the server and the driver.
-struct Shared {
-    joiner: Joiner,
-    /// The refresh, once the repaired share is checked.
-    machine: Option<Machine>,
-    /// Why the join stopped before the machine existed.
-    failed: Option<Abort>,
-    status: RefreshStatus,
-    decided: bool,
-    fetched_after_decision: BTreeSet<PeerId>,
-}
-
-fn guard(s: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
-    // Plain data changed in small steps; a panic elsewhere leaves it usable.
-    s.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Shared {
-    fn fail(&mut self, abort: Abort) {
-        match &mut self.machine {
-            Some(m) => m.fail(abort),
-            None => {
-                self.failed.get_or_insert(abort);
-            }
-        }
-    }
-
-    fn failure(&self) -> Option<Abort> {
-        self.machine
-            .as_ref()
-            .and_then(|m| m.failed().cloned())
-            .or_else(|| self.failed.clone())
-    }
-
-    fn answer(
-        &mut self,
-        me: PeerId,
-        peer: PeerId,
-        r: &crate::ceremony::messages::CeremonyRequest,
-    ) -> CeremonyResponse {
-        if r.ask == Ask::Status {
-            if self.decided {
-                self.fetched_after_decision.insert(peer);
-            }
-            let pending = self
-                .machine
-                .as_ref()
-                .and_then(Machine::pending)
-                .map(|k| KeyEpoch::of(k.epoch, &k.public_key_package).id)
-                .filter(|_| self.status.staged.is_none());
-            return CeremonyResponse::Status(RefreshStatus {
-                pending,
-                ..self.status
-            });
-        }
-        if let Some(m) = &mut self.machine {
-            let answer = m.answer(peer, r);
-            if m.failed().is_some() {
-                self.fetched_after_decision.insert(peer);
-            }
-            return answer;
-        }
-        if let Some(abort) = &self.failed {
-            self.fetched_after_decision.insert(peer);
-            return CeremonyResponse::Aborted(abort.to_string());
-        }
-        match r.ask {
-            Ask::JoinInfo | Ask::Delta | Ask::Sigma => CeremonyResponse::Refused(format!(
-                "cosigner {me} is the cosigner being added: it has no share to tell or repair"
-            )),
-            _ => CeremonyResponse::NotYet(format!("cosigner {me} is still repairing its share")),
-        }
-    }
-}
-
-/// The answer of a peer to our join request, into the repair.
-fn take_into_joiner(
-    s: &mut Shared,
-    peer: PeerId,
-    ask: Ask,
-    response: ClusterResponse,
-) -> Option<String> {
-    let taken = match response {
-        ClusterResponse::Ceremony(response) => s.joiner.take(peer, ask, response),
-        ClusterResponse::Refused(refusal) => Err(Abort::Peer {
-            peer,
-            reason: refusal.reason,
-        }),
-        _ => Err(Abort::culprit(
-            peer,
-            format!("asked for {}, it sent a signing answer", ask.describe()),
-        )),
-    };
-    match taken {
-        Ok(Progress::NotYet(reason)) => Some(reason),
-        Ok(Progress::Got) => None,
-        Err(abort) => {
-            s.fail(abort);
-            None
-        }
-    }
-}
-
-/// The prelude: every member's public data, under the prelude session.
-struct Prelude<'a> {
-    shared: &'a Mutex<Shared>,
-}
-
-impl Hooks for Prelude<'_> {
-    fn done(&mut self) -> bool {
-        let s = guard(self.shared);
-        s.failed.is_some() || s.joiner.agreed().is_some()
-    }
-
-    fn next_ask(&self, peer: PeerId) -> Option<Ask> {
-        guard(self.shared)
-            .joiner
-            .next_ask(peer)
-            .filter(|a| *a == Ask::JoinInfo)
-    }
-
-    fn take(&mut self, peer: PeerId, ask: Ask, response: ClusterResponse) -> Option<String> {
-        take_into_joiner(&mut guard(self.shared), peer, ask, response)
-    }
-
-    fn fail(&mut self, abort: Abort) {
-        guard(self.shared).fail(abort);
-    }
-}
 
 /// The repair, the refresh and the commit rule, under the join's session.
 struct JoinHooks<'a> {
@@ -302,45 +173,6 @@ impl Hooks for JoinHooks<'_> {
 
     fn takes_late_answers(&self) -> bool {
         self.new.is_some()
-    }
-}
-
-/// What a join did on this host.
-pub struct Report {
-    me: PeerId,
-    threshold: u16,
-    members: Vec<PeerId>,
-    epoch: KeyEpoch,
-    forms: PublicKeyForms,
-    key_share: PathBuf,
-    config: PathBuf,
-    because: String,
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "cosigner {}: joined, a share of the validator key, {} ({}-of-{}, cosigners {}); {}",
-            self.me,
-            self.epoch,
-            self.threshold,
-            self.members.len(),
-            members_list(&self.members),
-            self.because
-        )?;
-        writeln!(f, "  validator public key: {}", self.forms.base64)?;
-        writeln!(
-            f,
-            "  {} written, every chain's watermark set to the highest a member had",
-            self.key_share.display()
-        )?;
-        writeln!(
-            f,
-            "next: back up {} as every share, then `cosigner start --config {}`",
-            self.key_share.display(),
-            crate::shell::quote(&self.config)
-        )
     }
 }
 

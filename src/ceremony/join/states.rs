@@ -1,6 +1,6 @@
 //! The disk edge of a join's watermarks: a member reads every chain's watermark for the new
-//! cosigner ([`read`]); the new cosigner writes the highest any member reported, durably,
-//! before its share exists ([`write`]), so it never signs below what a member signed.
+//! cosigner ([`read()`]); the new cosigner writes the highest any member reported, durably,
+//! before its share exists ([`write()`]), so it never signs below what a member signed.
 
 use std::path::Path;
 

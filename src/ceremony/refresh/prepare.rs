@@ -315,3 +315,18 @@ fn session_id(epoch: EpochId, t: u16, pins: &BTreeMap<PeerId, String>) -> Sessio
     }
     h.finalize().into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adding_and_removing_in_one_refresh_is_refused_before_anything_is_read() {
+        let Err(CeremonyError::Setup(why)) =
+            prepare(Path::new("/nonexistent/cosigner.toml"), &[3], Some(4), None)
+        else {
+            panic!("--add with --remove was accepted");
+        };
+        assert!(why.contains("two refreshes"), "{why}");
+    }
+}

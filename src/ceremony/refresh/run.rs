@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rand_core::OsRng;
-use tokio::time::{sleep, Instant};
+use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::linger::{linger_until_told, Told};
 pub use super::prepare::{prepare, Prepared};
 pub use super::report::Report;
 use super::settle::{decide, Decision};
@@ -29,7 +30,7 @@ use crate::ceremony::messages::{Ask, CeremonyResponse, RefreshStatus};
 use crate::ceremony::output;
 use crate::ceremony::run::{
     drive, lock, refuse_while_in_ceremony, take_into_machine, waiting_lines, CeremonyError, Hooks,
-    LINGER_AFTER_SUCCESS, TICK,
+    LINGER_AFTER_SUCCESS,
 };
 use crate::cluster::{Cluster, PeerId};
 use crate::key_forms::PublicKeyForms;
@@ -39,13 +40,13 @@ use crate::threshold::key_share::{self, members_list};
 use crate::threshold::messages::{ClusterRequest, ClusterResponse};
 
 /// What this host tells the others about its files, and who fetched it after a decision.
-struct Disk {
-    status: RefreshStatus,
-    decided: bool,
-    fetched_after_decision: BTreeSet<PeerId>,
+pub(super) struct Disk {
+    pub(super) status: RefreshStatus,
+    pub(super) decided: bool,
+    pub(super) fetched_after_decision: BTreeSet<PeerId>,
 }
 
-fn disk(d: &Mutex<Disk>) -> MutexGuard<'_, Disk> {
+pub(super) fn disk(d: &Mutex<Disk>) -> MutexGuard<'_, Disk> {
     d.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -463,75 +464,11 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
     })
 }
 
-/// After switching: until every member has switched or heard that we did, we answer, and
-/// we ask each member we are not sure of. Waiting only to be asked is not enough: a member
-/// that decided as we did ("every cosigner staged") never asks again, so two such members
-/// would each wait out the linger for the other.
-struct Told<'a> {
-    disk: &'a Mutex<Disk>,
-    heard: BTreeMap<PeerId, Option<RefreshStatus>>,
-    new: EpochId,
-}
-
-impl Told<'_> {
-    fn waits_for(&self, peer: PeerId) -> bool {
-        let switched = self
-            .heard
-            .get(&peer)
-            .is_some_and(|s| s.is_some_and(|s| s.current == self.new));
-        !switched && !disk(self.disk).fetched_after_decision.contains(&peer)
-    }
-}
-
-impl Hooks for Told<'_> {
-    fn done(&mut self) -> bool {
-        !self.heard.keys().any(|&peer| self.waits_for(peer))
-    }
-
-    fn next_ask(&self, peer: PeerId) -> Option<Ask> {
-        self.waits_for(peer).then_some(Ask::Status)
-    }
-
-    fn take(&mut self, peer: PeerId, _: Ask, response: ClusterResponse) -> Option<String> {
-        if let ClusterResponse::Ceremony(CeremonyResponse::Status(status)) = response {
-            self.heard.insert(peer, Some(status));
-        }
-        // Asked again, after a pause, until it has switched.
-        Some("has not switched yet".to_string())
-    }
-
-    fn fail(&mut self, _: Abort) {}
-}
-
 fn lock_fail(machine: &Option<Arc<Mutex<Machine>>>, timeout: Duration) {
     if let Some(m) = machine {
         lock(m).fail(Abort::local(format!(
             "timed out after {}s",
             timeout.as_secs()
         )));
-    }
-}
-
-/// Keeps answering until every member has heard our decision (asked after it), except
-/// those we heard already switched to `new`, at most `limit`.
-async fn linger_until_told(
-    disk_state: &Mutex<Disk>,
-    heard: &BTreeMap<PeerId, Option<RefreshStatus>>,
-    new: Option<EpochId>,
-    limit: Duration,
-) {
-    let until = Instant::now() + limit;
-    loop {
-        let waiting = {
-            let d = disk(disk_state);
-            heard.iter().any(|(peer, status)| {
-                !status.is_some_and(|s| Some(s.current) == new)
-                    && !d.fetched_after_decision.contains(peer)
-            })
-        };
-        if !waiting || Instant::now() >= until {
-            return;
-        }
-        sleep(TICK).await;
     }
 }
