@@ -5,7 +5,8 @@
 //! 2-of-3 {1, 2, 4}: {1, 4} and {2, 4} sign under the original validator key, and 4's
 //! watermark starts at the highest height the members signed. A member killed during the
 //! repair (COSIGNER_TEST_CRASH) stops the join on every host, and 1 and 2 sign on with
-//! their old shares.
+//! their old shares; the new host killed right after staging settles with the members when
+//! `cosigner join` runs again.
 
 mod common;
 
@@ -277,4 +278,68 @@ fn a_member_killed_during_the_repair_leaves_the_cluster_signing_with_its_old_sha
         .join("key_share.json.next")
         .exists());
     sign_with(&mut cluster, &[0, 1], 1 + last_signed);
+}
+
+#[test]
+fn the_new_cosigner_killed_after_staging_settles_with_the_members_when_run_again() {
+    let (mut cluster, last_signed) = two_of_two_with_a_joining_cosigner("join-settle");
+    let members = spawn_ceremony(
+        &cluster.cosigner_dirs,
+        &[0, 1],
+        "refresh",
+        TIMEOUT,
+        &add_four,
+        cluster.log_dir(),
+    );
+    let join = |crash: Option<&str>, name: &str| {
+        let mut cmd = Command::new(&bins().cosigner);
+        cmd.arg("join")
+            .arg("--config")
+            .arg(cluster.config(3))
+            .args(["--timeout", &TIMEOUT.as_secs().to_string()])
+            .env("RUST_LOG", "info");
+        if let Some(point) = crash {
+            cmd.env("COSIGNER_TEST_CRASH", point);
+        }
+        Proc::spawn(name, &mut cmd, cluster.log_dir())
+    };
+    let mut crashing = join(Some("join-after-stage:1"), "join-4-crash");
+    let status = crashing.wait_exit(EXIT).expect("the crashing join exits");
+    assert!(!status.success(), "{}", crashing.log());
+    assert!(
+        crashing.log().contains("aborting at join-after-stage"),
+        "{}",
+        crashing.log()
+    );
+    let four = cluster.cosigner_dirs[3].clone();
+    assert!(four.join("key_share.json.next").exists(), "nothing staged");
+    assert!(!four.join("key_share.json").exists());
+
+    // Run again: it only settles, with the members still in their refresh.
+    let mut again = join(None, "join-4-settle");
+    let settled = again.wait_exit(EXIT).expect("the settling join exits");
+    let members = finish(members, EXIT);
+    let log = again.log();
+    assert!(log.contains("settling an interrupted join"), "{log}");
+    assert!(!four.join("key_share.json.next").exists());
+    if settled.success() {
+        // All switched: the members hold 4 as a member, and 1 and 4 sign.
+        all_succeed(&members, "the join");
+        assert!(!four.join("ceremony.json").exists());
+        for i in [0, 1, 3] {
+            assert_eq!(epoch_of(&cluster.cosigner_dirs[i]), 2, "cosigner {}", i + 1);
+        }
+        sign_with(&mut cluster, &[0, 3], 1 + last_signed);
+    } else {
+        // All dropped: the members keep epoch 1 and sign on without 4.
+        assert!(log.contains("the join is dropped"), "{log}");
+        assert!(!four.join("key_share.json").exists());
+        for i in [0, 1] {
+            assert_eq!(epoch_of(&cluster.cosigner_dirs[i]), 1, "cosigner {}", i + 1);
+            assert!(!cluster.cosigner_dirs[i]
+                .join("key_share.json.next")
+                .exists());
+        }
+        sign_with(&mut cluster, &[0, 1], 1 + last_signed);
+    }
 }

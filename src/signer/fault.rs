@@ -19,6 +19,8 @@ pub(crate) enum CrashPoint {
     RefreshBeforeSwitch,
     /// Join, a member: a repair delta taken from another helper, the refresh not begun.
     JoinRepair,
+    /// Join, the new cosigner: its watermarks written and its share staged, not switched.
+    JoinAfterStage,
 }
 
 impl CrashPoint {
@@ -31,6 +33,7 @@ impl CrashPoint {
             CrashPoint::RefreshAfterStage => "refresh-after-stage",
             CrashPoint::RefreshBeforeSwitch => "refresh-before-switch",
             CrashPoint::JoinRepair => "join-repair",
+            CrashPoint::JoinAfterStage => "join-after-stage",
         }
     }
 }

@@ -31,6 +31,7 @@ use crate::ceremony::run::{
 };
 use crate::cluster::{Cluster, PeerId};
 use crate::key_forms::PublicKeyForms;
+use crate::signer::fault::{test_crash, CrashPoint};
 use crate::threshold::epoch::{EpochId, KeyEpoch};
 use crate::threshold::key_share::{self, members_list};
 use crate::threshold::messages::{ClusterRequest, ClusterResponse};
@@ -97,6 +98,7 @@ impl JoinHooks<'_> {
                 m.mark_staged();
                 self.new = Some(new);
                 info!("{COMMAND}: test signature verified, watermarks written, share staged");
+                test_crash(CrashPoint::JoinAfterStage);
             }
             Err(e) => {
                 let cleaned = p.files.abort().err().map_or(String::new(), |e| {
