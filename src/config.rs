@@ -12,7 +12,9 @@ mod loaded;
 pub mod metrics;
 mod validate;
 
-pub use joining::{add_joining, cancel_joining, edited_text, normalize_fingerprint, JoiningError};
+pub use joining::{
+    add_joining, cancel_joining, edited_text, normalize_fingerprint, promote_joining, JoiningError,
+};
 pub use keys::{merge_key, KeySharesError, KeyView, MergeError, NamedKey};
 pub use loaded::{ConfigError, KeyShareLoadError, LoadedConfig};
 pub use metrics::MetricsConfig;

@@ -1,7 +1,6 @@
 //! End to end, adding a cosigner: the real `cosigner enroll` on a new host's side, from the
 //! directories of a real `split-key` run. (The join ceremony itself, `cosigner refresh
-//! --add` and `cosigner join`, is not built yet; its cryptography is unit-tested in
-//! `src/ceremony/join/`.)
+//! --add` and `cosigner join`, is tested in `tests/e2e_join_cluster.rs`.)
 
 mod common;
 

@@ -9,6 +9,7 @@ mod dkg;
 mod enroll;
 mod import_horcrux;
 mod init_single;
+mod join;
 mod load;
 mod logging;
 mod refresh;
@@ -81,12 +82,20 @@ enum Command {
     /// identities, no key share yet) from a copy of a member's cosigner.toml and one --peer
     /// per member; prints the `cosigner add-peer` line every member's operator runs.
     Enroll(enroll::Args),
+    /// On a host `cosigner enroll` prepared: join the cluster, with every member running
+    /// `cosigner refresh --add ID` at about the same time (members stopped). Run again after
+    /// an interruption, it settles the join with the members.
+    Join(join::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     if matches!(
         cli.command,
-        Command::Start { .. } | Command::Dkg(_) | Command::ImportHorcrux(_) | Command::Refresh(_)
+        Command::Start { .. }
+            | Command::Dkg(_)
+            | Command::ImportHorcrux(_)
+            | Command::Refresh(_)
+            | Command::Join(_)
     ) {
         logging::init_tracing(cli.log_format);
     }
@@ -103,5 +112,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ImportHorcrux(args) => import_horcrux::run(args),
         Command::Refresh(args) => refresh::run(args),
         Command::Enroll(args) => enroll::run(args),
+        Command::Join(args) => join::run(args),
     }
 }

@@ -1,6 +1,7 @@
 //! `cosigner refresh`: run on every remaining host, cosigners stopped; the cosigners make
 //! new shares of the same validator key among themselves (optionally without the cosigners
-//! `--remove` names), switch to them together and print the result. Run again on a host
+//! `--remove` names, or with the joining cosigner `--add` names), switch to them together
+//! and print the result. Run again on a host
 //! whose refresh was interrupted, it settles that refresh with the others instead.
 
 use std::path::PathBuf;
@@ -19,6 +20,11 @@ pub struct Args {
     /// useless and its certificate is no longer accepted. Give the same on every host.
     #[arg(long, value_name = "ID")]
     remove: Vec<u16>,
+    /// The joining cosigner to add (pinned by `cosigner add-peer`): the members repair a
+    /// share for it and refresh with it; its host runs `cosigner join` meanwhile. Give the
+    /// same on every member host; not together with --remove.
+    #[arg(long, value_name = "ID")]
+    add: Option<u16>,
     /// The threshold you expect to keep: refused if it differs (a refresh cannot change it).
     #[arg(long, value_name = "T")]
     threshold: Option<u16>,
@@ -29,7 +35,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let timeout = super::ceremony::timeout(args.timeout)?;
-    let prepared = run::prepare(&args.config, &args.remove, args.threshold)?;
+    let prepared = run::prepare(&args.config, &args.remove, args.add, args.threshold)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

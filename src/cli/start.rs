@@ -75,7 +75,7 @@ fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
 /// one every member ends on.
 fn settle_refresh(runtime: &tokio::runtime::Runtime, config_path: &Path) -> anyhow::Result<()> {
     warn!("a share refresh was interrupted here: settling it with the other cosigners first");
-    let prepared = refresh::prepare(config_path, &[], None)?;
+    let prepared = refresh::prepare(config_path, &[], None, None)?;
     if !prepared.settles() {
         // Only the second half of a switch or an abort was left; `prepare` finished it.
         return Ok(());

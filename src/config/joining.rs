@@ -136,6 +136,32 @@ pub fn cancel_joining(config: &Config, id: u16) -> Result<Config, JoiningError> 
     Ok(edited)
 }
 
+/// `config` with the joining cosigner `id` made a member: its entry moved from the joining
+/// entries to the peers, as a join that committed leaves it.
+pub fn promote_joining(config: &Config, id: u16) -> Result<Config, JoiningError> {
+    let mut edited = cancel_joining(config, id)?;
+    let entry = config
+        .threshold()
+        .and_then(|th| th.joining.iter().find(|j| j.id == id))
+        .cloned();
+    match (&mut edited.mode, entry) {
+        (Mode::Threshold(th), Some(entry)) => {
+            th.peers.push(entry);
+            th.peers.sort_by_key(|p| p.id);
+        }
+        _ => {
+            return Err(JoiningError::NotJoining {
+                id,
+                joining: "none".into(),
+            })
+        }
+    }
+    edited
+        .validate()
+        .map_err(|(field, problem)| JoiningError::Invalid { field, problem })?;
+    Ok(edited)
+}
+
 const HEADER: &str = "[[threshold.joining]]";
 
 /// The text of `edited` made from `original` (the file `from` was parsed from): the joining
@@ -293,6 +319,19 @@ mod tests {
         assert!(matches!(
             cancel_joining(&config, 5),
             Err(JoiningError::NotJoining { id: 5, .. })
+        ));
+    }
+
+    #[test]
+    fn promoting_moves_the_joining_entry_to_the_peers() {
+        let config = add_joining(&sample(1, 2), newcomer(4)).unwrap();
+        let promoted = promote_joining(&config, 4).unwrap();
+        let th = promoted.threshold().unwrap();
+        assert!(th.joining.is_empty());
+        assert_eq!(th.peers.iter().map(|p| p.id).collect::<Vec<_>>(), [2, 4]);
+        assert!(matches!(
+            promote_joining(&sample(1, 2), 4),
+            Err(JoiningError::NotJoining { id: 4, .. })
         ));
     }
 

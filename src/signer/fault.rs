@@ -17,6 +17,10 @@ pub(crate) enum CrashPoint {
     RefreshAfterStage,
     /// Refresh: every member staged (the rule says switch), this host not switched yet.
     RefreshBeforeSwitch,
+    /// Join, a member: a repair delta taken from another helper, the refresh not begun.
+    JoinRepair,
+    /// Join, the new cosigner: its watermarks written and its share staged, not switched.
+    JoinAfterStage,
 }
 
 impl CrashPoint {
@@ -28,6 +32,8 @@ impl CrashPoint {
             CrashPoint::ParticipantAfterPersist => "participant-after-persist",
             CrashPoint::RefreshAfterStage => "refresh-after-stage",
             CrashPoint::RefreshBeforeSwitch => "refresh-before-switch",
+            CrashPoint::JoinRepair => "join-repair",
+            CrashPoint::JoinAfterStage => "join-after-stage",
         }
     }
 }

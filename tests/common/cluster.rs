@@ -241,6 +241,16 @@ impl Cluster {
         }
     }
 
+    /// Takes in a cosigner directory made after the split (a cosigner added by `cosigner
+    /// enroll` and `cosigner join`); its index is the next one.
+    pub fn add_cosigner(&mut self, dir: PathBuf) -> usize {
+        self.cosigner_dirs.push(dir);
+        self.procs.push(None);
+        self.launchers.push(Vec::new());
+        self.starts.push(AtomicU32::new(0));
+        self.cosigner_dirs.len() - 1
+    }
+
     /// A cluster to be set up; see [`ClusterBuilder`].
     pub fn builder(name: &str, threshold: u16, shares: u16) -> ClusterBuilder {
         ClusterBuilder {

@@ -4,5 +4,10 @@
 //! worthless.
 
 pub mod enroll;
+pub mod prepare;
 pub mod repair;
+pub mod report;
+pub mod run;
+mod shared;
+pub mod states;
 pub mod steps;

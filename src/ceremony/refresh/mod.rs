@@ -25,7 +25,9 @@
 //! ([`crate::threshold::epoch`]). Watermarks are not touched.
 
 pub mod files;
+mod linger;
 pub mod prepare;
+pub mod report;
 pub mod run;
 pub mod settle;
 pub mod steps;

@@ -1,6 +1,7 @@
 //! A refresh's checks before anything runs: the directory (one threshold key), the share
 //! and any staged share of an interrupted refresh, the threshold the operator expects, the
-//! new membership (`--remove`, keeping t > n/2) and the session id.
+//! new membership (`--remove`, or `--add` of a joining cosigner, keeping t > n/2) and the
+//! session id.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,9 +12,11 @@ use tracing::info;
 use super::files::Files;
 use super::COMMAND;
 use crate::ceremony::file::SessionId;
+use crate::ceremony::join::{repair, states};
+use crate::ceremony::messages::JoinInfo;
 use crate::ceremony::run::{member_pins, CeremonyError};
 use crate::cluster::{ClusterConfig, PeerId};
-use crate::config::{Config, LoadedConfig};
+use crate::config::{promote_joining, Config, LoadedConfig};
 use crate::threshold::epoch::EpochId;
 use crate::threshold::key_share::{self, check_threshold, members_list, KeyShare};
 
@@ -32,6 +35,18 @@ pub struct Prepared {
     /// The share an interrupted refresh staged: only settle.
     pub(super) staged: Option<KeyShare>,
     pub(super) new_config: Option<Config>,
+    /// `--add`: the cosigner being added, and what it is told.
+    pub(super) join: Option<Joining>,
+}
+
+/// A member's plan for adding a cosigner (`--add`): the repair before the refresh.
+pub(super) struct Joining {
+    /// The cosigner being added.
+    pub(super) joiner: PeerId,
+    /// The prelude session its first requests carry.
+    pub(super) prelude: SessionId,
+    /// What we tell it: the key's public data and our watermarks.
+    pub(super) info: JoinInfo,
 }
 
 impl Prepared {
@@ -45,14 +60,23 @@ fn setup(m: impl Into<String>) -> CeremonyError {
     CeremonyError::Setup(m.into())
 }
 
-/// Loads `config_path` and checks it for a refresh without the cosigners `remove`
-/// (`threshold`: what the operator expects t to stay). Finishes a switch a crash
-/// interrupted between its two renames, removes stale temporaries; writes nothing else.
+/// Loads `config_path` and checks it for a refresh without the cosigners `remove`, or with
+/// the joining cosigner `add` (`threshold`: what the operator expects t to stay). Finishes
+/// a switch a crash interrupted between its two renames, removes stale temporaries; writes
+/// nothing else.
 pub fn prepare(
     config_path: &Path,
     remove: &[PeerId],
+    add: Option<PeerId>,
     threshold: Option<u16>,
 ) -> Result<Prepared, CeremonyError> {
+    if let (Some(add), false) = (add, remove.is_empty()) {
+        return Err(setup(format!(
+            "--add {add} with --remove {}: a refresh either adds a cosigner or removes some, \
+             not both. Run them as two refreshes (remove first, then add)",
+            members_list(remove)
+        )));
+    }
     let mut loaded = Config::load(config_path).map_err(|e| setup(e.to_string()))?;
     let th = one_key(&loaded)?;
     let files = Files {
@@ -86,10 +110,10 @@ pub fn prepare(
     let staged = files.read_staged().map_err(setup)?;
     let (members, removed) = match &staged {
         Some(next) => {
-            if !remove.is_empty() {
+            if !remove.is_empty() || add.is_some() {
                 return Err(setup(format!(
                     "{}: an interrupted refresh is waiting to be settled; run `{COMMAND} \
-                     --config {}` without --remove first",
+                     --config {}` without --remove or --add first",
                     files.staged_share().display(),
                     crate::shell::quote(config_path)
                 )));
@@ -103,21 +127,55 @@ pub fn prepare(
                 .collect();
             (members, removed)
         }
-        None => plan_members(th.id, t, &old_members, remove)?,
+        None => match add {
+            Some(add) => (plan_added(&th, t, &old_members, add)?, Vec::new()),
+            None => plan_members(th.id, t, &old_members, remove)?,
+        },
     };
-    let new_config = match removed.is_empty() {
-        true => None,
-        false => Some(
+    let new_config = match (removed.is_empty(), add) {
+        (false, _) => Some(
             loaded
                 .config
                 .without_peers(&removed)
                 .ok_or_else(|| setup("not a one-key threshold config"))?,
         ),
+        (true, Some(add)) => Some(
+            promote_joining(&loaded.config, add)
+                .map_err(|e| setup(format!("{}: {e}", config_path.display())))?,
+        ),
+        (true, None) => None,
     };
-    let mut cluster = loaded.cluster_config(&th);
+    // A join's members include the joining cosigner (also when settling one).
+    let joins = th.joining.iter().any(|j| members.contains(&j.id));
+    let mut cluster = match joins {
+        true => loaded.cluster_config_with_joining(&th),
+        false => loaded.cluster_config(&th),
+    };
     cluster.peers.retain(|p| members.contains(&p.id));
     let pins = member_pins(&cluster, th.id).map_err(setup)?;
-    let session = session_id(current.epoch().id, t, &pins);
+    let (session, join) = match add {
+        Some(joiner) => {
+            let chains: Vec<String> = loaded.config.chains.iter().map(|c| c.id.clone()).collect();
+            let state_dir = loaded.resolve(&loaded.config.state_dir);
+            let info = JoinInfo {
+                public_key_package: current
+                    .public_key_package()
+                    .serialize()
+                    .map_err(|e| setup(format!("cannot encode the key package: {e}")))?,
+                epoch: current.epoch().number,
+                seed_escrow: current.seed_escrow().cloned(),
+                watermarks: states::read(&state_dir, &chains).map_err(setup)?,
+            };
+            let join = Joining {
+                joiner,
+                prelude: repair::prelude_id(t, joiner, &pins),
+                info,
+            };
+            let session = repair::session_id(current.epoch().id, t, joiner, &pins);
+            (session, Some(join))
+        }
+        None => (session_id(current.epoch().id, t, &pins), None),
+    };
     Ok(Prepared {
         me: th.id,
         threshold: t,
@@ -134,7 +192,36 @@ pub fn prepare(
         current,
         staged,
         new_config,
+        join,
     })
+}
+
+/// The membership with the joining cosigner `add`, which must keep t > n/2.
+fn plan_added(
+    th: &crate::config::ThresholdConfig,
+    t: u16,
+    old: &[PeerId],
+    add: PeerId,
+) -> Result<Vec<PeerId>, CeremonyError> {
+    if old.contains(&add) {
+        return Err(setup(format!(
+            "--add {add}: already a cosigner of this key (its cosigners are {})",
+            members_list(old)
+        )));
+    }
+    if !th.joining.iter().any(|j| j.id == add) {
+        return Err(setup(format!(
+            "--add {add}: this config does not pin cosigner {add} as joining: run `cosigner \
+             add-peer --config FILE --id {add} --address HOST:PORT --cert-sha256 FP` first \
+             (with the fingerprint its `cosigner enroll` printed)"
+        )));
+    }
+    let mut members = old.to_vec();
+    members.push(add);
+    members.sort_unstable();
+    let n = u16::try_from(members.len()).unwrap_or(u16::MAX);
+    check_threshold(t, n).map_err(|e| setup(format!("adding {add} makes {t}-of-{n}: {e}")))?;
+    Ok(members)
 }
 
 fn one_key(loaded: &LoadedConfig) -> Result<&crate::config::ThresholdConfig, CeremonyError> {
@@ -227,4 +314,19 @@ fn session_id(epoch: EpochId, t: u16, pins: &BTreeMap<PeerId, String>) -> Sessio
         h.update(pin.as_bytes());
     }
     h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adding_and_removing_in_one_refresh_is_refused_before_anything_is_read() {
+        let Err(CeremonyError::Setup(why)) =
+            prepare(Path::new("/nonexistent/cosigner.toml"), &[3], Some(4), None)
+        else {
+            panic!("--add with --remove was accepted");
+        };
+        assert!(why.contains("two refreshes"), "{why}");
+    }
 }

@@ -2,31 +2,35 @@
 //! members over the cluster transport (the same machine and driving loop as a DKG), stages
 //! the new share, then settles with every member by the commit rule ([`super::settle`]) and
 //! switches or drops. A directory with a staged share from an interrupted refresh skips the
-//! ceremony and only settles.
+//! ceremony and only settles. With `--add`, the member also answers the joining cosigner
+//! and runs the repair ([`MemberJoin`]) beside the refresh machine, whose members then
+//! include the joining cosigner and whose old package is extended by its verifying share.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rand_core::OsRng;
-use tokio::time::{sleep, Instant};
+use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::linger::{linger_until_told, Told};
 pub use super::prepare::{prepare, Prepared};
+pub use super::report::Report;
 use super::settle::{decide, Decision};
 use super::COMMAND;
 use crate::ceremony::abort::Abort;
+use crate::ceremony::join::repair::MemberJoin;
+use crate::ceremony::join::steps;
 
 /// After a refresh stopped without staging: how long we keep telling members that staged.
 const LINGER_AFTER_FAILURE: Duration = Duration::from_secs(10);
-use crate::ceremony::machine::{KeySource, Machine, OldShare, Setup};
+use crate::ceremony::machine::{KeySource, Machine, OldShare, Progress, Setup};
 use crate::ceremony::messages::{Ask, CeremonyResponse, RefreshStatus};
 use crate::ceremony::output;
 use crate::ceremony::run::{
     drive, lock, refuse_while_in_ceremony, take_into_machine, waiting_lines, CeremonyError, Hooks,
-    LINGER_AFTER_SUCCESS, TICK,
+    LINGER_AFTER_SUCCESS,
 };
 use crate::cluster::{Cluster, PeerId};
 use crate::key_forms::PublicKeyForms;
@@ -36,20 +40,27 @@ use crate::threshold::key_share::{self, members_list};
 use crate::threshold::messages::{ClusterRequest, ClusterResponse};
 
 /// What this host tells the others about its files, and who fetched it after a decision.
-struct Disk {
-    status: RefreshStatus,
-    decided: bool,
-    fetched_after_decision: BTreeSet<PeerId>,
+pub(super) struct Disk {
+    pub(super) status: RefreshStatus,
+    pub(super) decided: bool,
+    pub(super) fetched_after_decision: BTreeSet<PeerId>,
 }
 
-fn disk(d: &Mutex<Disk>) -> MutexGuard<'_, Disk> {
+pub(super) fn disk(d: &Mutex<Disk>) -> MutexGuard<'_, Disk> {
     d.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn joining(j: &Mutex<MemberJoin>) -> MutexGuard<'_, MemberJoin> {
+    // Plain data changed in small steps, as the machine.
+    j.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The refresh's hooks for the driving loop: the machine until the share is staged, then
 /// every member's status until the commit rule decides.
 struct RefreshHooks<'a> {
     machine: Option<&'a Mutex<Machine>>,
+    /// `--add`: the repair, asked before the machine.
+    join: Option<&'a Mutex<MemberJoin>>,
     prepared: &'a Prepared,
     disk: &'a Mutex<Disk>,
     /// The staged generation, once staged.
@@ -118,12 +129,19 @@ impl Hooks for RefreshHooks<'_> {
     fn next_ask(&self, peer: PeerId) -> Option<Ask> {
         match (self.new, self.machine) {
             (Some(_), _) => Some(Ask::Status),
-            (None, Some(machine)) => lock(machine).next_ask(peer),
+            (None, Some(machine)) => self
+                .join
+                .and_then(|j| joining(j).next_ask(peer))
+                .or_else(|| lock(machine).next_ask(peer)),
             (None, None) => None,
         }
     }
 
     fn take(&mut self, peer: PeerId, ask: Ask, response: ClusterResponse) -> Option<String> {
+        if let (Ask::Delta, Some(join)) = (ask, self.join) {
+            let machine = self.machine?;
+            return take_delta(&mut joining(join), &mut lock(machine), peer, response);
+        }
         if ask != Ask::Status {
             let machine = self.machine?;
             return take_into_machine(&mut lock(machine), peer, ask, response);
@@ -155,51 +173,34 @@ impl Hooks for RefreshHooks<'_> {
     }
 }
 
-/// What a refresh did on this host.
-pub struct Report {
-    me: PeerId,
-    threshold: u16,
-    members: Vec<PeerId>,
-    removed: Vec<PeerId>,
-    epoch: KeyEpoch,
-    forms: PublicKeyForms,
-    key_share: PathBuf,
-    config: PathBuf,
-    because: String,
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "cosigner {}: new share of the same validator key, {} ({}-of-{}, cosigners {}); \
-             {}",
-            self.me,
-            self.epoch,
-            self.threshold,
-            self.members.len(),
-            members_list(&self.members),
-            self.because
-        )?;
-        writeln!(f, "  validator public key: {}", self.forms.base64)?;
-        writeln!(
-            f,
-            "  {} replaced: the old share is gone from this host (no copy kept)",
-            self.key_share.display()
-        )?;
-        if !self.removed.is_empty() {
-            writeln!(
-                f,
-                "  {} no longer lists cosigner(s) {}: their identities are refused",
-                self.config.display(),
-                members_list(&self.removed)
-            )?;
+/// A helper's repair delta for us; a failure of the repair stops the machine too.
+fn take_delta(
+    join: &mut MemberJoin,
+    machine: &mut Machine,
+    peer: PeerId,
+    response: ClusterResponse,
+) -> Option<String> {
+    let taken = match response {
+        ClusterResponse::Ceremony(response) => join.take(peer, response),
+        ClusterResponse::Refused(refusal) => Err(Abort::Peer {
+            peer,
+            reason: refusal.reason,
+        }),
+        _ => Err(Abort::culprit(
+            peer,
+            "asked for its repair delta, it sent a signing answer",
+        )),
+    };
+    match taken {
+        Ok(Progress::NotYet(reason)) => Some(reason),
+        Ok(Progress::Got) => {
+            test_crash(CrashPoint::JoinRepair);
+            None
         }
-        writeln!(
-            f,
-            "next: `cosigner start --config {}` (the watermarks were not touched)",
-            crate::shell::quote(&self.config)
-        )
+        Err(abort) => {
+            machine.fail(abort);
+            None
+        }
     }
 }
 
@@ -209,6 +210,31 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
     let p = &prepared;
     let old = p.current.epoch().id;
     let staged_epoch = p.staged.as_ref().map(|s| s.epoch().id);
+    let aborted = |abort| CeremonyError::Aborted {
+        command: COMMAND,
+        abort,
+    };
+    let join = match (&p.staged, &p.join) {
+        (None, Some(j)) => Some(Arc::new(Mutex::new(
+            MemberJoin::new(
+                p.me,
+                j.joiner,
+                p.current.key_package(),
+                p.current.public_key_package(),
+                j.info.clone(),
+                j.prelude,
+                p.session,
+                &mut OsRng,
+            )
+            .map_err(aborted)?,
+        ))),
+        _ => None,
+    };
+    // A join refreshes over the package extended by the new cosigner's verifying share.
+    let old_package = match &p.join {
+        Some(j) => steps::extended(p.current.public_key_package(), j.joiner).map_err(aborted)?,
+        None => p.current.public_key_package().clone(),
+    };
     let machine = match &p.staged {
         Some(_) => None,
         None => {
@@ -219,15 +245,12 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
                 session: p.session,
                 source: KeySource::Refresh(Box::new(OldShare {
                     key_package: p.current.key_package().clone(),
-                    public_key_package: p.current.public_key_package().clone(),
+                    public_key_package: old_package,
                     epoch: p.current.epoch().number,
                     seed_escrow: p.current.seed_escrow().cloned(),
                 })),
             };
-            let m = Machine::new(setup, &mut OsRng).map_err(|abort| CeremonyError::Aborted {
-                command: COMMAND,
-                abort,
-            })?;
+            let m = Machine::new(setup, &mut OsRng).map_err(aborted)?;
             Some(Arc::new(Mutex::new(m)))
         }
     };
@@ -242,8 +265,10 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
     }));
     let cluster = Arc::new(Cluster::bind(p.cluster.clone()).await?);
     let (served_machine, served_disk) = (machine.clone(), disk_state.clone());
+    let served_join = join.clone();
     cluster.serve(move |peer, request: ClusterRequest| {
         let (machine, disk_state) = (served_machine.clone(), served_disk.clone());
+        let join = served_join.clone();
         async move {
             let ClusterRequest::Ceremony(r) = request else {
                 return ClusterResponse::Refused(refuse_while_in_ceremony(COMMAND));
@@ -263,6 +288,14 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
                     ..d.status
                 };
                 return ClusterResponse::Ceremony(CeremonyResponse::Status(status));
+            }
+            let failed = machine.as_ref().is_some_and(|m| lock(m).failed().is_some());
+            if let Some(answer) = join
+                .as_ref()
+                .filter(|_| !failed)
+                .and_then(|j| joining(j).answer(peer, &r))
+            {
+                return ClusterResponse::Ceremony(answer);
             }
             ClusterResponse::Ceremony(match &machine {
                 Some(m) => {
@@ -294,6 +327,7 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
     );
     let mut hooks = RefreshHooks {
         machine: machine.as_deref(),
+        join: join.as_deref(),
         prepared: p,
         disk: &disk_state,
         new: staged_epoch,
@@ -421,6 +455,7 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
         threshold: p.threshold,
         members: p.members.clone(),
         removed: p.removed.clone(),
+        added: p.join.as_ref().map(|j| j.joiner),
         epoch: share.epoch(),
         forms,
         key_share: p.files.key_share.clone(),
@@ -429,75 +464,11 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
     })
 }
 
-/// After switching: until every member has switched or heard that we did, we answer, and
-/// we ask each member we are not sure of. Waiting only to be asked is not enough: a member
-/// that decided as we did ("every cosigner staged") never asks again, so two such members
-/// would each wait out the linger for the other.
-struct Told<'a> {
-    disk: &'a Mutex<Disk>,
-    heard: BTreeMap<PeerId, Option<RefreshStatus>>,
-    new: EpochId,
-}
-
-impl Told<'_> {
-    fn waits_for(&self, peer: PeerId) -> bool {
-        let switched = self
-            .heard
-            .get(&peer)
-            .is_some_and(|s| s.is_some_and(|s| s.current == self.new));
-        !switched && !disk(self.disk).fetched_after_decision.contains(&peer)
-    }
-}
-
-impl Hooks for Told<'_> {
-    fn done(&mut self) -> bool {
-        !self.heard.keys().any(|&peer| self.waits_for(peer))
-    }
-
-    fn next_ask(&self, peer: PeerId) -> Option<Ask> {
-        self.waits_for(peer).then_some(Ask::Status)
-    }
-
-    fn take(&mut self, peer: PeerId, _: Ask, response: ClusterResponse) -> Option<String> {
-        if let ClusterResponse::Ceremony(CeremonyResponse::Status(status)) = response {
-            self.heard.insert(peer, Some(status));
-        }
-        // Asked again, after a pause, until it has switched.
-        Some("has not switched yet".to_string())
-    }
-
-    fn fail(&mut self, _: Abort) {}
-}
-
 fn lock_fail(machine: &Option<Arc<Mutex<Machine>>>, timeout: Duration) {
     if let Some(m) = machine {
         lock(m).fail(Abort::local(format!(
             "timed out after {}s",
             timeout.as_secs()
         )));
-    }
-}
-
-/// Keeps answering until every member has heard our decision (asked after it), except
-/// those we heard already switched to `new`, at most `limit`.
-async fn linger_until_told(
-    disk_state: &Mutex<Disk>,
-    heard: &BTreeMap<PeerId, Option<RefreshStatus>>,
-    new: Option<EpochId>,
-    limit: Duration,
-) {
-    let until = Instant::now() + limit;
-    loop {
-        let waiting = {
-            let d = disk(disk_state);
-            heard.iter().any(|(peer, status)| {
-                !status.is_some_and(|s| Some(s.current) == new)
-                    && !d.fetched_after_decision.contains(peer)
-            })
-        };
-        if !waiting || Instant::now() >= until {
-            return;
-        }
-        sleep(TICK).await;
     }
 }

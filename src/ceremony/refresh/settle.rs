@@ -91,6 +91,19 @@ pub fn decide(
     Decision::Wait(waiting)
 }
 
+/// The rule for the cosigner being added, which holds no share of its own to call old (and
+/// after a restart does not know the members' generation): a member's generation other than
+/// `new` is the one the join started from.
+pub fn decide_joining(new: EpochId, heard: &BTreeMap<PeerId, Option<RefreshStatus>>) -> Decision {
+    let old = heard
+        .values()
+        .flatten()
+        .map(|s| s.current)
+        .find(|c| *c != new && *c != EpochId::NONE)
+        .unwrap_or(EpochId::NONE);
+    decide(old, new, heard)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +169,21 @@ mod tests {
         assert!(matches!(decide(OLD, NEW, &h), Decision::Abort { .. }));
         let h = heard(&[(4, Some(status(none, None, Some(NEW))))]);
         assert!(matches!(decide(OLD, NEW, &h), Decision::Wait(w) if w[0].contains("joining")));
+    }
+
+    #[test]
+    fn the_joining_cosigner_decides_without_knowing_the_old_generation() {
+        let h = heard(&[
+            (1, Some(status(OLD, Some(NEW), None))),
+            (2, Some(status(OLD, Some(NEW), None))),
+        ]);
+        assert!(matches!(decide_joining(NEW, &h), Decision::Commit { .. }));
+        let h = heard(&[(1, Some(status(OLD, None, None))), (2, None)]);
+        assert!(matches!(decide_joining(NEW, &h), Decision::Abort { .. }));
+        let h = heard(&[(1, Some(status(OLD, None, Some(NEW)))), (2, None)]);
+        assert!(matches!(decide_joining(NEW, &h), Decision::Wait(_)));
+        let h = heard(&[(1, Some(status(NEW, None, None))), (2, None)]);
+        assert!(matches!(decide_joining(NEW, &h), Decision::Commit { .. }));
     }
 
     #[test]
