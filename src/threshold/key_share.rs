@@ -55,8 +55,8 @@ pub struct KeyShareFile {
     pub key_package: KeyPackage,
     /// Public: every cosigner's verifying share and the group key, the same in every share file.
     pub public_key_package: PublicKeyPackage,
-    /// The validator's seed encrypted to the group key (public; see [`seed_escrow`]), the
-    /// same in every share file of a split. Absent in files written before it existed, and
+    /// The validator's seed encrypted to the group key (public; see
+    /// [`crate::threshold::seed_escrow`]), the same in every share file of a split. Absent in files written before it existed, and
     /// for a key that never had a seed; signing does not use it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed_escrow: Option<SeedEscrow>,
