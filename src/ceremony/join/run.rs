@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand_core::OsRng;
-use tokio::time::{sleep, Instant};
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 pub use super::prepare::{prepare, Prepared};
@@ -24,10 +24,11 @@ use crate::ceremony::abort::Abort;
 use crate::ceremony::machine::{KeySource, Machine, Setup};
 use crate::ceremony::messages::{Ask, CeremonyResponse, RefreshStatus, Watermark};
 use crate::ceremony::output;
+use crate::ceremony::refresh::linger::linger_until_told;
 use crate::ceremony::refresh::settle::{decide_joining, Decision};
 use crate::ceremony::run::{
     drive, refuse_while_in_ceremony, take_into_machine, waiting_lines, CeremonyError, Hooks,
-    LINGER_AFTER_SUCCESS, TICK,
+    LINGER_AFTER_SUCCESS,
 };
 use crate::cluster::{Cluster, PeerId};
 use crate::key_forms::PublicKeyForms;
@@ -277,7 +278,13 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
             s.decided = true;
             s.failure()
         };
-        linger_until_told(&shared, &heard, None, LINGER_AFTER_FAILURE).await;
+        linger_until_told(
+            |peer| guard(&shared).fetched_after_decision.contains(&peer),
+            &heard,
+            None,
+            LINGER_AFTER_FAILURE,
+        )
+        .await;
         cluster.shutdown().await;
         return Err(match waiting {
             Some(waiting) => CeremonyError::TimedOut {
@@ -303,7 +310,13 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
                 }
                 s.decided = true;
             }
-            linger_until_told(&shared, &heard, Some(new), LINGER_AFTER_FAILURE).await;
+            linger_until_told(
+                |peer| guard(&shared).fetched_after_decision.contains(&peer),
+                &heard,
+                Some(new),
+                LINGER_AFTER_FAILURE,
+            )
+            .await;
             cluster.shutdown().await;
             let removed = match dropped {
                 Ok(()) => String::new(),
@@ -356,7 +369,13 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
         s.decided = true;
     }
     info!("{COMMAND}: switched to the new share ({because})");
-    linger_until_told(&shared, &heard, Some(new), LINGER_AFTER_SUCCESS).await;
+    linger_until_told(
+        |peer| guard(&shared).fetched_after_decision.contains(&peer),
+        &heard,
+        Some(new),
+        LINGER_AFTER_SUCCESS,
+    )
+    .await;
     cluster.shutdown().await;
     let share = key_share::load(&p.files.key_share)
         .map_err(|e| CeremonyError::Setup(format!("the new share does not load: {e}")))?;
@@ -376,30 +395,4 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
         config: p.files.config.clone(),
         because,
     })
-}
-
-/// Keeps answering until every member has heard our decision (asked after it), except
-/// those we heard already switched to `new`, at most `limit`. Each member asks us until it
-/// knows (a member that switched asks every cosigner it is not sure of), so answering is
-/// enough here.
-async fn linger_until_told(
-    shared: &Mutex<Shared>,
-    heard: &BTreeMap<PeerId, Option<RefreshStatus>>,
-    new: Option<EpochId>,
-    limit: Duration,
-) {
-    let until = Instant::now() + limit;
-    loop {
-        let waiting = {
-            let s = guard(shared);
-            heard.iter().any(|(peer, status)| {
-                !status.is_some_and(|st| Some(st.current) == new)
-                    && !s.fetched_after_decision.contains(peer)
-            })
-        };
-        if !waiting || Instant::now() >= until {
-            return;
-        }
-        sleep(TICK).await;
-    }
 }

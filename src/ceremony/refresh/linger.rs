@@ -1,5 +1,5 @@
-//! After a refresh decided: how long, and how, a member keeps answering (and asking) the
-//! others so that every one hears the decision before it stops.
+//! After a refresh (or a join) decided: how long, and how, a member keeps answering (and
+//! asking) the others so that every one hears the decision before it stops.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -55,23 +55,20 @@ impl Hooks for Told<'_> {
     fn fail(&mut self, _: Abort) {}
 }
 
-/// Keeps answering until every member has heard our decision (asked after it), except
-/// those we heard already switched to `new`, at most `limit`.
-pub(super) async fn linger_until_told(
-    disk_state: &Mutex<Disk>,
+/// Keeps answering until every member has heard our decision (`told`: it asked after we
+/// decided), except those we heard already switched to `new`, at most `limit`. A refresh and
+/// a join keep `told` in their own state.
+pub(crate) async fn linger_until_told(
+    told: impl Fn(PeerId) -> bool,
     heard: &BTreeMap<PeerId, Option<RefreshStatus>>,
     new: Option<EpochId>,
     limit: Duration,
 ) {
     let until = Instant::now() + limit;
     loop {
-        let waiting = {
-            let d = disk(disk_state);
-            heard.iter().any(|(peer, status)| {
-                !status.is_some_and(|s| Some(s.current) == new)
-                    && !d.fetched_after_decision.contains(peer)
-            })
-        };
+        let waiting = heard
+            .iter()
+            .any(|(peer, status)| !status.is_some_and(|s| Some(s.current) == new) && !told(*peer));
         if !waiting || Instant::now() >= until {
             return;
         }

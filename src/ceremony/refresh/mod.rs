@@ -25,7 +25,7 @@
 //! ([`crate::threshold::epoch`]). Watermarks are not touched.
 
 pub mod files;
-mod linger;
+pub(crate) mod linger;
 pub mod prepare;
 pub mod report;
 pub mod run;

@@ -364,7 +364,13 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
         // A member that staged decides from our status ("old, nothing staged": it drops),
         // so we answer until every member has heard that we stopped, bounded.
         disk(&disk_state).decided = true;
-        linger_until_told(&disk_state, &heard, None, LINGER_AFTER_FAILURE).await;
+        linger_until_told(
+            |peer| disk(&disk_state).fetched_after_decision.contains(&peer),
+            &heard,
+            None,
+            LINGER_AFTER_FAILURE,
+        )
+        .await;
         cluster.shutdown().await;
         return Err(match waiting {
             Some(waiting) => CeremonyError::TimedOut {
@@ -390,7 +396,13 @@ pub async fn run(prepared: Prepared, timeout: Duration) -> Result<Report, Ceremo
                 }
                 d.decided = true;
             }
-            linger_until_told(&disk_state, &heard, Some(new), LINGER_AFTER_SUCCESS).await;
+            linger_until_told(
+                |peer| disk(&disk_state).fetched_after_decision.contains(&peer),
+                &heard,
+                Some(new),
+                LINGER_AFTER_SUCCESS,
+            )
+            .await;
             cluster.shutdown().await;
             return Err(match dropped {
                 Ok(()) => CeremonyError::RefreshDropped(because),
