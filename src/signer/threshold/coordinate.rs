@@ -101,10 +101,12 @@ impl Inner {
         let mut actions: VecDeque<Action> = engine.start(now, how).into();
         let mut wake = params.deadline;
         // The health records move on while a signing waits: a peer whose heartbeats stop
-        // is given up on at once rather than at the attempt timeout.
-        let mut health = tokio::time::interval(super::health::POLL);
+        // is given up on at once rather than at the attempt timeout. The first check is one
+        // period away: awaiting an interval's first tick, due at once, still waits for the
+        // timer's next millisecond tick, which cost each signing about 1 ms.
+        let mut health =
+            tokio::time::interval_at((now + super::health::POLL).into(), super::health::POLL);
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        health.tick().await;
         loop {
             while let Some(action) = actions.pop_front() {
                 match action {
