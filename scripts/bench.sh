@@ -11,7 +11,8 @@
 # Environment: SCRAPE_EVERY (default 0.2 s, --metrics only), ROUNDS (default 2: every setup runs ROUNDS times, setups alternating),
 # NETNS_HEIGHTS (default 100; the cross-region runs, needs root), TP_HEIGHTS (default 500 per
 # chain), TP_CHAINS (default 4), SOAK_HEIGHTS (default 0: off; a long 2-of-3 run sampling
-# memory), SKIP_TMKMS=1, SKIP_NETNS=1, SKIP_TP=1, SKIP_MICRO=1 (no `cargo bench`), SETUPS
+# memory), BLOCK_TIME_MS (default 0: the pause between heights), SKIP_TMKMS=1, SKIP_NETNS=1,
+# SKIP_TP=1, SKIP_MICRO=1 (no `cargo bench`), SETUPS
 # (default "single 2-of-3 3-of-5 5-of-7": the loopback setups besides tmkms), BIN (a directory
 # of release binaries built before, e.g. a copy of another commit's, to compare builds: no
 # build then).
@@ -37,6 +38,9 @@ tp_chains=${TP_CHAINS:-4}
 # v0.34), so the comparison runs everything at v0.34; PROTOCOL=v0.38 measures ours alone.
 protocol=${PROTOCOL:-v0.34}
 chain=bench-chain
+# Pause between heights (the three requests of a height stay back to back), so that a
+# height's first request finds the signers idle, as on a chain with real block times.
+block_time=${BLOCK_TIME_MS:-0}
 # Upper bound for one simulator run, whatever happens.
 run_limit=${RUN_LIMIT:-600}
 
@@ -106,6 +110,7 @@ start_sim() { # dir port heights netns chain...
     [[ -n $ns ]] && prefix=(ip netns exec "$ns")
     "${prefix[@]}" timeout "$run_limit" "$bin/validator-sim" --listen "127.0.0.1:$port" \
         --protocol "$protocol" "${chain_args[@]}" --heights "$n" --nil-round-every 10 \
+        --block-time-ms "$block_time" \
         --expect-pubkey "$pubkey" --json "$dir/report.json" > "$dir/sim.out" 2>&1 &
     sim_pid=$!
     pids+=("$sim_pid")
@@ -478,7 +483,8 @@ fi
 
 machine_cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 python3 scripts/bench_report.py "$results" "$heights" "$rounds" "$(nproc)" "$machine_cpu" "$(date -u +%Y-%m-%dT%H:%MZ)" \
-    "$tmkms_note" "$netns_heights" "$tp_heights" "$(getconf CLK_TCK)" "$protocol" > "$work/benchmarks.md"
+    "$tmkms_note" "$netns_heights" "$tp_heights" "$(getconf CLK_TCK)" "$protocol" "$block_time" \
+    > "$work/benchmarks.md"
 mkdir -p docs
 mv "$work/benchmarks.md" docs/benchmarks.md
 cp "$results/summary.json" .bench/summary.json

@@ -9,7 +9,7 @@ bench.sh calls it; it can be rerun on a kept results directory to regenerate the
 """
 import json, os, sys, glob, statistics
 
-res, heights, rounds, nproc, cpu, date, tmkms_note, netns_h, tp_h, clk, proto = sys.argv[1:]
+res, heights, rounds, nproc, cpu, date, tmkms_note, netns_h, tp_h, clk, proto, block_ms = sys.argv[1:]
 clk = int(clk)
 out = []
 def p(line=""):
@@ -106,8 +106,9 @@ p(f"- Date: {date}; `nproc` = {nproc}; CPU: {cpu}. Load average (1, 5, 15 min) w
 p(f"  was written: {loadavg}; above about 2 other processes shared the machine during the run, so")
 p("  its tails are noisier than on a dedicated host.")
 p(f"- Driver: `validator-sim` (release build, a CometBFT node built on tendermint-rs), privval {proto},")
-p(f"  `--heights {heights} --nil-round-every 10` (a proposal, prevote and precommit per height, and")
-p("  every 10th height a nil round 0 first; with v0.38 non-nil precommits carry a vote extension).")
+p(f"  `--heights {heights} --nil-round-every 10 --block-time-ms {block_ms}` (a proposal, prevote and")
+p("  precommit per height, back to back, then the block time; every 10th height a nil round 0")
+p("  first; with v0.38 non-nil precommits carry a vote extension).")
 p("  Latency is the simulator's round trip of the answered attempt, request written to response read.")
 p(f"- Setups, in one run, alternating: {', '.join(setups)}; each ran {rounds} time(s) with")
 p("  a fresh signer state each time. Figures are the mean over rounds of each percentile (max: the")
