@@ -2,7 +2,7 @@
 """Turns the results directory of a scripts/bench.sh run into docs/benchmarks.md (stdout).
 
     scripts/bench_report.py RESULTS HEIGHTS ROUNDS NPROC CPU DATE TMKMS_NOTE NETNS_HEIGHTS \
-        TP_HEIGHTS CLK_TCK PROTOCOL
+        TP_HEIGHTS CLK_TCK PROTOCOL BLOCK_TIME_MS
 
 bench.sh calls it; it can be rerun on a kept results directory to regenerate the report.
 "Signatures" count signed votes and proposals only, never public-key requests.
