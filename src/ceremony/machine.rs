@@ -8,27 +8,24 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use frost_ed25519::keys::dkg::{round1, round2};
-use frost_ed25519::keys::{KeyPackage, PublicKeyPackage, VerifyingShare};
+use frost_ed25519::keys::{KeyPackage, PublicKeyPackage};
 use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest as _, Sha256};
-use zeroize::Zeroizing;
 
 use super::abort::Abort;
 use super::file::SessionId;
-use super::horcrux::import;
 use super::messages::{bounded_reason, Ask, CeremonyRequest, CeremonyResponse, Digest};
 use super::test_sign::{self, TestSigning};
-use super::{dkg, echo, refresh};
+use super::{dkg, echo};
 use crate::cluster::PeerId;
-use crate::threshold::key_share::{KeyShareFile, KEY_SHARE_VERSION};
 use crate::threshold::seed_escrow::SeedEscrow;
+use keys::KeyPhase;
 
 /// Where a cosigner's share comes from.
 pub enum KeySource {
     /// A new key, by DKG.
     Dkg,
-    /// This host's Horcrux shard, already turned into a key package ([`import`]).
+    /// This host's Horcrux shard, already turned into a key package ([`super::horcrux::import`]).
     Horcrux {
         /// This host's share as a FROST key package.
         key_package: Box<KeyPackage>,
@@ -64,24 +61,6 @@ pub struct Setup {
     pub session: SessionId,
     /// A new key or an imported one.
     pub source: KeySource,
-}
-
-enum KeyPhase {
-    Dkg {
-        /// A refresh: the share the new one replaces (the DKG then deals shares of zero).
-        refresh: Option<Box<OldShare>>,
-        secret1: Option<round1::SecretPackage>,
-        received: BTreeMap<PeerId, round1::Package>,
-        secret2: Option<round2::SecretPackage>,
-        /// Our round-2 package for each peer, made once the echoes agreed.
-        outgoing: BTreeMap<PeerId, Zeroizing<Vec<u8>>>,
-        incoming: BTreeMap<PeerId, round2::Package>,
-    },
-    Import {
-        key_package: Box<KeyPackage>,
-        expected_key: [u8; 32],
-        received: BTreeMap<PeerId, VerifyingShare>,
-    },
 }
 
 /// The result: this cosigner's share and the group's key, proven by the test signature.
@@ -149,41 +128,7 @@ impl Machine {
                 "cosigner {me} is not among the ceremony's cosigners {members:?}"
             )));
         }
-        let (phase, own_contribution) = match source {
-            KeySource::Dkg | KeySource::Refresh(_) => {
-                let refresh = match source {
-                    KeySource::Refresh(old) => Some(old),
-                    _ => None,
-                };
-                let (secret1, package) = match refresh {
-                    Some(_) => refresh::part1(me, shares, threshold, rng)?,
-                    None => dkg::part1(me, shares, threshold, rng)?,
-                };
-                let bytes = dkg::encode_round1(&package)?;
-                let phase = KeyPhase::Dkg {
-                    refresh,
-                    secret1: Some(secret1),
-                    received: BTreeMap::new(),
-                    secret2: None,
-                    outgoing: BTreeMap::new(),
-                    incoming: BTreeMap::new(),
-                };
-                (phase, bytes)
-            }
-            KeySource::Horcrux {
-                key_package,
-                expected_key,
-            } => {
-                let bytes = import::encode_contribution(&key_package)?;
-                let share = import::decode_contribution(me, &bytes)?;
-                let phase = KeyPhase::Import {
-                    key_package,
-                    expected_key,
-                    received: [(me, share)].into(),
-                };
-                (phase, bytes)
-            }
-        };
+        let (phase, own_contribution) = KeyPhase::start(me, shares, threshold, source, rng)?;
         let own_digest = echo::digest(&session, me, &own_contribution);
         Ok(Machine {
             me,
@@ -519,25 +464,7 @@ impl Machine {
     }
 
     fn take_contribution(&mut self, from: PeerId, bytes: &[u8]) -> Result<(), Abort> {
-        let canonical = match &mut self.phase {
-            KeyPhase::Dkg {
-                received, refresh, ..
-            } => {
-                // A refresh deals shares of zero: the constant term's commitment (the
-                // identity) is left out of the package.
-                let points = self.threshold - u16::from(refresh.is_some());
-                let package = dkg::decode_round1(from, bytes, self.threshold, points)?;
-                let canonical = dkg::encode_round1(&package)?;
-                received.entry(from).or_insert(package);
-                canonical
-            }
-            KeyPhase::Import { received, .. } => {
-                let share = import::decode_contribution(from, bytes)?;
-                let canonical = import_bytes(&share)?;
-                received.entry(from).or_insert(share);
-                canonical
-            }
-        };
+        let canonical = self.phase.take_contribution(from, bytes, self.threshold)?;
         let digest = echo::digest(&self.session, from, &canonical);
         match self.digests.get(&from) {
             Some(held) if *held != digest => Err(Abort::culprit(
@@ -559,7 +486,7 @@ impl Machine {
         }
         let agreed = self.echo.is_some() && self.echoes_checked.len() + 1 == n;
         if agreed && self.keys.is_none() {
-            self.make_keys()?;
+            self.keys = self.phase.make_keys(self.me, self.threshold, self.shares)?;
             if let Some(keys) = &self.keys {
                 let message = test_sign::message(&self.session, &keys.group_key);
                 self.test = Some(TestSigning::new(
@@ -588,103 +515,6 @@ impl Machine {
         }
         Ok(())
     }
-
-    /// DKG parts 2 and 3, or the import's public key package; checks the result as a share
-    /// file would be checked on load.
-    fn make_keys(&mut self) -> Result<(), Abort> {
-        let (key_package, public_key_package) = match &mut self.phase {
-            KeyPhase::Dkg {
-                refresh: old,
-                secret1,
-                received,
-                secret2,
-                outgoing,
-                incoming,
-            } => {
-                if let Some(s1) = secret1.take() {
-                    let (s2, packages) = match old {
-                        Some(_) => refresh::part2(s1, received)?,
-                        None => dkg::part2(s1, received)?,
-                    };
-                    *secret2 = Some(s2);
-                    *outgoing = packages;
-                }
-                let Some(s2) = secret2.as_ref() else {
-                    return Ok(());
-                };
-                if incoming.len() + 1 < usize::from(self.shares) {
-                    return Ok(());
-                }
-                match old {
-                    Some(old) => refresh::shares(s2, received, incoming, old)?,
-                    None => dkg::part3(s2, received, incoming)?,
-                }
-            }
-            KeyPhase::Import {
-                key_package,
-                expected_key,
-                received,
-            } => {
-                let pkp = import::public_key_package(received, expected_key, self.threshold)?;
-                ((**key_package).clone(), pkp)
-            }
-        };
-        let old = match &self.phase {
-            KeyPhase::Dkg {
-                refresh: Some(old), ..
-            } => Some(old),
-            _ => None,
-        };
-        let file = KeyShareFile {
-            version: KEY_SHARE_VERSION,
-            id: self.me,
-            threshold: self.threshold,
-            shares: self.shares,
-            epoch: old.map_or(0, |o| o.epoch.saturating_add(1)),
-            key_package,
-            public_key_package,
-            // A DKG key never existed as a seed, and a Horcrux host holds only its shard:
-            // such a key can leave the cluster as a key share set, not as a key file. A
-            // refresh keeps the key, so the escrow stays valid.
-            seed_escrow: old.and_then(|o| o.seed_escrow.clone()),
-        };
-        file.validate()
-            .map_err(|e| Abort::local(format!("the new key share does not check out: {e}")))?;
-        let group_key = <[u8; 32]>::try_from(
-            file.public_key_package
-                .verifying_key()
-                .serialize()
-                .map_err(|e| Abort::local(format!("cannot encode the group key: {e}")))?
-                .as_slice(),
-        )
-        .map_err(|_| Abort::local("the group key is not 32 bytes"))?;
-        let expected = match &self.phase {
-            KeyPhase::Import { expected_key, .. } => Some(*expected_key),
-            KeyPhase::Dkg {
-                refresh: Some(old), ..
-            } => Some(refresh::group_key(&old.public_key_package)?),
-            KeyPhase::Dkg { refresh: None, .. } => None,
-        };
-        if expected.is_some_and(|k| k != group_key) {
-            return Err(Abort::local(
-                "the new shares' group key differs from the validator key",
-            ));
-        }
-        self.keys = Some(Keys {
-            epoch: file.epoch,
-            key_package: file.key_package.clone(),
-            public_key_package: file.public_key_package.clone(),
-            group_key,
-            seed_escrow: file.seed_escrow.clone(),
-        });
-        Ok(())
-    }
-}
-
-fn import_bytes(share: &VerifyingShare) -> Result<Vec<u8>, Abort> {
-    share
-        .serialize()
-        .map_err(|e| Abort::local(format!("cannot encode a verifying share: {e}")))
 }
 
 fn variant_name(response: &CeremonyResponse) -> &'static str {
@@ -705,5 +535,6 @@ fn variant_name(response: &CeremonyResponse) -> &'static str {
     }
 }
 
+mod keys;
 #[cfg(test)]
 pub(crate) mod tests;

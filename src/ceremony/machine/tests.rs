@@ -8,8 +8,11 @@ use frost_ed25519::keys::SigningShare;
 use rand_core::OsRng;
 use sha2::{Digest as _, Sha512};
 
+use frost_ed25519::keys::dkg::round2;
+
 use super::*;
-use crate::ceremony::horcrux::HorcruxShard;
+use crate::ceremony::horcrux::{import, HorcruxShard};
+use crate::threshold::key_share::KeyShareFile;
 
 const SESSION: SessionId = [7; 32];
 
